@@ -1,0 +1,178 @@
+"""The mixin that turns a Keras layer into a quantized layer.
+
+A quantized layer computes ``activation(f(q_kernel(w), q_input(x)) + b)`` where
+``f`` is its Keras parent's operation. With every quantizer ``None`` it is
+exactly its parent. The latent float weights are what trains; the quantized
+view of each kernel is available as :attr:`QuantizerBase.quantized_weights`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import keras
+from keras import ops
+
+from bnncore import activations, constraints, quantizers
+
+__all__ = ["QuantizerBase"]
+
+log = logging.getLogger("bnncore")
+
+ForwardFn = Callable[[Any, Any, dict[str, Any]], Any]
+
+
+def _check_pad_values(pad_values: Any) -> float:
+    if isinstance(pad_values, bool) or not isinstance(pad_values, int | float):
+        raise ValueError(f"Expected a number. Received: pad_values={pad_values!r}")
+    return float(pad_values)
+
+
+class QuantizerBase:
+    """Mixin applying ``input_quantizer`` and the kernel quantizers of a layer.
+
+    A concrete quantized layer lists the quantizer arguments it takes in
+    ``_kernel_quantizers`` (argument name → weight attribute), says whether it
+    takes ``pad_values``, and names the function computing its operation from
+    the (already quantized) inputs and kernels. Its signature is its Keras
+    parent's with the quantizer arguments added as keyword-only parameters.
+
+    Args:
+        input_quantizer: Quantizer applied to the layer's input.
+        kernel_quantizer (or ``depthwise_quantizer`` / ``pointwise_quantizer``):
+            Quantizer applied to the kernel in the forward pass.
+        pad_values: Constant used for implicit padding (``padding="same"``, and
+            ``"causal"`` for 1D convolutions); ``1.0`` gives "same-one" padding.
+    """
+
+    _kernel_quantizers: ClassVar[dict[str, str]] = {"kernel_quantizer": "kernel"}
+    _takes_pad_values: ClassVar[bool] = False
+    _forward: ClassVar[ForwardFn]
+    _parent: ClassVar[type]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        parent = next(
+            (
+                base
+                for base in cls.__mro__[1:]
+                if issubclass(base, keras.layers.Layer)
+                and not issubclass(base, QuantizerBase)
+            ),
+            None,
+        )
+        if parent is None:  # an intermediate mixin, not a concrete layer
+            return
+        cls._parent = parent
+        cls.__signature__ = _quantized_signature(parent, cls)  # type: ignore[attr-defined]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        bound = self.__signature__.bind(*args, **kwargs)  # type: ignore[attr-defined]
+        arguments = dict(bound.arguments)
+        extra = arguments.pop("kwargs", {})
+        input_quantizer = arguments.pop("input_quantizer", None)
+        kernel_quantizers = {
+            name: arguments.pop(name, None) for name in self._kernel_quantizers
+        }
+        pad_values = (
+            arguments.pop("pad_values", 0.0) if self._takes_pad_values else None
+        )
+        if "activation" in arguments:
+            arguments["activation"] = activations.get(arguments["activation"])
+        for name, value in arguments.items():
+            if name.endswith("_constraint") and value is not None:
+                arguments[name] = constraints.get(value)
+
+        super().__init__(**arguments, **extra)
+
+        self.input_quantizer = quantizers.get(input_quantizer)
+        for name, value in kernel_quantizers.items():
+            setattr(self, name, quantizers.get(value))
+        if self._takes_pad_values:
+            self.pad_values = _check_pad_values(pad_values)
+        self._warn_about_starved_weights()
+
+    def _warn_about_starved_weights(self) -> None:
+        for name in self._kernel_quantizers:
+            quantizer = getattr(self, name)
+            constraint_name = name.replace("_quantizer", "_constraint")
+            has_constraint = getattr(self, constraint_name, None) is not None
+            if quantizers.get_precision(quantizer) == 1 and not has_constraint:
+                log.warning(
+                    "%s: `%s` is binary but `%s` is not set; latent weights that "
+                    "leave the gradient's clip range may starve (their gradient "
+                    "stays zero). Consider %s='weight_clip'.",
+                    self.name,
+                    name,
+                    constraint_name,
+                    constraint_name,
+                )
+
+    # ------------------------------------------------------------------
+    # Quantized views
+    # ------------------------------------------------------------------
+
+    @property
+    def kernel_quantizers(self) -> dict[str, Any]:
+        """Weight attribute name → quantizer applied to it (``None`` if none)."""
+        return {
+            attribute: getattr(self, name)
+            for name, attribute in self._kernel_quantizers.items()
+        }
+
+    @property
+    def quantizers(self) -> list[Any]:
+        """The kernel quantizers that are set (as in Larq)."""
+        return [q for q in self.kernel_quantizers.values() if q is not None]
+
+    @property
+    def quantized_weights(self) -> dict[str, Any]:
+        """Weight attribute name → the kernel as used in the forward pass."""
+        views = {}
+        for attribute, quantizer in self.kernel_quantizers.items():
+            latent = ops.convert_to_tensor(getattr(self, attribute))
+            views[attribute] = latent if quantizer is None else quantizer(latent)
+        return views
+
+    # ------------------------------------------------------------------
+    # Keras protocol
+    # ------------------------------------------------------------------
+
+    def call(self, inputs: Any) -> Any:
+        if self.input_quantizer is not None:
+            inputs = self.input_quantizer(inputs)
+        outputs = type(self)._forward(self, inputs, self.quantized_weights)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()  # type: ignore[misc]
+        config["input_quantizer"] = quantizers.serialize(self.input_quantizer)
+        for name in self._kernel_quantizers:
+            config[name] = quantizers.serialize(getattr(self, name))
+        if self._takes_pad_values:
+            config["pad_values"] = self.pad_values
+        return config
+
+
+def _quantized_signature(parent: type, cls: type) -> inspect.Signature:
+    """The parent's ``__init__`` signature plus the quantizer keyword arguments."""
+    params = list(inspect.signature(parent.__init__).parameters.values())[1:]
+    var_keyword = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    extra_names = ["input_quantizer", *cls._kernel_quantizers]  # type: ignore[attr-defined]
+    extras = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+        for name in extra_names
+    ]
+    if cls._takes_pad_values:  # type: ignore[attr-defined]
+        extras.append(
+            inspect.Parameter("pad_values", inspect.Parameter.KEYWORD_ONLY, default=0.0)
+        )
+    if not var_keyword:
+        var_keyword = [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
+    return inspect.Signature([*params, *extras, *var_keyword])

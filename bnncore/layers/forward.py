@@ -1,0 +1,169 @@
+"""The operations of the quantized layers, written with ``keras.ops`` only.
+
+Each function computes a layer family's output (bias included, activation not)
+from already-quantized inputs and kernels, exactly as the Keras parent does,
+plus explicit constant padding for ``pad_values``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keras import ops
+
+
+def _channels_last(layer: Any) -> bool:
+    return getattr(layer, "data_format", "channels_last") == "channels_last"
+
+
+def _add_bias(layer: Any, outputs: Any, channels: int) -> Any:
+    if not layer.use_bias:
+        return outputs
+    rank = len(outputs.shape) - 2
+    if _channels_last(layer):
+        shape = (1,) * (rank + 1) + (channels,)
+    else:
+        shape = (1, channels) + (1,) * rank
+    return ops.add(outputs, ops.reshape(layer.bias, shape))
+
+
+def same_padding_amounts(
+    size: int, kernel: int, stride: int, dilation: int
+) -> tuple[int, int]:
+    """(before, after) padding of one spatial axis under ``padding="same"``."""
+    out = -(-size // stride)
+    effective = (kernel - 1) * dilation + 1
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_inputs(layer: Any, inputs: Any) -> tuple[Any, str]:
+    """Pads ``inputs`` with ``layer.pad_values`` where the layer pads implicitly.
+
+    Returns the (possibly padded) inputs and the padding mode to pass on to the
+    convolution: unchanged when the native zero padding is what is asked for.
+    """
+    padding = layer.padding
+    value = getattr(layer, "pad_values", 0.0)
+    if padding == "valid" or (padding == "same" and value == 0.0):
+        return inputs, padding
+    rank = layer.rank
+    spatial_axes = (
+        list(range(1, rank + 1)) if _channels_last(layer) else list(range(2, rank + 2))
+    )
+    pads = [[0, 0] for _ in range(rank + 2)]
+    for i, axis in enumerate(spatial_axes):
+        kernel = layer.kernel_size[i]
+        dilation = layer.dilation_rate[i]
+        if padding == "causal":
+            pads[axis] = [dilation * (kernel - 1), 0]
+            continue
+        size = inputs.shape[axis]
+        if size is None:
+            raise ValueError(
+                f"{layer.name}: pad_values={value} with padding='same' needs a known "
+                f"spatial size; received input shape {tuple(inputs.shape)}."
+            )
+        pads[axis] = list(
+            same_padding_amounts(size, kernel, layer.strides[i], dilation)
+        )
+    return ops.pad(inputs, pads, constant_values=value), "valid"
+
+
+def dense(layer: Any, inputs: Any, kernels: dict[str, Any]) -> Any:
+    outputs = ops.matmul(inputs, kernels["kernel"])
+    if layer.use_bias:
+        outputs = ops.add(outputs, layer.bias)
+    return outputs
+
+
+def conv(layer: Any, inputs: Any, kernels: dict[str, Any]) -> Any:
+    inputs, padding = pad_inputs(layer, inputs)
+    outputs = ops.conv(
+        inputs,
+        kernels["kernel"],
+        strides=list(layer.strides),
+        padding=padding,
+        dilation_rate=layer.dilation_rate,
+        data_format=layer.data_format,
+    )
+    return _add_bias(layer, outputs, layer.filters)
+
+
+def depthwise_conv(layer: Any, inputs: Any, kernels: dict[str, Any]) -> Any:
+    inputs, padding = pad_inputs(layer, inputs)
+    kernel = kernels["kernel"]
+    outputs = ops.depthwise_conv(
+        inputs,
+        kernel,
+        strides=layer.strides,
+        padding=padding,
+        dilation_rate=layer.dilation_rate,
+        data_format=layer.data_format,
+    )
+    channels = kernel.shape[-2] * kernel.shape[-1]
+    return _add_bias(layer, outputs, channels)
+
+
+def separable_conv(layer: Any, inputs: Any, kernels: dict[str, Any]) -> Any:
+    inputs, padding = pad_inputs(layer, inputs)
+    outputs = ops.separable_conv(
+        inputs,
+        kernels["depthwise_kernel"],
+        kernels["pointwise_kernel"],
+        strides=layer.strides,
+        padding=padding,
+        dilation_rate=layer.dilation_rate,
+        data_format=layer.data_format,
+    )
+    return _add_bias(layer, outputs, layer.filters)
+
+
+def conv_transpose(layer: Any, inputs: Any, kernels: dict[str, Any]) -> Any:
+    outputs = ops.conv_transpose(
+        inputs,
+        kernels["kernel"],
+        strides=list(layer.strides),
+        padding=layer.padding,
+        output_padding=layer.output_padding,
+        dilation_rate=layer.dilation_rate,
+        data_format=layer.data_format,
+    )
+    return _add_bias(layer, outputs, layer.filters)
+
+
+def locally_connected(layer: Any, inputs: Any, kernels: dict[str, Any]) -> Any:
+    """Unshared-weight convolution (``padding="valid"``) over 1 or 2 spatial axes.
+
+    Patches are flattened in (spatial..., channel) order, output positions in
+    row-major order, as in Keras 2's ``implementation=1``.
+    """
+    if not _channels_last(layer):
+        perm = [0, *range(2, layer.rank + 2), 1]
+        inputs = ops.transpose(inputs, perm)
+    kernel = kernels["kernel"]
+    out_sizes = layer.output_spatial_shape
+    gathered = inputs
+    # Gather windows axis by axis: axis a of size L becomes (out_a, k_a).
+    for i in range(layer.rank):
+        axis = 1 + 2 * i
+        starts = ops.arange(out_sizes[i]) * layer.strides[i]
+        index = ops.expand_dims(starts, 1) + ops.expand_dims(
+            ops.arange(layer.kernel_size[i]), 0
+        )
+        gathered = ops.take(gathered, index, axis=axis)
+    # gathered: (B, o1, k1, o2, k2, ..., C) -> (B, o1, o2, ..., k1, k2, ..., C)
+    out_axes = [1 + 2 * i for i in range(layer.rank)]
+    k_axes = [2 + 2 * i for i in range(layer.rank)]
+    channel_axis = 1 + 2 * layer.rank
+    gathered = ops.transpose(gathered, [0, *out_axes, *k_axes, channel_axis])
+    positions = kernel.shape[0]
+    patches = ops.reshape(gathered, (-1, positions, kernel.shape[1]))
+    outputs = ops.einsum("bpk,pkf->bpf", patches, kernel)
+    outputs = ops.reshape(outputs, (-1, *out_sizes, layer.filters))
+    if layer.use_bias:
+        outputs = ops.add(outputs, layer.bias)
+    if not _channels_last(layer):
+        perm = [0, layer.rank + 1, *range(1, layer.rank + 1)]
+        outputs = ops.transpose(outputs, perm)
+    return outputs
