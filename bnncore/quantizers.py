@@ -132,7 +132,19 @@ def _with_pseudo_gradient(
 
         return forward(inputs), grad
 
-    return _quantize(ops.convert_to_tensor(x))
+    return _quantize(as_tensor(x))
+
+
+def as_tensor(x: Any) -> Any:
+    """``x`` as a tensor; a variable is read into a tensor rather than passed on.
+
+    With TensorFlow, ``keras.ops.convert_to_tensor`` returns a variable as is, and
+    a custom-gradient function that receives a variable must then also return
+    gradients for it; reading it first keeps quantizers plain functions.
+    """
+    if isinstance(x, keras.Variable):
+        return ops.copy(x)
+    return ops.convert_to_tensor(x)
 
 
 def _clipped(dy: Any, x: Any, clip_value: float | None) -> Any:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import keras
-from keras import ops
 
 from bnncore import activations, constraints, quantizers
 
@@ -133,7 +132,7 @@ class QuantizerBase:
         """Weight attribute name → the kernel as used in the forward pass."""
         views = {}
         for attribute, quantizer in self.kernel_quantizers.items():
-            latent = ops.convert_to_tensor(getattr(self, attribute))
+            latent = quantizers.as_tensor(getattr(self, attribute))
             views[attribute] = latent if quantizer is None else quantizer(latent)
         return views
 
