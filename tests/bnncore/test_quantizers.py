@@ -13,11 +13,12 @@ from bnncore import quantizers
 # A grid with the interesting points: zeros of both signs, ±clip values, ±1,
 # values just inside and outside the clip range, and a random tail.
 _RNG = np.random.default_rng(0)
+# ruff: noqa: RUF005
 GRID = np.concatenate(
     [
         np.array(
-            [-3, -1.5, -1, -0.7, -0.5, -0.05, -1e-7, -0.0, 0.0, 1e-7, 0.05, 0.5, 0.7]
-            + [1, 1.5, 3, -0.25, 0.25, -2, 2],
+            [-3, -1.5, -1, -0.7, -0.5, -0.05, -1e-7, -0.0, 0.0, 1e-7, 0.05, 0.5]
+            + [0.7, 1, 1.5, 3, -0.25, 0.25, -2, 2],
             dtype=np.float32,
         ),
         _RNG.uniform(-2.5, 2.5, 44).astype(np.float32),
