@@ -1,0 +1,39 @@
+"""The README's Python examples run exactly as printed, in order, in one namespace."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SKIP_MARKER = "<!-- not-run -->"
+
+
+def python_blocks(text: str) -> list[str]:
+    """Fenced ```python blocks, except those right after a not-run marker."""
+    blocks = []
+    for match in re.finditer(
+        r"(?P<before>[^\n]*)\n```python\n(?P<code>.*?)\n```", text, re.S
+    ):
+        if SKIP_MARKER in match.group("before"):
+            continue
+        blocks.append(match.group("code"))
+    return blocks
+
+
+def test_readme_has_examples():
+    blocks = python_blocks(README.read_text())
+    assert len(blocks) >= 4
+
+
+def test_readme_examples_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme"}
+    for index, code in enumerate(python_blocks(README.read_text())):
+        try:
+            exec(compile(code, f"README.md block {index}", "exec"), namespace)
+        except Exception as error:  # pragma: no cover - shown on failure
+            raise AssertionError(f"README block {index} failed:\n{code}") from error
+    printed = capsys.readouterr().out
+    assert "(1, 10)" in printed
+    assert "[[-1.  1.  1.  1.]]" in printed
