@@ -135,35 +135,44 @@ def conv_transpose(layer: Any, inputs: Any, kernels: dict[str, Any]) -> Any:
 def locally_connected(layer: Any, inputs: Any, kernels: dict[str, Any]) -> Any:
     """Unshared-weight convolution (``padding="valid"``) over 1 or 2 spatial axes.
 
-    Patches are flattened in (spatial..., channel) order, output positions in
-    row-major order, as in Keras 2's ``implementation=1``.
+    The weight layout is Keras 2's ``implementation=1``: output positions in
+    row-major order; each patch flattened in the input's own axis order, that is
+    (spatial..., channel) for ``channels_last`` and (channel, spatial...) for
+    ``channels_first``; the bias, of shape ``(*output_spatial, filters)``, is
+    reshaped (not transposed) to the output's layout, as Keras 2 did.
     """
-    if not _channels_last(layer):
-        perm = [0, *range(2, layer.rank + 2), 1]
-        inputs = ops.transpose(inputs, perm)
+    rank = layer.rank
+    channels_last = _channels_last(layer)
     kernel = kernels["kernel"]
     out_sizes = layer.output_spatial_shape
+    first_spatial = 1 if channels_last else 2
     gathered = inputs
-    # Gather windows axis by axis: axis a of size L becomes (out_a, k_a).
-    for i in range(layer.rank):
-        axis = 1 + 2 * i
+    # Gather windows axis by axis: spatial axis i of size L becomes (out_i, k_i).
+    for i in range(rank):
         starts = ops.arange(out_sizes[i]) * layer.strides[i]
         index = ops.expand_dims(starts, 1) + ops.expand_dims(
             ops.arange(layer.kernel_size[i]), 0
         )
-        gathered = ops.take(gathered, index, axis=axis)
-    # gathered: (B, o1, k1, o2, k2, ..., C) -> (B, o1, o2, ..., k1, k2, ..., C)
-    out_axes = [1 + 2 * i for i in range(layer.rank)]
-    k_axes = [2 + 2 * i for i in range(layer.rank)]
-    channel_axis = 1 + 2 * layer.rank
-    gathered = ops.transpose(gathered, [0, *out_axes, *k_axes, channel_axis])
-    positions = kernel.shape[0]
-    patches = ops.reshape(gathered, (-1, positions, kernel.shape[1]))
+        gathered = ops.take(gathered, index, axis=first_spatial + 2 * i)
+    # channels_last:  (B, o1, k1, ..., C) -> (B, o1, ..., k1, ..., C)
+    # channels_first: (B, C, o1, k1, ...) -> (B, o1, ..., C, k1, ...)
+    out_axes = [first_spatial + 2 * i for i in range(rank)]
+    k_axes = [first_spatial + 2 * i + 1 for i in range(rank)]
+    if channels_last:
+        perm = [0, *out_axes, *k_axes, 1 + 2 * rank]
+    else:
+        perm = [0, *out_axes, 1, *k_axes]
+    gathered = ops.transpose(gathered, perm)
+    patches = ops.reshape(gathered, (-1, kernel.shape[0], kernel.shape[1]))
     outputs = ops.einsum("bpk,pkf->bpf", patches, kernel)
     outputs = ops.reshape(outputs, (-1, *out_sizes, layer.filters))
+    if not channels_last:
+        outputs = ops.transpose(outputs, [0, rank + 1, *range(1, rank + 1)])
     if layer.use_bias:
-        outputs = ops.add(outputs, layer.bias)
-    if not _channels_last(layer):
-        perm = [0, layer.rank + 1, *range(1, layer.rank + 1)]
-        outputs = ops.transpose(outputs, perm)
+        bias_shape = (
+            (1, *out_sizes, layer.filters)
+            if channels_last
+            else (1, layer.filters, *out_sizes)
+        )
+        outputs = ops.add(outputs, ops.reshape(layer.bias, bias_shape))
     return outputs

@@ -1,9 +1,16 @@
 """Locally connected layers (unshared convolution), which Keras 3 no longer has.
 
-They behave like Keras 2's ``LocallyConnected1D/2D`` with ``implementation=1``:
-``padding="valid"``, one kernel per output position of shape
-``(output_positions, prod(kernel_size) * input_channels, filters)`` and one bias
-per output position and filter.
+They behave like Keras 2's ``LocallyConnected1D/2D`` with ``implementation=1``,
+weight layout included, so Keras 2 / Larq weights load unchanged:
+
+* ``padding="valid"`` only;
+* ``kernel`` has shape ``(output_positions, prod(kernel_size) * input_channels,
+  filters)``; output positions are in row-major order and each input patch is
+  flattened in the input's own axis order: (spatial..., channel) for
+  ``channels_last``, (channel, spatial...) for ``channels_first``;
+* ``bias`` has shape ``(*output_spatial_shape, filters)``; for
+  ``channels_first`` it is *reshaped* (not transposed) to
+  ``(filters, *output_spatial_shape)`` before being added, as Keras 2 did.
 """
 
 from __future__ import annotations
