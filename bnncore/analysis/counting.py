@@ -1,0 +1,576 @@
+"""Counting: bit widths, parameters, memory, MACs, BOPs and activations.
+
+The rules (documented with examples in ``docs/profile.md``):
+
+* A weight counts at the ``precision`` of the quantizer applied to it in the
+  forward pass (``layer.kernel_quantizers``), else at its dtype's width. A
+  quantizer without a declared precision counts 32 bits.
+* ``params`` is Keras's count (every weight, once), so the totals equal
+  ``model.count_params()``. A weight shared by several layers is counted at its
+  first appearance only.
+* Memory: BatchNormalization folds into a scale and an offset per channel, so
+  it counts 2 values per channel at its variables' width, whatever ``center`` /
+  ``scale`` are; every other weight counts once at its bit width.
+  ``inference_params`` counts parameters the same way.
+* MACs: non-bias kernel weights × output positions (Dense, Conv, Depthwise and
+  both parts of Separable); × input positions for transposed convolutions (every
+  input value meets every kernel weight); kernel weights for locally connected
+  layers (no weight sharing). A MAC's precision is max(input bits, kernel bits)
+  where the input bits are the ``input_quantizer`` precision, or 32 without one.
+  BOPs = MACs × input bits × kernel bits.
+* Activations at batch 1: output elements, at the output's precision (a
+  quantizer's precision for quantizer layers and quantizer activations, else
+  the output dtype's width).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+from bnncore import quantizers
+from bnncore.analysis.graph import Call, call_sites, flat_shapes, model_kind
+from bnncore.analysis.records import (
+    LayerProfile,
+    ModelProfile,
+    Shape,
+    Totals,
+    WeightProfile,
+    bit_counts,
+)
+from bnncore.layers.locally_connected import LocallyConnected1D, LocallyConnected2D
+
+__all__ = [
+    "dtype_bits",
+    "input_precision",
+    "is_mac_layer",
+    "output_precision",
+    "profile_model",
+]
+
+DEFAULT_BITS = 32
+
+_Sources = Mapping[str | None, int]  # producer name → bits of its output
+
+_TRANSPOSED = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+_SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+_CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+_LOCAL = (LocallyConnected1D, LocallyConnected2D)
+# Layers whose weights are applied element-wise or looked up: 0 MACs, no note.
+_NO_MACS = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+    keras.layers.Normalization,
+    keras.layers.Embedding,
+    keras.layers.PReLU,
+)
+
+
+def dtype_bits(dtype: Any) -> int:
+    """Bit width of a dtype name (``"float32"`` → 32, ``"bool"`` → 8)."""
+    name = str(getattr(dtype, "name", dtype))
+    if name == "bool":
+        return 8
+    match = re.search(r"(\d+)", name)
+    return int(match.group(1)) if match else DEFAULT_BITS
+
+
+def _quantizer_name(quantizer: Any) -> str:
+    if isinstance(quantizer, keras.layers.Layer):
+        return type(quantizer).__name__
+    return getattr(quantizer, "__name__", type(quantizer).__name__)
+
+
+def _precision(quantizer: Any) -> int:
+    return quantizers.get_precision(quantizer) or DEFAULT_BITS
+
+
+def _elements(shape: Shape) -> int | None:
+    """Elements of one sample (batch dimension dropped); ``None`` if unknown."""
+    dims = shape[1:]
+    if any(d is None for d in dims):
+        return None
+    return math.prod(dims)  # type: ignore[arg-type]
+
+
+def _bytes(elements: int, bits: int) -> int:
+    return -(-elements * bits // 8)
+
+
+@dataclass
+class _Context:
+    """State shared across one profile: weights already counted, trainability."""
+
+    trainable_ids: set[int]
+    seen: set[int] = field(default_factory=set)
+
+
+# ----------------------------------------------------------------------------
+# Weights
+# ----------------------------------------------------------------------------
+
+
+def _quantized_attributes(layer: Any) -> dict[int, tuple[int, str]]:
+    """id(variable) → (bits, quantizer name) for the layer's quantized weights."""
+    mapping = getattr(layer, "kernel_quantizers", None)
+    if not isinstance(mapping, Mapping):
+        return {}
+    found = {}
+    for attribute, quantizer in mapping.items():
+        if quantizer is None:
+            continue
+        variable = getattr(layer, attribute, None)
+        if variable is not None:
+            found[id(variable)] = (_precision(quantizer), _quantizer_name(quantizer))
+    return found
+
+
+def _weight_profiles(layer: Any, context: _Context) -> tuple[WeightProfile, ...]:
+    quantized = _quantized_attributes(layer)
+    weights = []
+    for variable in getattr(layer, "weights", []):
+        bits, quantizer = quantized.get(id(variable), (None, None))
+        counted = id(variable) not in context.seen
+        context.seen.add(id(variable))
+        weights.append(
+            WeightProfile(
+                name=str(variable.name),
+                path=str(getattr(variable, "path", variable.name)),
+                shape=tuple(int(d) for d in variable.shape),
+                dtype=str(variable.dtype),
+                bits=bits if bits is not None else dtype_bits(variable.dtype),
+                trainable=id(variable) in context.trainable_ids,
+                quantizer=quantizer,
+                counted=counted,
+            )
+        )
+    return tuple(weights)
+
+
+@dataclass
+class _ParamCounts:
+    params: int = 0
+    trainable: int = 0
+    by_bits: Counter = field(default_factory=Counter)
+    inference: int = 0
+    inference_by_bits: Counter = field(default_factory=Counter)
+    memory_bits: int = 0
+    memory_bits_8: int = 0
+
+
+def _count_params(layer: Any, weights: tuple[WeightProfile, ...]) -> _ParamCounts:
+    counts = _ParamCounts()
+    counted = [w for w in weights if w.counted]
+    for w in counted:
+        counts.params += w.params
+        counts.trainable += w.params if w.trainable else 0
+        counts.by_bits[w.bits] += w.params
+    if isinstance(layer, keras.layers.BatchNormalization) and counted:
+        # Folded at inference into one scale and one offset per channel.
+        channels = math.prod(int(d) for d in layer.moving_mean.shape)
+        bits = dtype_bits(layer.moving_mean.dtype)
+        counts.inference = 2 * channels
+        counts.inference_by_bits[bits] += 2 * channels
+        counts.memory_bits = 2 * channels * bits
+        counts.memory_bits_8 = 2 * channels * min(bits, 8)
+        return counts
+    for w in counted:
+        counts.inference += w.params
+        counts.inference_by_bits[w.bits] += w.params
+        counts.memory_bits += w.params * w.bits
+        counts.memory_bits_8 += w.params * min(w.bits, 8)
+    return counts
+
+
+# ----------------------------------------------------------------------------
+# MACs
+# ----------------------------------------------------------------------------
+
+
+def _spatial(layer: Any, shape: Shape) -> Shape:
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return shape[2:]
+    return shape[1:-1]
+
+
+def _kernel_terms(layer: Any) -> list[tuple[str, int]]:
+    """(attribute, number of weights) of the kernels that multiply inputs."""
+    if isinstance(layer, _SEPARABLE):
+        names = ["depthwise_kernel", "pointwise_kernel"]
+    else:
+        names = ["kernel"]
+    terms = []
+    for name in names:
+        kernel = getattr(layer, name, None)
+        if kernel is not None:
+            terms.append((name, math.prod(int(d) for d in kernel.shape)))
+    return terms
+
+
+def _positions(layer: Any, call: Call) -> int | None:
+    """How many times each kernel weight is used in one call at batch 1."""
+    if isinstance(layer, _LOCAL):
+        return 1
+    if isinstance(layer, _TRANSPOSED):
+        dims = _spatial(layer, call.input_shapes[0]) if call.input_shapes else None
+    elif isinstance(layer, keras.layers.Dense):
+        dims = call.output_shapes[0][1:-1] if call.output_shapes else None
+    else:
+        dims = _spatial(layer, call.output_shapes[0]) if call.output_shapes else None
+    if dims is None or any(d is None for d in dims):
+        return None
+    return math.prod(dims)  # type: ignore[arg-type]
+
+
+def is_mac_layer(layer: Any) -> bool:
+    """Whether the layer multiplies its inputs by weights (MACs counted)."""
+    return isinstance(
+        layer,
+        (keras.layers.Dense, *_CONV, *_DEPTHWISE, *_SEPARABLE, *_TRANSPOSED, *_LOCAL),
+    )
+
+
+@dataclass
+class _MacCounts:
+    macs: int = 0
+    by_bits: Counter = field(default_factory=Counter)
+    bops: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _count_macs(
+    layer: Any,
+    calls: tuple[Call, ...],
+    weights: tuple[WeightProfile, ...],
+    input_bits: int,
+) -> _MacCounts:
+    counts = _MacCounts()
+    if not is_mac_layer(layer):
+        if any(w.params for w in weights) and not isinstance(layer, _NO_MACS):
+            counts.notes.append(
+                f"MACs are not counted for {type(layer).__name__} layers."
+            )
+        return counts
+    bits_by_id = {id(v): w.bits for v, w in zip(layer.weights, weights, strict=True)}
+    for call in calls:
+        positions = _positions(layer, call)
+        if positions is None:
+            counts.notes.append(
+                "MACs not counted for a call whose spatial shape is unknown "
+                f"(input {call.input_shapes}, output {call.output_shapes})."
+            )
+            continue
+        for attribute, size in _kernel_terms(layer):
+            kernel = getattr(layer, attribute)
+            kernel_bits = bits_by_id.get(id(kernel), dtype_bits(kernel.dtype))
+            macs = size * positions
+            counts.macs += macs
+            counts.by_bits[max(input_bits, kernel_bits)] += macs
+            counts.bops += macs * input_bits * kernel_bits
+    return counts
+
+
+# ----------------------------------------------------------------------------
+# Precisions and activations
+# ----------------------------------------------------------------------------
+
+
+def input_precision(layer: Any) -> int | None:
+    """The layer's ``input_quantizer`` precision (32 if undeclared), else None."""
+    quantizer = getattr(layer, "input_quantizer", None)
+    return None if quantizer is None else _precision(quantizer)
+
+
+def output_precision(layer: Any) -> int:
+    """Bits of the values a layer outputs."""
+    if isinstance(layer, quantizers.Quantizer):
+        return _precision(layer)
+    declared = quantizers.get_precision(getattr(layer, "activation", None))
+    if declared is not None:
+        return declared
+    try:
+        return dtype_bits(keras.tree.flatten(layer.output)[0].dtype)
+    except (AttributeError, ValueError, RuntimeError, IndexError):
+        return dtype_bits(getattr(layer, "compute_dtype", None) or "float32")
+
+
+@dataclass
+class _Activations:
+    elements: int = 0
+    bytes: int = 0
+    peak: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _count_activations(
+    calls: tuple[Call, ...], bits: int, source_bits: Mapping[str | None, int]
+) -> _Activations:
+    result = _Activations()
+    for call in calls:
+        out_bytes = 0
+        for shape in call.output_shapes:
+            elements = _elements(shape)
+            if elements is None:
+                result.notes.append(f"Output shape {shape} has unknown dimensions.")
+                continue
+            result.elements += elements
+            out_bytes += _bytes(elements, bits)
+        in_bytes = 0
+        for shape, source in zip(call.input_shapes, call.input_sources, strict=False):
+            elements = _elements(shape)
+            if elements is not None:
+                in_bytes += _bytes(elements, source_bits.get(source, DEFAULT_BITS))
+        result.bytes += out_bytes
+        result.peak = max(result.peak, in_bytes + out_bytes)
+    return result
+
+
+# ----------------------------------------------------------------------------
+# Rows
+# ----------------------------------------------------------------------------
+
+
+def _layer_row(
+    layer: Any, calls: tuple[Call, ...], context: _Context, sources: _Sources
+) -> LayerProfile:
+    weights = _weight_profiles(layer, context)
+    params = _count_params(layer, weights)
+    in_precision = input_precision(layer)
+    macs = _count_macs(layer, calls, weights, in_precision or DEFAULT_BITS)
+    out_bits = output_precision(layer)
+    activations = _count_activations(calls, out_bits, sources)
+    return LayerProfile(
+        name=layer.name,
+        type=type(layer).__name__,
+        calls=len(calls),
+        input_precision=in_precision,
+        output_precision=out_bits,
+        input_shapes=calls[0].input_shapes if calls else (),
+        output_shapes=calls[0].output_shapes if calls else (),
+        params=params.params,
+        trainable_params=params.trainable,
+        non_trainable_params=params.params - params.trainable,
+        params_by_bits=bit_counts(params.by_bits),
+        inference_params=params.inference,
+        inference_params_by_bits=bit_counts(params.inference_by_bits),
+        memory_bits=params.memory_bits,
+        memory_bits_8bit_floats=params.memory_bits_8,
+        macs=macs.macs,
+        macs_by_bits=bit_counts(macs.by_bits),
+        bops=macs.bops,
+        activation_elements=activations.elements,
+        activation_bits=out_bits,
+        activation_bytes=activations.bytes,
+        peak_activation_bytes=activations.peak,
+        weights=weights,
+        notes=tuple(dict.fromkeys(macs.notes + activations.notes)),
+    )
+
+
+def _summed(rows: Iterable[LayerProfile], attribute: str, factor: int = 1) -> Any:
+    rows = list(rows)
+    first = getattr(rows[0], attribute) if rows else 0
+    if isinstance(first, Mapping):
+        total: Counter = Counter()
+        for row in rows:
+            total.update(getattr(row, attribute))
+        return bit_counts({b: n * factor for b, n in total.items()})
+    return sum(getattr(row, attribute) for row in rows) * factor
+
+
+def _nested_row(
+    model: Any, calls: tuple[Call, ...], context: _Context, sources: _Sources
+) -> LayerProfile:
+    children = _rows(model, context)
+    out_bits = children[-1].output_precision if children else DEFAULT_BITS
+    activations = _count_activations(calls, out_bits, sources)
+    times = max(len(calls), 1)
+    return LayerProfile(
+        name=model.name,
+        type=type(model).__name__,
+        calls=len(calls),
+        input_precision=None,
+        output_precision=out_bits,
+        input_shapes=calls[0].input_shapes if calls else (),
+        output_shapes=calls[0].output_shapes if calls else (),
+        params=_summed(children, "params"),
+        trainable_params=_summed(children, "trainable_params"),
+        non_trainable_params=_summed(children, "non_trainable_params"),
+        params_by_bits=_summed(children, "params_by_bits"),
+        inference_params=_summed(children, "inference_params"),
+        inference_params_by_bits=_summed(children, "inference_params_by_bits"),
+        memory_bits=_summed(children, "memory_bits"),
+        memory_bits_8bit_floats=_summed(children, "memory_bits_8bit_floats"),
+        macs=_summed(children, "macs", times),
+        macs_by_bits=_summed(children, "macs_by_bits", times),
+        bops=_summed(children, "bops", times),
+        activation_elements=activations.elements,
+        activation_bits=out_bits,
+        activation_bytes=activations.bytes,
+        peak_activation_bytes=max(
+            [activations.peak, *(c.peak_activation_bytes for c in children)]
+        ),
+        layers=tuple(children),
+        notes=tuple(activations.notes),
+    )
+
+
+def _leftover_row(model: Any, context: _Context) -> LayerProfile | None:
+    """A row for weights the model owns outside of its layers (if any)."""
+    own = [v for v in model.weights if id(v) not in context.seen]
+    if not own:
+        return None
+    weights = []
+    for variable in own:
+        context.seen.add(id(variable))
+        weights.append(
+            WeightProfile(
+                name=str(variable.name),
+                path=str(getattr(variable, "path", variable.name)),
+                shape=tuple(int(d) for d in variable.shape),
+                dtype=str(variable.dtype),
+                bits=dtype_bits(variable.dtype),
+                trainable=id(variable) in context.trainable_ids,
+            )
+        )
+    params = _count_params(None, tuple(weights))
+    return LayerProfile(
+        name=f"{model.name}/(own weights)",
+        type="ModelWeights",
+        calls=0,
+        input_precision=None,
+        output_precision=DEFAULT_BITS,
+        input_shapes=(),
+        output_shapes=(),
+        params=params.params,
+        trainable_params=params.trainable,
+        non_trainable_params=params.params - params.trainable,
+        params_by_bits=bit_counts(params.by_bits),
+        inference_params=params.inference,
+        inference_params_by_bits=bit_counts(params.inference_by_bits),
+        memory_bits=params.memory_bits,
+        memory_bits_8bit_floats=params.memory_bits_8,
+        macs=0,
+        macs_by_bits=bit_counts(),
+        bops=0,
+        activation_elements=0,
+        activation_bits=DEFAULT_BITS,
+        activation_bytes=0,
+        peak_activation_bytes=0,
+        weights=tuple(weights),
+        notes=("Weights created by the model itself, outside of its layers.",),
+    )
+
+
+def _input_bits(model: Any) -> dict[str | None, int]:
+    bits: dict[str | None, int] = {None: DEFAULT_BITS}
+    if model_kind(model) == "functional":
+        for op in model.operations:
+            if isinstance(op, keras.layers.InputLayer):
+                bits[op.name] = dtype_bits(op.output.dtype)
+    return bits
+
+
+def _rows(model: Any, context: _Context) -> list[LayerProfile]:
+    sites = call_sites(model)
+    sources = _input_bits(model)
+    for site in sites:
+        if not isinstance(site.op, keras.Model):
+            sources[site.op.name] = output_precision(site.op)
+    rows = []
+    for site in sites:
+        if isinstance(site.op, keras.Model):
+            row = _nested_row(site.op, site.calls, context, sources)
+            sources[site.op.name] = row.output_precision
+        else:
+            row = _layer_row(site.op, site.calls, context, sources)
+        rows.append(row)
+    leftover = _leftover_row(model, context)
+    if leftover is not None:
+        rows.append(leftover)
+    return rows
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _totals(rows: list[LayerProfile]) -> Totals:
+    params_by_bits = _summed(rows, "params_by_bits") if rows else bit_counts()
+    macs = _summed(rows, "macs")
+    macs_by_bits = _summed(rows, "macs_by_bits") if rows else bit_counts()
+    inference = _summed(rows, "inference_params")
+    memory_bits = _summed(rows, "memory_bits")
+    memory_bytes = -(-memory_bits // 8)
+    f32_bytes = inference * 4
+    return Totals(
+        params=_summed(rows, "params"),
+        trainable_params=_summed(rows, "trainable_params"),
+        non_trainable_params=_summed(rows, "non_trainable_params"),
+        inference_params=inference,
+        params_by_bits=params_by_bits,
+        inference_params_by_bits=(
+            _summed(rows, "inference_params_by_bits") if rows else bit_counts()
+        ),
+        binary_params=params_by_bits.get(1, 0),
+        float_params=params_by_bits.get(32, 0),
+        memory_bits=memory_bits,
+        memory_bytes=memory_bytes,
+        memory_bytes_8bit_floats=-(-_summed(rows, "memory_bits_8bit_floats") // 8),
+        float32_equivalent_bytes=f32_bytes,
+        compression=_ratio(f32_bytes, memory_bytes),
+        memory_saving=(1 - memory_bytes / f32_bytes) if f32_bytes else None,
+        macs=macs,
+        macs_by_bits=macs_by_bits,
+        binary_mac_ratio=_ratio(macs_by_bits.get(1, 0), macs),
+        ternary_mac_ratio=_ratio(macs_by_bits.get(2, 0), macs),
+        bops=_summed(rows, "bops"),
+        peak_activation_bytes=max((r.peak_activation_bytes for r in rows), default=0),
+    )
+
+
+def _shapes_or_empty(model: Any, attribute: str) -> tuple[Shape, ...]:
+    try:
+        return flat_shapes(getattr(model, attribute))
+    except (AttributeError, ValueError, RuntimeError):
+        return ()
+
+
+def profile_model(model: keras.Model) -> ModelProfile:
+    """Profiles a built Keras model (no checks; see :func:`bnncore.models.profile`).
+
+    Args:
+        model: A built ``keras.Model``.
+
+    Returns:
+        The model's :class:`ModelProfile`.
+    """
+    context = _Context(trainable_ids={id(v) for v in model.trainable_weights})
+    rows = _rows(model, context)
+    notes = []
+    if model_kind(model) == "subclassed":
+        notes.append(
+            "Subclassed model: each layer is counted as called once, in the order "
+            "of model.layers."
+        )
+    return ModelProfile(
+        name=model.name,
+        type=type(model).__name__,
+        input_shapes=_shapes_or_empty(model, "inputs"),
+        output_shapes=_shapes_or_empty(model, "outputs"),
+        layers=tuple(rows),
+        totals=_totals(rows),
+        notes=tuple(notes),
+    )
