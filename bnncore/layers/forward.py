@@ -27,14 +27,18 @@ def _add_bias(layer: Any, outputs: Any, channels: int) -> Any:
     return ops.add(outputs, ops.reshape(layer.bias, shape))
 
 
-def same_padding_amounts(
-    size: int, kernel: int, stride: int, dilation: int
-) -> tuple[int, int]:
-    """(before, after) padding of one spatial axis under ``padding="same"``."""
-    out = -(-size // stride)
+def same_padding_amounts(size: Any, kernel: int, stride: int, dilation: int) -> Any:
+    """(before, after) padding of one spatial axis under ``padding="same"``.
+
+    ``size`` is an ``int`` or, for a spatial size only known at run time, a
+    scalar integer tensor; the amounts are then tensors too.
+    """
+    out = (size + stride - 1) // stride
     effective = (kernel - 1) * dilation + 1
-    total = max((out - 1) * stride + effective - size, 0)
-    return total // 2, total - total // 2
+    total = (out - 1) * stride + effective - size
+    total = max(total, 0) if isinstance(total, int) else ops.maximum(total, 0)
+    before = total // 2
+    return before, total - before
 
 
 def pad_inputs(layer: Any, inputs: Any) -> tuple[Any, str]:
@@ -42,6 +46,7 @@ def pad_inputs(layer: Any, inputs: Any) -> tuple[Any, str]:
 
     Returns the (possibly padded) inputs and the padding mode to pass on to the
     convolution: unchanged when the native zero padding is what is asked for.
+    Spatial sizes unknown when tracing (``None``) are read at run time.
     """
     padding = layer.padding
     value = getattr(layer, "pad_values", 0.0)
@@ -51,7 +56,7 @@ def pad_inputs(layer: Any, inputs: Any) -> tuple[Any, str]:
     spatial_axes = (
         list(range(1, rank + 1)) if _channels_last(layer) else list(range(2, rank + 2))
     )
-    pads = [[0, 0] for _ in range(rank + 2)]
+    pads: list[list[Any]] = [[0, 0] for _ in range(rank + 2)]
     for i, axis in enumerate(spatial_axes):
         kernel = layer.kernel_size[i]
         dilation = layer.dilation_rate[i]
@@ -60,10 +65,7 @@ def pad_inputs(layer: Any, inputs: Any) -> tuple[Any, str]:
             continue
         size = inputs.shape[axis]
         if size is None:
-            raise ValueError(
-                f"{layer.name}: pad_values={value} with padding='same' needs a known "
-                f"spatial size; received input shape {tuple(inputs.shape)}."
-            )
+            size = ops.shape(inputs)[axis]
         pads[axis] = list(
             same_padding_amounts(size, kernel, layer.strides[i], dilation)
         )

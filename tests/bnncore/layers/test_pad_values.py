@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from layer_helpers import build, np_sign, random_array, set_random_weights
 
 import bnncore.layers as bl
@@ -257,3 +258,37 @@ def test_default_pad_values_is_zero_and_valid_padding_ignores_it():
     assert default.pad_values == 0.0
     np.testing.assert_allclose(default(x), zero_parent(x), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(valid_one(x), valid_parent(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("quant_cls", "parent_cls", "kwargs", "shape"), [CASES[5], CASES[11]]
+)
+def test_pad_values_with_spatial_size_unknown_when_traced(
+    quant_cls, parent_cls, kwargs, shape
+):
+    """A graph traced for any image size (as served models are) pads correctly."""
+    rng = np.random.default_rng(9)
+    quant = build(quant_cls(**kwargs, pad_values=1.0), shape)
+    valid = build(
+        parent_cls(**_valid(kwargs)), hand_pad(np.zeros(shape), kwargs, 1.0).shape
+    )
+    set_random_weights([quant, valid], rng)
+    channels_first = kwargs.get("data_format") == "channels_first"
+    spec = (
+        (None, shape[1], None, None)
+        if channels_first
+        else (None, None, None, shape[-1])
+    )
+
+    @tf.function(input_signature=[tf.TensorSpec(spec, "float32")])
+    def traced(x):
+        return quant(x)
+
+    for grow in (0, 1, 3):
+        bigger = list(shape)
+        bigger[2 if channels_first else 1] += grow
+        bigger[-1 if channels_first else 2] += 2 * grow
+        x = random_array(tuple(bigger), rng)
+        np.testing.assert_allclose(
+            traced(x), valid(hand_pad(x, kwargs, 1.0)), rtol=1e-5, atol=1e-5
+        )
