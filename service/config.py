@@ -1,0 +1,67 @@
+"""Service configuration: one settings class read from ``BNN_*`` environment variables.
+
+Every field can be set as an environment variable with the ``BNN_`` prefix, e.g.
+``BNN_DATA_DIR=/var/lib/bnn`` or ``BNN_MAX_PARAMS=50000000``. With no variables
+set the service runs on the embedded default: SQLite metadata and files under
+``./data``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Configuration of the service (environment variables ``BNN_<FIELD>``).
+
+    Attributes:
+        data_dir: Directory holding the SQLite database (by default) and the
+            stored definitions; created on first start.
+        database_url: SQLAlchemy URL of the metadata database, e.g.
+            ``postgresql+psycopg://user:pass@host/db``. Default: SQLite file
+            ``<data_dir>/registry.sqlite3``.
+        max_layers: Most layers a definition may have.
+        max_units: Largest ``units`` of a dense layer.
+        max_filters: Largest ``filters`` of a convolution (and largest
+            ``filters * depth_multiplier`` channel count of a depthwise layer).
+        max_kernel_size: Largest kernel, pool or stride extent along one axis.
+        max_dimension: Largest extent of one axis of any tensor (batch excluded).
+        max_params: Most parameters a model may have (Keras count).
+        max_activation_elements: Most output elements summed over all layers,
+            at batch size 1.
+        max_body_bytes: Largest request body accepted (413 beyond).
+        model_cache_size: Built models kept per process (least recently used
+            evicted).
+        build_workers: Threads building models (TensorFlow work).
+        max_pending_builds: Builds queued or running at once; beyond, 503.
+        page_size_max: Largest ``limit`` of the paginated model list.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    max_layers: int = Field(default=512, ge=1)
+    max_units: int = Field(default=65_536, ge=1)
+    max_filters: int = Field(default=8_192, ge=1)
+    max_kernel_size: int = Field(default=64, ge=1)
+    max_dimension: int = Field(default=16_384, ge=1)
+    max_params: int = Field(default=100_000_000, ge=1)
+    max_activation_elements: int = Field(default=200_000_000, ge=1)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    model_cache_size: int = Field(default=8, ge=1)
+    build_workers: int = Field(default=2, ge=1)
+    max_pending_builds: int = Field(default=16, ge=1)
+    page_size_max: int = Field(default=100, ge=1)
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside :attr:`data_dir`."""
+        if self.database_url:
+            return self.database_url
+        path = (self.data_dir / "registry.sqlite3").resolve()
+        return f"sqlite:///{path}"

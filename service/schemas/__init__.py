@@ -1,0 +1,1 @@
+"""Pydantic models of the service: the definition language, reports and errors."""

@@ -1,0 +1,107 @@
+"""Building blocks of the definition language: strict models and bounded types.
+
+The bounds here are hard sanity limits of the language itself; the tighter,
+configurable limits (``BNN_MAX_*``) are checked by :mod:`service.estimate`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
+
+__all__ = [
+    "HARD_MAX_DIM",
+    "HARD_MAX_KERNEL",
+    "Axis",
+    "Bits",
+    "Bool",
+    "Dim",
+    "Finite",
+    "Fraction",
+    "Int",
+    "Kernel",
+    "Name",
+    "NonNegFloat",
+    "PosFloat",
+    "Seed",
+    "SizeArg",
+    "StrictModel",
+    "as_tuple",
+]
+
+HARD_MAX_DIM = 1 << 20
+"""Largest value any size (units, filters, extent of an axis) may take at all."""
+HARD_MAX_KERNEL = 1024
+"""Largest kernel, pool, stride or dilation extent along one axis."""
+
+
+class StrictModel(BaseModel):
+    """Base of every request model: unknown fields are an error, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, received a boolean")
+    return value
+
+
+Int = Annotated[int, Strict()]
+"""An integer (no string, float or boolean accepted)."""
+Bool = Annotated[bool, Strict()]
+
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"),
+]
+"""A layer or model name: a letter or ``_`` then up to 63 of ``[A-Za-z0-9_-]``."""
+
+Dim = Annotated[int, Strict(), Field(ge=1, le=HARD_MAX_DIM)]
+Kernel = Annotated[int, Strict(), Field(ge=1, le=HARD_MAX_KERNEL)]
+SizeArg = Kernel | Annotated[tuple[Kernel, ...], Field(min_length=1, max_length=3)]
+"""An integer, or a list with one integer per spatial axis."""
+Axis = Annotated[int, Strict(), Field(ge=-6, le=6)]
+Bits = Annotated[int, Strict(), Field(ge=1, le=32)]
+Seed = Annotated[int, Strict(), Field(ge=0, le=2**31 - 1)]
+
+Finite = Annotated[
+    float,
+    BeforeValidator(_no_bool),
+    Field(ge=-1e9, le=1e9, allow_inf_nan=False),
+]
+"""A finite float (an integer is accepted too)."""
+PosFloat = Annotated[
+    float, BeforeValidator(_no_bool), Field(gt=0, le=1e9, allow_inf_nan=False)
+]
+NonNegFloat = Annotated[
+    float, BeforeValidator(_no_bool), Field(ge=0, le=1e9, allow_inf_nan=False)
+]
+Fraction = Annotated[
+    float, BeforeValidator(_no_bool), Field(ge=0, le=1, allow_inf_nan=False)
+]
+
+
+def as_tuple(value: int | list[int] | tuple[int, ...], rank: int) -> tuple[int, ...]:
+    """``3`` → ``(3, 3)`` for rank 2; a list of ``rank`` values → a tuple.
+
+    Raises:
+        ValueError: if a list does not have ``rank`` items.
+    """
+    if isinstance(value, int):
+        return (value,) * rank
+    if len(value) != rank:
+        raise ValueError(
+            f"expected an integer or a list of {rank} integers, received "
+            f"{list(value)!r}"
+        )
+    return tuple(value)
