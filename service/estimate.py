@@ -1,0 +1,422 @@
+"""Size before substance: the analytic estimate of a definition, and the limits.
+
+:func:`estimate` walks a validated graph definition with plain Python
+integers — output shapes, weights (with their bit widths), parameters, memory,
+MACs and activation elements per layer — without building or allocating
+anything, and refuses it as soon as a configured limit is passed. The
+numbers follow the counting rules of ``bnncore.models.profile`` so that the
+estimate of a definition equals the profile of the model built from it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from service.config import Settings
+from service.schemas import layers as L
+from service.schemas.components import quantizer_bits
+from service.schemas.definitions import Graph
+from service.schemas.reports import Estimate, EstimateTotals, LayerEstimate, Weight
+
+__all__ = ["DefinitionError", "LimitError", "estimate", "estimate_layer"]
+
+Shape = tuple[int, ...]
+
+
+class DefinitionError(ValueError):
+    """A definition that is well-formed but cannot be a model (→ 422)."""
+
+
+class LimitError(ValueError):
+    """A definition larger than a configured limit (→ 413)."""
+
+
+def _limit(where: str, what: str, value: int, limit: int, setting: str) -> None:
+    if value > limit:
+        raise LimitError(
+            f"{where}: {what} {value:,} exceeds the limit {limit:,} "
+            f"(BNN_{setting.upper()})"
+        )
+
+
+def _rank(where: str, layer: Any, shape: Shape, rank: int) -> None:
+    if len(shape) != rank:
+        raise DefinitionError(
+            f"{where}: {layer.type} expects inputs of rank {rank} (without the "
+            f"batch dimension), received shape {list(shape)}"
+        )
+
+
+def _conv_length(where: str, n: int, k: int, s: int, d: int, padding: str) -> int:
+    if padding == "valid":
+        extent = (k - 1) * d + 1
+        if n < extent:
+            raise DefinitionError(
+                f"{where}: input size {n} is smaller than the kernel/pool extent "
+                f"{extent} with padding='valid'"
+            )
+        return (n - extent) // s + 1
+    return -(-n // s)
+
+
+def _transpose_length(n: int, k: int, s: int, d: int, padding: str) -> int:
+    extent = (k - 1) * d + 1
+    return n * s + max(extent - s, 0) if padding == "valid" else n * s
+
+
+MacTerm = tuple[Weight, int]
+
+
+def _weights_and_macs(
+    where: str, layer: Any, shape: Shape, out: Shape
+) -> tuple[list[Weight], list[MacTerm]]:
+    """The layer's weights (name, shape, bits) and its MAC terms.
+
+    A MAC term is a kernel and how many times each of its weights is used in
+    one call at batch 1.
+    """
+    channels = shape[-1] if shape else 0
+    trainable = layer.trainable
+
+    def w(name: str, wshape: Sequence[int], quantizer: Any = None, train=True):
+        bits = quantizer_bits(quantizer) or 32
+        return Weight(
+            name=name, shape=list(wshape), bits=bits, trainable=trainable and train
+        )
+
+    bias = getattr(layer, "use_bias", False)
+    if isinstance(layer, L.Dense):
+        kernel = w(
+            "kernel", (channels, layer.units), getattr(layer, "kernel_quantizer", None)
+        )
+        weights = [kernel] + ([w("bias", (layer.units,))] if bias else [])
+        return weights, [(kernel, math.prod(out[:-1]))]
+    if isinstance(layer, L._Conv):
+        if channels % layer.groups:
+            raise DefinitionError(
+                f"{where}: input channels {channels} are not a multiple of "
+                f"groups={layer.groups}"
+            )
+        kshape = (*layer.kernel_size, channels // layer.groups, layer.filters)
+        weights = [w("kernel", kshape, getattr(layer, "kernel_quantizer", None))]
+        weights += [w("bias", (layer.filters,))] if bias else []
+        return weights, [(weights[0], math.prod(out[:-1]))]
+    if isinstance(layer, L._Transpose):
+        kshape = (*layer.kernel_size, layer.filters, channels)
+        weights = [w("kernel", kshape, getattr(layer, "kernel_quantizer", None))]
+        weights += [w("bias", (layer.filters,))] if bias else []
+        return weights, [(weights[0], math.prod(shape[:-1]))]
+    if isinstance(layer, L._Separable):
+        dshape = (*layer.kernel_size, channels, layer.depth_multiplier)
+        pshape = (*(1,) * layer._rank, channels * layer.depth_multiplier, layer.filters)
+        weights = [
+            w("depthwise_kernel", dshape, getattr(layer, "depthwise_quantizer", None)),
+            w("pointwise_kernel", pshape, getattr(layer, "pointwise_quantizer", None)),
+        ]
+        weights += [w("bias", (layer.filters,))] if bias else []
+        positions = math.prod(out[:-1])
+        return weights, [(weights[0], positions), (weights[1], positions)]
+    if isinstance(layer, L._Depthwise):
+        kshape = (*layer.kernel_size, channels, layer.depth_multiplier)
+        weights = [w("kernel", kshape, getattr(layer, "depthwise_quantizer", None))]
+        weights += [w("bias", (channels * layer.depth_multiplier,))] if bias else []
+        return weights, [(weights[0], math.prod(out[:-1]))]
+    if isinstance(layer, L._Local):
+        positions = math.prod(out[:-1])
+        kshape = (positions, math.prod(layer.kernel_size) * channels, layer.filters)
+        weights = [w("kernel", kshape, getattr(layer, "kernel_quantizer", None))]
+        weights += [w("bias", (*out[:-1], layer.filters))] if bias else []
+        return weights, [(weights[0], 1)]
+    if isinstance(layer, L.BatchNormalization):
+        weights = [w("gamma", (channels,))] if layer.scale else []
+        weights += [w("beta", (channels,))] if layer.center else []
+        weights += [
+            w("moving_mean", (channels,), train=False),
+            w("moving_variance", (channels,), train=False),
+        ]
+        return weights, []
+    if isinstance(layer, L.PReLU):
+        alpha = list(shape)
+        for axis in layer.shared_axes or []:
+            if axis > len(shape):
+                raise DefinitionError(
+                    f"{where}.shared_axes: axis {axis} is out of range for inputs "
+                    f"of rank {len(shape)}"
+                )
+            alpha[axis - 1] = 1
+        return [w("alpha", alpha)], []
+    return [], []
+
+
+def _output_shape(where: str, layer: Any, shapes: list[Shape]) -> Shape:
+    """Output shape (batch excluded) of ``layer`` applied to ``shapes``."""
+    shape = shapes[0]
+    if isinstance(layer, L.Dense):
+        return (*shape[:-1], layer.units)
+    if isinstance(layer, L._Spatial | L._Local):
+        _rank(where, layer, shape, layer._rank + 1)
+        dilation = getattr(layer, "dilation_rate", (1,) * layer._rank)
+        if isinstance(layer, L._Transpose):
+            spatial = [
+                _transpose_length(n, k, s, d, layer.padding)
+                for n, k, s, d in zip(
+                    shape[:-1], layer.kernel_size, layer.strides, dilation, strict=True
+                )
+            ]
+        else:
+            spatial = [
+                _conv_length(where, n, k, s, d, layer.padding)
+                for n, k, s, d in zip(
+                    shape[:-1], layer.kernel_size, layer.strides, dilation, strict=True
+                )
+            ]
+        if isinstance(layer, L._Separable | L._Conv | L._Transpose | L._Local):
+            channels = layer.filters
+        else:
+            channels = shape[-1] * layer.depth_multiplier
+        return (*spatial, channels)
+    if isinstance(layer, L._Pool):
+        _rank(where, layer, shape, layer._rank + 1)
+        strides = layer.strides or layer.pool_size
+        spatial = [
+            _conv_length(where, n, p, s, 1, layer.padding)
+            for n, p, s in zip(shape[:-1], layer.pool_size, strides, strict=True)
+        ]
+        return (*spatial, shape[-1])
+    if isinstance(layer, L._GlobalPool):
+        _rank(where, layer, shape, layer._rank + 1)
+        return (*(1,) * layer._rank, shape[-1]) if layer.keepdims else (shape[-1],)
+    if isinstance(layer, L.Flatten):
+        return (math.prod(shape),)
+    if isinstance(layer, L.Reshape):
+        target = list(layer.target_shape)
+        total = math.prod(shape)
+        known = math.prod(v for v in target if v != -1)
+        if -1 in target:
+            if total % known:
+                raise DefinitionError(
+                    f"{where}.target_shape: {target} cannot hold {total} elements"
+                )
+            target[target.index(-1)] = total // known
+        if math.prod(target) != total:
+            raise DefinitionError(
+                f"{where}.target_shape: {target} has {math.prod(target)} elements, "
+                f"the input {list(shape)} has {total}"
+            )
+        return tuple(target)
+    if isinstance(layer, L.Permute):
+        _rank(where, layer, shape, len(layer.dims))
+        return tuple(shape[d - 1] for d in layer.dims)
+    if isinstance(layer, L.ZeroPadding1D | L._ZeroPaddingND):
+        rank = 1 if isinstance(layer, L.ZeroPadding1D) else layer._rank
+        pads = (layer.padding,) if rank == 1 else layer.padding
+        _rank(where, layer, shape, rank + 1)
+        return (*(n + a + b for n, (a, b) in zip(shape, pads, strict=False)), shape[-1])
+    if isinstance(layer, L.UpSampling1D):
+        _rank(where, layer, shape, 2)
+        return (shape[0] * layer.size, shape[1])
+    if isinstance(layer, L.UpSampling2D):
+        _rank(where, layer, shape, 3)
+        return (shape[0] * layer.size[0], shape[1] * layer.size[1], shape[2])
+    if isinstance(layer, L.Concatenate):
+        rank = len(shape)
+        axis = layer.axis
+        if not (-rank <= axis <= rank) or axis in (0, -rank - 1):
+            raise DefinitionError(
+                f"{where}.axis: {axis} is not a feature axis of inputs of rank {rank}"
+            )
+        index = axis - 1 if axis > 0 else rank + axis
+        for other in shapes[1:]:
+            if len(other) != rank or any(
+                a != b
+                for i, (a, b) in enumerate(zip(shape, other, strict=True))
+                if i != index
+            ):
+                raise DefinitionError(
+                    f"{where}: inputs {[list(s) for s in shapes]} differ outside the "
+                    f"concatenation axis {axis}"
+                )
+        return tuple(
+            sum(s[i] for s in shapes) if i == index else shape[i] for i in range(rank)
+        )
+    if isinstance(layer, L._Merge):
+        if any(other != shape for other in shapes[1:]):
+            raise DefinitionError(
+                f"{where}: {layer.type} needs inputs of equal shape, received "
+                f"{[list(s) for s in shapes]}"
+            )
+        return shape
+    if isinstance(layer, L.Softmax) and not -len(shape) <= layer.axis <= len(shape):
+        raise DefinitionError(f"{where}.axis: out of range for rank {len(shape)}")
+    return shape
+
+
+def _check_sizes(where: str, layer: Any, settings: Settings) -> None:
+    for field in ("kernel_size", "strides", "dilation_rate", "pool_size"):
+        for value in getattr(layer, field, None) or ():
+            _limit(
+                f"{where}.{field}",
+                field,
+                value,
+                settings.max_kernel_size,
+                "max_kernel_size",
+            )
+    if isinstance(layer, L.Dense):
+        _limit(f"{where}.units", "units", layer.units, settings.max_units, "max_units")
+    if hasattr(layer, "filters"):
+        _limit(
+            f"{where}.filters",
+            "filters",
+            layer.filters,
+            settings.max_filters,
+            "max_filters",
+        )
+
+
+def estimate_layer(
+    where: str, layer: Any, shapes: list[Shape], settings: Settings
+) -> tuple[LayerEstimate, Shape]:
+    """The estimate of one layer given its input shapes (batch excluded)."""
+    _check_sizes(where, layer, settings)
+    out = _output_shape(where, layer, shapes)
+    for n in out:
+        _limit(where, "output dimension", n, settings.max_dimension, "max_dimension")
+    if isinstance(layer, L._Depthwise) and not isinstance(layer, L._Separable):
+        _limit(where, "output channels", out[-1], settings.max_filters, "max_filters")
+    weights, terms = _weights_and_macs(where, layer, shapes[0], out)
+    input_bits = quantizer_bits(getattr(layer, "input_quantizer", None))
+    macs = bops = 0
+    macs_by_bits: dict[str, int] = {}
+    for kernel, positions in terms:
+        count = math.prod(kernel.shape) * positions
+        key = str(max(input_bits or 32, kernel.bits))
+        macs += count
+        macs_by_bits[key] = macs_by_bits.get(key, 0) + count
+        bops += count * (input_bits or 32) * kernel.bits
+    params = sum(math.prod(w.shape) for w in weights)
+    trainable = sum(math.prod(w.shape) for w in weights if w.trainable)
+    by_bits: dict[str, int] = {}
+    memory_bits = 0
+    for weight in weights:
+        count = math.prod(weight.shape)
+        by_bits[str(weight.bits)] = by_bits.get(str(weight.bits), 0) + count
+        memory_bits += count * weight.bits
+    inference_params = params
+    if isinstance(layer, L.BatchNormalization):
+        inference_params = 2 * shapes[0][-1]
+        memory_bits = inference_params * 32
+    return (
+        LayerEstimate(
+            name=layer.name,
+            type=layer.type,
+            input_precision=input_bits,
+            output_shape=[None, *out],
+            params=params,
+            trainable_params=trainable,
+            non_trainable_params=params - trainable,
+            inference_params=inference_params,
+            params_by_bits=_sorted_bits(by_bits),
+            memory_bits=memory_bits,
+            macs=macs,
+            macs_by_bits=_sorted_bits(macs_by_bits),
+            bops=bops,
+            activation_elements=math.prod(out),
+            weights=weights,
+        ),
+        out,
+    )
+
+
+def estimate(graph: Graph, settings: Settings, offset: int = 0) -> Estimate:
+    """The analytic estimate of a graph definition, checked against the limits.
+
+    Args:
+        graph: A validated graph definition.
+        settings: Limits to enforce.
+        offset: Subtracted from layer indices in messages (1 for a Sequential
+            definition, whose generated ``Input`` is not one of its layers).
+
+    Raises:
+        LimitError: a configured limit is exceeded (checked as the walk goes,
+            so a huge definition is refused after the first offending layer).
+        DefinitionError: shapes that do not fit (rank, sizes, merges).
+    """
+    layers = [layer for layer in graph.layers if not isinstance(layer, L.Input)]
+    _limit(
+        "definition.layers",
+        "layer count",
+        len(layers),
+        settings.max_layers,
+        "max_layers",
+    )
+    shapes: dict[str, Shape] = {}
+    rows: list[LayerEstimate] = []
+    params = elements = 0
+    for index, layer in enumerate(graph.layers):
+        where = f"definition.layers[{index - offset}]"
+        if isinstance(layer, L.Input):
+            shape = tuple(layer.shape)
+            for n in shape:
+                _limit(
+                    f"{where}.shape",
+                    "dimension",
+                    n,
+                    settings.max_dimension,
+                    "max_dimension",
+                )
+            shapes[layer.name] = shape  # type: ignore[index]
+            elements += math.prod(shape)
+            continue
+        row, out = estimate_layer(
+            where, layer, [shapes[name] for name in layer.inputs or []], settings
+        )
+        params += row.params
+        elements += row.activation_elements
+        _limit(where, "total params", params, settings.max_params, "max_params")
+        _limit(
+            where,
+            "total activation elements",
+            elements,
+            settings.max_activation_elements,
+            "max_activation_elements",
+        )
+        shapes[layer.name] = out  # type: ignore[index]
+        rows.append(row)
+    return Estimate(
+        name=graph.name,
+        inputs=[[None, *shapes[i.name]] for i in graph.inputs()],  # type: ignore[index]
+        outputs=[[None, *shapes[name]] for name in graph.outputs],
+        layers=rows,
+        totals=_totals(rows),
+    )
+
+
+def _sorted_bits(counts: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in sorted(counts.items(), key=lambda kv: int(kv[0])) if v}
+
+
+def _sum_bits(rows: list[LayerEstimate], field: str) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for row in rows:
+        for bits, count in getattr(row, field).items():
+            total[bits] = total.get(bits, 0) + count
+    return _sorted_bits(total)
+
+
+def _totals(rows: list[LayerEstimate]) -> EstimateTotals:
+    memory_bits = sum(r.memory_bits for r in rows)
+    return EstimateTotals(
+        params=sum(r.params for r in rows),
+        trainable_params=sum(r.trainable_params for r in rows),
+        non_trainable_params=sum(r.non_trainable_params for r in rows),
+        inference_params=sum(r.inference_params for r in rows),
+        params_by_bits=_sum_bits(rows, "params_by_bits"),
+        memory_bits=memory_bits,
+        memory_bytes=-(-memory_bits // 8),
+        macs=sum(r.macs for r in rows),
+        macs_by_bits=_sum_bits(rows, "macs_by_bits"),
+        bops=sum(r.bops for r in rows),
+        activation_elements=sum(r.activation_elements for r in rows),
+    )
