@@ -51,7 +51,8 @@ def sprinkle_zeros(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A copy of ``x`` with about a tenth of its entries set to 0.0 or -0.0."""
     x = x.copy()
     flat = x.reshape(-1)
-    picks = rng.choice(flat.size, size=max(2, flat.size // 10), replace=False)
+    count = min(flat.size, max(2, flat.size // 10))
+    picks = rng.choice(flat.size, size=count, replace=False)
     flat[picks[::2]] = 0.0
     flat[picks[1::2]] = -0.0
     return x
