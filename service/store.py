@@ -1,0 +1,354 @@
+"""The model registry: metadata in SQL (SQLite by default), definitions as files.
+
+Layout under ``BNN_DATA_DIR``::
+
+    registry.sqlite3                 # default metadata database
+    definitions/ab/abcdef....json    # normalized definitions, by content hash
+
+A registration first writes its definition file atomically (temporary file,
+fsync, rename; content-addressed, so an existing file is never rewritten),
+then commits one database transaction that allocates the version and inserts
+its row. The commit is the only point where the new state becomes visible:
+a crash before it leaves the old state (plus at most an unreferenced file),
+never half of a version. Version numbers are never reused, even after a
+delete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from service.config import Settings
+
+__all__ = ["Store", "StoreError", "VersionRecord"]
+
+_metadata = MetaData()
+model_names = Table(
+    "model_names",
+    _metadata,
+    Column("name", String(64), primary_key=True),
+    Column("next_version", Integer, nullable=False),
+)
+model_versions = Table(
+    "model_versions",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("params", BigInteger, nullable=False),
+    Column("memory_bytes", BigInteger, nullable=False),
+    Column("io_json", Text, nullable=False),
+    UniqueConstraint("name", "version", name="uq_name_version"),
+    UniqueConstraint("name", "content_hash", name="uq_name_hash"),
+)
+
+
+class StoreError(RuntimeError):
+    """The store is unavailable or its files are inconsistent."""
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One registered version.
+
+    Attributes:
+        inputs / outputs: ``[{"name": ..., "shape": [-1, ...]}]``.
+    """
+
+    name: str
+    version: int
+    content_hash: str
+    kind: str
+    created_at: str
+    params: int
+    memory_bytes: int
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+
+
+def _record(row: Any) -> VersionRecord:
+    io = json.loads(row.io_json)
+    return VersionRecord(
+        name=row.name,
+        version=row.version,
+        content_hash=row.content_hash,
+        kind=row.kind,
+        created_at=row.created_at,
+        params=row.params,
+        memory_bytes=row.memory_bytes,
+        inputs=io["inputs"],
+        outputs=io["outputs"],
+    )
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` so that readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class Store:
+    """The registry (open it with :meth:`open`, release it with :meth:`close`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.data_dir = Path(settings.data_dir).resolve()
+        self.url = settings.resolved_database_url()
+        self._lock = threading.Lock()
+        self._engine: Any = None
+
+    def open(self) -> Store:
+        """Creates the data directory and the tables if needed."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "definitions").mkdir(exist_ok=True)
+        kwargs: dict[str, Any] = {}
+        if self.url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self._engine = create_engine(self.url, **kwargs)
+        _metadata.create_all(self._engine)
+        return self
+
+    def close(self) -> None:
+        """Releases the database connections."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            raise StoreError("the store is not open")
+        return self._engine
+
+    def ping(self) -> bool:
+        """Whether the database answers."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------------
+    # Definitions (files)
+    # ------------------------------------------------------------------
+
+    def _definition_path(self, content_hash: str) -> Path:
+        return self.data_dir / "definitions" / content_hash[:2] / f"{content_hash}.json"
+
+    def save_definition(self, content_hash: str, normalized: dict[str, Any]) -> None:
+        """Stores a normalized definition under its hash (atomic, idempotent)."""
+        path = self._definition_path(content_hash)
+        if not path.exists():
+            text = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
+            atomic_write(path, text.encode())
+
+    def load_definition(self, content_hash: str) -> dict[str, Any]:
+        """The normalized definition stored under ``content_hash``."""
+        path = self._definition_path(content_hash)
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise StoreError(f"stored definition {content_hash} unreadable") from error
+
+    # ------------------------------------------------------------------
+    # Versions (database)
+    # ------------------------------------------------------------------
+
+    def find(self, name: str, content_hash: str) -> VersionRecord | None:
+        """The version of ``name`` with this content hash, if registered."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(model_versions).where(
+                    model_versions.c.name == name,
+                    model_versions.c.content_hash == content_hash,
+                )
+            ).first()
+        return None if row is None else _record(row)
+
+    def register(
+        self,
+        name: str,
+        content_hash: str,
+        normalized: dict[str, Any],
+        kind: str,
+        params: int,
+        memory_bytes: int,
+        inputs: list[dict[str, Any]],
+        outputs: list[dict[str, Any]],
+    ) -> tuple[VersionRecord, bool]:
+        """Registers a definition under ``name``.
+
+        Returns:
+            The version and whether it was created (``False``: this exact
+            definition was already registered under ``name``).
+        """
+        io_json = json.dumps({"inputs": inputs, "outputs": outputs})
+        for _attempt in range(5):
+            existing = self.find(name, content_hash)
+            if existing is not None:
+                return existing, False
+            try:
+                with self._lock, self.engine.begin() as connection:
+                    # The file is written first: the row that refers to it only
+                    # becomes visible at commit.
+                    self.save_definition(content_hash, normalized)
+                    counter = connection.execute(
+                        select(model_names.c.next_version).where(
+                            model_names.c.name == name
+                        )
+                    ).scalar()
+                    if counter is None:
+                        connection.execute(
+                            insert(model_names).values(name=name, next_version=2)
+                        )
+                        version = 1
+                    else:
+                        version = counter
+                        connection.execute(
+                            update(model_names)
+                            .where(
+                                model_names.c.name == name,
+                                model_names.c.next_version == counter,
+                            )
+                            .values(next_version=counter + 1)
+                        )
+                    connection.execute(
+                        insert(model_versions).values(
+                            name=name,
+                            version=version,
+                            content_hash=content_hash,
+                            kind=kind,
+                            created_at=datetime.now(UTC).isoformat(),
+                            params=params,
+                            memory_bytes=memory_bytes,
+                            io_json=io_json,
+                        )
+                    )
+            except IntegrityError:
+                continue  # another process registered concurrently; look again
+            record = self.get(name, version)
+            assert record is not None
+            return record, True
+        raise StoreError(f"could not register {name!r}: too much contention")
+
+    def get(self, name: str, version: int | None = None) -> VersionRecord | None:
+        """A version of ``name`` (the latest when ``version`` is None)."""
+        query = select(model_versions).where(model_versions.c.name == name)
+        if version is None:
+            query = query.order_by(model_versions.c.version.desc()).limit(1)
+        else:
+            query = query.where(model_versions.c.version == version)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else _record(row)
+
+    def versions(self, name: str) -> list[int]:
+        """The registered versions of ``name``, ascending."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(model_versions.c.version)
+                .where(model_versions.c.name == name)
+                .order_by(model_versions.c.version)
+            )
+            return [row.version for row in rows]
+
+    def list_models(
+        self, limit: int, offset: int
+    ) -> tuple[list[tuple[str, list[int]]], int]:
+        """A page of ``(name, versions)`` ordered by name, and the number of names."""
+        with self.engine.connect() as connection:
+            total = connection.execute(
+                select(func.count(func.distinct(model_versions.c.name)))
+            ).scalar_one()
+            names = [
+                row.name
+                for row in connection.execute(
+                    select(model_versions.c.name)
+                    .distinct()
+                    .order_by(model_versions.c.name)
+                    .limit(limit)
+                    .offset(offset)
+                )
+            ]
+            page: dict[str, list[int]] = {name: [] for name in names}
+            if names:
+                for row in connection.execute(
+                    select(model_versions.c.name, model_versions.c.version)
+                    .where(model_versions.c.name.in_(names))
+                    .order_by(model_versions.c.name, model_versions.c.version)
+                ):
+                    page[row.name].append(row.version)
+        return list(page.items()), total
+
+    def delete(self, name: str, version: int) -> bool:
+        """Deletes one version; ``False`` if it did not exist.
+
+        Its definition file is removed after the commit when no other version
+        refers to it.
+        """
+        with self._lock:
+            with self.engine.begin() as connection:
+                row = connection.execute(
+                    select(model_versions.c.content_hash).where(
+                        model_versions.c.name == name,
+                        model_versions.c.version == version,
+                    )
+                ).first()
+                if row is None:
+                    return False
+                connection.execute(
+                    delete(model_versions).where(
+                        model_versions.c.name == name,
+                        model_versions.c.version == version,
+                    )
+                )
+                still_used = connection.execute(
+                    select(func.count()).where(
+                        model_versions.c.content_hash == row.content_hash
+                    )
+                ).scalar_one()
+            if not still_used:
+                self._definition_path(row.content_hash).unlink(missing_ok=True)
+        return True
