@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -25,9 +26,24 @@ ForwardFn = Callable[[Any, Any, dict[str, Any]], Any]
 
 
 def _check_pad_values(pad_values: Any) -> float:
-    if isinstance(pad_values, bool) or not isinstance(pad_values, int | float):
-        raise ValueError(f"Expected a number. Received: pad_values={pad_values!r}")
+    if (
+        isinstance(pad_values, bool)
+        or not isinstance(pad_values, int | float)
+        or not math.isfinite(pad_values)
+    ):
+        raise ValueError(
+            "Expected a finite number (0.0 pads with zeros, 1.0 gives 'same-one' "
+            f"padding). Received: pad_values={pad_values!r}"
+        )
     return float(pad_values)
+
+
+def _get_quantizer(field: str, identifier: Any) -> Any:
+    """``quantizers.get`` with the argument's name added to any error."""
+    try:
+        return quantizers.get(identifier)
+    except ValueError as error:
+        raise ValueError(f"Invalid {field}={identifier!r}: {error}") from None
 
 
 class QuantizerBase:
@@ -87,9 +103,9 @@ class QuantizerBase:
 
         super().__init__(**arguments, **extra)
 
-        self.input_quantizer = quantizers.get(input_quantizer)
+        self.input_quantizer = _get_quantizer("input_quantizer", input_quantizer)
         for name, value in kernel_quantizers.items():
-            setattr(self, name, quantizers.get(value))
+            setattr(self, name, _get_quantizer(name, value))
         if self._takes_pad_values:
             self.pad_values = _check_pad_values(pad_values)
         self._warn_about_starved_weights()
