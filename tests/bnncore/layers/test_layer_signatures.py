@@ -110,8 +110,3 @@ def test_documented_extras_are_keyword_only_and_nothing_else_is_added(
 )
 def test_positional_arguments_bind_like_the_parent(cls, args, attribute, expected):
     assert getattr(cls(*args), attribute) == expected
-
-
-def test_pad_values_is_rejected_where_not_documented():
-    with pytest.raises((TypeError, ValueError), match="pad_values"):
-        bl.QuantDense(3, pad_values=1.0)
