@@ -43,9 +43,10 @@ def zoo_names() -> list[str]:
     """Names of the zoo architectures, or ``[]`` while ``bnncore.zoo`` is absent."""
     try:
         from bnncore import zoo
-    except ImportError:
+
+        return sorted(zoo.names())
+    except Exception:  # absent or broken: the service still runs without it
         return []
-    return list(zoo.names())
 
 
 def plan(definition: Any, settings: Settings) -> Plan:

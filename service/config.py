@@ -39,7 +39,6 @@ class Settings(BaseSettings):
             evicted).
         build_workers: Threads building models (TensorFlow work).
         max_pending_builds: Builds queued or running at once; beyond, 503.
-        page_size_max: Largest ``limit`` of the paginated model list.
     """
 
     model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
@@ -57,7 +56,6 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(default=8, ge=1)
     build_workers: int = Field(default=2, ge=1)
     max_pending_builds: int = Field(default=16, ge=1)
-    page_size_max: int = Field(default=100, ge=1)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside :attr:`data_dir`."""

@@ -10,6 +10,7 @@ from service.schemas.common import Name, StrictModel
 from service.schemas.definitions import Definition
 
 __all__ = [
+    "DeletedVersion",
     "ErrorResponse",
     "Estimate",
     "EstimateTotals",
@@ -122,6 +123,14 @@ class RegisteredModel(BaseModel):
     created: bool = Field(
         description="False when an identical definition was already registered"
     )
+
+
+class DeletedVersion(BaseModel):
+    """``DELETE /v2/models/{name}/versions/{version}``."""
+
+    name: str
+    version: int
+    deleted: bool
 
 
 class ModelSummary(BaseModel):

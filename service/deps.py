@@ -1,0 +1,58 @@
+"""FastAPI dependencies, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+
+from service.config import Settings
+from service.runtime import Runtime
+from service.store import Store
+
+__all__ = [
+    "FormatQuery",
+    "ModelName",
+    "RuntimeDep",
+    "SettingsDep",
+    "StoreDep",
+    "VersionNumber",
+]
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> Store:
+    """The registry opened by the app's lifespan."""
+    return request.app.state.store
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The app's build executor and model cache."""
+    return request.app.state.runtime
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+ModelName = Annotated[
+    str,
+    Path(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$",
+        description="Registered model name",
+    ),
+]
+VersionNumber = Annotated[
+    int, Path(ge=1, le=2**31 - 1, description="Immutable version number")
+]
+FormatQuery = Annotated[
+    str,
+    Query(
+        pattern="^(json|text|csv|markdown)$",
+        description="Report format: json, text, csv or markdown",
+    ),
+]

@@ -1,0 +1,127 @@
+"""The JSON error envelope ``{"error": "<message>"}`` for every error response."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.estimate import DefinitionError, LimitError
+from service.runtime import BusyError
+from service.schemas.reports import ErrorResponse
+from service.store import StoreError
+
+__all__ = ["ERROR_RESPONSES", "NotFoundError", "format_validation_errors", "install"]
+
+log = logging.getLogger("service")
+
+_MAX_ERRORS = 5
+_DEFINITION_FORMS = ("Sequential", "Graph", "Zoo", "KerasJSON")
+
+
+class NotFoundError(LookupError):
+    """A model or version that does not exist (→ 404)."""
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    """``("body", "definition", "Sequential", "layers", 3, "Dense", "units")`` →
+    ``definition.layers[3].units`` (union tags, which are capitalized, dropped)."""
+    parts: list[str] = []
+    if len(loc) > 1 and loc[0] == "body" and loc[1] in _DEFINITION_FORMS:
+        parts.append("definition")  # the body is a definition (dry runs)
+    for index, part in enumerate(loc):
+        if index == 0 and part in ("body", "query", "path", "header"):
+            if part != "body":
+                parts.append(str(part))
+            continue
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif str(part)[:1].isupper() or str(part).startswith("function-"):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts).lstrip(".") or "body"
+
+
+def _received(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def format_validation_errors(errors: list[dict[str, Any]]) -> str:
+    """One message for pydantic errors: ``path: message (received value)``."""
+    seen: dict[str, str] = {}
+    for item in errors:
+        where = _location(tuple(item.get("loc", ())))
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        if (
+            "input" in item
+            and item.get("type") not in ("missing",)
+            and not isinstance(item["input"], dict | list)
+        ):
+            message += f" (received {_received(item['input'])})"
+        key = f"{where}: {message}"
+        seen.setdefault(key, key)
+    messages = list(seen)
+    text = "; ".join(messages[:_MAX_ERRORS])
+    if len(messages) > _MAX_ERRORS:
+        text += f"; and {len(messages) - _MAX_ERRORS} more"
+    return text
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (404, "Not found"),
+        (413, "Larger than a configured limit"),
+        (422, "Invalid request; the message names the field"),
+        (503, "Too busy; retry later"),
+    )
+}
+"""Error responses documented on every route."""
+
+
+def install(app: FastAPI) -> None:
+    """Registers the handlers that turn every error into the envelope."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Any:
+        return error(422, format_validation_errors(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Any:
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(DefinitionError)
+    async def _definition(_: Request, exc: DefinitionError) -> Any:
+        return error(422, str(exc))
+
+    @app.exception_handler(LimitError)
+    async def _limit(_: Request, exc: LimitError) -> Any:
+        return error(413, str(exc))
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> Any:
+        return error(404, str(exc))
+
+    @app.exception_handler(BusyError)
+    async def _busy(_: Request, exc: BusyError) -> Any:
+        return error(503, str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> Any:
+        log.error("store error: %s", exc)
+        return error(503, f"registry unavailable: {exc}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Any:
+        log.exception("unexpected error", exc_info=exc)
+        return error(500, "internal server error")

@@ -1,0 +1,71 @@
+"""The FastAPI application: ``create_app(settings)`` and the default ``app``.
+
+``uvicorn service.main:app`` serves the embedded default (SQLite and files
+under ``./data``, or ``BNN_DATA_DIR``). The registry is opened in the
+lifespan, so importing this module touches no file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+import bnncore
+from service import errors
+from service.config import Settings
+from service.limits import BodySizeLimit
+from service.routes import health, models, reports
+from service.runtime import Runtime
+from service.store import Store
+
+__all__ = ["app", "create_app"]
+
+DESCRIPTION = """\
+Model definitions in, exact binarized-network reports out, and a persistent
+model registry. Definitions are validated against an allow-list and sized
+analytically before anything is built; they are never passed to Keras
+deserialization. Every error is `{"error": "<message>"}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Builds the service.
+
+    Args:
+        settings: Configuration; ``None`` reads ``BNN_*`` environment variables.
+
+    Returns:
+        The FastAPI app; its lifespan opens the registry and the build executor.
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings).open()
+        runtime = Runtime(settings)
+        app.state.store = store
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.close()
+            store.close()
+
+    app = FastAPI(
+        title="bnncore model service",
+        version=bnncore.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for module in (health, reports, models):
+        app.include_router(module.router)
+    return app
+
+
+app: Any = create_app()

@@ -1,0 +1,1 @@
+"""HTTP routes: models (registry), reports (dry runs), health, server metadata."""

@@ -1,0 +1,59 @@
+"""Health and server metadata."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+import bnncore
+from service.builder import zoo_names
+from service.deps import SettingsDep, StoreDep
+from service.errors import ERROR_RESPONSES, error
+from service.schemas.layers import LAYER_TYPES
+from service.schemas.reports import HealthResponse, ServerMetadata
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v2", tags=["health"])
+
+_LIMITS = (
+    "max_layers",
+    "max_units",
+    "max_filters",
+    "max_kernel_size",
+    "max_dimension",
+    "max_params",
+    "max_activation_elements",
+    "max_body_bytes",
+)
+
+
+@router.get("/health/live", response_model=HealthResponse)
+def live() -> HealthResponse:
+    """The process answers."""
+    return HealthResponse(status="live")
+
+
+@router.get(
+    "/health/ready",
+    response_model=HealthResponse,
+    responses={503: ERROR_RESPONSES[503]},
+)
+async def ready(store: StoreDep) -> HealthResponse:
+    """The registry database answers (503 otherwise)."""
+    if not await run_in_threadpool(store.ping):
+        return error(503, "registry database unavailable")
+    return HealthResponse(status="ready")
+
+
+@router.get("", response_model=ServerMetadata)
+def server_metadata(settings: SettingsDep) -> ServerMetadata:
+    """Server metadata (Open Inference Protocol) and the definition catalogs."""
+    return ServerMetadata(
+        name="bnncore",
+        version=bnncore.__version__,
+        extensions=["model_repository"],
+        layer_types=sorted(LAYER_TYPES),
+        zoo_models=zoo_names(),
+        limits={name: getattr(settings, name) for name in _LIMITS},
+    )

@@ -1,0 +1,286 @@
+"""The model registry: register, list, metadata, summary, definition, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter
+
+from service.builder import Plan, plan
+from service.deps import (
+    FormatQuery,
+    ModelName,
+    RuntimeDep,
+    SettingsDep,
+    StoreDep,
+    VersionNumber,
+)
+from service.errors import ERROR_RESPONSES, NotFoundError
+from service.routes.reports import REPORT_RESPONSES, render_response
+from service.runtime import Built
+from service.schemas.definitions import Definition
+from service.schemas.reports import (
+    DeletedVersion,
+    ModelList,
+    ModelMetadata,
+    ModelSummary,
+    RegisteredModel,
+    RegisterRequest,
+    TensorMetadata,
+)
+from service.store import Store, VersionRecord
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v2/models", tags=["models"])
+
+PLATFORM = "bnncore_keras"
+_definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
+
+
+def _registered(record: VersionRecord, created: bool) -> RegisteredModel:
+    return RegisteredModel(
+        name=record.name,
+        version=record.version,
+        content_hash=record.content_hash,
+        kind=record.kind,
+        created_at=record.created_at,
+        params=record.params,
+        memory_bytes=record.memory_bytes,
+        created=created,
+    )
+
+
+def _io(model_plan: Plan, built: Built) -> tuple[list[dict], list[dict]]:
+    """Input and output tensors (name, shape with -1 for the batch)."""
+
+    def shape(dims: list[int | None]) -> list[int]:
+        return [-1 if d is None else d for d in dims]
+
+    if model_plan.estimate is not None:
+        graph = model_plan.definition.graph()
+        inputs = [
+            {"name": layer.name, "shape": shape(dims)}
+            for layer, dims in zip(
+                graph.inputs(), model_plan.estimate.inputs, strict=True
+            )
+        ]
+        outputs = [
+            {"name": name, "shape": shape(dims)}
+            for name, dims in zip(
+                graph.outputs, model_plan.estimate.outputs, strict=True
+            )
+        ]
+        return inputs, outputs
+    model = built.model
+    output_names = list(getattr(model, "output_names", None) or [])
+    inputs = [
+        {
+            "name": getattr(t, "name", None) or f"input_{i}",
+            "shape": shape(list(t.shape)),
+        }
+        for i, t in enumerate(model.inputs)
+    ]
+    outputs = [
+        {
+            "name": output_names[i] if i < len(output_names) else f"output_{i}",
+            "shape": shape(list(t.shape)),
+        }
+        for i, t in enumerate(model.outputs)
+    ]
+    return inputs, outputs
+
+
+async def _record(store: Store, name: str, version: int | None) -> VersionRecord:
+    record = await run_in_threadpool(store.get, name, version)
+    if record is None:
+        what = f"model {name!r}" if version is None else f"{name!r} version {version}"
+        raise NotFoundError(f"{what} is not registered")
+    return record
+
+
+async def _metadata(store: Store, record: VersionRecord, all_versions: bool) -> Any:
+    versions = (
+        await run_in_threadpool(store.versions, record.name)
+        if all_versions
+        else [record.version]
+    )
+    return ModelMetadata(
+        name=record.name,
+        versions=[str(v) for v in versions],
+        platform=PLATFORM,
+        inputs=[TensorMetadata(datatype="FP32", **t) for t in record.inputs],
+        outputs=[TensorMetadata(datatype="FP32", **t) for t in record.outputs],
+        content_hash=record.content_hash,
+        created_at=record.created_at,
+    )
+
+
+async def _built(
+    store: Store, runtime: Any, settings: Any, record: VersionRecord
+) -> Built:
+    normalized = await run_in_threadpool(store.load_definition, record.content_hash)
+    definition = _definition_adapter.validate_python(normalized)
+    return await runtime.run(runtime.built, plan(definition, settings))
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=RegisteredModel,
+    responses={
+        200: {"model": RegisteredModel, "description": "Already registered"},
+        **ERROR_RESPONSES,
+    },
+    summary="Register a definition under a name (idempotent)",
+)
+async def register(
+    request: RegisterRequest,
+    response: Response,
+    settings: SettingsDep,
+    store: StoreDep,
+    runtime: RuntimeDep,
+) -> RegisteredModel:
+    """Validates, estimates and builds the definition, then stores it as the next
+    version of ``name`` (201). The same definition again returns its existing
+    version (200, ``created: false``)."""
+    model_plan = plan(request.definition, settings)
+    existing = await run_in_threadpool(
+        store.find, request.name, model_plan.content_hash
+    )
+    if existing is not None:
+        response.status_code = 200
+        return _registered(existing, created=False)
+    built = await runtime.run(runtime.built, model_plan)
+    inputs, outputs = _io(model_plan, built)
+    totals = built.profile.totals
+    record, created = await run_in_threadpool(
+        store.register,
+        request.name,
+        model_plan.content_hash,
+        model_plan.normalized,
+        type(request.definition).__name__,
+        totals.params,
+        totals.memory_bytes,
+        inputs,
+        outputs,
+    )
+    if not created:
+        response.status_code = 200
+    return _registered(record, created)
+
+
+@router.get("", response_model=ModelList, responses=ERROR_RESPONSES)
+async def list_models(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> ModelList:
+    """A page of registered models ordered by name, with their versions."""
+    page, total = await run_in_threadpool(store.list_models, limit, offset)
+    return ModelList(
+        models=[
+            ModelSummary(name=name, versions=versions, latest_version=max(versions))
+            for name, versions in page
+        ],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if offset + limit < total else None,
+    )
+
+
+@router.get("/{name}", response_model=ModelMetadata, responses=ERROR_RESPONSES)
+async def model_metadata(name: ModelName, store: StoreDep) -> ModelMetadata:
+    """Open Inference Protocol metadata of the latest version; ``versions`` lists
+    every registered version."""
+    return await _metadata(store, await _record(store, name, None), all_versions=True)
+
+
+@router.get(
+    "/{name}/versions/{version}",
+    response_model=ModelMetadata,
+    responses=ERROR_RESPONSES,
+)
+async def version_metadata(
+    name: ModelName, version: VersionNumber, store: StoreDep
+) -> ModelMetadata:
+    """Open Inference Protocol metadata of one version."""
+    return await _metadata(
+        store, await _record(store, name, version), all_versions=False
+    )
+
+
+@router.delete(
+    "/{name}/versions/{version}",
+    response_model=DeletedVersion,
+    responses=ERROR_RESPONSES,
+)
+async def delete_version(
+    name: ModelName, version: VersionNumber, store: StoreDep
+) -> DeletedVersion:
+    """Deletes one version (its number is never reused)."""
+    if not await run_in_threadpool(store.delete, name, version):
+        raise NotFoundError(f"{name!r} version {version} is not registered")
+    return DeletedVersion(name=name, version=version, deleted=True)
+
+
+@router.get("/{name}/summary", response_class=Response, responses=REPORT_RESPONSES)
+async def model_summary(
+    name: ModelName,
+    settings: SettingsDep,
+    store: StoreDep,
+    runtime: RuntimeDep,
+    format: FormatQuery = "json",
+) -> Response:
+    """The report of the latest version."""
+    record = await _record(store, name, None)
+    return render_response(
+        (await _built(store, runtime, settings, record)).profile, format
+    )
+
+
+@router.get(
+    "/{name}/versions/{version}/summary",
+    response_class=Response,
+    responses=REPORT_RESPONSES,
+)
+async def version_summary(
+    name: ModelName,
+    version: VersionNumber,
+    settings: SettingsDep,
+    store: StoreDep,
+    runtime: RuntimeDep,
+    format: FormatQuery = "json",
+) -> Response:
+    """The report of one version."""
+    record = await _record(store, name, version)
+    return render_response(
+        (await _built(store, runtime, settings, record)).profile, format
+    )
+
+
+@router.get(
+    "/{name}/definition",
+    response_model=dict[str, Any],
+    responses=ERROR_RESPONSES,
+)
+async def model_definition(name: ModelName, store: StoreDep) -> dict[str, Any]:
+    """The normalized definition of the latest version."""
+    record = await _record(store, name, None)
+    return await run_in_threadpool(store.load_definition, record.content_hash)
+
+
+@router.get(
+    "/{name}/versions/{version}/definition",
+    response_model=dict[str, Any],
+    responses=ERROR_RESPONSES,
+)
+async def version_definition(
+    name: ModelName, version: VersionNumber, store: StoreDep
+) -> dict[str, Any]:
+    """The normalized definition of one version."""
+    record = await _record(store, name, version)
+    return await run_in_threadpool(store.load_definition, record.content_hash)

@@ -1,0 +1,84 @@
+"""Dry runs: a definition in, its estimate or its report out; nothing is stored."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Response
+
+from service.builder import plan
+from service.deps import FormatQuery, RuntimeDep, SettingsDep
+from service.errors import ERROR_RESPONSES
+from service.schemas.definitions import Definition
+from service.schemas.reports import Estimate, ProfileReport
+
+__all__ = ["REPORT_RESPONSES", "render_response", "router"]
+
+router = APIRouter(prefix="/v2", tags=["reports"])
+
+MEDIA_TYPES = {
+    "json": "application/json",
+    "text": "text/plain; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+    "markdown": "text/markdown; charset=utf-8",
+}
+
+REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": ProfileReport,
+        "description": "The report of bnncore.models.profile in the chosen format",
+        "content": {
+            "text/plain": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+            "text/markdown": {"schema": {"type": "string"}},
+        },
+    },
+    **ERROR_RESPONSES,
+}
+
+
+def render_response(profile: Any, format: str) -> Response:
+    """The profile rendered by ``bnncore.analysis.render`` as an HTTP response."""
+    from bnncore.analysis import render
+
+    return Response(render(profile, format=format), media_type=MEDIA_TYPES[format])
+
+
+@router.post(
+    "/summary",
+    response_class=Response,
+    responses=REPORT_RESPONSES,
+    summary="Dry run: the report of a definition (nothing stored)",
+)
+async def summary(
+    definition: Annotated[Definition, Body()],
+    settings: SettingsDep,
+    runtime: RuntimeDep,
+    format: FormatQuery = "json",
+) -> Response:
+    """Validates, estimates (refusing anything over the limits), builds and
+    profiles the definition, and returns its report."""
+    model_plan = plan(definition, settings)
+    built = await runtime.run(runtime.built, model_plan)
+    return render_response(built.profile, format)
+
+
+@router.post(
+    "/estimate",
+    response_model=Estimate,
+    responses=ERROR_RESPONSES,
+    summary="The analytic estimate of a definition, without building it",
+)
+def estimate(
+    definition: Annotated[Definition, Body()], settings: SettingsDep
+) -> Estimate:
+    """Parameters, memory, MACs and activation elements computed from the
+    definition alone (not available for zoo definitions: 422)."""
+    from service.estimate import DefinitionError
+
+    model_plan = plan(definition, settings)
+    if model_plan.estimate is None:
+        raise DefinitionError(
+            "definition.zoo: zoo models have no analytic estimate; use /v2/summary"
+        )
+    return model_plan.estimate

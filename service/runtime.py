@@ -1,0 +1,121 @@
+"""Per-process runtime: the bounded build executor and the LRU cache of built models.
+
+TensorFlow work (building a model, profiling it) runs on a small thread pool,
+never on the event loop; at most ``BNN_MAX_PENDING_BUILDS`` jobs may be queued
+or running, beyond which requests get 503 instead of waiting without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from service.builder import Plan, build
+from service.config import Settings
+
+__all__ = ["Built", "BusyError", "ModelCache", "Runtime"]
+
+T = TypeVar("T")
+
+
+class BusyError(RuntimeError):
+    """Too many builds queued (→ 503)."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """A built model and its profile."""
+
+    model: Any
+    profile: Any
+
+
+class ModelCache:
+    """A thread-safe least-recently-used cache of :class:`Built` by content hash."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Built] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: str) -> Built | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item
+
+    def put(self, key: str, item: Built) -> None:
+        with self._lock:
+            self._items[key] = item
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._items)
+
+
+class Runtime:
+    """The executor and the cache of one app instance."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cache = ModelCache(settings.model_cache_size)
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.build_workers, thread_name_prefix="bnn-build"
+        )
+        self._pending = 0
+        self._lock = threading.Lock()
+        self.builds = 0
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs blocking ``fn(*args)`` on the build executor.
+
+        Raises:
+            BusyError: ``BNN_MAX_PENDING_BUILDS`` jobs are already queued or running.
+        """
+        with self._lock:
+            if self._pending >= self.settings.max_pending_builds:
+                raise BusyError(
+                    f"{self._pending} builds are already queued or running (limit "
+                    f"BNN_MAX_PENDING_BUILDS={self.settings.max_pending_builds}); "
+                    "retry later"
+                )
+            self._pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, fn, *args)
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def built(self, plan: Plan) -> Built:
+        """The built model of a plan, from the cache or built now (blocking)."""
+        item = self.cache.get(plan.content_hash)
+        if item is not None:
+            return item
+        from bnncore.models import profile
+
+        model = build(plan, self.settings)
+        with self._lock:
+            self.builds += 1
+        item = Built(model=model, profile=profile(model))
+        self.cache.put(plan.content_hash, item)
+        return item
