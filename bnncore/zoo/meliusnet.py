@@ -1,0 +1,167 @@
+"""MeliusNet22 (Bethge et al., 2020; Larq Zoo).
+
+"MeliusNet: Can Binary Neural Networks Achieve MobileNet-level Accuracy?",
+arXiv:2001.05936. Each block is a *dense block* (BN → binary 3×3 conv with 64
+channels → concatenated to the input) followed by an *improvement block*
+(BN → binary 3×3 conv with 64 channels → added to the last 64 channels, the
+ones the dense block just created). Binary convolutions use
+``SteSign(clip_value=1.3)`` on inputs and kernels and ``WeightClip(1.3)``,
+zero padding.
+
+* stem: float 3×3 stride-2 conv (32) → BN → ReLU → grouped 3×3 conv (32
+  channels, 4 groups) → BN → ReLU → grouped 3×3 conv (64 channels, 8 groups)
+  → BN → ReLU → 2×2 max-pool;
+* sections of 4, 5, 4, 4 blocks separated by float transitions BN → 2×2
+  max-pool → ReLU → 1×1 conv to 160, 224, 256 channels;
+* head: BN → ReLU → global average pool → dense → softmax.
+
+All BatchNorms use momentum 0.9 and epsilon 1e-5. Larq Zoo writes the grouped
+convolutions as a split into per-group convolutions; a Keras ``Conv2D`` with
+``groups`` has the same weights and MACs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+from bnncore import constraints, quantizers
+from bnncore.layers import QuantConv2D
+from bnncore.zoo.common import build, softmax
+
+__all__ = ["AddToLastChannels", "MeliusNet22"]
+
+_GROWTH = 64
+
+
+@keras.saving.register_keras_serializable(package="bnncore.zoo")
+class AddToLastChannels(keras.layers.Layer):
+    """Adds ``update`` (``k`` channels) to the last ``k`` channels of ``x``.
+
+    Called as ``layer([x, update])``; the same as adding ``update`` zero-padded
+    at the front of the channel axis (MeliusNet's improvement block).
+    """
+
+    def call(self, inputs: Sequence[Any]) -> Any:
+        x, update = inputs
+        k = update.shape[-1]
+        keep = x[..., : x.shape[-1] - k]
+        return ops.concatenate([keep, x[..., x.shape[-1] - k :] + update], axis=-1)
+
+    def compute_output_shape(self, input_shapes: Sequence[Any]) -> Any:
+        x_shape, update_shape = input_shapes
+        if update_shape[-1] > x_shape[-1]:
+            raise ValueError(
+                f"AddToLastChannels: the update has {update_shape[-1]} channels, "
+                f"more than the {x_shape[-1]} of the input."
+            )
+        return x_shape
+
+
+def _bn(x: Any) -> Any:
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+
+
+def _relu(x: Any) -> Any:
+    return keras.layers.Activation("relu")(x)
+
+
+def _pool(x: Any) -> Any:
+    return keras.layers.MaxPool2D(2, strides=2, padding="same")(x)
+
+
+def _float_conv(x: Any, filters: int, size: int, strides: int = 1, groups: int = 1):
+    return keras.layers.Conv2D(
+        filters,
+        size,
+        strides=strides,
+        padding="same",
+        groups=groups,
+        kernel_initializer="glorot_normal",
+        use_bias=False,
+    )(x)
+
+
+def _binary_conv(x: Any) -> Any:
+    return QuantConv2D(
+        _GROWTH,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="glorot_normal",
+        input_quantizer=quantizers.SteSign(clip_value=1.3),
+        kernel_quantizer=quantizers.SteSign(clip_value=1.3),
+        kernel_constraint=constraints.WeightClip(clip_value=1.3),
+    )(_bn(x))
+
+
+def _stem(x: Any) -> Any:
+    x = _relu(_bn(_float_conv(x, 32, 3, strides=2)))
+    x = _relu(_bn(_float_conv(x, 32, 3, groups=4)))
+    x = _relu(_bn(_float_conv(x, 64, 3, groups=8)))
+    return _pool(x)
+
+
+def _block(x: Any) -> Any:
+    x = keras.layers.Concatenate()([x, _binary_conv(x)])
+    return AddToLastChannels()([x, _binary_conv(x)])
+
+
+def _transition(x: Any, filters: int) -> Any:
+    x = _relu(_pool(_bn(x)))
+    return _float_conv(x, filters, 1)
+
+
+def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
+    x = _stem(inputs)
+    for blocks, filters in ((4, 160), (5, 224), (4, 256), (4, None)):
+        for _ in range(blocks):
+            x = _block(x)
+        if filters is not None:
+            x = _transition(x, filters)
+    x = _relu(_bn(x))
+    if not include_top:
+        return x
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(num_classes, kernel_initializer="glorot_normal")(x)
+    return softmax(x)
+
+
+def MeliusNet22(  # noqa: N802 (Keras applications naming)
+    input_shape: Sequence[int | None] | None = None,
+    input_tensor: Any = None,
+    num_classes: int = 1000,
+    include_top: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+) -> keras.Model:
+    """MeliusNet22: dense and improvement blocks in sections of 4, 5, 4, 4.
+
+    Args:
+        input_shape: ``(height, width, channels)``; default ``(224, 224, 3)``.
+        input_tensor: Optional Keras tensor to use as the model's input.
+        num_classes: Number of classes of the classifier head.
+        include_top: Whether to add the classifier head (global average
+            pooling, dense, softmax).
+        weights: ``None`` (random initialisation) or the path of a local
+            weights file, loaded with ``model.load_weights``.
+
+    Returns:
+        A functional ``keras.Model``.
+
+    Raises:
+        ValueError: on a bad argument or an input too small for the model.
+    """
+    return build(
+        "MeliusNet22",
+        _body,
+        model_name="meliusnet22",
+        input_shape=input_shape,
+        input_tensor=input_tensor,
+        num_classes=num_classes,
+        include_top=include_top,
+        weights=weights,
+    )
