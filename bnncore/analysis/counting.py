@@ -234,6 +234,18 @@ def _positions(layer: Any, call: Call) -> int | None:
     return math.prod(dims)  # type: ignore[arg-type]
 
 
+def _unknown_shape_note(call: Call) -> str:
+    if not call.output_shapes:
+        return (
+            "MACs not counted: Keras recorded no shapes for this layer (it was "
+            "never called on symbolic inputs, as in subclassed models)."
+        )
+    return (
+        "MACs not counted for a call with unknown spatial size: input "
+        f"{list(call.input_shapes)}, output {list(call.output_shapes)}."
+    )
+
+
 def is_mac_layer(layer: Any) -> bool:
     """Whether the layer multiplies its inputs by weights (MACs counted)."""
     return isinstance(
@@ -267,10 +279,7 @@ def _count_macs(
     for call in calls:
         positions = _positions(layer, call)
         if positions is None:
-            counts.notes.append(
-                "MACs not counted for a call whose spatial shape is unknown "
-                f"(input {call.input_shapes}, output {call.output_shapes})."
-            )
+            counts.notes.append(_unknown_shape_note(call))
             continue
         for attribute, size in _kernel_terms(layer):
             kernel = getattr(layer, attribute)
@@ -371,7 +380,6 @@ def _layer_row(
         macs_by_bits=bit_counts(macs.by_bits),
         bops=macs.bops,
         activation_elements=activations.elements,
-        activation_bits=out_bits,
         activation_bytes=activations.bytes,
         peak_activation_bytes=activations.peak,
         weights=weights,
@@ -417,7 +425,6 @@ def _nested_row(
         macs_by_bits=_summed(children, "macs_by_bits", times),
         bops=_summed(children, "bops", times),
         activation_elements=activations.elements,
-        activation_bits=out_bits,
         activation_bytes=activations.bytes,
         peak_activation_bytes=max(
             [activations.peak, *(c.peak_activation_bytes for c in children)]
@@ -466,7 +473,6 @@ def _leftover_row(model: Any, context: _Context) -> LayerProfile | None:
         macs_by_bits=bit_counts(),
         bops=0,
         activation_elements=0,
-        activation_bits=DEFAULT_BITS,
         activation_bytes=0,
         peak_activation_bytes=0,
         weights=tuple(weights),

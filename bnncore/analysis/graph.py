@@ -8,7 +8,8 @@ Keras APIs are used:
   ``inbound_nodes`` list every call of an operation in this model, with the
   shape of each input and the ``(operation, call, output)`` that produced it;
 * Sequential models: ``model.layers`` in order, one call each;
-* subclassed models: ``model.layers``, one call each, shapes from
+* subclassed models, and functional models whose config cannot be built (a
+  custom layer without ``get_config``): one call per layer, shapes from
   ``layer.input`` / ``layer.output`` when Keras recorded them.
 """
 
@@ -174,7 +175,9 @@ def _functional_sites(model: keras.Model) -> list[Site]:
 def _listed_sites(model: keras.Model, chained: bool) -> list[Site]:
     sites = []
     previous: str | None = None
-    for layer in model.layers:
+    for layer in getattr(model, "operations", None) or model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
         input_shapes = _recorded(layer, "input") or ()
         output_shapes = _recorded(layer, "output") or ()
         sources = ((previous if chained else None),) * len(input_shapes)

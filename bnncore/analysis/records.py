@@ -133,7 +133,6 @@ class LayerProfile:
     macs_by_bits: BitCounts
     bops: int
     activation_elements: int
-    activation_bits: int
     activation_bytes: int
     peak_activation_bytes: int
     weights: tuple[WeightProfile, ...] = ()
@@ -167,7 +166,6 @@ class LayerProfile:
             "macs_by_bits": _bits_json(self.macs_by_bits),
             "bops": self.bops,
             "activation_elements": self.activation_elements,
-            "activation_bits": self.activation_bits,
             "activation_bytes": self.activation_bytes,
             "peak_activation_bytes": self.peak_activation_bytes,
             "weights": [w.to_dict() for w in self.weights],

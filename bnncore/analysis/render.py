@@ -80,7 +80,9 @@ def _layer_table(
     profile: ModelProfile, include_macs: bool, indent: str
 ) -> tuple[list[str], list[list[str]]]:
     param_bits, mac_bits = _bit_columns(profile)
-    header = ["Layer", "Type", "Input bits", "Output shape", "Params"]
+    show_calls = any(row.calls != 1 for _, _, row in profile.walk())
+    header = ["Layer", "Type", *(["Calls"] if show_calls else [])]
+    header += ["Input bits", "Output shape", "Params"]
     header += [f"{b}-bit params" for b in param_bits]
     header += ["Memory (KiB)"]
     if include_macs:
@@ -90,6 +92,7 @@ def _layer_table(
         cells = [
             indent * depth + row.name,
             row.type,
+            *([str(row.calls)] if show_calls else []),
             "-" if row.input_precision is None else str(row.input_precision),
             _shape(row.output_shapes),
             _int(row.params),
@@ -105,9 +108,7 @@ def _layer_table(
     t = profile.totals
     total = [
         "Total",
-        "",
-        "",
-        "",
+        *([""] * (header.index("Params") - 1)),
         _int(t.params),
         *(_int(t.params_by_bits.get(b, 0)) for b in param_bits),
         _kib(t.memory_bits),
@@ -126,7 +127,7 @@ def _summary_rows(profile: ModelProfile, include_macs: bool) -> list[tuple[str, 
         ("Non-trainable params", _int(t.non_trainable_params)),
         ("Inference params (BatchNorm folded)", _int(t.inference_params)),
         *(
-            (f"Inference params at {bits} bits", _int(n))
+            (f"Inference params, {bits}-bit", _int(n))
             for bits, n in t.inference_params_by_bits.items()
         ),
         ("Model size", _size(t.memory_bytes)),
@@ -213,7 +214,6 @@ CSV_COLUMNS = [
     "macs",
     "bops",
     "activation_elements",
-    "activation_bits",
     "activation_bytes",
     "peak_activation_bytes",
 ]
