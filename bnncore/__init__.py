@@ -9,8 +9,16 @@ import os as _os
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from bnncore import activations, constraints, layers, math, quantizers
+from bnncore import activations, analysis, constraints, layers, math, models, quantizers
 
 __version__ = "0.1.0"
 
-__all__ = ["activations", "constraints", "layers", "math", "quantizers"]
+__all__ = [
+    "activations",
+    "analysis",
+    "constraints",
+    "layers",
+    "math",
+    "models",
+    "quantizers",
+]
