@@ -1,0 +1,15 @@
+"""Packed inference engine: binary layers on bit-packed data in a compiled core.
+
+Example:
+    >>> import bnncore
+    >>> packed = bnncore.engine.compile(model)   # any built Keras model
+    >>> y = packed.predict(x)                     # equals model(x) up to float32
+    >>> print(packed.describe())                  # which layers run on packed bits
+
+See ``docs/engine.md`` for what is accelerated and how exactness is kept.
+"""
+
+from bnncore.engine.kernels import set_kernel
+from bnncore.engine.runtime import PackedModel, compile, kernel_info
+
+__all__ = ["PackedModel", "compile", "kernel_info", "set_kernel"]

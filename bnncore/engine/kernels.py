@@ -1,0 +1,276 @@
+"""Python side of the compiled core: bit layouts, weight packing and kernel calls.
+
+Bit convention: a value in {-1, +1} is one bit, ``1`` for -1 and ``0`` for +1
+(so ``sign(0) = +1`` packs to 0, as :func:`bnncore.math.sign` has it).
+
+* Packed activations are NHWC: each pixel holds ``groups`` runs of
+  ``ceil(channels_per_group / 64)`` little-endian 64-bit words; channel ``c`` of a
+  group is bit ``c % 64`` of word ``c // 64``; bits past the last channel are 0.
+* Packed weights: for each output channel, its ``kh·kw·cin_per_group`` signs
+  in (kh, kw, cin) order form one bit string of ``ceil(K / 64)`` words (exactly
+  one bit per weight, rounded up to a word per channel); output channels are
+  interleaved four at a time ("panels") so the AVX2 kernel reads word ``k`` of
+  four channels with one load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+try:
+    from bnncore.engine import _kernels
+except ImportError as error:  # pragma: no cover - exercised only on broken installs
+    raise ImportError(
+        "bnncore.engine needs its compiled core (bnncore/engine/_kernels.c), which "
+        "is built by the package's install: run `pip install -e '.[dev]'` (needs a C "
+        "compiler and the Python headers) or `python setup.py build_ext --inplace`."
+    ) from error
+
+__all__ = [
+    "OP_BIAS",
+    "OP_CLIP",
+    "OP_MULADD",
+    "OP_RELU",
+    "OP_RESIDUAL",
+    "OP_SCALE",
+    "OP_SIGN",
+    "ConvGeometry",
+    "bconv",
+    "features",
+    "kernel",
+    "maxpool",
+    "pack",
+    "pack_weights",
+    "set_kernel",
+    "unpack",
+    "words_for",
+]
+
+OP_SCALE, OP_BIAS, OP_MULADD, OP_RELU, OP_CLIP, OP_SIGN, OP_RESIDUAL = range(7)
+
+
+def words_for(bits: int) -> int:
+    """Number of 64-bit words holding ``bits`` bits."""
+    return -(-int(bits) // 64)
+
+
+def features() -> dict[str, Any]:
+    """CPU and build features: ``avx2``, ``popcnt``, ``openmp``, ``max_threads``."""
+    return dict(_kernels.features())
+
+
+def kernel() -> str:
+    """Name of the micro-kernel in use: ``"avx2"``, ``"popcnt"`` or ``"generic"``."""
+    return str(_kernels.kernel())
+
+
+def set_kernel(name: str) -> None:
+    """Forces a micro-kernel (``"avx2"``, ``"popcnt"``, ``"generic"``) or ``"auto"``.
+
+    Raises:
+        ValueError: for an unknown name or one this CPU cannot run.
+    """
+    _kernels.set_kernel(name)
+
+
+def pack(x: np.ndarray, groups: int = 1, threads: int = 1) -> np.ndarray:
+    """Sign bits of ``x`` along its last axis, ``groups`` runs of words per row.
+
+    Args:
+        x: float32 array ``(..., C)``.
+        groups: Number of equal channel groups, each packed to whole words.
+        threads: Worker threads.
+
+    Returns:
+        uint64 array ``(..., groups * ceil(C / groups / 64))``.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    channels = x.shape[-1]
+    cwg = words_for(channels // groups)
+    rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+    out = np.empty((*x.shape[:-1], groups * cwg), dtype=np.uint64)
+    _kernels.pack(x, out, rows, channels, groups, cwg, threads)
+    return out
+
+
+def unpack(words: np.ndarray, channels: int, groups: int = 1) -> np.ndarray:
+    """Inverse of :func:`pack`: ±1 float32 array ``(..., channels)``."""
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    cwg = words_for(channels // groups)
+    rows = int(np.prod(words.shape[:-1], dtype=np.int64))
+    out = np.empty((*words.shape[:-1], channels), dtype=np.float32)
+    _kernels.unpack(words, out, rows, channels, groups, cwg)
+    return out
+
+
+def pack_weights(negative: np.ndarray, groups: int = 1) -> np.ndarray:
+    """Packs kernel signs into panels.
+
+    Args:
+        negative: bool array ``(kh, kw, cin_per_group, cout)``, True where the
+            binarized weight is -1.
+        groups: Number of groups; output channel ``o`` belongs to group
+            ``o // (cout // groups)``.
+
+    Returns:
+        uint64 array ``(groups, panels_per_group, words, 4)``.
+    """
+    kh, kw, cin_g, cout = negative.shape
+    ng = cout // groups
+    kbits = kh * kw * cin_g
+    kwords = words_for(kbits)
+    npan = -(-ng // 4)
+    rows = np.asarray(negative, dtype=bool).reshape(kbits, cout).T  # (cout, K)
+    padded = np.zeros((cout, kwords * 64), dtype=bool)
+    padded[:, :kbits] = rows
+    bits = np.packbits(padded, axis=1, bitorder="little")  # (cout, kwords * 8)
+    words = bits.view("<u8").astype(np.uint64)  # (cout, kwords)
+    panels = np.zeros((groups, npan * 4, kwords), dtype=np.uint64)
+    panels[:, :ng, :] = words.reshape(groups, ng, kwords)
+    panels = panels.reshape(groups, npan, 4, kwords).transpose(0, 1, 3, 2)
+    return np.ascontiguousarray(panels)
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Shape of a binary convolution over packed NHWC input (dense: 1x1 output).
+
+    Attributes mirror the C core's geometry tuple; ``pad_mode`` is 1 when padded
+    taps count as +1 and 0 when they count as 0 (``pad_values=0``).
+    """
+
+    n: int
+    h: int
+    w: int
+    wpp_in: int
+    groups: int
+    cin_g: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pl: int
+    oh: int
+    ow: int
+    cout: int
+    pad_mode: int
+
+    @property
+    def cw_g(self) -> int:
+        return words_for(self.cin_g)
+
+    def as_tuple(self, gout: int, cw_out_g: int, wpp_out: int) -> tuple[int, ...]:
+        return (
+            self.n,
+            self.h,
+            self.w,
+            self.wpp_in,
+            self.groups,
+            self.cin_g,
+            self.cw_g,
+            self.kh,
+            self.kw,
+            self.sh,
+            self.sw,
+            self.dh,
+            self.dw,
+            self.pt,
+            self.pl,
+            self.oh,
+            self.ow,
+            self.cout,
+            self.pad_mode,
+            gout,
+            cw_out_g,
+            wpp_out,
+        )
+
+
+def bconv(
+    x: np.ndarray,
+    panels: np.ndarray,
+    geometry: ConvGeometry,
+    ops: list[tuple[Any, ...]],
+    *,
+    float_out: bool = True,
+    packed_groups: int | None = None,
+    residual: np.ndarray | None = None,
+    threads: int = 1,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Runs a binary convolution with its epilogue.
+
+    Args:
+        x: packed input, uint64 ``(n, h, w, wpp_in)`` (any shape of that size).
+        panels: weights from :func:`pack_weights`.
+        geometry: the convolution's shape.
+        ops: epilogue program, tuples ``(OP_*, args...)`` applied in order to the
+            float32 dot products.
+        float_out: Write the float32 output ``(n, oh, ow, cout)``.
+        packed_groups: Also write the output's sign bits in this group layout.
+        residual: float32 ``(n, oh, ow, cout)`` read by ``OP_RESIDUAL``.
+        threads: Worker threads.
+
+    Returns:
+        ``(float output or None, packed output or None)``.
+    """
+    g = geometry
+    shape = (g.n, g.oh, g.ow)
+    y = np.empty((*shape, g.cout), dtype=np.float32) if float_out else None
+    gout = packed_groups or 1
+    cw_out_g = words_for(g.cout // gout)
+    yp = (
+        np.empty((*shape, gout * cw_out_g), dtype=np.uint64)
+        if packed_groups is not None
+        else None
+    )
+    if residual is not None:
+        residual = np.ascontiguousarray(residual, dtype=np.float32)
+    _kernels.bconv(
+        np.ascontiguousarray(x),
+        panels,
+        g.as_tuple(gout, cw_out_g, gout * cw_out_g),
+        ops,
+        y,
+        yp,
+        residual,
+        int(threads),
+    )
+    return y, yp
+
+
+def maxpool(
+    x: np.ndarray,
+    pool: tuple[int, int],
+    strides: tuple[int, int],
+    pads: tuple[int, int],
+    out_size: tuple[int, int],
+    or_mask: np.ndarray | None = None,
+    threads: int = 1,
+) -> np.ndarray:
+    """Max pooling of ±1 values on packed bits ``(n, h, w, wpp)``.
+
+    Args:
+        x: packed input.
+        pool: window (ph, pw).
+        strides: (sh, sw).
+        pads: padding before (top, left); padded positions are ignored.
+        out_size: (oh, ow).
+        or_mask: uint64 ``(wpp,)``; channels whose bit is set take the minimum
+            (OR of bits) instead of the maximum.
+        threads: Worker threads.
+
+    Returns:
+        Packed output ``(n, oh, ow, wpp)``.
+    """
+    x = np.ascontiguousarray(x, dtype=np.uint64)
+    n, h, w, wpp = x.shape
+    out = np.empty((n, *out_size, wpp), dtype=np.uint64)
+    geometry = (n, h, w, wpp, *pool, *strides, *pads, *out_size)
+    _kernels.maxpool(x, out, geometry, or_mask, int(threads))
+    return out

@@ -1,0 +1,231 @@
+"""``compile(model) -> PackedModel``: the public entry point of the engine."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import keras
+import numpy as np
+
+from bnncore.engine import kernels as K
+from bnncore.engine.graph import Node, UnsupportedGraphError, ValueId, parse, substitute
+from bnncore.engine.planner import build_plan, infer_specs
+from bnncore.engine.steps import BinaryStep, Env, KerasSegment, Step, WholeModelStep
+
+__all__ = ["PackedModel", "compile"]
+
+_MODES = ("graph", "eager")
+
+
+def _default_threads() -> int:
+    return max(
+        1,
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count() or 1,
+    )
+
+
+class PackedModel:
+    """A compiled model: binary layers on packed bits, the rest in TensorFlow.
+
+    Build it with :func:`compile`. The compiled model keeps packed copies of the
+    binary kernels and clones of the other layers, not the original model.
+
+    Attributes:
+        steps: The plan, in execution order.
+        threads: Worker threads of the binary kernels.
+    """
+
+    def __init__(
+        self,
+        steps: list[Step],
+        inputs: list[ValueId],
+        outputs: list[ValueId],
+        input_shapes: list[tuple[int | None, ...]],
+        input_dtypes: list[str],
+        name: str,
+        threads: int,
+    ) -> None:
+        self.steps = steps
+        self._inputs = inputs
+        self._outputs = outputs
+        self._input_shapes = input_shapes
+        self._input_dtypes = input_dtypes
+        self.name = name
+        self.threads = threads
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of parameters held: packed kernels, folded constants, float layers."""
+        return sum(step.weight_bytes for step in self.steps)
+
+    @property
+    def binary_layers(self) -> list[str]:
+        """Names of the layers that run on packed bits."""
+        return [s.name for s in self.steps if isinstance(s, BinaryStep)]
+
+    def describe(self) -> str:
+        """One line per step of the plan."""
+        return "\n".join(step.describe() for step in self.steps)
+
+    def _check_inputs(self, x: Any) -> list[np.ndarray]:
+        arrays = list(x) if isinstance(x, list | tuple) else [x]
+        if len(arrays) != len(self._inputs):
+            raise ValueError(
+                f"Expected {len(self._inputs)} input array(s) for model {self.name!r}. "
+                f"Received: x with {len(arrays)} array(s)."
+            )
+        checked = []
+        for index, (array, shape, dtype) in enumerate(
+            zip(arrays, self._input_shapes, self._input_dtypes, strict=True)
+        ):
+            array = np.asarray(array)
+            field = "x" if len(arrays) == 1 else f"x[{index}]"
+            if not np.issubdtype(array.dtype, np.number) and array.dtype != bool:
+                raise ValueError(
+                    "Expected a numeric array. "
+                    f"Received: {field} of dtype {array.dtype}."
+                )
+            ok = len(array.shape) == len(shape) and all(
+                want is None or want == got
+                for want, got in zip(shape, array.shape, strict=True)
+            )
+            if not ok:
+                expected = tuple("batch" if d is None else d for d in shape)
+                raise ValueError(
+                    f"Expected {field} of shape {expected}. "
+                    f"Received: {field}.shape={array.shape}."
+                )
+            checked.append(np.ascontiguousarray(array, dtype=dtype))
+        return checked
+
+    def predict(self, x: Any) -> Any:
+        """Runs the model on a batch.
+
+        Args:
+            x: Array (or list of arrays for several inputs) with the model's
+                input shape; the batch dimension may be any size.
+
+        Returns:
+            NumPy array, or a list of arrays for a model with several outputs.
+
+        Raises:
+            ValueError: if the inputs do not match the model's inputs.
+        """
+        env = Env()
+        for value, array in zip(self._inputs, self._check_inputs(x), strict=True):
+            env.floats[value] = array
+        for step in self.steps:
+            step.run(env, self.threads)
+        results = [np.asarray(env.floats[v], dtype=np.float32) for v in self._outputs]
+        return results[0] if len(results) == 1 else results
+
+    __call__ = predict
+
+
+def _clone(op: Any, node: Node, specs: dict[ValueId, Any]) -> Any:
+    """A copy of a layer with its weights (so the original model can be freed)."""
+    if not isinstance(op, keras.layers.Layer):
+        try:
+            return type(op).from_config(op.get_config())
+        except Exception:
+            return op
+    try:
+        clone = type(op).from_config(op.get_config())
+        args = substitute(node.args, specs)
+        kwargs = {
+            k: v for k, v in substitute(node.kwargs, specs).items() if k != "training"
+        }
+        clone(*args, **kwargs)
+        clone.set_weights(op.get_weights())
+        return clone
+    except Exception:
+        return op
+
+
+def _detach(steps: list[Step], graph_specs: dict[ValueId, Any]) -> None:
+    """Replaces the ops of the float segments by clones (shared layers stay shared)."""
+    clones: dict[int, Any] = {}
+    for step in steps:
+        if not isinstance(step, KerasSegment):
+            continue
+        for node in step.nodes:
+            key = id(node.op)
+            if key not in clones:
+                clones[key] = _clone(node.op, node, graph_specs)
+            node.op = clones[key]
+
+
+def compile(
+    model: Any, *, threads: int | None = None, float_mode: str = "graph"
+) -> PackedModel:
+    """Compiles a Keras model for inference.
+
+    Binary layers (a sign input quantizer and a 1-bit kernel quantizer whose
+    values are ``±s`` per output channel: ``QuantDense``, ``QuantConv1D``,
+    ``QuantConv2D``) run on bit-packed data with the batch norm, activation and
+    residual add after them folded in; all other layers run in TensorFlow, so
+    every model compiles and ``predict`` equals the model's forward pass.
+
+    Args:
+        model: A built Keras model (Functional or Sequential; other models run
+            whole in Keras).
+        threads: Worker threads of the binary kernels (default: the CPUs
+            available to this process).
+        float_mode: ``"graph"`` runs the non-binary layers in traced
+            ``tf.function`` segments; ``"eager"`` calls them one by one.
+
+    Returns:
+        The :class:`PackedModel`.
+
+    Raises:
+        ValueError: for a model that is not built, or bad arguments.
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"Expected a keras.Model. Received: model of type {type(model).__name__}."
+        )
+    if float_mode not in _MODES:
+        raise ValueError(
+            f"Expected float_mode to be one of {_MODES}. "
+            f"Received: float_mode={float_mode!r}."
+        )
+    if threads is None:
+        threads = _default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"Expected a positive integer. Received: threads={threads!r}.")
+    if not model.built or not getattr(model, "inputs", None):
+        raise ValueError(
+            f"Model {model.name!r} is not built with a known input: call it on data "
+            "or build it from keras.Input before compiling."
+        )
+    input_shapes = [tuple(t.shape) for t in model.inputs]
+    input_dtypes = [str(t.dtype) for t in model.inputs]
+    try:
+        graph = parse(model)
+    except UnsupportedGraphError:
+        inputs = [("input", i) for i in range(len(model.inputs))]
+        outputs = [("output", i) for i in range(len(keras.tree.flatten(model.outputs)))]
+        step = WholeModelStep(model, inputs, outputs)
+        return PackedModel(
+            [step], inputs, outputs, input_shapes, input_dtypes, model.name, threads
+        )
+    specs = infer_specs(graph)
+    steps = build_plan(graph, specs, float_mode)
+    _detach(steps, specs)
+    return PackedModel(
+        steps,
+        graph.inputs,
+        graph.outputs,
+        input_shapes,
+        input_dtypes,
+        model.name,
+        threads,
+    )
+
+
+def kernel_info() -> dict[str, Any]:
+    """The micro-kernel in use and the CPU/build features it depends on."""
+    return {"kernel": K.kernel(), **K.features()}

@@ -1,0 +1,369 @@
+"""The steps of a compiled plan and the environment they read and write.
+
+Float values live in ``Env.floats`` (NumPy arrays or TensorFlow tensors);
+packed values in ``Env.packed`` keyed by ``(value, groups)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bnncore.engine import kernels as K
+from bnncore.engine.graph import Node, ValueId, substitute
+from bnncore.engine.recognize import BinaryKernel
+from bnncore.layers.forward import same_padding_amounts
+
+__all__ = [
+    "BinaryStep",
+    "Env",
+    "KerasSegment",
+    "PackStep",
+    "PackedTensor",
+    "Step",
+    "WholeModelStep",
+]
+
+
+@dataclass
+class PackedTensor:
+    """Packed sign bits with the logical shape ``(..., channels)`` they stand for."""
+
+    words: np.ndarray
+    shape: tuple[int, ...]
+    groups: int
+    pixels: int = 1  # > 1: a flattened (pixels, channels) tensor, packed per pixel
+
+
+@dataclass
+class Env:
+    """Values computed so far during one ``predict`` call."""
+
+    floats: dict[ValueId, Any] = field(default_factory=dict)
+    packed: dict[tuple[ValueId, int], PackedTensor] = field(default_factory=dict)
+
+    def array(self, value: ValueId) -> np.ndarray:
+        data = self.floats[value]
+        if not isinstance(data, np.ndarray):
+            data = np.asarray(data)
+            self.floats[value] = data
+        return data
+
+
+class Step:
+    """One unit of work in a plan."""
+
+    kind = "step"
+
+    def run(self, env: Env, threads: int) -> None:
+        raise NotImplementedError
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of parameters this step keeps resident."""
+        return 0
+
+    def describe(self) -> str:
+        return self.kind
+
+
+class PackStep(Step):
+    """Packs the sign bits of a float value for binary consumers."""
+
+    kind = "pack"
+
+    def __init__(self, value: ValueId, groups: int) -> None:
+        self.value = value
+        self.groups = groups
+
+    def run(self, env: Env, threads: int) -> None:
+        x = np.asarray(env.array(self.value), dtype=np.float32)
+        words = K.pack(x, self.groups, threads)
+        env.packed[(self.value, self.groups)] = PackedTensor(
+            words, x.shape, self.groups
+        )
+
+    def describe(self) -> str:
+        return f"pack (groups={self.groups})"
+
+
+@dataclass
+class ConvSpec:
+    """Convolution hyper-parameters as a 2D convolution (1D: height 1)."""
+
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: str  # "valid" | "same" | "causal"
+    pad_mode: int  # 1: padded taps are +1; 0: padded taps are 0
+    rank: int  # 0 dense, 1 or 2 convolution
+
+
+def _axis_geometry(size: int, k: int, s: int, d: int, padding: str) -> tuple[int, int]:
+    """(pad before, output size) of one axis."""
+    effective = (k - 1) * d + 1
+    if padding == "valid":
+        return 0, (size - effective) // s + 1
+    if padding == "causal":
+        return d * (k - 1), (size - 1) // s + 1
+    before, _ = same_padding_amounts(size, k, s, d)
+    return before, -(-size // s)
+
+
+class BinaryStep(Step):
+    """A binary dense/convolution on packed input with its folded epilogue.
+
+    Args:
+        name: Layer name (for descriptions).
+        spec: Convolution shape parameters.
+        kernel: Packed kernel.
+        groups: Convolution groups.
+        source: Input value (read packed with ``groups`` groups).
+        ops: Epilogue ops.
+        residual: Value added by the ``OP_RESIDUAL`` op, if any.
+        output: Value produced.
+        float_out: Whether the float output is needed.
+        packed_groups: Group layout of the packed output, or None.
+        pool: Optional packed max pooling after the epilogue:
+            ``(pool, strides, padding, or_mask, pooled value)``.
+        fused: Names of the layers folded into this step.
+    """
+
+    kind = "binary"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        spec: ConvSpec,
+        kernel: BinaryKernel,
+        groups: int,
+        source: ValueId,
+        ops: list[tuple[Any, ...]],
+        residual: ValueId | None,
+        output: ValueId,
+        fused: list[str],
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.kernel = kernel
+        self.groups = groups
+        self.source = source
+        self.ops = ops
+        self.residual = residual
+        self.output = output
+        self.fused = fused
+        self.float_out = True
+        self.packed_groups: int | None = None
+        self.pool: tuple[Any, ...] | None = None
+        self.flatten = False  # the result is flattened (a Flatten layer was folded)
+        self.layer: Any = None  # set while planning only
+
+    @property
+    def weight_bytes(self) -> int:
+        total = self.kernel.nbytes
+        for op in self.ops:
+            total += sum(a.nbytes for a in op[1:] if isinstance(a, np.ndarray))
+        return total
+
+    def describe(self) -> str:
+        what = {0: "dense", 1: "conv1d", 2: "conv2d"}[self.spec.rank]
+        outs = [
+            o
+            for o, on in (("float", self.float_out), ("packed", self.packed_groups))
+            if on
+        ]
+        extra = " (packed maxpool)" if self.pool else ""
+        fused = " + ".join(self.fused)
+        return f"binary {what} {self.name} [{fused}]{extra} -> {'/'.join(outs)}"
+
+    def _geometry(self, packed: PackedTensor) -> tuple[K.ConvGeometry, tuple]:
+        s = self.spec
+        shape = packed.shape
+        kh, kw, cin_g, cout = self.kernel.shape
+        if s.rank == 0:
+            rows = int(np.prod(shape[:-1], dtype=np.int64))
+            if packed.pixels != kw:
+                raise ValueError(
+                    f"{self.name}: packed input has {packed.pixels} pixel(s) per row; "
+                    f"the kernel was packed for {kw}."
+                )
+            wpp = packed.words.size // max(rows * kw, 1)
+            geo = K.ConvGeometry(
+                rows, 1, kw, wpp, 1, cin_g, 1, kw, 1, 1, 1, 1, 0, 0, 1, 1, cout, 1
+            )
+            return geo, (*shape[:-1], cout)
+        wpp = packed.words.shape[-1]
+        if s.rank == 1:
+            n, h, w = shape[0], 1, shape[1]
+        else:
+            n, h, w = shape[0], shape[1], shape[2]
+        pt, oh = _axis_geometry(h, kh, s.strides[0], s.dilation[0], s.padding)
+        pl, ow = _axis_geometry(w, kw, s.strides[1], s.dilation[1], s.padding)
+        if s.rank == 1:
+            pt, oh = 0, 1
+        if oh < 1 or ow < 1:
+            raise ValueError(
+                f"{self.name}: input spatial size {shape[1:-1]} is smaller than the "
+                f"kernel {self.kernel.shape[:2]} allows with padding={s.padding!r}."
+            )
+        geo = K.ConvGeometry(
+            n,
+            h,
+            w,
+            wpp,
+            self.groups,
+            cin_g,
+            kh,
+            kw,
+            *s.strides,
+            *s.dilation,
+            pt,
+            pl,
+            oh,
+            ow,
+            cout,
+            s.pad_mode,
+        )
+        out_shape = (n, ow, cout) if s.rank == 1 else (n, oh, ow, cout)
+        return geo, out_shape
+
+    def run(self, env: Env, threads: int) -> None:
+        packed = env.packed[(self.source, self.groups)]
+        geo, out_shape = self._geometry(packed)
+        residual = None
+        if self.residual is not None:
+            residual = env.array(self.residual)
+            if tuple(residual.shape) != out_shape:
+                raise ValueError(
+                    f"{self.name}: residual of shape {tuple(residual.shape)} does not "
+                    f"match the output shape {out_shape}."
+                )
+        y, yp = K.bconv(
+            packed.words,
+            self.kernel.panels,
+            geo,
+            self.ops,
+            float_out=self.float_out,
+            packed_groups=self.packed_groups,
+            residual=residual,
+            threads=threads,
+        )
+        n = out_shape[0]
+        if y is not None:
+            y = y.reshape(out_shape)
+            env.floats[self.output] = y.reshape(n, -1) if self.flatten else y
+        if yp is None:
+            return
+        yp = yp.reshape(*out_shape[:-1], yp.shape[-1])
+        target = self.output
+        if self.pool is not None:
+            pool, strides, padding, or_mask, target = self.pool
+            _, h, w, c = out_shape
+            pt, oh = _axis_geometry(h, pool[0], strides[0], 1, padding)
+            pl, ow = _axis_geometry(w, pool[1], strides[1], 1, padding)
+            yp = K.maxpool(yp, pool, strides, (pt, pl), (oh, ow), or_mask, threads)
+            out_shape = (n, oh, ow, c)
+        packed_out = PackedTensor(yp, out_shape, self.packed_groups)
+        if self.flatten:
+            pixels = int(np.prod(out_shape[1:-1], dtype=np.int64))
+            packed_out = PackedTensor(
+                yp.reshape(n, -1), (n, pixels * out_shape[-1]), 1, pixels
+            )
+        env.packed[(target, self.packed_groups)] = packed_out
+
+
+def _call(node: Node, values: dict[ValueId, Any]) -> list[Any]:
+    args = substitute(node.args, values)
+    kwargs = substitute(node.kwargs, values)
+    if isinstance(node.op, keras.layers.Layer):
+        kwargs["training"] = False
+    result = node.op(*args, **kwargs)
+    return keras.tree.flatten(result)
+
+
+class KerasSegment(Step):
+    """Consecutive layers the engine does not accelerate, run by TensorFlow.
+
+    Args:
+        nodes: The nodes, in order (their ops are clones owned by the plan).
+        reads: Values read from outside the segment.
+        writes: Values produced for later steps or as model outputs.
+        mode: ``"graph"`` traces the segment once with ``tf.function``;
+            ``"eager"`` calls the layers one by one.
+    """
+
+    kind = "keras"
+
+    def __init__(
+        self, nodes: list[Node], reads: list[ValueId], writes: list[ValueId], mode: str
+    ) -> None:
+        self.nodes = nodes
+        self.reads = reads
+        self.writes = writes
+        self.mode = mode
+        self._fn = tf.function(self._body, reduce_retracing=True)
+
+    def _body(self, *inputs: Any) -> list[Any]:
+        values = dict(zip(self.reads, inputs, strict=True))
+        for node in self.nodes:
+            for value, out in zip(node.outputs, _call(node, values), strict=False):
+                values[value] = out
+        return [values[v] for v in self.writes]
+
+    def run(self, env: Env, threads: int) -> None:
+        inputs = [env.floats[v] for v in self.reads]
+        run = self._fn if self.mode == "graph" else self._body
+        outputs = run(*inputs)
+        for value, out in zip(self.writes, outputs, strict=True):
+            env.floats[value] = out
+
+    @property
+    def weight_bytes(self) -> int:
+        seen: set[int] = set()
+        total = 0
+        for node in self.nodes:
+            if id(node.op) in seen or not hasattr(node.op, "weights"):
+                continue
+            seen.add(id(node.op))
+            total += sum(
+                int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
+                for w in node.op.weights
+            )
+        return total
+
+    def describe(self) -> str:
+        return f"keras [{', '.join(n.name for n in self.nodes)}]"
+
+
+class WholeModelStep(Step):
+    """The model run by Keras as a whole (structure not readable as a graph)."""
+
+    kind = "keras"
+
+    def __init__(
+        self, model: Any, inputs: list[ValueId], outputs: list[ValueId]
+    ) -> None:
+        self.model = model
+        self.inputs = inputs
+        self.outputs = outputs
+
+    def run(self, env: Env, threads: int) -> None:
+        args = [env.floats[v] for v in self.inputs]
+        result = self.model(args[0] if len(args) == 1 else args, training=False)
+        for value, out in zip(self.outputs, keras.tree.flatten(result), strict=True):
+            env.floats[value] = out
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(
+            int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
+            for w in self.model.weights
+        )
+
+    def describe(self) -> str:
+        return f"keras [whole model {self.model.name}]"
