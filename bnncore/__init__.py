@@ -9,16 +9,32 @@ import os as _os
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from bnncore import activations, analysis, constraints, layers, math, models, quantizers
+from bnncore import (
+    activations,
+    analysis,
+    callbacks,
+    constraints,
+    context,
+    layers,
+    math,
+    metrics,
+    models,
+    optimizers,
+    quantizers,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "activations",
     "analysis",
+    "callbacks",
     "constraints",
+    "context",
     "layers",
     "math",
+    "metrics",
     "models",
+    "optimizers",
     "quantizers",
 ]

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import keras
 
-from bnncore import activations, constraints, quantizers
+from bnncore import activations, constraints, context, quantizers
 
 __all__ = ["QuantizerBase"]
 
@@ -105,7 +105,7 @@ class QuantizerBase:
 
         self.input_quantizer = _get_quantizer("input_quantizer", input_quantizer)
         for name, value in kernel_quantizers.items():
-            setattr(self, name, _get_quantizer(name, value))
+            setattr(self, name, context.with_scope_metrics(_get_quantizer(name, value)))
         if self._takes_pad_values:
             self.pad_values = _check_pad_values(pad_values)
         self._warn_about_starved_weights()
@@ -156,13 +156,28 @@ class QuantizerBase:
     # Keras protocol
     # ------------------------------------------------------------------
 
-    def call(self, inputs: Any) -> Any:
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)  # type: ignore[misc]
+        context.attach_kernel_aids(self)  # kernel tags for Bop, flip-ratio metrics
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs)
-        outputs = type(self)._forward(self, inputs, self.quantized_weights)
+        kernels = self.quantized_weights
+        if training:
+            context.track_kernels(self, kernels)  # flip-ratio metrics
+        outputs = type(self)._forward(self, inputs, kernels)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
+
+    def get_weights(self) -> list[Any]:
+        # Quantized kernels inside bnncore.context.quantized_scope(True).
+        return context.scoped_weights(self, super().get_weights())  # type: ignore[misc]
+
+    def save_own_variables(self, store: Any) -> None:
+        # Quantized kernels inside bnncore.context.quantized_scope(True).
+        context.scoped_store(self, store, super().save_own_variables)  # type: ignore[misc]
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()  # type: ignore[misc]

@@ -1,0 +1,139 @@
+"""Training metrics for quantized networks.
+
+These metrics watch a layer's kernels rather than ``(y_true, y_pred)``, so they
+are not passed to ``model.compile``: a kernel quantizer asks for them with
+``metrics=["flip_ratio"]``, or every kernel quantizer of the layers constructed
+inside :func:`bnncore.context.metrics_scope` gets them. The layer then owns one
+metric per kernel, named ``flip_ratio/<layer name>``, and ``model.fit`` logs it.
+
+Example:
+    >>> with bnncore.context.metrics_scope(["flip_ratio"]):
+    ...     model = keras.Sequential([
+    ...         keras.Input((16,)),
+    ...         bnncore.layers.QuantDense(4, kernel_quantizer="ste_sign"),
+    ...     ])
+    >>> model.compile("adam", "mse")
+    >>> history = model.fit(x, y, epochs=3)
+    >>> history.history["flip_ratio/quant_dense"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+__all__ = ["FlipRatio"]
+
+
+@keras.saving.register_keras_serializable(package="bnncore")
+class FlipRatio(keras.metrics.Metric):
+    """The mean fraction of values that changed between consecutive updates.
+
+    Each ``update_state(values)`` after the first compares ``values`` with the
+    previous call's and adds the fraction that differ; the result is the mean
+    of these fractions since the last ``reset_state()``. The previous values
+    survive ``reset_state()`` (called by Keras at each epoch start), so the
+    first step of an epoch counts the flips since the last step of the one
+    before. Values are compared after a cast to ``values_dtype``.
+
+    Example:
+        >>> m = FlipRatio()
+        >>> m.update_state([1, 1])  # nothing to compare with yet
+        >>> m.update_state([2, 2])  # 2 of 2 changed
+        >>> m.update_state([1, 2])  # 1 of 2 changed
+        >>> float(m.result())  # (1 + 0.5) / 2
+        0.75
+
+    Args:
+        values_shape: Shape of the tracked tensor. ``None`` creates the state
+            on the first (eager) ``update_state``.
+        values_dtype: Dtype the values are stored and compared in; ``"int8"``
+            suits signs, use the tensor's dtype for k-bit values.
+        name: Name of the metric (the key in ``fit``'s logs).
+        dtype: Dtype of the result.
+    """
+
+    def __init__(
+        self,
+        values_shape: Sequence[int] | None = None,
+        values_dtype: str = "int8",
+        name: str = "flip_ratio",
+        dtype: str | None = None,
+    ) -> None:
+        super().__init__(name=name, dtype=dtype)
+        self.values_dtype = keras.backend.standardize_dtype(values_dtype)
+        self.values_shape: tuple[int, ...] | None = None
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+        self.has_previous = self.add_variable(
+            shape=(), initializer="zeros", name="has_previous"
+        )
+        if values_shape is not None:
+            self._build(values_shape)
+
+    def _build(self, values_shape: Sequence[int]) -> None:
+        shape = tuple(values_shape)
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise ValueError(
+                "Expected a fully defined shape of integers. Received: "
+                f"values_shape={values_shape!r}"
+            )
+        self.values_shape = shape
+        self.previous_values = self.add_variable(
+            shape=shape,
+            initializer="zeros",
+            dtype=self.values_dtype,
+            name="previous_values",
+        )
+
+    def update_state(self, values: Any, sample_weight: Any = None) -> None:
+        """Adds the fraction of ``values`` that differ from the previous call's.
+
+        Args:
+            values: Tensor of ``values_shape``.
+            sample_weight: Not supported; must be ``None``.
+
+        Raises:
+            ValueError: if ``sample_weight`` is given or the shape is wrong.
+        """
+        if sample_weight is not None:
+            raise ValueError(
+                "FlipRatio does not support sample weights. Received: "
+                f"sample_weight={sample_weight!r}"
+            )
+        values = ops.cast(values, self.values_dtype)
+        if self.values_shape is None:
+            self._build(values.shape)
+        if tuple(values.shape) != self.values_shape:
+            raise ValueError(
+                f"{self.name}: expected values of shape {self.values_shape}. "
+                f"Received: values.shape={tuple(values.shape)}"
+            )
+        changed = ops.mean(
+            ops.cast(ops.not_equal(values, self.previous_values), self.dtype)
+        )
+        counted = ops.cast(self.has_previous, self.dtype)
+        self.total.assign_add(changed * counted)
+        self.count.assign_add(counted)
+        self.previous_values.assign(values)
+        self.has_previous.assign(ops.ones_like(self.has_previous))
+
+    def result(self) -> Any:
+        """The mean flip fraction since the last reset (0 before two updates)."""
+        return ops.divide_no_nan(self.total, self.count)
+
+    def reset_state(self) -> None:
+        """Clears the running mean; the previous values are kept."""
+        self.total.assign(ops.zeros_like(self.total))
+        self.count.assign(ops.zeros_like(self.count))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "values_shape": self.values_shape,
+            "values_dtype": self.values_dtype,
+            "name": self.name,
+            "dtype": self.dtype,
+        }
