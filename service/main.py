@@ -65,7 +65,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in (health, reports, models):
         app.include_router(module.router)
+    _share_openapi(app)
     return app
+
+
+_openapi_cache: dict[str, Any] = {}
+
+
+def _share_openapi(app: FastAPI) -> None:
+    """Generates the OpenAPI document once per process (it takes seconds: the
+    definition language has ~70 layer types) and shares it between app instances.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if "schema" not in _openapi_cache:
+            _openapi_cache["schema"] = generate()
+        app.openapi_schema = _openapi_cache["schema"]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 app: Any = create_app()

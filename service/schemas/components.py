@@ -12,10 +12,11 @@ client-supplied name in Keras.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from typing import Annotated, Any, ClassVar, Literal
 
 import keras
-from pydantic import AfterValidator, Discriminator, Field, Tag
+from pydantic import AfterValidator, Discriminator, Field, RootModel, Tag
 
 from bnncore import activations as bactivations
 from bnncore import constraints as bconstraints
@@ -54,12 +55,32 @@ class Component(StrictModel):
         return type(self)._target(**self.model_dump(exclude={"type"}))
 
 
+def _names(title: str, names: Any) -> type[Enum]:
+    """A string enum of allowed names (one shared entry in the JSON schema)."""
+    return Enum(title, {name: name for name in names}, type=str)  # type: ignore[return-value]
+
+
 def _alias_or_object(alias: Any, obj: Any, resolve: Callable[[Any], Any]) -> Any:
-    """``alias | obj``, told apart by the JSON type, aliases resolved to objects."""
+    """``alias | obj``, told apart by the JSON type, aliases resolved to objects.
+
+    The object union is wrapped in a named root model so that the JSON schema
+    holds it once and refers to it, instead of repeating it in every field.
+    """
+    wrapper = type(
+        alias.__name__.replace("Name", "Object"),
+        (RootModel[obj],),
+        {"__module__": __name__},
+    )
+
+    def resolved(value: Any) -> Any:
+        if isinstance(value, RootModel):
+            return value.root
+        return resolve(value.value if isinstance(value, Enum) else value)
+
     return Annotated[
-        Annotated[alias, Tag("Alias")] | Annotated[obj, Tag("Object")],
-        Discriminator(lambda v: "Alias" if isinstance(v, str) else "Object"),
-        AfterValidator(resolve),
+        Annotated[alias, Tag("Alias")] | Annotated[wrapper, Tag("Object")],
+        Discriminator(lambda v: "Alias" if isinstance(v, str | Enum) else "Object"),
+        AfterValidator(resolved),
     ]
 
 
@@ -172,7 +193,7 @@ _QUANTIZER_ALIASES = {
     "DoReFaQuantizer": "DoReFa",
     **{name: name for name in QUANTIZER_TYPES if name != "NoOp"},
 }
-QuantizerAlias = Literal[tuple(_QUANTIZER_ALIASES)]  # type: ignore[valid-type]
+QuantizerAlias = _names("QuantizerName", _QUANTIZER_ALIASES)
 
 
 def quantizer_bits(spec: Component | None) -> int | None:
@@ -232,7 +253,7 @@ ACTIVATION_ALIASES: dict[str, Callable[..., Any]] = {
     **{name: getattr(keras.activations, name) for name in _KERAS_ACTIVATIONS},
     **_BNN_ACTIVATIONS,
 }
-ActivationAlias = Literal[tuple(ACTIVATION_ALIASES)]  # type: ignore[valid-type]
+ActivationAlias = _names("ActivationName", ACTIVATION_ALIASES)
 Activation = _alias_or_object(ActivationAlias, QuantizerObject, lambda v: v)
 """An activation: a name (Keras's or bnncore's) or a quantizer object."""
 
@@ -318,7 +339,7 @@ def _resolve_constraint(value: Any) -> Any:
 
 
 Constraint = _alias_or_object(
-    Literal[tuple(_CONSTRAINT_ALIASES)],  # type: ignore[valid-type]
+    _names("ConstraintName", _CONSTRAINT_ALIASES),
     ConstraintObject,
     _resolve_constraint,
 )
@@ -462,7 +483,7 @@ def _resolve_initializer(value: Any) -> Any:
 
 
 Initializer = _alias_or_object(
-    Literal[tuple(_INITIALIZER_ALIASES)],  # type: ignore[valid-type]
+    _names("InitializerName", _INITIALIZER_ALIASES),
     InitializerObject,
     _resolve_initializer,
 )
@@ -512,7 +533,7 @@ def _resolve_regularizer(value: Any) -> Any:
 
 
 Regularizer = _alias_or_object(
-    Literal[tuple(_REGULARIZER_ALIASES)],  # type: ignore[valid-type]
+    _names("RegularizerName", _REGULARIZER_ALIASES),
     RegularizerObject,
     _resolve_regularizer,
 )

@@ -19,31 +19,6 @@ from service.main import create_app  # noqa: E402
 # The starved-weights advice of bnncore layers is noise in these tests.
 logging.getLogger("bnncore").setLevel(logging.ERROR)
 
-MNIST: dict[str, Any] = {
-    "name": "mnist-bnn",
-    "input_shape": [28, 28, 1],
-    "layers": [
-        {
-            "type": "QuantConv2D",
-            "filters": 32,
-            "kernel_size": 3,
-            "kernel_quantizer": "ste_sign",
-            "kernel_constraint": "weight_clip",
-            "use_bias": False,
-        },
-        {"type": "MaxPooling2D", "pool_size": 2},
-        {"type": "BatchNormalization", "scale": False},
-        {"type": "Flatten"},
-        {
-            "type": "QuantDense",
-            "units": 10,
-            "input_quantizer": "ste_sign",
-            "kernel_quantizer": "ste_sign",
-            "kernel_constraint": "weight_clip",
-        },
-    ],
-}
-
 
 @pytest.fixture
 def settings(tmp_path: Any) -> Settings:
