@@ -19,8 +19,9 @@ import math
 from typing import Any
 
 import keras
-from keras import activations, constraints, initializers, regularizers
+from keras import initializers, regularizers
 
+from bnncore import activations, constraints
 from bnncore.layers import forward
 
 __all__ = ["LocallyConnected1D", "LocallyConnected2D"]
@@ -124,6 +125,10 @@ class _LocallyConnected(keras.layers.Layer):
         if channels is None:
             raise ValueError(f"{self.name}: the channel dimension must be known.")
         self.output_spatial_shape = self._output_sizes(spatial)
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        self.input_spec = keras.layers.InputSpec(
+            ndim=self.rank + 2, axes={channel_axis: channels}
+        )
         positions = math.prod(self.output_spatial_shape)
         self.kernel = self.add_weight(
             name="kernel",

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 import bnncore.layers as bl
+
+
+def _built_local(shape):
+    layer = bl.LocallyConnected2D(2, 3)
+    layer.build(shape)
+    return layer
 
 
 @pytest.mark.parametrize(
@@ -91,6 +98,11 @@ import bnncore.layers as bl
             lambda: bl.LocallyConnected2D(2, 3).build((1, None, 5, 3)),
             ["known spatial", "None"],
             id="local-unknown-spatial-size",
+        ),
+        pytest.param(
+            lambda: _built_local((1, 5, 5, 2))(np.zeros((1, 5, 5, 3), "float32")),
+            ["axis -1", "2", "(1, 5, 5, 3)"],
+            id="local-wrong-channel-count",
         ),
     ],
 )

@@ -190,3 +190,22 @@ def test_unknown_batch_size_in_a_functional_model():
         x, values["kernel"], values["bias"], (2, 2), (1, 1), "channels_last"
     )
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-5)
+
+
+def test_float_layer_takes_bnncore_activation_and_constraint_names():
+    rng = np.random.default_rng(5)
+    layer = bl.LocallyConnected1D(
+        2, 2, activation="ste_sign", kernel_constraint="weight_clip"
+    )
+    layer.build((2, 4, 3))
+    clone = bl.LocallyConnected1D.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    values = set_random_weights([layer], rng)
+    x = random_array((2, 4, 3), rng)
+    expected = np_sign(
+        local_reference(
+            x, values["kernel"], values["bias"], (2,), (1,), "channels_last"
+        )
+    )
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), expected)
+    assert type(layer.kernel_constraint).__name__ == "WeightClip"
