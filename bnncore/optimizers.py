@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -513,6 +514,7 @@ class CaseOptimizer(keras.optimizers.Optimizer):
     def from_config(
         cls, config: dict[str, Any], custom_objects: Any = None
     ) -> CaseOptimizer:
+        config = copy.deepcopy(config)  # keras.optimizers.deserialize edits it
         optimizers = [
             keras.optimizers.deserialize(c, custom_objects=custom_objects)
             for c in config["optimizers"]
