@@ -1,0 +1,164 @@
+"""FlipRatio: the metric itself, how layers get it, and its values in fit logs."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from bnncore import context, quantizers
+from bnncore.layers import QuantDense, QuantSeparableConv1D
+from bnncore.metrics import FlipRatio
+
+
+def test_flip_ratio_is_the_mean_changed_fraction_since_reset():
+    rng = np.random.default_rng(0)
+    values = [rng.choice([-1, 1], size=(4, 5))]
+    for p in (0.1, 0.5, 0.0, 0.3, 1.0):
+        values.append(np.where(rng.random((4, 5)) < p, -values[-1], values[-1]))
+    fractions = [np.mean(a != b) for a, b in zip(values[1:], values[:-1], strict=True)]
+
+    metric = FlipRatio(values_shape=(4, 5))
+    assert float(metric.result()) == 0.0
+    for v in values[:3]:
+        metric.update_state(v)
+    assert float(metric.result()) == pytest.approx(np.mean(fractions[:2]))
+    metric.reset_state()  # keeps the previous values: the next update counts
+    for v in values[3:]:
+        metric.update_state(v)
+    assert float(metric.result()) == pytest.approx(np.mean(fractions[2:]))
+
+
+def test_flip_ratio_worked_example_and_lazy_shape():
+    metric = FlipRatio()  # shape taken from the first update
+    metric.update_state([1, 1])
+    metric.update_state([2, 2])  # 2 of 2 changed
+    metric.update_state([1, 2])  # 1 of 2 changed
+    assert float(metric.result()) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match=r"values.shape=\(3,\)"):
+        metric.update_state([1, 2, 3])
+    with pytest.raises(ValueError, match="sample_weight="):
+        metric.update_state([1, 2], sample_weight=[1.0, 1.0])
+    with pytest.raises(ValueError, match=r"values_shape=\(None, 2\)"):
+        FlipRatio(values_shape=(None, 2))
+    clone = FlipRatio.from_config(FlipRatio((3, 2), "float32", "fr").get_config())
+    assert (clone.values_shape, clone.values_dtype, clone.name) == (
+        (3, 2),
+        "float32",
+        "fr",
+    )
+
+
+def flip_metrics(layer):
+    return {m.name: m for m in layer.metrics if isinstance(m, FlipRatio)}
+
+
+def test_quantizer_metrics_argument_and_scope_give_layers_the_metric():
+    explicit = QuantDense(
+        3, kernel_quantizer=quantizers.SteSign(metrics=["flip_ratio"]), name="a"
+    )
+    explicit.build((None, 4))
+    assert list(flip_metrics(explicit)) == ["flip_ratio/a"]
+
+    plain = QuantDense(3, kernel_quantizer="ste_sign", name="b")
+    plain.build((None, 4))
+    assert flip_metrics(plain) == {}
+
+    shared = quantizers.SteSign()
+    with context.metrics_scope(["flip_ratio"]) as active:
+        assert active == {"flip_ratio"}
+        scoped = QuantDense(
+            3, input_quantizer="ste_sign", kernel_quantizer=shared, name="c"
+        )
+        separable = QuantSeparableConv1D(
+            2,
+            3,
+            depthwise_quantizer="ste_sign",
+            pointwise_quantizer="ste_tern",
+            name="d",
+        )
+    assert context.get_training_metrics() == frozenset()
+    assert shared.quantizer_metrics == []  # the caller's instance is not changed
+    assert scoped.kernel_quantizer.quantizer_metrics == ["flip_ratio"]
+    assert scoped.input_quantizer.quantizer_metrics == []
+    assert scoped.get_config()["kernel_quantizer"]["config"]["metrics"] == [
+        "flip_ratio"
+    ]
+    scoped.build((None, 4))
+    separable.build((None, 6, 2))
+    assert list(flip_metrics(scoped)) == ["flip_ratio/c"]
+    assert sorted(flip_metrics(separable)) == [
+        "flip_ratio/d/depthwise_kernel",
+        "flip_ratio/d/pointwise_kernel",
+    ]
+    # Binary kernels are stored as signs, k-bit ones by value.
+    dtypes = {n: m.values_dtype for n, m in flip_metrics(separable).items()}
+    assert dtypes == {
+        "flip_ratio/d/depthwise_kernel": "int8",
+        "flip_ratio/d/pointwise_kernel": "float32",
+    }
+    reloaded = QuantDense.from_config(scoped.get_config())
+    reloaded.build((None, 4))
+    assert list(flip_metrics(reloaded)) == ["flip_ratio/c"]
+
+
+def test_metrics_scope_restores_on_error_and_rejects_unknown_names():
+    with pytest.raises(RuntimeError), context.metrics_scope(["flip_ratio"]):
+        raise RuntimeError
+    assert context.get_training_metrics() == frozenset()
+    with pytest.raises(ValueError, match=r"\['accuracy'\]"):
+        context.metrics_scope(["accuracy"]).__enter__()
+    with pytest.raises(ValueError, match="metrics='flip_ratio'"):
+        context.metrics_scope("flip_ratio").__enter__()
+
+
+class KernelRecorder(keras.callbacks.Callback):
+    """Records each layer's kernel before every training step."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = layers
+        self.kernels = {layer.name: [] for layer in layers}
+        self.steps_per_epoch = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps_per_epoch.append(0)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.steps_per_epoch[-1] += 1
+        for layer in self.layers:
+            self.kernels[layer.name].append(layer.kernel.numpy().copy())
+
+
+def test_fit_logs_the_flip_ratio_of_each_kernel():
+    keras.utils.set_random_seed(1)
+    with context.metrics_scope(["flip_ratio"]):
+        layers = [
+            QuantDense(16, kernel_quantizer="ste_sign", name="sign"),
+            QuantDense(16, kernel_quantizer="magnitude_aware_sign", name="scaled"),
+            QuantDense(
+                2, kernel_quantizer=quantizers.SteTern(threshold_value=0.1), name="tern"
+            ),
+        ]
+    model = keras.Sequential([keras.Input((8,)), *layers])
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = rng.normal(size=(64, 2)).astype("float32")
+    recorder = KernelRecorder(layers)
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[recorder])
+
+    def ternary(w):
+        return np.where(w >= 0.1, 1, np.where(w <= -0.1, -1, 0))
+
+    views = {"sign": np.sign, "scaled": np.sign, "tern": ternary}
+    for name, view in views.items():
+        quantized = [view(k) for k in recorder.kernels[name]]
+        changes = [
+            np.mean(a != b) for a, b in zip(quantized[1:], quantized[:-1], strict=True)
+        ]
+        first = recorder.steps_per_epoch[0] - 1  # the very first step has no past
+        expected = [np.mean(changes[:first]), np.mean(changes[first:])]
+        logged = history.history[f"flip_ratio/{name}"]
+        np.testing.assert_allclose(logged, expected, rtol=1e-5, atol=1e-7)
+        assert max(logged) > 0  # something flipped: the check is not vacuous
