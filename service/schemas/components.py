@@ -16,7 +16,15 @@ from enum import Enum
 from typing import Annotated, Any, ClassVar, Literal
 
 import keras
-from pydantic import AfterValidator, Discriminator, Field, RootModel, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    RootModel,
+    Tag,
+)
 
 from bnncore import activations as bactivations
 from bnncore import constraints as bconstraints
@@ -81,7 +89,14 @@ def _alias_or_object(alias: Any, obj: Any, resolve: Callable[[Any], Any]) -> Any
         Annotated[alias, Tag("Alias")] | Annotated[wrapper, Tag("Object")],
         Discriminator(lambda v: "Alias" if isinstance(v, str | Enum) else "Object"),
         AfterValidator(resolved),
+        PlainSerializer(_dump, return_type=Any),
     ]
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value.value if isinstance(value, Enum) else value
 
 
 # --------------------------------------------------------------------------
