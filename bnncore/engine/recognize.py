@@ -77,7 +77,9 @@ def activation_ops(fn: Any) -> list[tuple[Any, ...]] | None:
         return [(K.OP_RELU,)]
     if fn is keras.activations.relu6:
         return [(K.OP_CLIP, 0.0, 6.0)]
-    if fn is bactivations.hard_tanh:
+    if fn is bactivations.hard_tanh or fn is getattr(
+        keras.activations, "hard_tanh", None
+    ):
         return [(K.OP_CLIP, -1.0, 1.0)]
     if is_sign(fn):
         return [(K.OP_SIGN,)]

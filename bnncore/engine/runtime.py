@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import keras
@@ -123,6 +124,31 @@ class PackedModel:
         return results[0] if len(results) == 1 else results
 
     __call__ = predict
+
+    def step_times(self, x: Any, repeats: int = 5) -> list[tuple[str, float]]:
+        """Median wall time of each step over ``repeats`` runs on ``x``.
+
+        Returns:
+            ``(description, seconds)`` per step, in plan order.
+        """
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(
+                f"Expected a positive integer. Received: repeats={repeats!r}."
+            )
+        samples: list[list[float]] = [[] for _ in self.steps]
+        inputs = self._check_inputs(x)
+        for _ in range(repeats):
+            env = Env()
+            for value, array in zip(self._inputs, inputs, strict=True):
+                env.floats[value] = array
+            for index, step in enumerate(self.steps):
+                start = time.perf_counter()
+                step.run(env, self.threads)
+                samples[index].append(time.perf_counter() - start)
+        return [
+            (step.describe(), float(np.median(times)))
+            for step, times in zip(self.steps, samples, strict=True)
+        ]
 
 
 def _clone(op: Any, node: Node, specs: dict[ValueId, Any]) -> Any:

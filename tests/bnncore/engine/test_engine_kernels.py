@@ -1,0 +1,229 @@
+"""The compiled core against NumPy oracles: packing, convolution, epilogue, pooling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engine_helpers import conv_oracle, signs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bnncore.engine import kernels as K
+
+KERNELS = [
+    k
+    for k, ok in (
+        ("avx2", K.features()["avx2"]),
+        ("popcnt", K.features()["popcnt"]),
+        ("generic", True),
+    )
+    if ok
+]
+
+
+@pytest.fixture(autouse=True)
+def _restore_kernel():
+    yield
+    K.set_kernel("auto")
+
+
+def test_pack_bits_follow_sign_convention():
+    # 0.0 and -0.0 are +1 (bit 0), as bnncore.math.sign has it; NaN is not < 0.
+    x = np.array([[1.0, -1.0, 0.0, -0.0, -2.5, np.nan, 3.0]], dtype=np.float32)
+    words = K.pack(x)
+    assert words.shape == (1, 1)
+    assert int(words[0, 0]) == 0b0010010
+
+
+def test_pack_groups_start_each_group_on_a_new_word():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 2, 150)).astype(np.float32)  # 3 groups of 50
+    words = K.pack(x, groups=3)
+    assert words.shape == (3, 2, 3)
+    for g in range(3):
+        part = x[..., 50 * g : 50 * (g + 1)]
+        expected = sum(
+            (part[..., c] < 0).astype(np.uint64) << np.uint64(c) for c in range(50)
+        )
+        np.testing.assert_array_equal(words[..., g], expected)
+    np.testing.assert_array_equal(
+        K.unpack(words, 150, groups=3), np.where(x < 0, -1, 1)
+    )
+
+
+def test_pack_weights_layout_by_hand():
+    # kernel (1, 2, 3, 5): K = 6 bits per output channel in (kh, kw, cin) order.
+    negative = np.zeros((1, 2, 3, 5), dtype=bool)
+    negative[0, 0, 1, 0] = True  # channel 0: bit 1
+    negative[0, 1, 2, 0] = True  # channel 0: bit 3 + 2 = 5
+    negative[0, 1, 0, 4] = True  # channel 4 (second panel, lane 0): bit 3
+    panels = K.pack_weights(negative)
+    assert panels.shape == (1, 2, 1, 4)  # 1 group, 2 panels, 1 word, 4 lanes
+    assert int(panels[0, 0, 0, 0]) == (1 << 1) | (1 << 5)
+    assert int(panels[0, 1, 0, 0]) == 1 << 3
+    assert int(panels[0, 0, 0, 1:].sum()) == 0 and int(panels[0, 1, 0, 1:].sum()) == 0
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cin_g = draw(st.integers(1, 140))
+    ng = draw(st.integers(1, 11))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    h = draw(st.integers((kh - 1) * dh + 1, 8))
+    w = draw(st.integers((kw - 1) * dw + 1, 8))
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    return {
+        "n": draw(st.integers(1, 3)),
+        "h": h,
+        "w": w,
+        "groups": groups,
+        "cin_g": cin_g,
+        "cout": ng * groups,
+        "kernel": (kh, kw),
+        "strides": (sh, sw),
+        "dilation": (dh, dw),
+        "pads": pads,
+        "pad_mode": draw(st.integers(0, 1)),
+        "seed": draw(st.integers(0, 2**31)),
+    }
+
+
+def _run(case, kernel_name, threads, ops=(), residual=None, packed_groups=None):
+    rng = np.random.default_rng(case["seed"])
+    groups, cin_g, cout = case["groups"], case["cin_g"], case["cout"]
+    x = signs((case["n"], case["h"], case["w"], groups * cin_g), rng)
+    w = signs((*case["kernel"], cin_g, cout), rng)
+    ref = conv_oracle(
+        x, w, case["strides"], case["dilation"], case["pads"], case["pad_mode"], groups
+    )
+    words = K.pack(x, groups)
+    geo = K.ConvGeometry(
+        case["n"], case["h"], case["w"], words.shape[-1], groups, cin_g,
+        *case["kernel"], *case["strides"], *case["dilation"],
+        case["pads"][0][0], case["pads"][1][0], ref.shape[1], ref.shape[2], cout,
+        case["pad_mode"],
+    )  # fmt: skip
+    K.set_kernel(kernel_name)
+    y, yp = K.bconv(
+        words, K.pack_weights(w < 0, groups), geo, list(ops),
+        residual=residual, packed_groups=packed_groups, threads=threads,
+    )  # fmt: skip
+    return ref, y, yp
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=conv_cases())
+def test_binary_conv_equals_numpy_oracle_for_every_kernel_and_thread_count(case):
+    for kernel_name in KERNELS:
+        for threads in (1, 2):
+            ref, y, yp = _run(case, kernel_name, threads, packed_groups=1)
+            np.testing.assert_array_equal(y, ref.astype(np.float32))
+            np.testing.assert_array_equal(
+                K.unpack(yp, case["cout"]), np.where(ref < 0, -1, 1)
+            )
+
+
+@pytest.mark.parametrize("kernel_name", KERNELS)
+def test_long_dot_products_cross_the_byte_counter_flush(kernel_name):
+    # 3x3x600 = 5400 bits = 85 words: three flushes of the 31-word byte counters.
+    case = {
+        "n": 1, "h": 5, "w": 6, "groups": 1, "cin_g": 600, "cout": 9,
+        "kernel": (3, 3), "strides": (1, 1), "dilation": (1, 1),
+        "pads": ((1, 1), (1, 1)), "pad_mode": 0, "seed": 7,
+    }  # fmt: skip
+    ref, y, _ = _run(case, kernel_name, threads=2)
+    np.testing.assert_array_equal(y, ref.astype(np.float32))
+
+
+def test_epilogue_ops_round_like_separate_float32_operations():
+    case = {
+        "n": 2, "h": 5, "w": 5, "groups": 1, "cin_g": 70, "cout": 6,
+        "kernel": (3, 3), "strides": (1, 1), "dilation": (1, 1),
+        "pads": ((1, 1), (1, 1)), "pad_mode": 1, "seed": 3,
+    }  # fmt: skip
+    rng = np.random.default_rng(1)
+    f32 = np.float32
+    scale = rng.uniform(0.1, 2, 6).astype(f32)
+    bias = rng.normal(size=6).astype(f32)
+    mul = rng.normal(size=6).astype(f32)
+    add = rng.normal(size=6).astype(f32)
+    residual = rng.normal(size=(2, 5, 5, 6)).astype(f32)
+    ops = [
+        (K.OP_SCALE, scale),
+        (K.OP_BIAS, bias),
+        (K.OP_RELU,),
+        (K.OP_MULADD, mul, add),
+        (K.OP_CLIP, -3.0, 2.5),
+        (K.OP_RESIDUAL,),
+    ]
+    ref, y, yp = _run(case, "auto", 2, ops=ops, residual=residual, packed_groups=2)
+    expected = ref.astype(f32) * scale + bias
+    expected = np.maximum(expected, f32(0))
+    expected = expected * mul + add
+    expected = np.minimum(np.maximum(expected, f32(-3.0)), f32(2.5)) + residual
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(yp, K.pack(expected, groups=2))
+    _, y_sign, _ = _run(case, "auto", 1, ops=[(K.OP_BIAS, bias), (K.OP_SIGN,)])
+    np.testing.assert_array_equal(y_sign, np.where(ref.astype(f32) + bias < 0, -1, 1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    h=st.integers(2, 9),
+    w=st.integers(2, 9),
+    channels=st.integers(1, 130),
+    pool=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    strides=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    same=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
+def test_packed_max_pool_equals_numpy_max_and_min(
+    n, h, w, channels, pool, strides, same, seed
+):
+    rng = np.random.default_rng(seed)
+    x = signs((n, h, w, channels), rng)
+    flip = rng.random(channels) < 0.5  # these channels take the min
+    pads, sizes = [], []
+    for size, p, s in zip((h, w), pool, strides, strict=True):
+        if same:
+            out = -(-size // s)
+            total = max((out - 1) * s + p - size, 0)
+            pads.append(total // 2)
+        else:
+            out = (size - p) // s + 1
+            pads.append(0)
+        sizes.append(out)
+    if min(sizes) < 1:
+        return
+    mask = K.pack(np.where(flip, -1.0, 1.0)[None, :].astype(np.float32))[0]
+    got = K.unpack(
+        K.maxpool(K.pack(x), pool, strides, tuple(pads), tuple(sizes), mask, 2),
+        channels,
+    )
+    for i in range(sizes[0]):
+        for j in range(sizes[1]):
+            top, left = i * strides[0] - pads[0], j * strides[1] - pads[1]
+            win = x[:, max(top, 0) : top + pool[0], max(left, 0) : left + pool[1], :]
+            expected = np.where(flip, win.min(axis=(1, 2)), win.max(axis=(1, 2)))
+            np.testing.assert_array_equal(got[:, i, j, :], expected)
+
+
+def test_bad_arguments_are_rejected_with_clear_messages():
+    with pytest.raises(ValueError, match="kernel='sse9'"):
+        K.set_kernel("sse9")
+    words = K.pack(np.ones((1, 2, 2, 8), np.float32))
+    panels = K.pack_weights(np.zeros((1, 1, 8, 4), bool))
+    geo = K.ConvGeometry(1, 2, 2, 1, 1, 8, 1, 1, 1, 1, 1, 1, 0, 0, 2, 2, 4, 1)
+    with pytest.raises(ValueError, match="weights holds"):
+        K.bconv(words, panels[:, :, :0], geo, [])
+    with pytest.raises(ValueError, match="unknown epilogue op code 42"):
+        K.bconv(words, panels, geo, [(42,)])
+    with pytest.raises(ValueError, match="residual"):
+        K.bconv(words, panels, geo, [(K.OP_RESIDUAL,)])
+    big = K.ConvGeometry(1, 2, 2, 1, 1, 8, 2048, 1024, 1, 1, 1, 1, 0, 0, 1, 1, 4, 1)
+    with pytest.raises(ValueError, match="2\\*\\*24"):
+        K.bconv(words, panels, big, [])
