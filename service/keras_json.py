@@ -219,7 +219,15 @@ def _sources(path: str, nodes: Any) -> list[str]:
     if not isinstance(nodes, list) or len(nodes) != 1:
         raise _fail(path, "expected exactly one inbound node (no shared layers)")
     node = nodes[0]
-    if not isinstance(node, dict) or node.get("kwargs") not in ({}, None):
+    kwargs = node.get("kwargs") if isinstance(node, dict) else None
+    if not isinstance(node, dict) or not (
+        kwargs is None
+        or (
+            isinstance(kwargs, dict)
+            and set(kwargs) <= {"mask", "training"}
+            and all(v is None for v in kwargs.values())
+        )
+    ):
         raise _fail(f"{path}[0]", "call arguments other than inputs are not supported")
     args = node.get("args")
     if not isinstance(args, list) or len(args) != 1:
