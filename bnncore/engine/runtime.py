@@ -43,9 +43,9 @@ class PackedModel:
         self,
         steps: list[Step],
         inputs: list[ValueId],
-        outputs: list[ValueId],
-        input_shapes: list[tuple[int | None, ...]],
-        input_dtypes: list[str],
+        outputs: list[ValueId] | None,
+        input_shapes: list[tuple[int | None, ...]] | None,
+        input_dtypes: list[str] | None,
         name: str,
         threads: int,
     ) -> None:
@@ -72,6 +72,8 @@ class PackedModel:
         return "\n".join(step.describe() for step in self.steps)
 
     def _check_inputs(self, x: Any) -> list[np.ndarray]:
+        if self._input_shapes is None:  # a model run whole, inputs unknown
+            return [x]
         arrays = list(x) if isinstance(x, list | tuple) else [x]
         if len(arrays) != len(self._inputs):
             raise ValueError(
@@ -120,7 +122,11 @@ class PackedModel:
             env.floats[value] = array
         for step in self.steps:
             step.run(env, self.threads)
-        results = [np.asarray(env.floats[v], dtype=np.float32) for v in self._outputs]
+        if self._outputs is None:
+            outputs = keras.tree.flatten(env.floats[WholeModelStep.OUTPUT])
+        else:
+            outputs = [env.floats[v] for v in self._outputs]
+        results = [np.asarray(out, dtype=np.float32) for out in outputs]
         return results[0] if len(results) == 1 else results
 
     __call__ = predict
@@ -222,22 +228,21 @@ def compile(
         threads = _default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"Expected a positive integer. Received: threads={threads!r}.")
-    if not model.built or not getattr(model, "inputs", None):
+    if not model.built:
         raise ValueError(
-            f"Model {model.name!r} is not built with a known input: call it on data "
-            "or build it from keras.Input before compiling."
+            f"Model {model.name!r} is not built: call it on data or build it from "
+            "keras.Input before compiling."
         )
-    input_shapes = [tuple(t.shape) for t in model.inputs]
-    input_dtypes = [str(t.dtype) for t in model.inputs]
     try:
+        model_inputs = list(model.inputs or [])
         graph = parse(model)
-    except UnsupportedGraphError:
-        inputs = [("input", i) for i in range(len(model.inputs))]
-        outputs = [("output", i) for i in range(len(keras.tree.flatten(model.outputs)))]
-        step = WholeModelStep(model, inputs, outputs)
+    except (UnsupportedGraphError, AttributeError, ValueError):
+        step = WholeModelStep(model)
         return PackedModel(
-            [step], inputs, outputs, input_shapes, input_dtypes, model.name, threads
+            [step], [WholeModelStep.INPUT], None, None, None, model.name, threads
         )
+    input_shapes = [tuple(t.shape) for t in model_inputs]
+    input_dtypes = [str(t.dtype) for t in model_inputs]
     specs = infer_specs(graph)
     steps = build_plan(graph, specs, float_mode)
     _detach(steps, specs)

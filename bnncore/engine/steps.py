@@ -341,22 +341,21 @@ class KerasSegment(Step):
 
 
 class WholeModelStep(Step):
-    """The model run by Keras as a whole (structure not readable as a graph)."""
+    """The model run by Keras as a whole (structure not readable as a graph).
+
+    Reads the value ``INPUT`` (an array or list of arrays, passed as given) and
+    writes the model's output structure to ``OUTPUT``.
+    """
 
     kind = "keras"
+    INPUT: ValueId = ("whole-model-input",)
+    OUTPUT: ValueId = ("whole-model-output",)
 
-    def __init__(
-        self, model: Any, inputs: list[ValueId], outputs: list[ValueId]
-    ) -> None:
+    def __init__(self, model: Any) -> None:
         self.model = model
-        self.inputs = inputs
-        self.outputs = outputs
 
     def run(self, env: Env, threads: int) -> None:
-        args = [env.floats[v] for v in self.inputs]
-        result = self.model(args[0] if len(args) == 1 else args, training=False)
-        for value, out in zip(self.outputs, keras.tree.flatten(result), strict=True):
-            env.floats[value] = out
+        env.floats[self.OUTPUT] = self.model(env.floats[self.INPUT], training=False)
 
     @property
     def weight_bytes(self) -> int:
