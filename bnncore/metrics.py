@@ -66,11 +66,10 @@ class FlipRatio(keras.metrics.Metric):
         super().__init__(name=name, dtype=dtype)
         self.values_dtype = keras.backend.standardize_dtype(values_dtype)
         self.values_shape: tuple[int, ...] | None = None
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
-        self.has_previous = self.add_variable(
-            shape=(), initializer="zeros", name="has_previous"
-        )
+        # Every replica sees the same (mirrored) kernel: keep one copy of the state.
+        self.total = self._state_variable((), self.dtype, "total")
+        self.count = self._state_variable((), self.dtype, "count")
+        self.has_previous = self._state_variable((), self.dtype, "has_previous")
         if values_shape is not None:
             self._build(values_shape)
 
@@ -82,11 +81,17 @@ class FlipRatio(keras.metrics.Metric):
                 f"values_shape={values_shape!r}"
             )
         self.values_shape = shape
-        self.previous_values = self.add_variable(
+        self.previous_values = self._state_variable(
+            shape, self.values_dtype, "previous_values"
+        )
+
+    def _state_variable(self, shape: tuple[int, ...], dtype: str, name: str) -> Any:
+        return self.add_variable(
             shape=shape,
             initializer="zeros",
-            dtype=self.values_dtype,
-            name="previous_values",
+            dtype=dtype,
+            aggregation="only_first_replica",
+            name=name,
         )
 
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
