@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from bnncore import quantizers
+from bnncore.metrics import FlipRatio
 
 __all__ = [
     "AVAILABLE_METRICS",
@@ -203,8 +204,6 @@ def attach_kernel_aids(layer: Any) -> None:
     Args:
         layer: A built layer with a ``kernel_quantizers`` mapping.
     """
-    from bnncore.metrics import FlipRatio  # metrics imports this module
-
     kernels = layer.kernel_quantizers
     flip_ratios = {}
     for attribute, quantizer in kernels.items():
