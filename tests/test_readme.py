@@ -37,3 +37,6 @@ def test_readme_examples_run(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "(1, 10)" in printed
     assert "[[-1.  1.  1.  1.]]" in printed
+    # Larq's published figures for its README model (406,528 1-bit and 522
+    # 32-bit parameters, 52,904 bytes).
+    assert "406528 522 52904" in printed
