@@ -1,0 +1,147 @@
+"""Export of Larq's MNIST BNN: file size, sign bits, folded BatchNorm, round trip."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import safetensors.numpy
+from export_models import mnist_bnn
+
+import bnncore as lq
+
+KERNELS = {  # name → shape, written out from the architecture
+    "conv1/kernel": (3, 3, 1, 32),
+    "conv2/kernel": (3, 3, 32, 64),
+    "conv3/kernel": (3, 3, 64, 64),
+    "dense1/kernel": (576, 64),
+    "dense2/kernel": (64, 10),
+}
+CHANNELS = {"bn1": 32, "bn2": 64, "bn3": 64, "bn4": 64, "bn5": 10}
+HEADER_ALLOWANCE = 16 * 1024  # the documented fixed allowance for the header
+
+
+def _header_length(data: bytes) -> int:
+    return int.from_bytes(data[:8], "little")
+
+
+def test_file_size_is_the_profile_memory(mnist_model: keras.Model) -> None:
+    data = lq.export.to_bytes(mnist_model)
+    payload = len(data) - 8 - _header_length(data)
+    # By hand: 1 bit per kernel weight, rounded up to a byte per kernel, plus a
+    # float32 scale and offset per BatchNorm channel.
+    kernel_bytes = sum(math.ceil(math.prod(s) / 8) for s in KERNELS.values())
+    bn_bytes = sum(2 * 4 * c for c in CHANNELS.values())
+    assert kernel_bytes == 11636 and bn_bytes == 1872
+    assert payload == kernel_bytes + bn_bytes
+    memory = lq.models.profile(mnist_model).totals.memory_bytes
+    assert abs(payload - memory) <= 0.02 * memory
+    assert len(data) <= 1.02 * memory + HEADER_ALLOWANCE
+
+
+def test_kernel_bytes_are_the_signs_of_the_latent_weights(
+    mnist_model: keras.Model,
+) -> None:
+    data = lq.export.to_bytes(mnist_model)
+    raw = safetensors.numpy.load(data)  # the container only: no bnncore decoding
+    layers = {layer.name: layer for layer in mnist_model.layers}
+    for name, shape in KERNELS.items():
+        latent = keras.ops.convert_to_numpy(layers[name.split("/")[0]].kernel)
+        assert latent.shape == shape
+        n = latent.size
+        assert raw[name].dtype == np.uint8 and raw[name].shape == (math.ceil(n / 8),)
+        bits = np.unpackbits(raw[name], bitorder="little")
+        expected = np.where(latent.reshape(-1) < 0, 0, 1)  # sign(0) = +1 → bit 1
+        np.testing.assert_array_equal(bits[:n], expected)
+        assert not bits[n:].any()  # padding bits are zero
+        assert (latent == 0).any() or name == "dense2/kernel"  # zeros were covered
+
+
+def test_batchnorm_is_stored_as_scale_and_offset(mnist_model: keras.Model) -> None:
+    raw = safetensors.numpy.load(lq.export.to_bytes(mnist_model))
+    assert not any(key.endswith(("/beta", "/moving_mean")) for key in raw)
+    for layer_name, channels in CHANNELS.items():
+        bn = mnist_model.get_layer(layer_name)
+        beta, mean, var = (
+            np.float64(keras.ops.convert_to_numpy(v))
+            for v in (bn.beta, bn.moving_mean, bn.moving_variance)
+        )
+        scale = 1.0 / np.sqrt(var + bn.epsilon)  # no gamma: scale=False
+        offset = beta - mean * scale
+        assert raw[f"{layer_name}/scale"].shape == (channels,)
+        np.testing.assert_allclose(raw[f"{layer_name}/scale"], scale, rtol=1e-6)
+        np.testing.assert_allclose(
+            raw[f"{layer_name}/offset"], offset, rtol=1e-5, atol=1e-6
+        )
+
+
+def test_metadata_describes_every_tensor(mnist_model: keras.Model) -> None:
+    data = lq.export.to_bytes(mnist_model)
+    header = json.loads(data[8 : 8 + _header_length(data)])
+    metadata = header.pop("__metadata__")
+    assert metadata["format"] == "bnncore.weights"
+    assert metadata["format_version"] == "1"
+    encodings = json.loads(metadata["encodings"])
+    assert set(encodings) == set(header)
+    for name, shape in KERNELS.items():
+        assert encodings[name] == {
+            "encoding": "sign_bits",
+            "shape": list(shape),
+            "bit_order": "little",
+        }
+    assert encodings["bn1/scale"]["variables"] == {
+        "gamma": None,
+        "beta": "bn1/beta",
+        "moving_mean": "bn1/moving_mean",
+        "moving_variance": "bn1/moving_variance",
+    }
+    assert encodings["bn1/scale"]["epsilon"] == pytest.approx(1e-3)
+
+
+def test_round_trip_into_a_fresh_model_predicts_the_same(
+    mnist_model: keras.Model, digits: np.ndarray
+) -> None:
+    fresh = mnist_bnn()
+    lq.export.load_weights(fresh, lq.export.to_bytes(mnist_model))
+    np.testing.assert_array_equal(
+        fresh.predict(digits, verbose=0), mnist_model.predict(digits, verbose=0)
+    )
+    # The latent kernels are now exactly the signs of the original ones.
+    for name in KERNELS:
+        layer = name.split("/")[0]
+        original = keras.ops.convert_to_numpy(mnist_model.get_layer(layer).kernel)
+        loaded = keras.ops.convert_to_numpy(fresh.get_layer(layer).kernel)
+        np.testing.assert_array_equal(loaded, np.where(original < 0, -1.0, 1.0))
+
+
+def test_round_trip_through_the_definition(
+    mnist_model: keras.Model, digits: np.ndarray, tmp_path
+) -> None:
+    written = lq.export.save(mnist_model, tmp_path / "out")
+    assert written.weights.stat().st_size == written.weights_bytes
+    definition = json.loads(written.definition.read_text())
+    assert definition == json.loads(mnist_model.to_json())
+    rebuilt = keras.models.model_from_json(json.dumps(definition))
+    lq.export.load_weights(rebuilt, written.weights)
+    expected = mnist_model.predict(digits, verbose=0)
+    np.testing.assert_array_equal(rebuilt.predict(digits, verbose=0), expected)
+    loaded = lq.export.load(tmp_path / "out")
+    np.testing.assert_array_equal(loaded.predict(digits, verbose=0), expected)
+
+
+def test_the_service_accepts_the_definition_and_the_weights(
+    mnist_model: keras.Model, digits: np.ndarray
+) -> None:
+    keras_json = pytest.importorskip("service.keras_json")
+    builder = pytest.importorskip("service.builder")
+    config = pytest.importorskip("service.config")
+    graph = keras_json.translate(lq.export.to_definition(mnist_model))
+    settings = config.Settings()
+    served = builder.build(builder.plan(graph, settings), settings)
+    lq.export.load_weights(served, lq.export.to_bytes(mnist_model))
+    np.testing.assert_array_equal(
+        served.predict(digits, verbose=0), mnist_model.predict(digits, verbose=0)
+    )
