@@ -21,6 +21,7 @@ from bnncore import (
     models,
     optimizers,
     quantizers,
+    zoo,
 )
 
 __version__ = "0.1.0"
@@ -37,4 +38,5 @@ __all__ = [
     "models",
     "optimizers",
     "quantizers",
+    "zoo",
 ]
