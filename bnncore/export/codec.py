@@ -178,7 +178,12 @@ class _Decoder:
         return entry
 
     def shape(self, where: str, value: Any) -> tuple[int, ...]:
-        return check_shape(where, value, max(self.budget, 0))
+        return check_shape(
+            where,
+            value,
+            max(self.budget, 0),
+            f"max_elements={self.max_elements:,} for the whole file",
+        )
 
     def refers_back(self, name: Any, key: str, target: str) -> bool:
         spec = self.encodings.get(name) if isinstance(name, str) else None

@@ -64,9 +64,11 @@ def dump(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
     return safetensors.numpy.save(tensors, metadata=metadata)
 
 
-def check_shape(field: str, shape: Any, limit: int) -> tuple[int, ...]:
+def check_shape(
+    field: str, shape: Any, limit: int, why: str = "the limit"
+) -> tuple[int, ...]:
     """Validates a shape: a list of at most :data:`MAX_RANK` non-negative ints
-    whose product is at most ``limit``.
+    whose product is at most ``limit`` (``why`` says where the limit comes from).
 
     Raises:
         WeightsFileError: naming ``field`` and the value received.
@@ -86,7 +88,8 @@ def check_shape(field: str, shape: Any, limit: int) -> tuple[int, ...]:
         product *= dim
         if product > limit:
             raise WeightsFileError(
-                f"{field}: shape {_short(shape)} has more than {limit:,} elements"
+                f"{field}: shape {_short(shape)} has more than {limit:,} elements "
+                f"({why})"
             )
     return tuple(shape)
 
@@ -197,17 +200,27 @@ def _entry(name: str, raw: Any, data_size: int) -> TensorEntry:
             f"{where}.dtype: received {_short(dtype)}, allowed: {', '.join(DTYPES)}"
         )
     itemsize = DTYPES[dtype].itemsize
-    shape = check_shape(f"{where}.shape", raw["shape"], data_size // itemsize)
+    shape = check_shape(
+        f"{where}.shape",
+        raw["shape"],
+        data_size // itemsize,
+        f"all that {data_size:,} bytes of data can hold",
+    )
     offsets = raw["data_offsets"]
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
         or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        or not 0 <= offsets[0] <= offsets[1] <= data_size
+        or not 0 <= offsets[0] <= offsets[1]
     ):
         raise WeightsFileError(
-            f"{where}.data_offsets: expected [begin, end] with 0 <= begin <= end <= "
-            f"{data_size:,} (the data section), received {_short(offsets)}"
+            f"{where}.data_offsets: expected [begin, end] with 0 <= begin <= end, "
+            f"received {_short(offsets)}"
+        )
+    if offsets[1] > data_size:
+        raise WeightsFileError(
+            f"{where}.data_offsets: {offsets} runs past the end of the data section "
+            f"({data_size:,} bytes): the file is truncated or corrupted"
         )
     begin, end = offsets
     expected = math.prod(shape) * itemsize
