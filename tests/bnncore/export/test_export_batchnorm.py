@@ -56,13 +56,13 @@ def test_folded_scale_and_offset_give_the_same_outputs(
             loaded["moving_variance"].astype(np.float32) + np.float32(epsilon) == 1
         )
     x = np.random.default_rng(8).normal(size=(16, 3, 7)).astype("float32") * 3
-    expected = model.predict(x, verbose=0)
+    expected = model(x)
     np.testing.assert_allclose(
         x * raw["bn/scale"] + raw["bn/offset"], expected, rtol=1e-5, atol=1e-5
     )
     # The reloaded layer computes the same x·s + o, to the last bit on the
     # TensorFlow backend (the rebuilt variables are searched for that).
-    np.testing.assert_array_equal(fresh.predict(x, verbose=0), expected)
+    np.testing.assert_array_equal(fresh(x), expected)
 
 
 def test_a_batchnorm_with_extra_variables_is_stored_unfolded() -> None:

@@ -126,10 +126,10 @@ def test_round_trip_through_the_definition(
     assert definition == json.loads(mnist_model.to_json())
     rebuilt = keras.models.model_from_json(json.dumps(definition))
     lq.export.load_weights(rebuilt, written.weights)
-    expected = mnist_model.predict(digits, verbose=0)
-    np.testing.assert_array_equal(rebuilt.predict(digits, verbose=0), expected)
+    expected = mnist_model(digits)
+    np.testing.assert_array_equal(rebuilt(digits), expected)
     loaded = lq.export.load(tmp_path / "out")
-    np.testing.assert_array_equal(loaded.predict(digits, verbose=0), expected)
+    np.testing.assert_array_equal(loaded(digits), expected)
 
 
 def test_the_service_accepts_the_definition_and_the_weights(
@@ -142,6 +142,4 @@ def test_the_service_accepts_the_definition_and_the_weights(
     settings = config.Settings()
     served = builder.build(builder.plan(graph, settings), settings)
     lq.export.load_weights(served, lq.export.to_bytes(mnist_model))
-    np.testing.assert_array_equal(
-        served.predict(digits, verbose=0), mnist_model.predict(digits, verbose=0)
-    )
+    np.testing.assert_array_equal(served(digits), mnist_model(digits))
