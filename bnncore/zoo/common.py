@@ -7,6 +7,7 @@ and loads a local weights file. Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,7 +35,8 @@ def _check_input_shape(
         )
     shape = tuple(input_shape)
     valid_dim = [
-        d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
+        d is None
+        or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0)
         for d in shape
     ]
     if len(shape) != 3 or not all(valid_dim) or shape[2] is None:
@@ -49,7 +51,7 @@ def _check_input_shape(
             f"known. Received: input_shape={input_shape!r}; pass static sizes or "
             "include_top=False."
         )
-    return shape  # type: ignore[return-value]
+    return tuple(None if d is None else int(d) for d in shape)  # type: ignore[return-value]
 
 
 def _check_weights(name: str, weights: Any) -> str | None:

@@ -117,7 +117,11 @@ def test_variable_input_size_without_top():
 
 def test_input_tensor_becomes_the_model_input():
     tensor = keras.Input((32, 32, 3))
-    model = zoo.QuickNetSmall(input_tensor=tensor, num_classes=5)
+    # An agreeing input_shape may be any sequence of integers, NumPy's included.
+    same_shape = [np.int64(32), 32, 3]
+    model = zoo.QuickNetSmall(
+        input_tensor=tensor, input_shape=same_shape, num_classes=5
+    )
     assert model.inputs[0] is tensor
     assert model.output_shape == (None, 5)
     keras.backend.clear_session()
