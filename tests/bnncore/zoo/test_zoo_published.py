@@ -178,6 +178,10 @@ def test_profile_totals_agree_with_the_oracle(name):
     assert m.totals.params == m.counts.keras_params
     assert m.totals.inference_params == m.counts.inference_params
     assert m.totals.memory_bytes == m.counts.memory_bytes
+    published, rule, mib = PUBLISHED[name]
+    by_rule = m.totals.params if rule == "keras" else m.totals.inference_params
+    assert by_rule == published
+    assert f"{m.totals.memory_bytes / 2**20:.2f}" == mib
     assert zoo.entry(name).published_params == PUBLISHED[name][0]
     assert zoo.entry(name).params_rule == PUBLISHED[name][1]
 
