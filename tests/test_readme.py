@@ -40,3 +40,17 @@ def test_readme_examples_run(tmp_path, monkeypatch, capsys):
     # Larq's published figures for its README model (406,528 1-bit and 522
     # 32-bit parameters, 52,904 bytes).
     assert "406528 522 52904" in printed
+
+
+def _block(text: str, start: str, end: str) -> str:
+    return text[text.index(start) : text.index(end)]
+
+
+def test_readme_zoo_table_is_the_generated_one():
+    # docs/zoo.md's table is checked against the models by the zoo tests; the
+    # README carries the same generated block.
+    docs = (README.parent / "docs" / "zoo.md").read_text()
+    start, end = "<!-- zoo-table:start", "<!-- zoo-table:end -->"
+    readme_table = _block(README.read_text(), start, end)
+    assert readme_table.count("\n| ") >= 15
+    assert readme_table == _block(docs, start, end)
