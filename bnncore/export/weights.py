@@ -308,7 +308,9 @@ def mismatches(model: Any, weights: Mapping[str, np.ndarray]) -> list[str]:
     return problems
 
 
-def load_weights(model: Any, source: Source | Mapping[str, np.ndarray], **limits: int):
+def load_weights(
+    model: Any, source: Source | Mapping[str, np.ndarray], **limits: int
+) -> None:
     """Assigns a weights file to ``model`` — all of it, or nothing.
 
     Args:
