@@ -39,7 +39,9 @@ __all__ = [
     "OP_SIGN",
     "ConvGeometry",
     "bconv",
+    "fconv",
     "features",
+    "fmaxpool",
     "kernel",
     "maxpool",
     "pack",
@@ -273,4 +275,57 @@ def maxpool(
     out = np.empty((n, *out_size, wpp), dtype=np.uint64)
     geometry = (n, h, w, wpp, *pool, *strides, *pads, *out_size)
     _kernels.maxpool(x, out, geometry, or_mask, int(threads))
+    return out
+
+
+def fmaxpool(
+    x: np.ndarray,
+    pool: tuple[int, int],
+    strides: tuple[int, int],
+    pads: tuple[int, int],
+    out_size: tuple[int, int],
+    threads: int = 1,
+) -> np.ndarray:
+    """Max pooling of float32 NHWC data; padded positions are ignored."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, h, w, c = x.shape
+    out = np.empty((n, *out_size, c), dtype=np.float32)
+    _kernels.fmaxpool(x, out, (n, h, w, c, *pool, *strides, *pads, *out_size), threads)
+    return out
+
+
+def fconv(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    strides: tuple[int, int],
+    dilation: tuple[int, int],
+    pads: tuple[int, int],
+    out_size: tuple[int, int],
+    *,
+    depthwise: bool = False,
+    pad_value: float = 0.0,
+    threads: int = 1,
+) -> np.ndarray:
+    """Float 2D (depthwise) convolution of NHWC ``x`` rounding like TensorFlow.
+
+    Args:
+        x: float32 ``(n, h, w, cin)``.
+        kernel: float32 ``(kh, kw, cin, cout)``, or ``(kh, kw, cin, multiplier)``
+            when ``depthwise``.
+        strides, dilation: per spatial axis.
+        pads: padding before (top, left); padded positions read ``pad_value``.
+        out_size: (oh, ow).
+        depthwise: Depthwise convolution.
+        pad_value: Value of padded positions.
+        threads: Worker threads.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    kernel = np.ascontiguousarray(kernel, dtype=np.float32)
+    n, h, w, cin = x.shape
+    kh, kw = kernel.shape[:2]
+    mult = kernel.shape[3] if depthwise else 1
+    cout = cin * mult if depthwise else kernel.shape[3]
+    out = np.empty((n, *out_size, cout), dtype=np.float32)
+    geometry = (n, h, w, cin, kh, kw, *strides, *dilation, *pads, *out_size, cout, mult)
+    _kernels.fconv(x, kernel, out, geometry, float(pad_value), depthwise, threads)
     return out

@@ -9,8 +9,9 @@
    bits only; a max pooling followed by per-channel monotone layers whose
    result is only binarized runs on the packed bits (AND of the bits, or OR
    for the channels a decreasing map reverses).
-4. Every other layer runs in TensorFlow, consecutive layers grouped in one
-   :class:`~bnncore.engine.steps.KerasSegment`.
+4. Every other layer is a :class:`~bnncore.engine.steps.FloatStep`: native
+   code where it is exact (see :mod:`bnncore.engine.floatops`), else the
+   Keras layer.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import numpy as np
 
 from bnncore.engine import kernels as K
 from bnncore.engine import recognize as R
+from bnncore.engine.floatops import calls_directly, native
 from bnncore.engine.graph import Graph, Node, TensorRef, ValueId, substitute
-from bnncore.engine.steps import BinaryStep, ConvSpec, KerasSegment, PackStep, Step
+from bnncore.engine.steps import BinaryStep, ConvSpec, FloatStep, PackStep, Step
 
 __all__ = ["build_plan", "infer_specs"]
 
@@ -297,7 +299,8 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
     Args:
         graph: The parsed model.
         specs: Symbolic tensors of the values, from :func:`infer_specs`.
-        mode: Float segment mode (``"graph"`` or ``"eager"``).
+        mode: ``"native"`` (exact native code for common float layers) or
+            ``"keras"`` (every other layer called through Keras).
     """
     consumers = graph.consumers()
     outputs = set(graph.outputs)
@@ -337,26 +340,14 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
         last_of[id(last)] = chain
         absorbed.update(id(n) for n in [chain.head, *chain.nodes])
     order = [n for n in graph.nodes if id(n) not in absorbed or id(n) in last_of]
-    # reads_after[i]: values read at position i or later (or returned).
-    reads_after: list[set[ValueId]] = [set() for _ in range(len(order) + 1)]
-    reads_after[-1] = set(graph.outputs)
-    for i in range(len(order) - 1, -1, -1):
-        node = order[i]
-        here = set(node.inputs)
-        if id(node) in last_of:
-            step = last_of[id(node)].step
-            here = {step.source} | ({step.residual} if step.residual else set())
-        reads_after[i] = reads_after[i + 1] | here
+    sensitive = _sign_sensitive(graph, [c.step for c in chains.values()])
     packed_available: set[tuple[ValueId, int]] = set()
-    pending: list[Node] = []
     steps: list[Step] = []
-    for i, node in enumerate(order):
+    for node in order:
         if id(node) not in last_of:
-            pending.append(node)
+            reaches = any(v in sensitive for v in node.outputs)
+            steps.append(_float_step(node, specs, mode, reaches))
             continue
-        if pending:
-            steps.append(_segment(pending, reads_after[i], mode))
-            pending = []
         step = last_of[id(node)].step
         key = (step.source, step.groups)
         if key not in packed_available:
@@ -366,17 +357,31 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
         if step.packed_groups is not None:
             end = step.pool[-1] if step.pool else step.output
             packed_available.add((end, step.packed_groups))
-    if pending:
-        steps.append(_segment(pending, reads_after[-1], mode))
     return steps
 
 
-def _segment(nodes: list[Node], later: set[ValueId], mode: str) -> KerasSegment:
-    produced = {v for n in nodes for v in n.outputs}
-    reads: list[ValueId] = []
-    for n in nodes:
-        for v in n.inputs:
-            if v not in produced and v not in reads:
-                reads.append(v)
-    writes = [v for n in nodes for v in n.outputs if v in later]
-    return KerasSegment(nodes, reads, writes, mode)
+def _sign_sensitive(graph: Graph, steps: list[BinaryStep]) -> set[ValueId]:
+    """Values from which some binary layer's input can be reached."""
+    producer = graph.producer()
+    pending = [s.source for s in steps]
+    seen: set[ValueId] = set()
+    while pending:
+        value = pending.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        node = producer.get(value)
+        if node is not None:
+            pending.extend(node.inputs)
+    return seen
+
+
+def _float_step(
+    node: Node, specs: dict[ValueId, Any], mode: str, sensitive: bool
+) -> FloatStep:
+    if mode == "native":
+        found = native(node, specs, sensitive)
+        if found is not None:
+            return FloatStep(node, fn=found[0], constants=found[1])
+        return FloatStep(node, direct=calls_directly(node.op))
+    return FloatStep(node)

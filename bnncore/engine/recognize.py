@@ -86,7 +86,11 @@ def activation_ops(fn: Any) -> list[tuple[Any, ...]] | None:
     return None
 
 
-def _batch_norm_ops(layer: Any, rank: int | None) -> list[tuple[Any, ...]] | None:
+def batch_norm_constants(layer: Any, rank: int | None) -> tuple[np.ndarray, ...] | None:
+    """``(inv, shift)`` with ``BN(x) = x * inv + shift`` rounded as TensorFlow does.
+
+    Only for a normalization over the last axis; None otherwise.
+    """
     axes = [a if a >= 0 else a + (rank or 0) for a in np.atleast_1d(layer.axis)]
     if rank is None or axes != [rank - 1]:
         return None
@@ -99,7 +103,12 @@ def _batch_norm_ops(layer: Any, rank: int | None) -> list[tuple[Any, ...]] | Non
         shift = tf.convert_to_tensor(layer.beta, tf.float32) - mean * inv
     else:
         shift = -mean * inv
-    return [(K.OP_MULADD, _vector(inv), _vector(shift))]
+    return _vector(inv), _vector(shift)
+
+
+def _batch_norm_ops(layer: Any, rank: int | None) -> list[tuple[Any, ...]] | None:
+    constants = batch_norm_constants(layer, rank)
+    return None if constants is None else [(K.OP_MULADD, *constants)]
 
 
 def _vector(t: Any) -> np.ndarray:

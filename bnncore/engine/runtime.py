@@ -12,11 +12,11 @@ import numpy as np
 from bnncore.engine import kernels as K
 from bnncore.engine.graph import Node, UnsupportedGraphError, ValueId, parse, substitute
 from bnncore.engine.planner import build_plan, infer_specs
-from bnncore.engine.steps import BinaryStep, Env, KerasSegment, Step, WholeModelStep
+from bnncore.engine.steps import BinaryStep, Env, FloatStep, Step, WholeModelStep
 
 __all__ = ["PackedModel", "compile"]
 
-_MODES = ("graph", "eager")
+_MODES = ("native", "keras")
 
 
 def _default_threads() -> int:
@@ -181,17 +181,17 @@ def _detach(steps: list[Step], graph_specs: dict[ValueId, Any]) -> None:
     """Replaces the ops of the float segments by clones (shared layers stay shared)."""
     clones: dict[int, Any] = {}
     for step in steps:
-        if not isinstance(step, KerasSegment):
+        if not isinstance(step, FloatStep) or step.node is None:
             continue
-        for node in step.nodes:
-            key = id(node.op)
-            if key not in clones:
-                clones[key] = _clone(node.op, node, graph_specs)
-            node.op = clones[key]
+        node = step.node
+        key = id(node.op)
+        if key not in clones:
+            clones[key] = _clone(node.op, node, graph_specs)
+        node.op = clones[key]
 
 
 def compile(
-    model: Any, *, threads: int | None = None, float_mode: str = "graph"
+    model: Any, *, threads: int | None = None, float_mode: str = "native"
 ) -> PackedModel:
     """Compiles a Keras model for inference.
 
@@ -206,8 +206,10 @@ def compile(
             whole in Keras).
         threads: Worker threads of the binary kernels (default: the CPUs
             available to this process).
-        float_mode: ``"graph"`` runs the non-binary layers in traced
-            ``tf.function`` segments; ``"eager"`` calls them one by one.
+        float_mode: ``"native"`` runs common float layers (batch norm,
+            activations, pooling, adds) in exact native code and calls the
+            others' Keras ``call``; ``"keras"`` calls every non-binary layer
+            through Keras, one by one.
 
     Returns:
         The :class:`PackedModel`.

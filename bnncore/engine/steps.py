@@ -11,7 +11,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from bnncore.engine import kernels as K
 from bnncore.engine.graph import Node, ValueId, substitute
@@ -21,7 +20,7 @@ from bnncore.layers.forward import same_padding_amounts
 __all__ = [
     "BinaryStep",
     "Env",
-    "KerasSegment",
+    "FloatStep",
     "PackStep",
     "PackedTensor",
     "Step",
@@ -277,67 +276,63 @@ class BinaryStep(Step):
         env.packed[(target, self.packed_groups)] = packed_out
 
 
-def _call(node: Node, values: dict[ValueId, Any]) -> list[Any]:
-    args = substitute(node.args, values)
-    kwargs = substitute(node.kwargs, values)
-    if isinstance(node.op, keras.layers.Layer):
-        kwargs["training"] = False
-    result = node.op(*args, **kwargs)
-    return keras.tree.flatten(result)
-
-
-class KerasSegment(Step):
-    """Consecutive layers the engine does not accelerate, run by TensorFlow.
+class FloatStep(Step):
+    """A layer the engine does not binarize: native code or the Keras layer.
 
     Args:
-        nodes: The nodes, in order (their ops are clones owned by the plan).
-        reads: Values read from outside the segment.
-        writes: Values produced for later steps or as model outputs.
-        mode: ``"graph"`` traces the segment once with ``tf.function``;
-            ``"eager"`` calls the layers one by one.
+        node: The graph node (its op must be a clone owned by the plan when
+            ``fn`` is None; with ``fn`` the op is not kept).
+        fn: Native implementation ``fn(inputs, threads) -> output``, or None to
+            run the layer.
+        constants: Arrays ``fn`` keeps (counted as resident weights).
+        direct: Call ``op.call(x)`` instead of ``op(x, training=False)``.
     """
 
-    kind = "keras"
-
     def __init__(
-        self, nodes: list[Node], reads: list[ValueId], writes: list[ValueId], mode: str
+        self,
+        node: Node,
+        fn: Any = None,
+        constants: list[np.ndarray] | None = None,
+        direct: bool = False,
     ) -> None:
-        self.nodes = nodes
-        self.reads = reads
-        self.writes = writes
-        self.mode = mode
-        self._fn = tf.function(self._body, reduce_retracing=True)
-
-    def _body(self, *inputs: Any) -> list[Any]:
-        values = dict(zip(self.reads, inputs, strict=True))
-        for node in self.nodes:
-            for value, out in zip(node.outputs, _call(node, values), strict=False):
-                values[value] = out
-        return [values[v] for v in self.writes]
+        self.name = node.name
+        self.inputs = list(node.inputs)
+        self.outputs = list(node.outputs)
+        self.fn = fn
+        self.constants = constants or []
+        self.direct = direct
+        self.node = None if fn is not None else node
+        self.kind = "float" if fn is not None else "keras"
 
     def run(self, env: Env, threads: int) -> None:
-        inputs = [env.floats[v] for v in self.reads]
-        run = self._fn if self.mode == "graph" else self._body
-        outputs = run(*inputs)
-        for value, out in zip(self.writes, outputs, strict=True):
+        if self.fn is not None:
+            env.floats[self.outputs[0]] = self.fn(
+                [env.array(v) for v in self.inputs], threads
+            )
+            return
+        node = self.node
+        args = substitute(node.args, env.floats)
+        if self.direct:
+            result = node.op.call(*args)
+        else:
+            kwargs = substitute(node.kwargs, env.floats)
+            if isinstance(node.op, keras.layers.Layer):
+                kwargs["training"] = False
+            result = node.op(*args, **kwargs)
+        for value, out in zip(self.outputs, keras.tree.flatten(result), strict=False):
             env.floats[value] = out
 
     @property
     def weight_bytes(self) -> int:
-        seen: set[int] = set()
-        total = 0
-        for node in self.nodes:
-            if id(node.op) in seen or not hasattr(node.op, "weights"):
-                continue
-            seen.add(id(node.op))
-            total += sum(
-                int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
-                for w in node.op.weights
-            )
-        return total
+        if self.fn is not None:
+            return sum(int(c.nbytes) for c in self.constants)
+        return sum(
+            int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
+            for w in getattr(self.node.op, "weights", [])
+        )
 
     def describe(self) -> str:
-        return f"keras [{', '.join(n.name for n in self.nodes)}]"
+        return f"{'native' if self.fn is not None else 'keras'} {self.name}"
 
 
 class WholeModelStep(Step):

@@ -92,20 +92,20 @@ def test_subclassed_model_runs_whole_in_keras():
     assert_matches(packed.predict(x), keras_forward(model, x))
 
 
-def test_eager_and_graph_float_modes_agree_and_batch_size_may_vary():
+def test_native_and_keras_float_modes_agree_and_batch_size_may_vary():
     inputs = keras.Input((6, 6, 4))
     y = keras.layers.Conv2D(8, 3, padding="same")(inputs)
     y = QuantConv2D(8, 3, padding="same", **BINARY)(y)
     y = keras.layers.BatchNormalization()(y)
     y = keras.layers.GlobalMaxPooling2D()(y)
     model = randomize(keras.Model(inputs, keras.layers.Dense(3)(y)))
-    graph = engine.compile(model, float_mode="graph", threads=1)
-    eager = engine.compile(model, float_mode="eager", threads=2)
+    native = engine.compile(model, float_mode="native", threads=1)
+    via_keras = engine.compile(model, float_mode="keras", threads=2)
     for batch in (1, 5):
         x = _x((6, 6, 4), batch=batch, seed=batch)
         ref = keras_forward(model, x)
-        assert_matches(graph.predict(x), ref)
-        assert_matches(eager(x), ref)
+        assert_matches(native.predict(x), ref)
+        assert_matches(via_keras(x), ref)
 
 
 def test_describe_and_step_times_cover_every_step():

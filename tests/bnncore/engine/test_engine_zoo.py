@@ -28,7 +28,7 @@ CASES = [
 def test_zoo_model_equals_keras_and_keeps_weights_packed(name, size, binary):
     model = randomize(zoo.get(name)(input_shape=(size, size, 3), num_classes=10))
     x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype(np.float32)
-    packed = engine.compile(model, float_mode="eager", threads=2)
+    packed = engine.compile(model, threads=2)
     assert len(packed.binary_layers) == binary
     assert_matches(packed.predict(x), keras_forward(model, x))
     assert (

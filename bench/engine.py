@@ -1,0 +1,383 @@
+"""Packed inference engine vs TensorFlow: per-layer kernels and whole models.
+
+Measured in one run, candidates interleaved call by call (so load changes hit
+all of them alike), medians reported:
+
+* per layer, batch 1 and 32: the engine's binary kernel on packed data, the
+  compiled one-layer model (packing its float input included), the same layer
+  in TensorFlow float (``keras.layers.Conv2D``/``Dense``) and the Keras BNN
+  layer (``QuantConv2D``/``QuantDense``, ``tf.function``); bit-MACs per cycle
+  per core of the kernel, with the clock measured by a dependent-add loop;
+* end to end: QuickNet 224×224 (batch 1 and 8), BinaryAlexNet 224×224 and the
+  Larq MNIST BNN (batch 1 and 8): engine vs the Keras BNN vs the float twin
+  (same architecture, plain Keras layers).
+
+Targets (2 cores): QuickNet batch 1 ≤ 10 ms median and ≥ 4.5× faster than its
+float twin; binary kernels ≥ 75 bit-MACs per cycle per core.
+
+Run: ``python -m bench.engine`` (or ``python -m bench engine``); add
+``--write-docs`` to put the table into ``docs/engine.md``, ``--quick`` for
+fewer repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "engine.md"
+START, END = "<!-- bench:engine:start -->", "<!-- bench:engine:end -->"
+TARGET_MS, TARGET_SPEEDUP, TARGET_BITMACS = 10.0, 4.5, 75.0
+
+
+# ---------------------------------------------------------------------------
+# Measurement helpers
+# ---------------------------------------------------------------------------
+
+
+def clock_hz() -> tuple[float, float | None]:
+    """(clock from a dependent-add loop, nominal MHz from /proc/cpuinfo in Hz)."""
+    from bnncore.engine import _kernels
+
+    n = 5_000_000
+    best = min(_timed_once(lambda: _kernels.spin(n)) for _ in range(7))
+    nominal = None
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        values = [float(v) for v in re.findall(r"cpu MHz\s*:\s*([\d.]+)", text)]
+        nominal = max(values) * 1e6 if values else None
+    except OSError:
+        pass
+    return 8 * n / best, nominal
+
+
+def _timed_once(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(cands: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds per candidate; one call of each per round, after warm-up."""
+    for fn in cands.values():
+        fn()
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in cands}
+    for _ in range(repeats):
+        for name, fn in cands.items():
+            samples[name].append(_timed_once(fn))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _keras_runner(model: Any, x: np.ndarray) -> Callable[[], Any]:
+    import tensorflow as tf
+
+    fn = tf.function(lambda t: model(t, training=False))
+    tensor = tf.constant(x)
+    return lambda: np.asarray(fn(tensor))
+
+
+# ---------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------
+
+
+def float_twin(model: Any) -> Any:
+    """The same architecture with plain Keras layers (quantizers removed)."""
+    import keras
+
+    from bnncore.layers.base import QuantizerBase
+
+    drop = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer",
+            "pointwise_quantizer", "pad_values")  # fmt: skip
+
+    def clone(layer: Any) -> Any:
+        if not isinstance(layer, QuantizerBase):
+            return layer.__class__.from_config(layer.get_config())
+        config = {k: v for k, v in layer.get_config().items() if k not in drop}
+        for key in list(config):
+            if key.endswith("_constraint"):
+                config[key] = None
+        parent = next(
+            base for base in type(layer).__mro__[1:]
+            if issubclass(base, keras.layers.Layer)
+            and not issubclass(base, QuantizerBase)
+        )  # fmt: skip
+        return parent.from_config(config)
+
+    twin = keras.models.clone_model(model, clone_function=clone)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def mnist_bnn() -> Any:
+    """The BNN of Larq's MNIST tutorial (28×28×1, 3 binary convs, 2 binary dense)."""
+    import keras
+
+    from bnncore.layers import QuantConv2D, QuantDense
+
+    kw = {"input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign",
+          "kernel_constraint": "weight_clip", "use_bias": False}  # fmt: skip
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            QuantConv2D(32, 3, kernel_quantizer="ste_sign",
+                        kernel_constraint="weight_clip", use_bias=False),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.BatchNormalization(scale=False),
+            QuantConv2D(64, 3, **kw),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.BatchNormalization(scale=False),
+            QuantConv2D(64, 3, **kw),
+            keras.layers.BatchNormalization(scale=False),
+            keras.layers.Flatten(),
+            QuantDense(64, **kw),
+            keras.layers.BatchNormalization(scale=False),
+            QuantDense(10, **kw),
+            keras.layers.BatchNormalization(scale=False),
+            keras.layers.Activation("softmax"),
+        ],
+        name="mnist_bnn",
+    )  # fmt: skip
+
+
+def _randomize_bn(model: Any, seed: int = 0) -> None:
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            weights = layer.get_weights()
+            new = [rng.normal(0, 0.5, w.shape).astype(np.float32) for w in weights]
+            new[-1] = rng.uniform(0.5, 2.0, weights[-1].shape).astype(np.float32)
+            layer.set_weights(new)
+
+
+# ---------------------------------------------------------------------------
+# Benchmarks
+# ---------------------------------------------------------------------------
+
+LAYERS = [
+    # name, input shape, layer kind, units/filters, kernel
+    ("conv 56x56x64 3x3", (56, 56, 64), "conv", 64, 3),
+    ("conv 28x28x128 3x3", (28, 28, 128), "conv", 128, 3),
+    ("conv 14x14x256 3x3", (14, 14, 256), "conv", 256, 3),
+    ("conv 7x7x512 3x3", (7, 7, 512), "conv", 512, 3),
+    ("dense 4096->4096", (4096,), "dense", 4096, 1),
+    ("dense 512->1000", (512,), "dense", 1000, 1),
+]
+
+
+def _layer_models(shape, kind, units, k):
+    import keras
+
+    from bnncore.layers import QuantConv2D, QuantDense
+
+    binary = {"input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign",
+              "kernel_constraint": "weight_clip", "use_bias": False}  # fmt: skip
+    inputs = keras.Input(shape)
+    if kind == "conv":
+        bnn = QuantConv2D(units, k, padding="same", pad_values=1.0, **binary)
+        flt = keras.layers.Conv2D(units, k, padding="same", use_bias=False)
+    else:
+        bnn = QuantDense(units, **binary)
+        flt = keras.layers.Dense(units, use_bias=False)
+    bnn_model = keras.Model(inputs, bnn(inputs))
+    flt_model = keras.Model(inputs, flt(inputs))
+    flt_model.set_weights(bnn_model.get_weights())
+    return bnn_model, flt_model
+
+
+def bench_layers(repeats: int, hz: float) -> list[dict[str, Any]]:
+    from bnncore import engine
+    from bnncore.engine import kernels as K
+    from bnncore.engine.steps import Env
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for name, shape, kind, units, k in LAYERS:
+        bnn_model, flt_model = _layer_models(shape, kind, units, k)
+        packed = engine.compile(bnn_model, threads=THREADS)
+        step = packed.steps[-1]
+        for batch in (1, 32):
+            x = rng.normal(size=(batch, *shape)).astype(np.float32)
+            env = Env()
+            env.floats[packed._inputs[0]] = x
+            packed.steps[0].run(env, THREADS)  # pack once: the kernel alone below
+            packed_in = env.packed[(step.source, step.groups)]
+            geo, _ = step._geometry(packed_in)
+            times = interleaved(
+                {
+                    "kernel": lambda p=packed_in, s=step, g=geo: K.bconv(
+                        p.words, s.kernel.panels, g, s.ops, threads=THREADS
+                    ),
+                    "engine": lambda x=x: packed.predict(x),
+                    "tf_float": _keras_runner(flt_model, x),
+                    "keras_bnn": _keras_runner(bnn_model, x),
+                },
+                repeats if batch == 1 else max(3, repeats // 4),
+            )
+            macs = batch * int(np.prod(shape[:-1])) * units * k * k * shape[-1]
+            if kind == "dense":
+                macs = batch * shape[0] * units
+            rows.append(
+                {
+                    "layer": name,
+                    "batch": batch,
+                    **times,
+                    "bitmacs_per_cycle_core": macs / times["kernel"] / hz / THREADS,
+                }
+            )
+    return rows
+
+
+def bench_models(repeats: int) -> list[dict[str, Any]]:
+    from bnncore import engine, zoo
+
+    cases = [
+        ("QuickNet 224", lambda: zoo.QuickNet(input_shape=(224, 224, 3)), (1, 8)),
+        ("BinaryAlexNet 224", lambda: zoo.BinaryAlexNet(input_shape=(224, 224, 3)),
+         (1, 8)),
+        ("MNIST BNN", mnist_bnn, (1, 8)),
+    ]  # fmt: skip
+    rows = []
+    rng = np.random.default_rng(1)
+    for name, build, batches in cases:
+        model = build()
+        _randomize_bn(model)
+        twin = float_twin(model)
+        packed = engine.compile(model, threads=THREADS)
+        shape = tuple(model.inputs[0].shape[1:])
+        for batch in batches:
+            x = rng.normal(size=(batch, *shape)).astype(np.float32)
+            reference = np.asarray(model(x, training=False))
+            agree = float(np.max(np.abs(packed.predict(x) - reference)))
+            times = interleaved(
+                {
+                    "engine": lambda x=x: packed.predict(x),
+                    "keras_bnn": _keras_runner(model, x),
+                    "float_twin": _keras_runner(twin, x),
+                },
+                repeats if batch == 1 else max(5, repeats // 3),
+            )
+            rows.append({"model": name, "batch": batch, **times, "max_abs_diff": agree})
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}" if seconds < 0.01 else f"{seconds * 1e3:.1f}"
+
+
+def render(
+    layer_rows: list[dict[str, Any]],
+    model_rows: list[dict[str, Any]],
+    hz: float,
+    nominal: float | None,
+    load: str,
+) -> str:
+    from bnncore.engine import kernel_info
+
+    info = kernel_info()
+    lines = [
+        f"Machine: {THREADS} cores, kernel `{info['kernel']}`, clock "
+        f"{hz / 1e9:.2f} GHz measured (dependent-add loop)"
+        + (f", {nominal / 1e9:.2f} GHz nominal (/proc/cpuinfo)" if nominal else "")
+        + f"; load average before the run: {load}. Medians of interleaved runs.",
+        "",
+        "| layer | batch | engine kernel (ms) | engine layer (ms) | TF float (ms) "
+        "| Keras BNN (ms) | float / engine | BNN / engine | bit-MACs/cycle/core |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in layer_rows:
+        lines.append(
+            f"| {r['layer']} | {r['batch']} | {_ms(r['kernel'])} | {_ms(r['engine'])} "
+            f"| {_ms(r['tf_float'])} | {_ms(r['keras_bnn'])} "
+            f"| {r['tf_float'] / r['engine']:.1f}× | {r['keras_bnn'] / r['engine']:.1f}× "
+            f"| {r['bitmacs_per_cycle_core']:.0f} |"
+        )
+    lines += [
+        "",
+        "| model | batch | engine (ms) | Keras BNN (ms) | float twin (ms) "
+        "| BNN / engine | float / engine | max abs diff vs Keras |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in model_rows:
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {_ms(r['engine'])} | {_ms(r['keras_bnn'])} "
+            f"| {_ms(r['float_twin'])} | {r['keras_bnn'] / r['engine']:.1f}× "
+            f"| {r['float_twin'] / r['engine']:.1f}× | {r['max_abs_diff']:.1e} |"
+        )
+    return "\n".join(lines)
+
+
+def verdicts(layer_rows, model_rows) -> list[tuple[str, bool]]:
+    quick = next(
+        r for r in model_rows if r["model"].startswith("QuickNet") and r["batch"] == 1
+    )
+    convs = [
+        r for r in layer_rows if r["layer"].startswith("conv") and r["batch"] == 32
+    ]
+    worst = min(r["bitmacs_per_cycle_core"] for r in convs)
+    return [
+        (f"QuickNet batch 1 median {quick['engine'] * 1e3:.2f} ms <= {TARGET_MS} ms",
+         quick["engine"] * 1e3 <= TARGET_MS),
+        (f"QuickNet batch 1 {quick['float_twin'] / quick['engine']:.2f}x faster than "
+         f"the float twin >= {TARGET_SPEEDUP}x",
+         quick["float_twin"] / quick["engine"] >= TARGET_SPEEDUP),
+        (f"binary conv kernels (batch 32) >= {TARGET_BITMACS:.0f} bit-MACs/cycle/core: "
+         f"worst {worst:.0f}", worst >= TARGET_BITMACS),
+    ]  # fmt: skip
+
+
+def write_docs(table: str) -> None:
+    text = DOCS.read_text() if DOCS.exists() else f"{START}\n{END}\n"
+    if START not in text or END not in text:
+        text += f"\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    DOCS.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark; exit code 1 if a target is missed."""
+    parser = argparse.ArgumentParser(prog="python -m bench.engine")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="update docs/engine.md"
+    )
+    args = parser.parse_args(argv if argv is not None else [])
+    repeats = 7 if args.quick else 21
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    hz, nominal = clock_hz()
+    layer_rows = bench_layers(repeats, hz)
+    model_rows = bench_models(repeats)
+    table = render(layer_rows, model_rows, hz, nominal, load)
+    print(table)
+    print()
+    ok = True
+    for text, passed in verdicts(layer_rows, model_rows):
+        print(f"{'OK  ' if passed else 'MISS'} {text}")
+        ok &= passed
+    if args.write_docs:
+        write_docs(table)
+        print(f"table written to {DOCS}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

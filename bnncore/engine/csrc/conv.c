@@ -1,0 +1,482 @@
+/*
+ * Binary convolution driver: gather receptive fields into bit-contiguous rows
+ * ("im2col"), multiply them against the weight panels with a micro-kernel, and
+ * finish each output row with the epilogue; plus packing and packed pooling.
+ * Every layer is a 2D convolution over NHWC packed input (a dense layer has
+ * one output position).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bnn.h"
+#include "pool.h"
+
+#define ROW_BLOCK 32
+
+/* OR nbits bits of src (bits past nbits are 0) into dst at bit offset off.
+ * dst words from off/64 on hold only bits below off; one slack word past the
+ * row's end may be OR-ed with zeros. */
+static inline void append_bits(uint64_t *dst, int64_t off, const uint64_t *src,
+                               int nbits) {
+    const int nw = (nbits + 63) >> 6;
+    const int64_t w = off >> 6;
+    const int s = (int)(off & 63);
+    if (s == 0) {
+        for (int j = 0; j < nw; j++) dst[w + j] = src[j];
+        return;
+    }
+    for (int j = 0; j < nw; j++) {
+        const uint64_t v = src[j];
+        dst[w + j] |= v << s;
+        dst[w + j + 1] |= v >> (64 - s);
+    }
+}
+
+static inline int popcount64(uint64_t v) { return __builtin_popcountll(v); }
+
+/* Popcount of bits [start, start+len) of a weight row stored in a panel. */
+static int panel_range_popcount(const uint64_t *panel, int lane, int64_t start,
+                                int len) {
+    int total = 0;
+    int64_t bit = start;
+    const int64_t end = start + len;
+    while (bit < end) {
+        const int64_t w = bit >> 6;
+        const int s = (int)(bit & 63);
+        int take = 64 - s;
+        if (bit + take > end) take = (int)(end - bit);
+        uint64_t v = panel[4 * w + lane] >> s;
+        if (take < 64) v &= (((uint64_t)1) << take) - 1;
+        total += popcount64(v);
+        bit += take;
+    }
+    return total;
+}
+
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && \
+    !defined(__clang__)
+#define MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define MULTIVERSION
+#endif
+
+/* The ops, one pass each over the row (vectorized; AVX2 where available). The
+ * float operations are the same IEEE operations in the same order whatever
+ * the instruction set, so results do not depend on it. */
+MULTIVERSION static void apply_ops(const epilogue_t *e, int64_t row, float *t) {
+    const int cout = e->cout;
+    for (int q = 0; q < e->nops; q++) {
+        const epi_op *op = &e->ops[q];
+        const float *v = op->v, *u = op->u;
+        const float lo = op->lo, hi = op->hi;
+        switch (op->code) {
+            case OP_SCALE:
+                for (int c = 0; c < cout; c++) t[c] = t[c] * v[c];
+                break;
+            case OP_BIAS:
+                for (int c = 0; c < cout; c++) t[c] = t[c] + v[c];
+                break;
+            case OP_MULADD:
+                for (int c = 0; c < cout; c++) {
+                    const float m = t[c] * v[c];
+                    t[c] = m + u[c];
+                }
+                break;
+            case OP_RELU:
+                for (int c = 0; c < cout; c++) t[c] = t[c] > 0.0f ? t[c] : 0.0f;
+                break;
+            case OP_CLIP:
+                for (int c = 0; c < cout; c++) {
+                    const float a = t[c] > lo ? t[c] : lo;
+                    t[c] = a < hi ? a : hi;
+                }
+                break;
+            case OP_SIGN:
+                for (int c = 0; c < cout; c++) t[c] = t[c] < 0.0f ? -1.0f : 1.0f;
+                break;
+            case OP_RESIDUAL: {
+                const float *r = e->residual + (size_t)row * cout;
+                for (int c = 0; c < cout; c++) t[c] = t[c] + r[c];
+                break;
+            }
+            default:
+                break;
+        }
+    }
+}
+
+static void run_epilogue_row(const epilogue_t *e, int64_t row, float *t) {
+    const int cout = e->cout;
+    apply_ops(e, row, t);
+    if (e->y) memcpy(e->y + (size_t)row * cout, t, (size_t)cout * sizeof(float));
+    if (e->yp) {
+        uint64_t *out = e->yp + (size_t)row * e->wpp_out;
+        const int cg = cout / e->gout;
+        for (int g = 0; g < e->gout; g++) {
+            uint64_t *o = out + (size_t)g * e->cw_out_g;
+            bnn_pack_row(t + (size_t)g * cg, cg, o);
+            for (int k = (cg + 63) / 64; k < e->cw_out_g; k++) o[k] = 0;
+        }
+        for (int k = e->gout * e->cw_out_g; k < e->wpp_out; k++) out[k] = 0;
+    }
+}
+
+/* Builds the gathered rows [r0, r0+mb) of group grp into abuf (or points
+ * straight at the input); returns row pointers in rows[]. */
+static void gather_rows(const conv_t *cv, int64_t r0, int mb, int grp,
+                        uint64_t *abuf, const uint64_t **rows) {
+    const geom_t *g = cv->g;
+    for (int i = 0; i < mb; i++) {
+        const int64_t r = r0 + i;
+        const int64_t ow = r % g->ow;
+        const int64_t oh = (r / g->ow) % g->oh;
+        const int64_t nb = r / (g->ow * g->oh);
+        if (cv->direct) {
+            const int64_t ih = oh * g->sh, iw = ow * g->sw;
+            rows[i] = cv->x + ((nb * g->h + ih) * g->w + iw) * g->wpp_in +
+                      (int64_t)grp * g->cw_g;
+            continue;
+        }
+        uint64_t *dst = abuf + (size_t)i * cv->kwords;
+        memset(dst, 0, (size_t)cv->kwords * sizeof(uint64_t));
+        int t = 0;
+        for (int64_t a = 0; a < g->kh; a++) {
+            const int64_t ih = oh * g->sh - g->pt + a * g->dh;
+            for (int64_t b = 0; b < g->kw_; b++, t++) {
+                const int64_t iw = ow * g->sw - g->pl + b * g->dw;
+                if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w) continue;
+                const uint64_t *src = cv->x + ((nb * g->h + ih) * g->w + iw) * g->wpp_in +
+                                      (int64_t)grp * g->cw_g;
+                append_bits(dst, (int64_t)t * g->cin_g, src, (int)g->cin_g);
+            }
+        }
+        rows[i] = dst;
+    }
+}
+
+/* Subtracts, for padding with zeros, the contribution the padded taps got as +1. */
+static void pad_correction(const conv_t *cv, int64_t r, int32_t *d) {
+    const geom_t *g = cv->g;
+    const int64_t ow = r % g->ow;
+    const int64_t oh = (r / g->ow) % g->oh;
+    int t = 0;
+    for (int64_t a = 0; a < g->kh; a++) {
+        const int64_t ih = oh * g->sh - g->pt + a * g->dh;
+        for (int64_t b = 0; b < g->kw_; b++, t++) {
+            const int64_t iw = ow * g->sw - g->pl + b * g->dw;
+            if (ih >= 0 && ih < g->h && iw >= 0 && iw < g->w) continue;
+            const int32_t *ws = cv->wsum + (size_t)t * g->cout;
+            for (int grp = 0; grp < g->groups; grp++) {
+                int32_t *dg = d + (size_t)grp * cv->npan_g * 4;
+                const int32_t *wg = ws + (size_t)grp * cv->ng;
+                for (int j = 0; j < cv->ng; j++) dg[j] -= wg[j];
+            }
+        }
+    }
+}
+
+/* Dot products of rows [r0, r0+mb) against panels [p0, p1) of group grp. */
+static void compute_block(const conv_t *cv, int64_t r0, int mb, int grp, int p0,
+                          int p1, uint64_t *abuf, int32_t *dots, int ldd) {
+    const uint64_t *rows[ROW_BLOCK];
+    gather_rows(cv, r0, mb, grp, abuf, rows);
+    /* Panels in chunks of ~16 KiB, each reused by all rows of the block. */
+    int chunk = (int)(16384 / ((size_t)cv->kwords * 32));
+    if (chunk < 2) chunk = 2;
+    chunk &= ~1;
+    for (int q0 = p0; q0 < p1; q0 += chunk) {
+        const int q1 = q0 + chunk < p1 ? q0 + chunk : p1;
+        const uint64_t *pan = cv->panels + ((size_t)grp * cv->npan_g + q0) * cv->kwords * 4;
+        for (int i = 0; i < mb; i += 4) {
+            const int mr = mb - i < 4 ? mb - i : 4;
+            int32_t *d = dots + (size_t)i * ldd + ((size_t)grp * cv->npan_g + q0) * 4;
+            cv->mk(rows + i, mr, pan, q1 - q0, cv->kwords, cv->kbits, d, ldd);
+        }
+    }
+}
+
+static int row_needs_correction(const conv_t *cv, int64_t r) {
+    const geom_t *g = cv->g;
+    if (!cv->has_pad) return 0;
+    const int64_t ow = r % g->ow;
+    const int64_t oh = (r / g->ow) % g->oh;
+    const int64_t ih0 = oh * g->sh - g->pt, ih1 = ih0 + (g->kh - 1) * g->dh;
+    const int64_t iw0 = ow * g->sw - g->pl, iw1 = iw0 + (g->kw_ - 1) * g->dw;
+    return ih0 < 0 || ih1 >= g->h || iw0 < 0 || iw1 >= g->w;
+}
+
+/* Epilogue of one row whose dots (panel layout) are in d. */
+static void finish_row(const conv_t *cv, const epilogue_t *e, int64_t r, int32_t *d,
+                       float *t) {
+    if (cv->wsum && row_needs_correction(cv, r)) pad_correction(cv, r, d);
+    const int ng = cv->ng;
+    for (int grp = 0; grp < cv->g->groups; grp++) {
+        const int32_t *dg = d + (size_t)grp * cv->npan_g * 4;
+        float *tg = t + (size_t)grp * ng;
+        for (int j = 0; j < ng; j++) tg[j] = (float)dg[j];
+    }
+    run_epilogue_row(e, r, t);
+}
+
+
+void bnn_conv_init(conv_t *cv) {
+    const geom_t *g = cv->g;
+    cv->taps = (int)(g->kh * g->kw_);
+    cv->kbits = (int)(cv->taps * g->cin_g);
+    cv->kwords = (cv->kbits + 63) / 64;
+    cv->ng = (int)(g->cout / g->groups);
+    cv->npan_g = (cv->ng + 3) / 4;
+    const int64_t ih_last = (g->oh - 1) * g->sh - g->pt + (g->kh - 1) * g->dh;
+    const int64_t iw_last = (g->ow - 1) * g->sw - g->pl + (g->kw_ - 1) * g->dw;
+    cv->has_pad = g->pt > 0 || g->pl > 0 || ih_last >= g->h || iw_last >= g->w;
+    cv->direct = cv->taps == 1 && !cv->has_pad;
+}
+
+int32_t *bnn_weight_sums(const conv_t *cv) {
+    const geom_t *g = cv->g;
+    int32_t *wsum = (int32_t *)malloc((size_t)cv->taps * g->cout * sizeof(int32_t));
+    if (!wsum) return NULL;
+    for (int64_t c = 0; c < g->cout; c++) {
+        const int64_t grp = c / cv->ng, j = c % cv->ng;
+        const uint64_t *pan =
+            cv->panels + ((size_t)grp * cv->npan_g + j / 4) * cv->kwords * 4;
+        for (int64_t t = 0; t < cv->taps; t++) {
+            const int neg =
+                panel_range_popcount(pan, (int)(j % 4), t * g->cin_g, (int)g->cin_g);
+            wsum[t * g->cout + c] = (int32_t)g->cin_g - 2 * neg;
+        }
+    }
+    return wsum;
+}
+
+/* Per-participant scratch. */
+typedef struct {
+    uint64_t *abuf;
+    int32_t *dots;
+    float *t;
+} scratch_t;
+
+typedef struct {
+    const conv_t *cv;
+    const epilogue_t *e;
+    scratch_t *scratch;
+    int64_t m, nrb;
+    int ldd, nsplit, splits, per;
+    int32_t *all; /* shared dot products (split mode) */
+} conv_job_t;
+
+/* Whole row blocks: gather, multiply, finish. */
+static void rows_task(void *ctx, int64_t rb, int slot) {
+    const conv_job_t *job = (const conv_job_t *)ctx;
+    const conv_t *cv = job->cv;
+    scratch_t *s = &job->scratch[slot];
+    const int64_t r0 = rb * ROW_BLOCK;
+    const int mb = (int)(job->m - r0 < ROW_BLOCK ? job->m - r0 : ROW_BLOCK);
+    for (int grp = 0; grp < cv->g->groups; grp++)
+        compute_block(cv, r0, mb, grp, 0, cv->npan_g, s->abuf, s->dots, job->ldd);
+    for (int i = 0; i < mb; i++)
+        finish_row(cv, job->e, r0 + i, s->dots + (size_t)i * job->ldd, s->t);
+}
+
+/* A row block against a slice of one group's panels, into the shared buffer. */
+static void split_task(void *ctx, int64_t item, int slot) {
+    const conv_job_t *job = (const conv_job_t *)ctx;
+    const conv_t *cv = job->cv;
+    const int64_t rb = item / job->splits;
+    const int s = (int)(item % job->splits);
+    const int grp = s / job->nsplit;
+    const int p0 = (s % job->nsplit) * job->per;
+    const int p1 = p0 + job->per < cv->npan_g ? p0 + job->per : cv->npan_g;
+    if (p0 >= p1) return;
+    const int64_t r0 = rb * ROW_BLOCK;
+    const int mb = (int)(job->m - r0 < ROW_BLOCK ? job->m - r0 : ROW_BLOCK);
+    compute_block(cv, r0, mb, grp, p0, p1, job->scratch[slot].abuf,
+                  job->all + (size_t)r0 * job->ldd, job->ldd);
+}
+
+static void finish_task(void *ctx, int64_t rb, int slot) {
+    const conv_job_t *job = (const conv_job_t *)ctx;
+    const int64_t r0 = rb * ROW_BLOCK;
+    const int64_t r1 = r0 + ROW_BLOCK < job->m ? r0 + ROW_BLOCK : job->m;
+    for (int64_t r = r0; r < r1; r++)
+        finish_row(job->cv, job->e, r, job->all + (size_t)r * job->ldd,
+                   job->scratch[slot].t);
+}
+
+int bnn_conv(const conv_t *cv, const epilogue_t *e, int threads) {
+    const geom_t *g = cv->g;
+    conv_job_t job;
+    memset(&job, 0, sizeof(job));
+    job.cv = cv;
+    job.e = e;
+    job.m = g->n * g->oh * g->ow;
+    job.ldd = (int)(g->groups * cv->npan_g * 4);
+    job.nrb = (job.m + ROW_BLOCK - 1) / ROW_BLOCK;
+    if (threads < 1) threads = 1;
+    if (threads > job.nrb * g->groups * cv->npan_g) threads = (int)(job.nrb * g->groups * cv->npan_g);
+    if (threads < 1) threads = 1;
+    /* Few row blocks (dense layers, small images): split the channels too. */
+    job.nsplit = 1;
+    if (threads > 1 && job.nrb < 4 * threads) {
+        job.nsplit = (int)((4 * threads + job.nrb - 1) / job.nrb);
+        if (job.nsplit > cv->npan_g) job.nsplit = cv->npan_g;
+    }
+    job.splits = job.nsplit * (int)g->groups;
+    job.per = (cv->npan_g + job.nsplit - 1) / job.nsplit;
+
+    int failed = 0;
+    scratch_t *scratch = (scratch_t *)calloc((size_t)threads, sizeof(scratch_t));
+    if (!scratch) return -1;
+    for (int i = 0; i < threads && !failed; i++) {
+        scratch[i].abuf =
+            (uint64_t *)malloc(((size_t)ROW_BLOCK * cv->kwords + 1) * sizeof(uint64_t));
+        scratch[i].dots = (int32_t *)malloc((size_t)ROW_BLOCK * job.ldd * sizeof(int32_t));
+        scratch[i].t = (float *)malloc((size_t)g->cout * sizeof(float));
+        failed = !scratch[i].abuf || !scratch[i].dots || !scratch[i].t;
+    }
+    job.scratch = scratch;
+    if (!failed && job.nsplit == 1) {
+        pool_run(job.nrb, rows_task, &job, threads);
+    } else if (!failed) {
+        job.all = (int32_t *)malloc((size_t)job.m * job.ldd * sizeof(int32_t));
+        failed = job.all == NULL;
+        if (!failed) {
+            pool_run(job.nrb * job.splits, split_task, &job, threads);
+            pool_run(job.nrb, finish_task, &job, threads);
+        }
+        free(job.all);
+    }
+    for (int i = 0; i < threads; i++) {
+        free(scratch[i].abuf);
+        free(scratch[i].dots);
+        free(scratch[i].t);
+    }
+    free(scratch);
+    return failed ? -1 : 0;
+}
+
+/* ---- packing ------------------------------------------------------------ */
+
+typedef struct {
+    const float *x;
+    uint64_t *out;
+    int64_t rows, ch, groups, cwg, chunk;
+} pack_job_t;
+
+static void pack_task(void *ctx, int64_t item, int slot) {
+    (void)slot;
+    const pack_job_t *p = (const pack_job_t *)ctx;
+    const int64_t cg = p->ch / p->groups, wpp = p->groups * p->cwg;
+    const int64_t r1 = (item + 1) * p->chunk < p->rows ? (item + 1) * p->chunk : p->rows;
+    for (int64_t r = item * p->chunk; r < r1; r++) {
+        uint64_t *o = p->out + r * wpp;
+        const float *xr = p->x + r * p->ch;
+        for (int64_t g = 0; g < p->groups; g++) {
+            uint64_t *og = o + g * p->cwg;
+            bnn_pack_row(xr + g * cg, (int)cg, og);
+            for (int64_t k = (cg + 63) / 64; k < p->cwg; k++) og[k] = 0;
+        }
+    }
+}
+
+void bnn_pack(const float *x, uint64_t *out, int64_t rows, int64_t ch, int64_t groups,
+              int64_t cwg, int threads) {
+    pack_job_t p = {x, out, rows, ch, groups, cwg, 0};
+    p.chunk = 1 + 16384 / (ch > 0 ? ch : 1);
+    const int64_t items = (rows + p.chunk - 1) / p.chunk;
+    pool_run(items, pack_task, &p, threads);
+}
+
+void bnn_unpack(const uint64_t *x, float *out, int64_t rows, int64_t ch,
+                int64_t groups, int64_t cwg) {
+    const int64_t cg = ch / groups, wpp = groups * cwg;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < groups; g++)
+            for (int64_t c = 0; c < cg; c++) {
+                const uint64_t word = x[r * wpp + g * cwg + (c >> 6)];
+                out[r * ch + g * cg + c] = (word >> (c & 63)) & 1 ? -1.0f : 1.0f;
+            }
+}
+
+/* ---- packed max pooling ------------------------------------------------- */
+
+typedef struct {
+    const uint64_t *x;
+    uint64_t *out;
+    const int64_t *g;
+    const uint64_t *mask;
+} pool_job_t;
+
+static void maxpool_task(void *ctx, int64_t r, int slot) {
+    (void)slot;
+    const pool_job_t *p = (const pool_job_t *)ctx;
+    const int64_t h = p->g[1], w = p->g[2], wpp = p->g[3], ph = p->g[4], pw = p->g[5],
+                  sh = p->g[6], sw = p->g[7], pt = p->g[8], pl = p->g[9], oh = p->g[10],
+                  ow = p->g[11];
+    const int64_t b = r / (oh * ow), y = (r / ow) % oh, xo = r % ow;
+    uint64_t *o = p->out + r * wpp;
+    for (int64_t k = 0; k < wpp; k++) {
+        uint64_t all = ~(uint64_t)0, any = 0;
+        for (int64_t i = 0; i < ph; i++) {
+            const int64_t ih = y * sh - pt + i;
+            if (ih < 0 || ih >= h) continue;
+            for (int64_t j = 0; j < pw; j++) {
+                const int64_t iw = xo * sw - pl + j;
+                if (iw < 0 || iw >= w) continue;
+                const uint64_t v = p->x[((b * h + ih) * w + iw) * wpp + k];
+                all &= v;
+                any |= v;
+            }
+        }
+        const uint64_t m = p->mask ? p->mask[k] : 0;
+        o[k] = (all & ~m) | (any & m);
+    }
+}
+
+void bnn_maxpool(const uint64_t *x, uint64_t *out, const int64_t *g,
+                 const uint64_t *or_mask, int threads) {
+    pool_job_t p = {x, out, g, or_mask};
+    const int64_t rows = g[0] * g[10] * g[11];
+    pool_run(rows, maxpool_task, &p, rows * g[3] > 16384 ? threads : 1);
+}
+
+/* ---- float max pooling (NHWC) -------------------------------------------- */
+
+typedef struct {
+    const float *x;
+    float *out;
+    const int64_t *g;
+} fpool_job_t;
+
+static void fmaxpool_task(void *ctx, int64_t r, int slot) {
+    (void)slot;
+    const fpool_job_t *p = (const fpool_job_t *)ctx;
+    const int64_t h = p->g[1], w = p->g[2], c = p->g[3], ph = p->g[4], pw = p->g[5],
+                  sh = p->g[6], sw = p->g[7], pt = p->g[8], pl = p->g[9], oh = p->g[10],
+                  ow = p->g[11];
+    const int64_t b = r / (oh * ow), y = (r / ow) % oh, xo = r % ow;
+    float *o = p->out + r * c;
+    int first = 1;
+    for (int64_t i = 0; i < ph; i++) {
+        const int64_t ih = y * sh - pt + i;
+        if (ih < 0 || ih >= h) continue;
+        for (int64_t j = 0; j < pw; j++) {
+            const int64_t iw = xo * sw - pl + j;
+            if (iw < 0 || iw >= w) continue;
+            const float *v = p->x + ((b * h + ih) * w + iw) * c;
+            if (first) {
+                memcpy(o, v, (size_t)c * sizeof(float));
+                first = 0;
+            } else {
+                for (int64_t k = 0; k < c; k++) o[k] = v[k] > o[k] ? v[k] : o[k];
+            }
+        }
+    }
+}
+
+void bnn_fmaxpool(const float *x, float *out, const int64_t *g, int threads) {
+    fpool_job_t p = {x, out, g};
+    const int64_t rows = g[0] * g[10] * g[11];
+    pool_run(rows, fmaxpool_task, &p, rows * g[3] > 16384 ? threads : 1);
+}

@@ -1,0 +1,267 @@
+/* Popcount micro-kernels: AVX2 (nibble lookup), hardware POPCNT, portable. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bnn.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define BNN_X86 1
+#include <immintrin.h>
+#else
+#define BNN_X86 0
+#endif
+
+static int g_kernel = KERNEL_AUTO;
+
+int bnn_cpu_has_avx2(void) {
+#if BNN_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+int bnn_cpu_has_popcnt(void) {
+#if BNN_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("popcnt") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+int bnn_active_kernel(void) {
+    if (g_kernel != KERNEL_AUTO) return g_kernel;
+    if (bnn_cpu_has_avx2()) return KERNEL_AVX2;
+    if (bnn_cpu_has_popcnt()) return KERNEL_POPCNT;
+    return KERNEL_GENERIC;
+}
+
+void bnn_force_kernel(int kernel) { g_kernel = kernel; }
+
+const char *bnn_kernel_name(int kernel) {
+    switch (kernel) {
+        case KERNEL_AVX2:
+            return "avx2";
+        case KERNEL_POPCNT:
+            return "popcnt";
+        default:
+            return "generic";
+    }
+}
+
+#define DEFINE_SCALAR_KERNEL(NAME, ATTR)                                        \
+    ATTR static void NAME(const uint64_t *const *a, int mr,                     \
+                          const uint64_t *panels, int npan, int kw,             \
+                          int32_t kbits, int32_t *dots, int ldd) {              \
+        for (int p = 0; p < npan; p++) {                                        \
+            const uint64_t *b = panels + (size_t)p * kw * 4;                    \
+            for (int i = 0; i < mr; i++) {                                      \
+                const uint64_t *ai = a[i];                                      \
+                uint64_t c0 = 0, c1 = 0, c2 = 0, c3 = 0;                        \
+                for (int k = 0; k < kw; k++) {                                  \
+                    uint64_t x = ai[k];                                         \
+                    c0 += (uint64_t)__builtin_popcountll(x ^ b[4 * k]);         \
+                    c1 += (uint64_t)__builtin_popcountll(x ^ b[4 * k + 1]);     \
+                    c2 += (uint64_t)__builtin_popcountll(x ^ b[4 * k + 2]);     \
+                    c3 += (uint64_t)__builtin_popcountll(x ^ b[4 * k + 3]);     \
+                }                                                               \
+                int32_t *d = dots + (size_t)i * ldd + 4 * p;                    \
+                d[0] = kbits - 2 * (int32_t)c0;                                 \
+                d[1] = kbits - 2 * (int32_t)c1;                                 \
+                d[2] = kbits - 2 * (int32_t)c2;                                 \
+                d[3] = kbits - 2 * (int32_t)c3;                                 \
+            }                                                                   \
+        }                                                                       \
+    }
+
+DEFINE_SCALAR_KERNEL(mk_generic, )
+#if BNN_X86
+DEFINE_SCALAR_KERNEL(mk_popcnt, __attribute__((target("popcnt"))))
+
+/* Byte-wise popcount of v added to the byte accumulator acc. */
+#define POP_ACC(acc, v)                                                         \
+    do {                                                                        \
+        __m256i lo_ = _mm256_and_si256((v), nib);                               \
+        __m256i hi_ = _mm256_and_si256(_mm256_srli_epi16((v), 4), nib);         \
+        (acc) = _mm256_add_epi8(                                                \
+            (acc), _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo_),               \
+                                   _mm256_shuffle_epi8(lut, hi_)));             \
+    } while (0)
+
+/*
+ * 4 rows x 2 panels (8 channels). Each step broadcasts one word of a row to
+ * the 4 lanes and XORs it with word k of 4 channels, so every 64-bit lane
+ * accumulates one (row, channel) pair and no horizontal sum is needed. Byte
+ * counters gain at most 8 per word, so they are folded into 64-bit totals
+ * (vpsadbw) every 31 words.
+ */
+/* One row against 4 panels (16 channels) at a time: batch-1 dense layers. */
+__attribute__((target("avx2"))) static void mk_avx2_row(const uint64_t *a0,
+                                                        const uint64_t *panels,
+                                                        int npan, int kw, int32_t kbits,
+                                                        int32_t *dots) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+                                         3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
+                                         2, 3, 2, 3, 3, 4);
+    const __m256i nib = _mm256_set1_epi8(0x0f);
+    const __m256i zero = _mm256_setzero_si256();
+    for (int p = 0; p < npan; p += 4) {
+        const int np = npan - p < 4 ? npan - p : 4;
+        const uint64_t *b[4];
+        for (int q = 0; q < 4; q++) b[q] = panels + (size_t)(p + (q < np ? q : 0)) * kw * 4;
+        __m256i t0 = zero, t1 = zero, t2 = zero, t3 = zero;
+        for (int k0 = 0; k0 < kw; k0 += 31) {
+            const int k1 = k0 + 31 < kw ? k0 + 31 : kw;
+            __m256i c0 = zero, c1 = zero, c2 = zero, c3 = zero;
+            for (int k = k0; k < k1; k++) {
+                const __m256i x = _mm256_set1_epi64x((long long)a0[k]);
+                __m256i v = _mm256_xor_si256(x, _mm256_loadu_si256((const __m256i *)(b[0] + 4 * k)));
+                POP_ACC(c0, v);
+                v = _mm256_xor_si256(x, _mm256_loadu_si256((const __m256i *)(b[1] + 4 * k)));
+                POP_ACC(c1, v);
+                v = _mm256_xor_si256(x, _mm256_loadu_si256((const __m256i *)(b[2] + 4 * k)));
+                POP_ACC(c2, v);
+                v = _mm256_xor_si256(x, _mm256_loadu_si256((const __m256i *)(b[3] + 4 * k)));
+                POP_ACC(c3, v);
+            }
+            t0 = _mm256_add_epi64(t0, _mm256_sad_epu8(c0, zero));
+            t1 = _mm256_add_epi64(t1, _mm256_sad_epu8(c1, zero));
+            t2 = _mm256_add_epi64(t2, _mm256_sad_epu8(c2, zero));
+            t3 = _mm256_add_epi64(t3, _mm256_sad_epu8(c3, zero));
+        }
+        const __m256i t[4] = {t0, t1, t2, t3};
+        for (int q = 0; q < np; q++) {
+            uint64_t cnt[4];
+            _mm256_storeu_si256((__m256i *)cnt, t[q]);
+            int32_t *d = dots + 4 * (p + q);
+            for (int j = 0; j < 4; j++) d[j] = kbits - 2 * (int32_t)cnt[j];
+        }
+    }
+}
+
+__attribute__((target("avx2"))) static void mk_avx2(
+    const uint64_t *const *a, int mr, const uint64_t *panels, int npan, int kw,
+    int32_t kbits, int32_t *dots, int ldd) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+                                         3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
+                                         2, 3, 2, 3, 3, 4);
+    const __m256i nib = _mm256_set1_epi8(0x0f);
+    const __m256i zero = _mm256_setzero_si256();
+    if (mr == 1) {
+        mk_avx2_row(a[0], panels, npan, kw, kbits, dots);
+        return;
+    }
+    const uint64_t *a0 = a[0];
+    const uint64_t *a1 = mr > 1 ? a[1] : a0;
+    const uint64_t *a2 = mr > 2 ? a[2] : a0;
+    const uint64_t *a3 = mr > 3 ? a[3] : a0;
+    for (int p = 0; p < npan; p += 2) {
+        const int two = p + 1 < npan;
+        const uint64_t *b0 = panels + (size_t)p * kw * 4;
+        const uint64_t *b1 = two ? b0 + (size_t)kw * 4 : b0;
+        __m256i t[8];
+        for (int q = 0; q < 8; q++) t[q] = zero;
+        for (int k0 = 0; k0 < kw; k0 += 31) {
+            const int k1 = k0 + 31 < kw ? k0 + 31 : kw;
+            __m256i c00 = zero, c01 = zero, c10 = zero, c11 = zero;
+            __m256i c20 = zero, c21 = zero, c30 = zero, c31 = zero;
+            for (int k = k0; k < k1; k++) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(b0 + 4 * k));
+                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(b1 + 4 * k));
+                __m256i x = _mm256_set1_epi64x((long long)a0[k]);
+                __m256i v = _mm256_xor_si256(x, w0);
+                POP_ACC(c00, v);
+                v = _mm256_xor_si256(x, w1);
+                POP_ACC(c01, v);
+                x = _mm256_set1_epi64x((long long)a1[k]);
+                v = _mm256_xor_si256(x, w0);
+                POP_ACC(c10, v);
+                v = _mm256_xor_si256(x, w1);
+                POP_ACC(c11, v);
+                x = _mm256_set1_epi64x((long long)a2[k]);
+                v = _mm256_xor_si256(x, w0);
+                POP_ACC(c20, v);
+                v = _mm256_xor_si256(x, w1);
+                POP_ACC(c21, v);
+                x = _mm256_set1_epi64x((long long)a3[k]);
+                v = _mm256_xor_si256(x, w0);
+                POP_ACC(c30, v);
+                v = _mm256_xor_si256(x, w1);
+                POP_ACC(c31, v);
+            }
+            t[0] = _mm256_add_epi64(t[0], _mm256_sad_epu8(c00, zero));
+            t[1] = _mm256_add_epi64(t[1], _mm256_sad_epu8(c01, zero));
+            t[2] = _mm256_add_epi64(t[2], _mm256_sad_epu8(c10, zero));
+            t[3] = _mm256_add_epi64(t[3], _mm256_sad_epu8(c11, zero));
+            t[4] = _mm256_add_epi64(t[4], _mm256_sad_epu8(c20, zero));
+            t[5] = _mm256_add_epi64(t[5], _mm256_sad_epu8(c21, zero));
+            t[6] = _mm256_add_epi64(t[6], _mm256_sad_epu8(c30, zero));
+            t[7] = _mm256_add_epi64(t[7], _mm256_sad_epu8(c31, zero));
+        }
+        for (int i = 0; i < mr; i++) {
+            for (int h = 0; h < 1 + two; h++) {
+                uint64_t cnt[4];
+                _mm256_storeu_si256((__m256i *)cnt, t[2 * i + h]);
+                int32_t *d = dots + (size_t)i * ldd + 4 * (p + h);
+                for (int j = 0; j < 4; j++) d[j] = kbits - 2 * (int32_t)cnt[j];
+            }
+        }
+    }
+}
+#endif
+
+#if BNN_X86
+__attribute__((target("avx2"))) static void pack_row_avx2(const float *x, int n,
+                                                          uint64_t *out) {
+    const __m256 zero = _mm256_setzero_ps();
+    int c = 0;
+    for (; c + 64 <= n; c += 64) {
+        uint64_t bits = 0;
+        for (int q = 0; q < 8; q++) {
+            const __m256 v = _mm256_loadu_ps(x + c + 8 * q);
+            const unsigned m =
+                (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+            bits |= (uint64_t)m << (8 * q);
+        }
+        out[c >> 6] = bits;
+    }
+    if (c < n) {
+        uint64_t bits = 0;
+        for (int b = 0; c + b < n; b++) bits |= (uint64_t)(x[c + b] < 0.0f) << b;
+        out[c >> 6] = bits;
+    }
+}
+#endif
+
+static void pack_row_scalar(const float *x, int n, uint64_t *out) {
+    for (int c = 0; c < n; c += 64) {
+        const int m = n - c < 64 ? n - c : 64;
+        uint64_t bits = 0;
+        for (int b = 0; b < m; b++) bits |= (uint64_t)(x[c + b] < 0.0f) << b;
+        out[c >> 6] = bits;
+    }
+}
+
+void bnn_pack_row(const float *x, int n, uint64_t *out) {
+#if BNN_X86
+    static int avx2 = -1;
+    if (avx2 < 0) avx2 = bnn_cpu_has_avx2();
+    if (avx2) {
+        pack_row_avx2(x, n, out);
+        return;
+    }
+#endif
+    pack_row_scalar(x, n, out);
+}
+
+microkernel_t bnn_microkernel(int kernel) {
+#if BNN_X86
+    if (kernel == KERNEL_AVX2) return mk_avx2;
+    if (kernel == KERNEL_POPCNT) return mk_popcnt;
+#endif
+    (void)kernel;
+    return mk_generic;
+}
+
