@@ -221,7 +221,7 @@ def bench_layers(repeats: int, hz: float) -> list[dict[str, Any]]:
                     "kernel": lambda p=packed_in, s=step, g=geo: K.bconv(
                         p.words, s.kernel.panels, g, s.ops, threads=THREADS
                     ),
-                    "engine": lambda x=x: packed.predict(x),
+                    "engine": lambda x=x, m=packed: m.predict(x),
                     "tf_float": _keras_runner(flt_model, x),
                     "keras_bnn": _keras_runner(bnn_model, x),
                 },
@@ -264,7 +264,7 @@ def bench_models(repeats: int) -> list[dict[str, Any]]:
             agree = float(np.max(np.abs(packed.predict(x) - reference)))
             times = interleaved(
                 {
-                    "engine": lambda x=x: packed.predict(x),
+                    "engine": lambda x=x, m=packed: m.predict(x),
                     "keras_bnn": _keras_runner(model, x),
                     "float_twin": _keras_runner(twin, x),
                 },
@@ -304,10 +304,12 @@ def render(
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in layer_rows:
+        float_ratio = r["tf_float"] / r["engine"]
+        bnn_ratio = r["keras_bnn"] / r["engine"]
         lines.append(
             f"| {r['layer']} | {r['batch']} | {_ms(r['kernel'])} | {_ms(r['engine'])} "
             f"| {_ms(r['tf_float'])} | {_ms(r['keras_bnn'])} "
-            f"| {r['tf_float'] / r['engine']:.1f}× | {r['keras_bnn'] / r['engine']:.1f}× "
+            f"| {float_ratio:.1f}× | {bnn_ratio:.1f}× "
             f"| {r['bitmacs_per_cycle_core']:.0f} |"
         )
     lines += [
@@ -317,8 +319,9 @@ def render(
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in model_rows:
+        engine_ms, bnn_ms = _ms(r["engine"]), _ms(r["keras_bnn"])
         lines.append(
-            f"| {r['model']} | {r['batch']} | {_ms(r['engine'])} | {_ms(r['keras_bnn'])} "
+            f"| {r['model']} | {r['batch']} | {engine_ms} | {bnn_ms} "
             f"| {_ms(r['float_twin'])} | {r['keras_bnn'] / r['engine']:.1f}× "
             f"| {r['float_twin'] / r['engine']:.1f}× | {r['max_abs_diff']:.1e} |"
         )
