@@ -183,6 +183,7 @@ static PyObject *py_bconv(PyObject *self, PyObject *args) {
     epilogue_t e;
     memset(&e, 0, sizeof(e));
     int32_t *wsum = NULL;
+    int64_t *offsets = NULL;
     PyObject *result = NULL;
     cv.x = (const uint64_t *)get_buffer(&vs, x_obj, 0,
                                         (Py_ssize_t)(g.n * g.h * g.w * g.wpp_in * 8), "x");
@@ -210,6 +211,12 @@ static PyObject *py_bconv(PyObject *self, PyObject *args) {
     }
     if (parse_ops(ops_obj, &e, &vs, (int)g.cout) != 0) goto done;
 
+    offsets = (int64_t *)malloc((size_t)cv.taps * sizeof(int64_t));
+    if (!offsets) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    bnn_conv_offsets(&cv, offsets);
     if (g.pad_mode == 0 && cv.has_pad) {
         wsum = bnn_weight_sums(&cv);
         if (!wsum) {
@@ -228,6 +235,7 @@ static PyObject *py_bconv(PyObject *self, PyObject *args) {
     Py_INCREF(result);
 done:
     free(wsum);
+    free(offsets);
     release_views(&vs);
     return result;
 }
@@ -442,6 +450,63 @@ static PyObject *py_fconv(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* epilogue(y_in, ops, y, y_packed, residual, (rows, cout, gout, cw_out_g, wpp_out),
+ * threads): the fused epilogue over float rows (y may be y_in). */
+static PyObject *py_epilogue(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *in_obj, *ops_obj, *y_obj, *yp_obj, *res_obj, *geom_obj;
+    int threads;
+    if (!PyArg_ParseTuple(args, "OOOOOOi", &in_obj, &ops_obj, &y_obj, &yp_obj, &res_obj,
+                          &geom_obj, &threads))
+        return NULL;
+    int64_t g[5];
+    if (parse_geometry(geom_obj, g, 5, "geometry") != 0) return NULL;
+    if (g[0] < 0 || g[1] < 1 || g[2] < 1 || g[1] % g[2] || g[3] * 64 < g[1] / g[2] ||
+        g[4] < g[2] * g[3]) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent epilogue geometry");
+        return NULL;
+    }
+    const int64_t rows = g[0], cout = g[1];
+    views_t vs;
+    vs.count = 0;
+    epilogue_t e;
+    memset(&e, 0, sizeof(e));
+    e.cout = (int)cout;
+    e.gout = (int)g[2];
+    e.cw_out_g = (int)g[3];
+    e.wpp_out = (int)g[4];
+    PyObject *result = NULL;
+    const float *y_in =
+        (const float *)get_buffer(&vs, in_obj, 0, (Py_ssize_t)(rows * cout * 4), "y_in");
+    if (!y_in) goto done;
+    if (res_obj != Py_None) {
+        e.residual = (const float *)get_buffer(&vs, res_obj, 0,
+                                               (Py_ssize_t)(rows * cout * 4), "residual");
+        if (!e.residual) goto done;
+    }
+    if (y_obj != Py_None) {
+        e.y = (float *)get_buffer(&vs, y_obj, 1, (Py_ssize_t)(rows * cout * 4), "y");
+        if (!e.y) goto done;
+    }
+    if (yp_obj != Py_None) {
+        e.yp = (uint64_t *)get_buffer(&vs, yp_obj, 1, (Py_ssize_t)(rows * e.wpp_out * 8),
+                                      "y_packed");
+        if (!e.yp) goto done;
+    }
+    if (parse_ops(ops_obj, &e, &vs, (int)cout) != 0) goto done;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = bnn_epilogue(y_in, rows, &e, threads);
+    Py_END_ALLOW_THREADS if (rc != 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    release_views(&vs);
+    return result;
+}
+
 /* spin(n): n iterations of 8 dependent integer additions (~8 cycles each on
  * x86-64), for estimating the clock rate; returns the final counter. */
 static PyObject *py_spin(PyObject *self, PyObject *args) {
@@ -479,6 +544,9 @@ static PyMethodDef methods[] = {
     {"fconv", py_fconv, METH_VARARGS,
      "fconv(x, kernel, out, geometry, pad_value, depthwise, threads): float "
      "convolution rounding like TensorFlow's CPU kernels."},
+    {"epilogue", py_epilogue, METH_VARARGS,
+     "epilogue(y_in, ops, y, y_packed, residual, geometry, threads): fused "
+     "elementwise ops over float rows, float and/or packed output."},
     {"fmaxpool", py_fmaxpool, METH_VARARGS,
      "fmaxpool(x, out, geometry, threads): float NHWC max pooling."},
     {"maxpool", py_maxpool, METH_VARARGS,

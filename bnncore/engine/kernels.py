@@ -39,6 +39,7 @@ __all__ = [
     "OP_SIGN",
     "ConvGeometry",
     "bconv",
+    "epilogue",
     "fconv",
     "features",
     "fmaxpool",
@@ -329,3 +330,36 @@ def fconv(
     geometry = (n, h, w, cin, kh, kw, *strides, *dilation, *pads, *out_size, cout, mult)
     _kernels.fconv(x, kernel, out, geometry, float(pad_value), depthwise, threads)
     return out
+
+
+def epilogue(
+    y: np.ndarray,
+    ops: list[tuple[Any, ...]],
+    *,
+    float_out: bool = True,
+    packed_groups: int | None = None,
+    residual: np.ndarray | None = None,
+    threads: int = 1,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Applies epilogue ops along the last axis of float32 ``y``.
+
+    The float result overwrites ``y`` (which must be a fresh, writable array).
+
+    Returns:
+        ``(y or None, packed sign bits or None)``.
+    """
+    cout = y.shape[-1]
+    rows = int(np.prod(y.shape[:-1], dtype=np.int64))
+    gout = packed_groups or 1
+    cw_out_g = words_for(cout // gout)
+    yp = (
+        np.empty((*y.shape[:-1], gout * cw_out_g), dtype=np.uint64)
+        if packed_groups is not None
+        else None
+    )
+    if residual is not None:
+        residual = np.ascontiguousarray(residual, dtype=np.float32)
+    out = y if float_out else None
+    geometry = (rows, cout, gout, cw_out_g, gout * cw_out_g)
+    _kernels.epilogue(y, ops, out, yp, residual, geometry, int(threads))
+    return out, yp

@@ -1,7 +1,9 @@
 """Turns a parsed graph into a list of steps.
 
 1. Binary layers (see :mod:`bnncore.engine.recognize`) become
-   :class:`~bnncore.engine.steps.BinaryStep` s.
+   :class:`~bnncore.engine.steps.BinaryStep` s, and float convolutions the
+   compiled core reproduces (:func:`bnncore.engine.floatops.float_conv`)
+   :class:`~bnncore.engine.steps.FloatConvStep` s.
 2. Each absorbs the chain of elementwise layers after it (batch norm,
    activations, identity layers, one residual add) while every intermediate
    value has a single reader and is not a model output.
@@ -24,9 +26,17 @@ import numpy as np
 
 from bnncore.engine import kernels as K
 from bnncore.engine import recognize as R
-from bnncore.engine.floatops import calls_directly, native
+from bnncore.engine.floatops import calls_directly, float_conv, native
 from bnncore.engine.graph import Graph, Node, TensorRef, ValueId, substitute
-from bnncore.engine.steps import BinaryStep, ConvSpec, FloatStep, PackStep, Step
+from bnncore.engine.steps import (
+    BinaryStep,
+    ChainStep,
+    ConvSpec,
+    FloatConvStep,
+    FloatStep,
+    PackStep,
+    Step,
+)
 
 __all__ = ["build_plan", "infer_specs"]
 
@@ -34,7 +44,7 @@ __all__ = ["build_plan", "infer_specs"]
 @dataclass
 class _Chain:
     head: Node
-    step: BinaryStep
+    step: ChainStep
     nodes: list[Node] = field(default_factory=list)  # absorbed, in order
     end: ValueId | None = None  # value the step's result stands for
 
@@ -131,9 +141,7 @@ def _binary_step(node: Node, specs: dict[ValueId, Any]) -> BinaryStep | None:
         groups=int(getattr(layer, "groups", 1)),
         source=node.inputs[0],
         ops=ops,
-        residual=None,
         output=node.outputs[0],
-        fused=[layer.name],
     )
     step.layer = layer
     return step
@@ -151,18 +159,23 @@ def _is_flatten(node: Node, specs: dict[ValueId, Any], value: ValueId) -> bool:
 
 
 def _extend_chain(
-    chain: _Chain, consumers: dict, outputs: set, heads: set, specs
+    chain: _Chain, consumers: dict, outputs: set, taken: set, specs
 ) -> None:
-    """Absorbs the elementwise layers (and one residual add) after the head."""
+    """Absorbs the elementwise layers (and one residual add) after the head.
+
+    ``taken`` holds the ids of heads and of nodes other chains absorbed; the
+    nodes absorbed here are added to it.
+    """
     step = chain.step
     current = chain.head.outputs[0]
     while True:
         readers = consumers.get(current, [])
-        if current in outputs or len(readers) != 1 or id(readers[0]) in heads:
+        if current in outputs or len(readers) != 1 or id(readers[0]) in taken:
             break
         nxt = readers[0]
         if _is_flatten(nxt, specs, current):
             chain.nodes.append(nxt)
+            taken.add(id(nxt))
             step.fused.append(nxt.name)
             step.flatten = True
             current = nxt.outputs[0]
@@ -187,18 +200,23 @@ def _extend_chain(
         else:
             break
         chain.nodes.append(nxt)
+        taken.add(id(nxt))
         step.fused.append(nxt.name)
         current = nxt.outputs[0]
     chain.end = current
     step.output = current
 
 
-def _try_pool(chain: _Chain, consumers, outputs, heads, specs, head_groups) -> None:
+def _try_pool(
+    chain: _Chain, consumers, outputs, heads, specs, head_groups, taken: set
+) -> None:
     """Packed max pooling when the pooled, monotone-mapped result is only binarized."""
     step = chain.step
     current = chain.end
     readers = consumers.get(current, [])
     if current in outputs or len(readers) != 1 or step.residual is not None:
+        return
+    if id(readers[0]) in taken:
         return
     if step.flatten:
         return
@@ -262,6 +280,7 @@ def _try_pool(chain: _Chain, consumers, outputs, heads, specs, head_groups) -> N
     )
     step.flatten = flatten
     chain.nodes.extend(absorbed)
+    taken.update(id(n) for n in absorbed)
     step.fused.extend(n.name for n in absorbed)
     chain.end = value
 
@@ -306,21 +325,27 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
     outputs = set(graph.outputs)
     chains: dict[int, _Chain] = {}
     for node in graph.nodes:
-        step = _binary_step(node, specs)
+        step: ChainStep | None = _binary_step(node, specs)
+        if step is None and mode == "native":
+            step = _float_conv_step(node, specs)
         if step is not None:
             chains[id(node)] = _Chain(node, step)
-    heads = set(chains)
-    head_groups = {key: chain.step.groups for key, chain in chains.items()}
-    for chain in chains.values():
-        _extend_chain(chain, consumers, outputs, heads, specs)
-        _try_pool(chain, consumers, outputs, heads, specs, head_groups)
+    binary = {k for k, c in chains.items() if isinstance(c.step, BinaryStep)}
+    head_groups = {key: chains[key].step.groups for key in binary}
+    taken = set(chains)
+    # Binary chains first: they gain most from absorbing a shared add.
+    for key in sorted(chains, key=lambda k: k not in binary):
+        chain = chains[key]
+        _extend_chain(chain, consumers, outputs, taken, specs)
+        if key in binary:
+            _try_pool(chain, consumers, outputs, binary, specs, head_groups, taken)
     # Packed outputs for chains whose result binary layers read.
     for chain in chains.values():
         step = chain.step
         if step.pool is not None:
             continue
         readers = consumers.get(chain.end, [])
-        binary_readers = [r for r in readers if id(r) in heads]
+        binary_readers = [r for r in readers if id(r) in binary]
         if not binary_readers:
             continue
         groups = [head_groups[id(r)] for r in binary_readers]
@@ -330,7 +355,7 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
             or len(binary_readers) != len(readers)
             or len(set(groups)) > 1
         )
-    _pixel_layouts(chains, consumers, heads, specs)
+    _pixel_layouts(chains, consumers, binary, specs)
     for chain in chains.values():
         chain.step.layer = None  # the plan must not keep the original model alive
     last_of: dict[int, _Chain] = {}
@@ -340,7 +365,7 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
         last_of[id(last)] = chain
         absorbed.update(id(n) for n in [chain.head, *chain.nodes])
     order = [n for n in graph.nodes if id(n) not in absorbed or id(n) in last_of]
-    sensitive = _sign_sensitive(graph, [c.step for c in chains.values()])
+    sensitive = _sign_sensitive(graph, [chains[k].step for k in binary])
     packed_available: set[tuple[ValueId, int]] = set()
     steps: list[Step] = []
     for node in order:
@@ -349,10 +374,11 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
             steps.append(_float_step(node, specs, mode, reaches))
             continue
         step = last_of[id(node)].step
-        key = (step.source, step.groups)
-        if key not in packed_available:
-            steps.append(PackStep(step.source, step.groups))
-            packed_available.add(key)
+        if isinstance(step, BinaryStep):
+            key = (step.source, step.groups)
+            if key not in packed_available:
+                steps.append(PackStep(step.source, step.groups))
+                packed_available.add(key)
         steps.append(step)
         if step.packed_groups is not None:
             end = step.pool[-1] if step.pool else step.output
@@ -374,6 +400,22 @@ def _sign_sensitive(graph: Graph, steps: list[BinaryStep]) -> set[ValueId]:
         if node is not None:
             pending.extend(node.inputs)
     return seen
+
+
+def _float_conv_step(node: Node, specs: dict[ValueId, Any]) -> FloatConvStep | None:
+    if not _plain_call(node) or not isinstance(node.op, keras.layers.Layer):
+        return None
+    conv = float_conv(node.op, _shape(specs, node.inputs[0]))
+    if conv is None:
+        return None
+    return FloatConvStep(
+        name=node.name,
+        source=node.inputs[0],
+        ops=list(conv.ops),
+        output=node.outputs[0],
+        conv=conv.run,
+        kernel_bytes=int(conv.kernel.nbytes),
+    )
 
 
 def _float_step(

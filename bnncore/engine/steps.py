@@ -19,7 +19,9 @@ from bnncore.layers.forward import same_padding_amounts
 
 __all__ = [
     "BinaryStep",
+    "ChainStep",
     "Env",
+    "FloatConvStep",
     "FloatStep",
     "PackStep",
     "PackedTensor",
@@ -113,72 +115,138 @@ def _axis_geometry(size: int, k: int, s: int, d: int, padding: str) -> tuple[int
     return before, -(-size // s)
 
 
-class BinaryStep(Step):
-    """A binary dense/convolution on packed input with its folded epilogue.
+class ChainStep(Step):
+    """A layer with the elementwise layers after it folded into its epilogue.
 
-    Args:
+    Attributes:
         name: Layer name (for descriptions).
-        spec: Convolution shape parameters.
-        kernel: Packed kernel.
-        groups: Convolution groups.
-        source: Input value (read packed with ``groups`` groups).
-        ops: Epilogue ops.
+        source: Input value.
+        ops: Epilogue ops (see :mod:`bnncore.engine.kernels`).
         residual: Value added by the ``OP_RESIDUAL`` op, if any.
         output: Value produced.
+        fused: Names of the layers folded into this step.
         float_out: Whether the float output is needed.
         packed_groups: Group layout of the packed output, or None.
-        pool: Optional packed max pooling after the epilogue:
+        pool: Optional packed max pooling after the epilogue (binary steps):
             ``(pool, strides, padding, or_mask, pooled value)``.
-        fused: Names of the layers folded into this step.
+        flatten: The result is flattened (a Flatten layer was folded).
     """
-
-    kind = "binary"
 
     def __init__(
         self,
         *,
         name: str,
-        spec: ConvSpec,
-        kernel: BinaryKernel,
-        groups: int,
         source: ValueId,
         ops: list[tuple[Any, ...]],
-        residual: ValueId | None,
         output: ValueId,
-        fused: list[str],
     ) -> None:
         self.name = name
-        self.spec = spec
-        self.kernel = kernel
-        self.groups = groups
         self.source = source
         self.ops = ops
-        self.residual = residual
+        self.residual: ValueId | None = None
         self.output = output
-        self.fused = fused
+        self.fused = [name]
         self.float_out = True
         self.packed_groups: int | None = None
         self.pool: tuple[Any, ...] | None = None
-        self.flatten = False  # the result is flattened (a Flatten layer was folded)
+        self.flatten = False
         self.layer: Any = None  # set while planning only
 
-    @property
-    def weight_bytes(self) -> int:
-        total = self.kernel.nbytes
-        for op in self.ops:
-            total += sum(a.nbytes for a in op[1:] if isinstance(a, np.ndarray))
-        return total
+    def _ops_bytes(self) -> int:
+        return sum(
+            a.nbytes for op in self.ops for a in op[1:] if isinstance(a, np.ndarray)
+        )
 
-    def describe(self) -> str:
-        what = {0: "dense", 1: "conv1d", 2: "conv2d"}[self.spec.rank]
+    def _outputs(self) -> str:
         outs = [
             o
             for o, on in (("float", self.float_out), ("packed", self.packed_groups))
             if on
         ]
+        return "/".join(outs)
+
+    def _store(self, env: Env, y: np.ndarray | None, yp: np.ndarray | None,
+               out_shape: tuple[int, ...]) -> None:  # fmt: skip
+        n = out_shape[0]
+        if y is not None:
+            y = y.reshape(out_shape)
+            env.floats[self.output] = y.reshape(n, -1) if self.flatten else y
+        if yp is None:
+            return
+        yp = yp.reshape(*out_shape[:-1], yp.shape[-1])
+        packed = PackedTensor(yp, out_shape, self.packed_groups)
+        if self.flatten:
+            pixels = int(np.prod(out_shape[1:-1], dtype=np.int64))
+            packed = PackedTensor(
+                yp.reshape(n, -1), (n, pixels * out_shape[-1]), 1, pixels
+            )
+        env.packed[(self.output, self.packed_groups)] = packed
+
+
+class FloatConvStep(ChainStep):
+    """A float (depthwise) convolution in the compiled core, with its epilogue.
+
+    Args:
+        conv: ``conv(x, threads) -> y``, the convolution without bias.
+        kernel_bytes: Bytes of the kernel it keeps.
+        **kwargs: See :class:`ChainStep`.
+    """
+
+    kind = "float"
+
+    def __init__(self, *, conv: Any, kernel_bytes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conv = conv
+        self.kernel_bytes = kernel_bytes
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.kernel_bytes + self._ops_bytes()
+
+    def describe(self) -> str:
+        fused = " + ".join(self.fused)
+        return f"native conv {self.name} [{fused}] -> {self._outputs()}"
+
+    def run(self, env: Env, threads: int) -> None:
+        y = self.conv(env.array(self.source), threads)
+        residual = None if self.residual is None else env.array(self.residual)
+        yp = None
+        if self.ops or self.packed_groups is not None:
+            _, yp = K.epilogue(y, self.ops, float_out=True,
+                               packed_groups=self.packed_groups, residual=residual,
+                               threads=threads)  # fmt: skip
+        self._store(env, y if self.float_out else None, yp, y.shape)
+
+
+class BinaryStep(ChainStep):
+    """A binary dense/convolution on packed input with its folded epilogue.
+
+    Args:
+        spec: Convolution shape parameters.
+        kernel: Packed kernel.
+        groups: Convolution groups (the input is read packed in this layout).
+        **kwargs: See :class:`ChainStep`.
+    """
+
+    kind = "binary"
+
+    def __init__(
+        self, *, spec: ConvSpec, kernel: BinaryKernel, groups: int, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.kernel = kernel
+        self.groups = groups
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.kernel.nbytes + self._ops_bytes()
+
+    def describe(self) -> str:
+        what = {0: "dense", 1: "conv1d", 2: "conv2d"}[self.spec.rank]
         extra = " (packed maxpool)" if self.pool else ""
         fused = " + ".join(self.fused)
-        return f"binary {what} {self.name} [{fused}]{extra} -> {'/'.join(outs)}"
+        return f"binary {what} {self.name} [{fused}]{extra} -> {self._outputs()}"
 
     def _geometry(self, packed: PackedTensor) -> tuple[K.ConvGeometry, tuple]:
         s = self.spec
@@ -252,28 +320,20 @@ class BinaryStep(Step):
             residual=residual,
             threads=threads,
         )
-        n = out_shape[0]
-        if y is not None:
-            y = y.reshape(out_shape)
-            env.floats[self.output] = y.reshape(n, -1) if self.flatten else y
-        if yp is None:
+        if self.pool is None:
+            self._store(env, y, yp, out_shape)
             return
+        n = out_shape[0]
         yp = yp.reshape(*out_shape[:-1], yp.shape[-1])
-        target = self.output
-        if self.pool is not None:
-            pool, strides, padding, or_mask, target = self.pool
-            _, h, w, c = out_shape
-            pt, oh = _axis_geometry(h, pool[0], strides[0], 1, padding)
-            pl, ow = _axis_geometry(w, pool[1], strides[1], 1, padding)
-            yp = K.maxpool(yp, pool, strides, (pt, pl), (oh, ow), or_mask, threads)
-            out_shape = (n, oh, ow, c)
-        packed_out = PackedTensor(yp, out_shape, self.packed_groups)
+        pool, strides, padding, or_mask, target = self.pool
+        _, h, w, c = out_shape
+        pt, oh = _axis_geometry(h, pool[0], strides[0], 1, padding)
+        pl, ow = _axis_geometry(w, pool[1], strides[1], 1, padding)
+        words = K.maxpool(yp, pool, strides, (pt, pl), (oh, ow), or_mask, threads)
+        packed = PackedTensor(words, (n, oh, ow, c), self.packed_groups)
         if self.flatten:
-            pixels = int(np.prod(out_shape[1:-1], dtype=np.int64))
-            packed_out = PackedTensor(
-                yp.reshape(n, -1), (n, pixels * out_shape[-1]), 1, pixels
-            )
-        env.packed[(target, self.packed_groups)] = packed_out
+            packed = PackedTensor(words.reshape(n, -1), (n, oh * ow * c), 1, oh * ow)
+        env.packed[(target, self.packed_groups)] = packed
 
 
 class FloatStep(Step):

@@ -82,6 +82,7 @@ typedef struct {
     int direct;          /* rows read straight from the input (1x1, no padding) */
     int has_pad;         /* some output rows read padded taps */
     const int32_t *wsum; /* taps x cout weight sums (pad_mode 0 only) or NULL */
+    const int64_t *tap_offset; /* word offset of each tap from the window origin */
     microkernel_t mk;
 } conv_t;
 
@@ -89,12 +90,19 @@ typedef struct {
  * has_pad, direct). */
 void bnn_conv_init(conv_t *cv);
 
+/* Sets cv->tap_offset to offsets (cv->taps entries), filled here. */
+int bnn_conv_offsets(conv_t *cv, int64_t *offsets);
+
 /* Per-tap, per-channel sums of the +-1 weights (taps x cout), for correcting
  * padded taps that must count as 0; returns NULL if out of memory. */
 int32_t *bnn_weight_sums(const conv_t *cv);
 
 /* Runs the convolution and its epilogue; 0 on success, -1 if out of memory. */
 int bnn_conv(const conv_t *cv, const epilogue_t *e, int threads);
+
+/* Runs e's ops on each row of y_in (rows x e->cout) and writes e->y (which may
+ * be y_in) and/or e->yp. Returns 0, or -1 if out of memory. */
+int bnn_epilogue(const float *y_in, int64_t rows, const epilogue_t *e, int threads);
 
 void bnn_pack(const float *x, uint64_t *out, int64_t rows, int64_t ch, int64_t groups,
               int64_t cwg, int threads);

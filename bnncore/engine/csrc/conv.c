@@ -109,7 +109,8 @@ MULTIVERSION static void apply_ops(const epilogue_t *e, int64_t row, float *t) {
 static void run_epilogue_row(const epilogue_t *e, int64_t row, float *t) {
     const int cout = e->cout;
     apply_ops(e, row, t);
-    if (e->y) memcpy(e->y + (size_t)row * cout, t, (size_t)cout * sizeof(float));
+    if (e->y && e->y + (size_t)row * cout != t)
+        memcpy(e->y + (size_t)row * cout, t, (size_t)cout * sizeof(float));
     if (e->yp) {
         uint64_t *out = e->yp + (size_t)row * e->wpp_out;
         const int cg = cout / e->gout;
@@ -123,35 +124,55 @@ static void run_epilogue_row(const epilogue_t *e, int64_t row, float *t) {
 }
 
 /* Builds the gathered rows [r0, r0+mb) of group grp into abuf (or points
- * straight at the input); returns row pointers in rows[]. */
+ * straight at the input); returns row pointers in rows[]. Rows whose window
+ * lies inside the image copy the taps at precomputed offsets. */
 static void gather_rows(const conv_t *cv, int64_t r0, int mb, int grp,
                         uint64_t *abuf, const uint64_t **rows) {
     const geom_t *g = cv->g;
+    int64_t ow = r0 % g->ow;
+    int64_t oh = (r0 / g->ow) % g->oh;
+    int64_t nb = r0 / (g->ow * g->oh);
+    const int aligned = g->cin_g % 64 == 0;
+    const int64_t cw = g->cw_g;
     for (int i = 0; i < mb; i++) {
-        const int64_t r = r0 + i;
-        const int64_t ow = r % g->ow;
-        const int64_t oh = (r / g->ow) % g->oh;
-        const int64_t nb = r / (g->ow * g->oh);
+        const int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
+        const uint64_t *base =
+            cv->x + ((nb * g->h + ih0) * g->w + iw0) * g->wpp_in + (int64_t)grp * cw;
         if (cv->direct) {
-            const int64_t ih = oh * g->sh, iw = ow * g->sw;
-            rows[i] = cv->x + ((nb * g->h + ih) * g->w + iw) * g->wpp_in +
-                      (int64_t)grp * g->cw_g;
-            continue;
+            rows[i] = base;
+        } else {
+            uint64_t *dst = abuf + (size_t)i * cv->kwords;
+            const int inside = ih0 >= 0 && iw0 >= 0 &&
+                               ih0 + (g->kh - 1) * g->dh < g->h &&
+                               iw0 + (g->kw_ - 1) * g->dw < g->w;
+            if (inside && aligned) {
+                uint64_t *o = dst;
+                for (int t = 0; t < cv->taps; t++, o += cw) {
+                    const uint64_t *src = base + cv->tap_offset[t];
+                    for (int64_t k = 0; k < cw; k++) o[k] = src[k];
+                }
+            } else {
+                memset(dst, 0, (size_t)cv->kwords * sizeof(uint64_t));
+                int t = 0;
+                for (int64_t a = 0; a < g->kh; a++) {
+                    const int64_t ih = ih0 + a * g->dh;
+                    for (int64_t b = 0; b < g->kw_; b++, t++) {
+                        const int64_t iw = iw0 + b * g->dw;
+                        if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w) continue;
+                        append_bits(dst, (int64_t)t * g->cin_g, base + cv->tap_offset[t],
+                                    (int)g->cin_g);
+                    }
+                }
+            }
+            rows[i] = dst;
         }
-        uint64_t *dst = abuf + (size_t)i * cv->kwords;
-        memset(dst, 0, (size_t)cv->kwords * sizeof(uint64_t));
-        int t = 0;
-        for (int64_t a = 0; a < g->kh; a++) {
-            const int64_t ih = oh * g->sh - g->pt + a * g->dh;
-            for (int64_t b = 0; b < g->kw_; b++, t++) {
-                const int64_t iw = ow * g->sw - g->pl + b * g->dw;
-                if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w) continue;
-                const uint64_t *src = cv->x + ((nb * g->h + ih) * g->w + iw) * g->wpp_in +
-                                      (int64_t)grp * g->cw_g;
-                append_bits(dst, (int64_t)t * g->cin_g, src, (int)g->cin_g);
+        if (++ow == g->ow) {
+            ow = 0;
+            if (++oh == g->oh) {
+                oh = 0;
+                nb++;
             }
         }
-        rows[i] = dst;
     }
 }
 
@@ -231,6 +252,17 @@ void bnn_conv_init(conv_t *cv) {
     const int64_t iw_last = (g->ow - 1) * g->sw - g->pl + (g->kw_ - 1) * g->dw;
     cv->has_pad = g->pt > 0 || g->pl > 0 || ih_last >= g->h || iw_last >= g->w;
     cv->direct = cv->taps == 1 && !cv->has_pad;
+    cv->tap_offset = NULL;
+}
+
+int bnn_conv_offsets(conv_t *cv, int64_t *offsets) {
+    const geom_t *g = cv->g;
+    int t = 0;
+    for (int64_t a = 0; a < g->kh; a++)
+        for (int64_t b = 0; b < g->kw_; b++, t++)
+            offsets[t] = (a * g->dh * g->w + b * g->dw) * g->wpp_in;
+    cv->tap_offset = offsets;
+    return 0;
 }
 
 int32_t *bnn_weight_sums(const conv_t *cv) {
@@ -479,4 +511,45 @@ void bnn_fmaxpool(const float *x, float *out, const int64_t *g, int threads) {
     fpool_job_t p = {x, out, g};
     const int64_t rows = g[0] * g[10] * g[11];
     pool_run(rows, fmaxpool_task, &p, rows * g[3] > 16384 ? threads : 1);
+}
+
+/* ---- stand-alone epilogue over float rows -------------------------------- */
+
+typedef struct {
+    const float *y_in;
+    const epilogue_t *e;
+    float **scratch;
+    int64_t rows;
+} epi_job_t;
+
+#define EPI_ROWS 16
+
+static void epilogue_task(void *ctx, int64_t item, int slot) {
+    const epi_job_t *j = (const epi_job_t *)ctx;
+    const int cout = j->e->cout;
+    const int64_t r1 = (item + 1) * EPI_ROWS < j->rows ? (item + 1) * EPI_ROWS : j->rows;
+    for (int64_t r = item * EPI_ROWS; r < r1; r++) {
+        float *t = j->scratch[slot];
+        memcpy(t, j->y_in + r * cout, (size_t)cout * sizeof(float));
+        run_epilogue_row(j->e, r, t);
+    }
+}
+
+int bnn_epilogue(const float *y_in, int64_t rows, const epilogue_t *e, int threads) {
+    if (threads < 1) threads = 1;
+    float **scratch = (float **)calloc((size_t)threads, sizeof(float *));
+    int failed = scratch == NULL;
+    for (int i = 0; i < threads && !failed; i++) {
+        scratch[i] = (float *)malloc((size_t)e->cout * sizeof(float));
+        failed = scratch[i] == NULL;
+    }
+    if (!failed) {
+        epi_job_t j = {y_in, e, scratch, rows};
+        const int64_t items = (rows + EPI_ROWS - 1) / EPI_ROWS;
+        pool_run(items, epilogue_task, &j, rows * e->cout > 16384 ? threads : 1);
+    }
+    if (scratch)
+        for (int i = 0; i < threads; i++) free(scratch[i]);
+    free(scratch);
+    return failed ? -1 : 0;
 }

@@ -200,13 +200,21 @@ __attribute__((target("avx2"))) static void mk_avx2(
             t[6] = _mm256_add_epi64(t[6], _mm256_sad_epu8(c30, zero));
             t[7] = _mm256_add_epi64(t[7], _mm256_sad_epu8(c31, zero));
         }
+        /* Low 32 bits of each 64-bit count, 8 channels per row, in one store. */
+        const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+        const __m256i kb = _mm256_set1_epi32(kbits);
         for (int i = 0; i < mr; i++) {
-            for (int h = 0; h < 1 + two; h++) {
-                uint64_t cnt[4];
-                _mm256_storeu_si256((__m256i *)cnt, t[2 * i + h]);
-                int32_t *d = dots + (size_t)i * ldd + 4 * (p + h);
-                for (int j = 0; j < 4; j++) d[j] = kbits - 2 * (int32_t)cnt[j];
-            }
+            const __m128i lo =
+                _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(t[2 * i], idx));
+            const __m128i hi =
+                _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(t[2 * i + 1], idx));
+            const __m256i cnt = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+            const __m256i d = _mm256_sub_epi32(kb, _mm256_slli_epi32(cnt, 1));
+            int32_t *out = dots + (size_t)i * ldd + 4 * p;
+            if (two)
+                _mm256_storeu_si256((__m256i *)out, d);
+            else
+                _mm_storeu_si128((__m128i *)out, _mm256_castsi256_si128(d));
         }
     }
 }

@@ -14,7 +14,7 @@
 #endif
 
 #define MAX_WORKERS 63
-#define WORKER_SPIN_NS 200000L /* keep spinning 0.2 ms after a job */
+#define WORKER_SPIN_NS 50000L /* keep spinning 50 us after a job */
 
 typedef struct {
     pool_fn fn;
