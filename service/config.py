@@ -9,9 +9,10 @@ set the service runs on the embedded default: SQLite metadata and files under
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
 
@@ -39,6 +40,15 @@ class Settings(BaseSettings):
             evicted).
         build_workers: Threads building models (TensorFlow work).
         max_pending_builds: Builds queued or running at once; beyond, 503.
+        max_weights_bytes: Largest weights file accepted by
+            ``PUT .../weights`` (413 beyond); the only route allowed more
+            than ``max_body_bytes``.
+        api_keys: ``BNN_API_KEYS``: API keys and their scopes, compact
+            (``key1:read+infer,key2:admin,key3``) or JSON
+            (``{"key1": ["read", "infer"]}``); unset or blank: no
+            authentication. See ``service/auth.py`` and docs/deployment.md.
+        cors_origins: ``BNN_CORS_ORIGINS``: origins allowed by CORS,
+            comma-separated or a JSON list (``*``: any); empty: no CORS headers.
     """
 
     model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
@@ -56,6 +66,34 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(default=8, ge=1)
     build_workers: int = Field(default=2, ge=1)
     max_pending_builds: int = Field(default=16, ge=1)
+    max_weights_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    api_keys: SecretStr | None = Field(default=None, repr=False)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [o.strip() for o in text.split(",") if o.strip()]
+        return value
+
+    def api_key_scopes(self) -> dict[str, frozenset[str]]:
+        """``BNN_API_KEYS`` parsed: key → scopes (empty: no authentication).
+
+        Raises:
+            ValueError: a malformed entry, named by position (never by the key;
+                ``create_app`` calls this, so a bad value stops the start).
+        """
+        from service.auth import parse_api_keys
+
+        if self.api_keys is None:
+            return {}
+        return parse_api_keys(self.api_keys.get_secret_value())
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside :attr:`data_dir`."""

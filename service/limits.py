@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["BodySizeLimit"]
@@ -17,15 +19,36 @@ class BodySizeLimit:
     declared ``Content-Length`` nor a chunked body can make the app buffer more.
     """
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_bytes: int,
+        overrides: Sequence[tuple[str, str, int, str]] = (),
+    ) -> None:
+        """
+        Args:
+            max_bytes: The limit (``BNN_MAX_BODY_BYTES``).
+            overrides: ``(method, path regex, max_bytes, setting name)`` for
+                routes with their own limit (weights uploads).
+        """
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = [
+            (method, re.compile(pattern), limit, setting)
+            for method, pattern, limit, setting in overrides
+        ]
 
-    async def _refuse(self, send: Any, size: str) -> None:
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        for method, pattern, limit, setting in self.overrides:
+            if scope.get("method") == method and pattern.fullmatch(scope["path"]):
+                return limit, setting
+        return self.max_bytes, "BNN_MAX_BODY_BYTES"
+
+    async def _refuse(self, send: Any, size: str, limit: int, setting: str) -> None:
         body = json.dumps(
             {
                 "error": f"request body of {size} bytes exceeds the limit of "
-                f"{self.max_bytes} bytes (BNN_MAX_BODY_BYTES)"
+                f"{limit} bytes ({setting})"
             }
         ).encode()
         await send(
@@ -44,14 +67,11 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self._limit(scope)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if (
-            declared is not None
-            and declared.isdigit()
-            and int(declared) > self.max_bytes
-        ):
-            await self._refuse(send, declared.decode())
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, declared.decode(), limit, setting)
             return
         chunks: list[bytes] = []
         size = 0
@@ -61,8 +81,8 @@ class BodySizeLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(send, f"more than {self.max_bytes}")
+            if size > limit:
+                await self._refuse(send, f"more than {limit}", limit, setting)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

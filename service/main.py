@@ -12,12 +12,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 import bnncore
 from service import errors
+from service.auth import ApiKeyAuth
 from service.config import Settings
 from service.limits import BodySizeLimit
-from service.routes import health, models, reports
+from service.routes import health, models, reports, weights
 from service.runtime import Runtime
 from service.store import Store
 
@@ -62,8 +64,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, reports, models):
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        overrides=[
+            (
+                "PUT",
+                weights.WEIGHTS_PATH,
+                settings.max_weights_bytes,
+                "BNN_MAX_WEIGHTS_BYTES",
+            )
+        ],
+    )
+    # Added after (so outside) the body limit: a request without a valid key
+    # is refused before its body is read; CORS outermost, so that preflights
+    # and error responses carry its headers.
+    app.add_middleware(ApiKeyAuth, keys=settings.api_key_scopes())
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    for module in (health, reports, models, weights):
         app.include_router(module.router)
     _share_openapi(app)
     return app

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from service.builder import Plan, build
 from service.config import Settings
+from service.store import StoredWeights
 
 __all__ = ["Built", "BusyError", "ModelCache", "Runtime"]
 
@@ -29,10 +30,17 @@ class BusyError(RuntimeError):
 
 @dataclass(frozen=True)
 class Built:
-    """A built model and its profile."""
+    """A built model and its profile.
+
+    Attributes:
+        weights_sha256: The uploaded weights loaded into ``model`` (``None``:
+            initial weights). Anything cached from ``model`` (compiled engines)
+            must key on it as well as on the content hash.
+    """
 
     model: Any
     profile: Any
+    weights_sha256: str | None = None
 
 
 class ModelCache:
@@ -106,9 +114,22 @@ class Runtime:
             with self._lock:
                 self._pending -= 1
 
-    def built(self, plan: Plan) -> Built:
-        """The built model of a plan, from the cache or built now (blocking)."""
-        item = self.cache.get(plan.content_hash)
+    def built(self, plan: Plan, weights: StoredWeights | None = None) -> Built:
+        """The built model of a plan, from the cache or built now (blocking).
+
+        Args:
+            plan: The version's plan.
+            weights: Its uploaded weights (``Store.weights(name, version)``);
+                ``None`` serves the initial weights. The cache key includes
+                their sha256, so a new upload is never served stale, and a
+                model with uploaded weights is a separate build (the
+                initial-weights model shared by identical definitions is never
+                modified).
+        """
+        key = plan.content_hash
+        if weights is not None:
+            key = f"{plan.content_hash}+weights:{weights.sha256}"
+        item = self.cache.get(key)
         if item is not None:
             return item
         from bnncore.models import profile
@@ -116,6 +137,14 @@ class Runtime:
         model = build(plan, self.settings)
         with self._lock:
             self.builds += 1
-        item = Built(model=model, profile=profile(model))
-        self.cache.put(plan.content_hash, item)
+        if weights is not None:
+            from service.weights import load_into
+
+            load_into(model, weights.read(), self.settings)
+        item = Built(
+            model=model,
+            profile=profile(model),
+            weights_sha256=None if weights is None else weights.sha256,
+        )
+        self.cache.put(key, item)
         return item

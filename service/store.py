@@ -4,6 +4,7 @@ Layout under ``BNN_DATA_DIR``::
 
     registry.sqlite3                 # default metadata database
     definitions/ab/abcdef....json    # normalized definitions, by content hash
+    weights/12/1234....safetensors   # uploaded weights files, by sha256
 
 A registration first writes its definition file atomically (temporary file,
 fsync, rename; content-addressed, so an existing file is never rewritten),
@@ -45,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.config import Settings
 
-__all__ = ["Store", "StoreError", "VersionRecord"]
+__all__ = ["Store", "StoreError", "StoredWeights", "VersionRecord"]
 
 _metadata = MetaData()
 model_names = Table(
@@ -68,6 +69,15 @@ model_versions = Table(
     Column("io_json", Text, nullable=False),
     UniqueConstraint("name", "version", name="uq_name_version"),
     UniqueConstraint("name", "content_hash", name="uq_name_hash"),
+)
+model_weights = Table(  # uploaded weights: at most one row per version
+    "model_weights",
+    _metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("size", BigInteger, nullable=False),
+    Column("uploaded_at", String(40), nullable=False),
 )
 
 
@@ -92,6 +102,40 @@ class VersionRecord:
     memory_bytes: int
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class StoredWeights:
+    """The uploaded weights of one version (see :meth:`Store.weights`).
+
+    Attributes:
+        sha256: Hex digest of the file: it identifies the weights (the model
+            cache keys on it, so a new upload is never served stale).
+        size: File size in bytes.
+        path: Where the file is (content-addressed, never rewritten).
+    """
+
+    name: str
+    version: int
+    sha256: str
+    size: int
+    uploaded_at: str
+    path: Path
+
+    def read(self) -> bytes:
+        """The file's bytes.
+
+        Raises:
+            StoreError: the file is gone (replaced by a concurrent upload, or
+                the data directory was damaged); retrying reads the new one.
+        """
+        try:
+            return self.path.read_bytes()
+        except OSError as error:
+            raise StoreError(
+                f"weights of {self.name!r} version {self.version} "
+                f"(sha256 {self.sha256[:12]}) unreadable; retry"
+            ) from error
 
 
 def _record(row: Any) -> VersionRecord:
@@ -142,6 +186,7 @@ class Store:
         """Creates the data directory and the tables if needed."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "definitions").mkdir(exist_ok=True)
+        (self.data_dir / "weights").mkdir(exist_ok=True)
         kwargs: dict[str, Any] = {}
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -349,6 +394,113 @@ class Store:
                         model_versions.c.content_hash == row.content_hash
                     )
                 ).scalar_one()
+                weights_sha = self._drop_weights(connection, name, version)
             if not still_used:
                 self._definition_path(row.content_hash).unlink(missing_ok=True)
+            self._unlink_unused_weights(weights_sha)
         return True
+
+    # ------------------------------------------------------------------
+    # Uploaded weights (files by sha256, one database row per version)
+    # ------------------------------------------------------------------
+
+    def _weights_path(self, sha256: str) -> Path:
+        return self.data_dir / "weights" / sha256[:2] / f"{sha256}.safetensors"
+
+    def _stored(self, row: Any) -> StoredWeights:
+        return StoredWeights(
+            name=row.name,
+            version=row.version,
+            sha256=row.sha256,
+            size=row.size,
+            uploaded_at=row.uploaded_at,
+            path=self._weights_path(row.sha256),
+        )
+
+    def weights(self, name: str, version: int) -> StoredWeights | None:
+        """The uploaded weights of ``(name, version)``; ``None``: initial weights.
+
+        This is what serving calls: build the version's model, and when this
+        returns weights, load ``.read()`` into it and cache it by ``.sha256``
+        (``Runtime.built(plan, weights)`` does both).
+        """
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(model_weights).where(
+                    model_weights.c.name == name, model_weights.c.version == version
+                )
+            ).first()
+        return None if row is None else self._stored(row)
+
+    def save_weights(
+        self, name: str, version: int, sha256: str, data: bytes
+    ) -> tuple[StoredWeights, str | None] | None:
+        """Stores checked weights for a version, replacing any previous upload.
+
+        The file is written atomically (temporary file, fsync, rename) under
+        its sha256, then one transaction points the version at it: readers see
+        the previous weights until the commit and the new ones after it.
+
+        Returns:
+            The stored weights and the sha256 they replaced (``None``: the
+            version had initial weights), or ``None`` if the version does not
+            exist (deleted meanwhile).
+        """
+        path = self._weights_path(sha256)
+        with self._lock:
+            if not path.exists():
+                atomic_write(path, data)
+            with self.engine.begin() as connection:
+                exists = connection.execute(
+                    select(model_versions.c.id).where(
+                        model_versions.c.name == name,
+                        model_versions.c.version == version,
+                    )
+                ).first()
+                if exists is None:
+                    previous = None
+                else:
+                    previous = self._drop_weights(connection, name, version)
+                    connection.execute(
+                        insert(model_weights).values(
+                            name=name,
+                            version=version,
+                            sha256=sha256,
+                            size=len(data),
+                            uploaded_at=datetime.now(UTC).isoformat(),
+                        )
+                    )
+            if exists is None:
+                self._unlink_unused_weights(sha256)
+                return None
+            if previous != sha256:
+                self._unlink_unused_weights(previous)
+        stored = self.weights(name, version)
+        assert stored is not None
+        return stored, previous
+
+    def _drop_weights(self, connection: Any, name: str, version: int) -> str | None:
+        """Deletes the weights row of a version (inside a transaction); its sha256."""
+        previous = connection.execute(
+            select(model_weights.c.sha256).where(
+                model_weights.c.name == name, model_weights.c.version == version
+            )
+        ).scalar()
+        if previous is not None:
+            connection.execute(
+                delete(model_weights).where(
+                    model_weights.c.name == name, model_weights.c.version == version
+                )
+            )
+        return previous
+
+    def _unlink_unused_weights(self, sha256: str | None) -> None:
+        """Removes a weights file no version refers to (after a commit)."""
+        if sha256 is None:
+            return
+        with self.engine.connect() as connection:
+            used = connection.execute(
+                select(func.count()).where(model_weights.c.sha256 == sha256)
+            ).scalar_one()
+        if not used:
+            self._weights_path(sha256).unlink(missing_ok=True)

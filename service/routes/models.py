@@ -107,6 +107,7 @@ async def _metadata(store: Store, record: VersionRecord, all_versions: bool) -> 
         if all_versions
         else [record.version]
     )
+    weights = await run_in_threadpool(store.weights, record.name, record.version)
     return ModelMetadata(
         name=record.name,
         versions=[str(v) for v in versions],
@@ -115,6 +116,8 @@ async def _metadata(store: Store, record: VersionRecord, all_versions: bool) -> 
         outputs=[TensorMetadata(datatype="FP32", **t) for t in record.outputs],
         content_hash=record.content_hash,
         created_at=record.created_at,
+        weights="initial" if weights is None else "uploaded",
+        weights_sha256=None if weights is None else weights.sha256,
     )
 
 

@@ -169,6 +169,14 @@ class ModelMetadata(BaseModel):
     outputs: list[TensorMetadata]
     content_hash: str | None = None
     created_at: str | None = None
+    weights: Literal["initial", "uploaded"] | None = Field(
+        default=None,
+        description="'initial': the weights the definition builds with; "
+        "'uploaded': a file uploaded with PUT .../weights",
+    )
+    weights_sha256: str | None = Field(
+        default=None, description="sha256 of the uploaded weights file"
+    )
 
 
 class ServerMetadata(BaseModel):

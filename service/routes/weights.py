@@ -1,0 +1,134 @@
+"""Weight upload: ``PUT /v2/models/{name}/versions/{version}/weights``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, TypeAdapter
+
+from service.builder import plan
+from service.deps import ModelName, RuntimeDep, SettingsDep, StoreDep, VersionNumber
+from service.errors import ERROR_RESPONSES, NotFoundError, error
+from service.schemas.definitions import Definition
+from service.weights import WeightsRefusedError, check
+
+__all__ = ["WEIGHTS_PATH", "router"]
+
+router = APIRouter(prefix="/v2/models", tags=["weights"])
+
+WEIGHTS_PATH = r"/v2/models/[^/]+/versions/[^/]+/weights"
+"""Regex of the upload path (its body limit is ``BNN_MAX_WEIGHTS_BYTES``)."""
+
+_ACCEPTED_TYPES = ("application/octet-stream", "")
+_definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
+
+
+class WeightsUploaded(BaseModel):
+    """The weights now serving for a version."""
+
+    name: str
+    version: int
+    weights: Literal["uploaded"] = "uploaded"
+    sha256: str
+    size: int
+    format: Literal["bnncore", "float32"]
+    tensors: int
+    uploaded_at: str
+    replaced: str | None = None
+    """sha256 of the upload this one replaced (``None``: it replaced the
+    initial weights, or was the same file again)."""
+
+
+class WeightsRefusal(BaseModel):
+    """A refused upload: the message, and every difference for a mismatch."""
+
+    error: str
+    differences: list[str] = []
+
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+            }
+        },
+        "description": "A safetensors file: bnncore.export.write_weights's "
+        "packed format, or plain float32 tensors keyed by weight name.",
+    }
+}
+
+
+@router.put(
+    "/{name}/versions/{version}/weights",
+    response_model=WeightsUploaded,
+    responses={
+        201: {"model": WeightsUploaded, "description": "First upload"},
+        400: {"model": WeightsRefusal, "description": "Not a readable file"},
+        415: ERROR_RESPONSES[422] | {"description": "Not application/octet-stream"},
+        **ERROR_RESPONSES,
+        422: {"model": WeightsRefusal, "description": "Does not fit the model"},
+    },
+    openapi_extra=_BODY,
+    summary="Upload the weights of a version (safetensors; replaces earlier ones)",
+)
+async def upload_weights(
+    name: ModelName,
+    version: VersionNumber,
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    store: StoreDep,
+    runtime: RuntimeDep,
+) -> Any:
+    """Checks every tensor name, shape and dtype of the file against the
+    version's built model, then stores it atomically: until the new file is
+    committed the previous weights (or the initial ones) keep serving, and a
+    refused file changes nothing. 201 for a version's first upload, 200 when
+    it replaces earlier weights (or is the same file again)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type.lower() not in _ACCEPTED_TYPES:
+        return error(
+            415,
+            f"Content-Type: received {content_type[:60]!r}; allowed: "
+            "'application/octet-stream' (the safetensors file as the raw body, "
+            "e.g. curl --data-binary @weights.safetensors -H 'Content-Type: "
+            "application/octet-stream')",
+        )
+    record = await run_in_threadpool(store.get, name, version)
+    if record is None:
+        raise NotFoundError(f"{name!r} version {version} is not registered")
+    data = await request.body()
+    normalized = await run_in_threadpool(store.load_definition, record.content_hash)
+    model_plan = plan(_definition_adapter.validate_python(normalized), settings)
+    built = await runtime.run(runtime.built, model_plan)
+    try:
+        checked = await runtime.run(
+            check, built.model, data, settings.max_weights_bytes
+        )
+    except WeightsRefusedError as refused:
+        body: dict[str, Any] = {"error": str(refused)}
+        if refused.differences:
+            body["differences"] = refused.differences
+        return JSONResponse(body, status_code=refused.status)
+    saved = await run_in_threadpool(
+        store.save_weights, name, version, checked.sha256, data
+    )
+    if saved is None:
+        raise NotFoundError(f"{name!r} version {version} is not registered")
+    stored, previous = saved
+    response.status_code = 201 if previous is None else 200
+    return WeightsUploaded(
+        name=name,
+        version=version,
+        sha256=stored.sha256,
+        size=stored.size,
+        format=checked.format,  # type: ignore[arg-type]
+        tensors=len(checked.arrays),
+        uploaded_at=stored.uploaded_at,
+        replaced=previous if previous != stored.sha256 else None,
+    )
