@@ -449,7 +449,12 @@ class Store:
         path = self._weights_path(sha256)
         with self._lock:
             if not path.exists():
-                atomic_write(path, data)
+                try:
+                    atomic_write(path, data)
+                except OSError as error:
+                    raise StoreError(
+                        f"cannot write the weights file: {error}"
+                    ) from None
             with self.engine.begin() as connection:
                 exists = connection.execute(
                     select(model_versions.c.id).where(
