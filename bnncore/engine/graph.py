@@ -121,6 +121,15 @@ def _shape(config: dict[str, Any]) -> tuple[int | None, ...] | None:
     return None if shape is None else tuple(shape)
 
 
+_SERIALIZED_VALUES = (
+    "__slice__",
+    "__ellipsis__",
+    "__tensor__",
+    "__numpy__",
+    "__bytes__",
+)
+
+
 def _history_refs(raw: Any, scope: tuple[Any, ...], mapping: dict) -> Any:
     """Turns serialized keras tensors into TensorRefs (``mapping`` renames values)."""
     if isinstance(raw, dict):
@@ -129,6 +138,11 @@ def _history_refs(raw: Any, scope: tuple[Any, ...], mapping: dict) -> Any:
             name, node_index, tensor_index = config["keras_history"]
             value = (*scope, name, int(node_index), int(tensor_index))
             return TensorRef(mapping.get(value, value), _shape(config))
+        if raw.get("class_name") in _SERIALIZED_VALUES:
+            try:  # slices, Ellipsis, constants: Keras's own deserializer
+                return keras.saving.deserialize_keras_object(raw)
+            except Exception as error:
+                raise UnsupportedGraphError(f"call argument {raw!r}") from error
         return {key: _history_refs(item, scope, mapping) for key, item in raw.items()}
     if isinstance(raw, list):
         return [_history_refs(item, scope, mapping) for item in raw]

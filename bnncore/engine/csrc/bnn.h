@@ -67,6 +67,12 @@ typedef struct {
     int wpp_out;  /* words per output row */
 } epilogue_t;
 
+/* The epilogue of one row from int32 dots (or float src when dots is NULL),
+ * vectorized; returns 0 without doing anything when it does not apply (no
+ * AVX2, or channels / group sizes not multiples of 8). */
+int bnn_epilogue_fast(const epilogue_t *e, int64_t row, const int32_t *dots,
+                      const float *src);
+
 /* ---- convolution (conv.c) ----------------------------------------------- */
 
 typedef struct {

@@ -232,6 +232,7 @@ static void finish_row(const conv_t *cv, const epilogue_t *e, int64_t r, int32_t
                        float *t) {
     if (cv->wsum && row_needs_correction(cv, r)) pad_correction(cv, r, d);
     const int ng = cv->ng;
+    if ((cv->g->groups == 1 || ng % 4 == 0) && bnn_epilogue_fast(e, r, d, NULL)) return;
     for (int grp = 0; grp < cv->g->groups; grp++) {
         const int32_t *dg = d + (size_t)grp * cv->npan_g * 4;
         float *tg = t + (size_t)grp * ng;
@@ -529,6 +530,7 @@ static void epilogue_task(void *ctx, int64_t item, int slot) {
     const int cout = j->e->cout;
     const int64_t r1 = (item + 1) * EPI_ROWS < j->rows ? (item + 1) * EPI_ROWS : j->rows;
     for (int64_t r = item * EPI_ROWS; r < r1; r++) {
+        if (bnn_epilogue_fast(j->e, r, NULL, j->y_in + r * cout)) continue;
         float *t = j->scratch[slot];
         memcpy(t, j->y_in + r * cout, (size_t)cout * sizeof(float));
         run_epilogue_row(j->e, r, t);

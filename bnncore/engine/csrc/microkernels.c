@@ -1,6 +1,7 @@
 /* Popcount micro-kernels: AVX2 (nibble lookup), hardware POPCNT, portable. */
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "bnn.h"
 
@@ -262,6 +263,87 @@ void bnn_pack_row(const float *x, int n, uint64_t *out) {
     }
 #endif
     pack_row_scalar(x, n, out);
+}
+
+#if BNN_X86
+/* The epilogue on 8 channels at a time; same IEEE operations, in the same
+ * order, as the scalar apply_ops (no fused multiply-add). */
+__attribute__((target("avx2"))) static void epilogue_avx2(const epilogue_t *e,
+                                                          int64_t row,
+                                                          const int32_t *dots,
+                                                          const float *src) {
+    const int cout = e->cout;
+    float *y = e->y ? e->y + (size_t)row * cout : NULL;
+    const float *res = e->residual ? e->residual + (size_t)row * cout : NULL;
+    uint64_t *yp = e->yp ? e->yp + (size_t)row * e->wpp_out : NULL;
+    const int cg = cout / e->gout;
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256 one = _mm256_set1_ps(1.0f), minus = _mm256_set1_ps(-1.0f);
+    if (yp) memset(yp, 0, (size_t)e->wpp_out * sizeof(uint64_t));
+    int g = 0, local = 0; /* packed-output group of channel c, and c within it */
+    for (int c = 0; c < cout; c += 8) {
+        __m256 v = dots ? _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(dots + c)))
+                        : _mm256_loadu_ps(src + c);
+        for (int q = 0; q < e->nops; q++) {
+            const epi_op *op = &e->ops[q];
+            switch (op->code) {
+                case OP_SCALE:
+                    v = _mm256_mul_ps(v, _mm256_loadu_ps(op->v + c));
+                    break;
+                case OP_BIAS:
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(op->v + c));
+                    break;
+                case OP_MULADD:
+                    v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_loadu_ps(op->v + c)),
+                                      _mm256_loadu_ps(op->u + c));
+                    break;
+                case OP_RELU:
+                    v = _mm256_max_ps(v, zero);
+                    break;
+                case OP_CLIP:
+                    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(op->lo)),
+                                      _mm256_set1_ps(op->hi));
+                    break;
+                case OP_SIGN:
+                    v = _mm256_blendv_ps(one, minus, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+                    break;
+                case OP_RESIDUAL:
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(res + c));
+                    break;
+                default:
+                    break;
+            }
+        }
+        if (y) _mm256_storeu_ps(y + c, v);
+        if (yp) {
+            const uint64_t bits =
+                (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+            yp[(size_t)g * e->cw_out_g + (local >> 6)] |= bits << (local & 63);
+            local += 8;
+            if (local == cg) {
+                local = 0;
+                g++;
+            }
+        }
+    }
+}
+#endif
+
+int bnn_epilogue_fast(const epilogue_t *e, int64_t row, const int32_t *dots,
+                      const float *src) {
+#if BNN_X86
+    static int avx2 = -1;
+    if (avx2 < 0) avx2 = bnn_cpu_has_avx2();
+    if (!avx2 || e->cout % 8 || (e->cout / e->gout) % 8) return 0;
+    epilogue_avx2(e, row, dots, src);
+    return 1;
+#else
+    (void)e;
+    (void)row;
+    (void)dots;
+    (void)src;
+    return 0;
+#endif
 }
 
 microkernel_t bnn_microkernel(int kernel) {

@@ -138,19 +138,23 @@ def test_long_dot_products_cross_the_byte_counter_flush(kernel_name):
     np.testing.assert_array_equal(y, ref.astype(np.float32))
 
 
-def test_epilogue_ops_round_like_separate_float32_operations():
+@pytest.mark.parametrize(
+    ("cout", "packed_groups"),
+    [(6, 2), (16, 1), (48, 3), (40, 5)],  # scalar path; vectorized path (x8)
+)
+def test_epilogue_ops_round_like_separate_float32_operations(cout, packed_groups):
     case = {
-        "n": 2, "h": 5, "w": 5, "groups": 1, "cin_g": 70, "cout": 6,
+        "n": 2, "h": 5, "w": 5, "groups": 1, "cin_g": 70, "cout": cout,
         "kernel": (3, 3), "strides": (1, 1), "dilation": (1, 1),
         "pads": ((1, 1), (1, 1)), "pad_mode": 1, "seed": 3,
     }  # fmt: skip
     rng = np.random.default_rng(1)
     f32 = np.float32
-    scale = rng.uniform(0.1, 2, 6).astype(f32)
-    bias = rng.normal(size=6).astype(f32)
-    mul = rng.normal(size=6).astype(f32)
-    add = rng.normal(size=6).astype(f32)
-    residual = rng.normal(size=(2, 5, 5, 6)).astype(f32)
+    scale = rng.uniform(0.1, 2, cout).astype(f32)
+    bias = rng.normal(size=cout).astype(f32)
+    mul = rng.normal(size=cout).astype(f32)
+    add = rng.normal(size=cout).astype(f32)
+    residual = rng.normal(size=(2, 5, 5, cout)).astype(f32)
     ops = [
         (K.OP_SCALE, scale),
         (K.OP_BIAS, bias),
@@ -159,15 +163,45 @@ def test_epilogue_ops_round_like_separate_float32_operations():
         (K.OP_CLIP, -3.0, 2.5),
         (K.OP_RESIDUAL,),
     ]
-    ref, y, yp = _run(case, "auto", 2, ops=ops, residual=residual, packed_groups=2)
+    ref, y, yp = _run(
+        case, "auto", 2, ops=ops, residual=residual, packed_groups=packed_groups
+    )
     expected = ref.astype(f32) * scale + bias
     expected = np.maximum(expected, f32(0))
     expected = expected * mul + add
     expected = np.minimum(np.maximum(expected, f32(-3.0)), f32(2.5)) + residual
     np.testing.assert_array_equal(y, expected)
-    np.testing.assert_array_equal(yp, K.pack(expected, groups=2))
+    np.testing.assert_array_equal(yp, K.pack(expected, groups=packed_groups))
     _, y_sign, _ = _run(case, "auto", 1, ops=[(K.OP_BIAS, bias), (K.OP_SIGN,)])
     np.testing.assert_array_equal(y_sign, np.where(ref.astype(f32) + bias < 0, -1, 1))
+    # The same ops on float rows (the epilogue of native float layers).
+    rows = ref.astype(f32)
+    out, packed = K.epilogue(
+        rows.copy(), ops, packed_groups=packed_groups, residual=residual
+    )
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(packed, K.pack(expected, groups=packed_groups))
+
+
+def test_worker_pool_survives_fork():
+    # Workers do not survive fork(): the child must compute alone, not hang.
+    import multiprocessing
+
+    case = {
+        "n": 2, "h": 8, "w": 8, "groups": 1, "cin_g": 64, "cout": 8,
+        "kernel": (3, 3), "strides": (1, 1), "dilation": (1, 1),
+        "pads": ((1, 1), (1, 1)), "pad_mode": 1, "seed": 5,
+    }  # fmt: skip
+    _, y, _ = _run(case, "auto", 2)  # starts the parent's workers
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(_child_conv, (case,))
+        child = result.get(timeout=60)
+    np.testing.assert_array_equal(child, y)
+
+
+def _child_conv(case):
+    return _run(case, "auto", 2)[1]
 
 
 @settings(max_examples=25, deadline=None)

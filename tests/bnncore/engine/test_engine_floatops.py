@@ -1,0 +1,98 @@
+"""Float layers: native code only where it reproduces Keras, else Keras itself."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from engine_helpers import BINARY, assert_matches, keras_forward, randomize
+
+from bnncore import engine
+from bnncore.engine import floatops
+from bnncore.layers import QuantConv2D, QuantDense
+
+
+def _steps(packed, kind):
+    return [s for s in packed.steps if s.describe().startswith(kind)]
+
+
+def _check(model, shape, batch=2):
+    x = np.random.default_rng(1).normal(size=(batch, *shape)).astype(np.float32)
+    packed = engine.compile(model, threads=2)
+    got, ref = packed.predict(x), keras_forward(model, x)
+    assert_matches(got, ref)
+    return packed, got, ref
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        keras.layers.Conv2D(16, 3, strides=2, padding="same"),  # 3 input channels
+        keras.layers.Conv2D(32, 1, activation="relu"),
+        keras.layers.DepthwiseConv2D(3, strides=2, padding="same"),
+        keras.layers.DepthwiseConv2D(3, depth_multiplier=2, use_bias=False),
+    ],
+)
+def test_float_convolutions_the_core_reproduces_run_natively(layer):
+    shape = (12, 12, 3) if getattr(layer, "filters", 0) == 16 else (12, 12, 8)
+    inputs = keras.Input(shape)
+    y = keras.layers.BatchNormalization()(layer(inputs))
+    model = randomize(keras.Model(inputs, y))
+    packed, got, ref = _check(model, shape)
+    (step,) = _steps(packed, "native conv")
+    assert len(step.fused) == 2  # the batch norm folded in
+    # Bit-identical except for a few tail pixels TensorFlow rounds its own way.
+    assert np.mean(got == ref[0]) >= floatops.PROBE_EXACT_FRACTION
+
+
+def test_float_convolution_rounded_differently_by_tensorflow_stays_in_keras():
+    # TensorFlow sums a 3x3 convolution over 16 channels in an order the core
+    # does not reproduce: the probe rejects it and Keras runs it.
+    inputs = keras.Input((10, 10, 16))
+    model = randomize(keras.Model(inputs, keras.layers.Conv2D(8, 3)(inputs)))
+    packed, _, _ = _check(model, (10, 10, 16))
+    assert [s.describe() for s in packed.steps] == [f"keras {model.layers[1].name}"]
+
+
+def test_float_convolution_writes_packed_bits_for_a_binary_reader():
+    inputs = keras.Input((8, 8, 4))
+    y = keras.layers.Conv2D(64, 1, use_bias=False)(inputs)
+    y = keras.layers.BatchNormalization()(y)
+    out = QuantConv2D(8, 3, padding="same", pad_values=1.0, **BINARY)(y)
+    model = randomize(keras.Model(inputs, out))
+    packed, _, _ = _check(model, (8, 8, 4))
+    (conv,) = _steps(packed, "native conv")
+    assert conv.packed_groups == 1 and not conv.float_out
+    assert [s.kind for s in packed.steps] == ["float", "binary"]
+
+
+def test_terminal_layers_run_natively_only_when_never_binarized():
+    inputs = keras.Input((6, 6, 8))
+    y = QuantConv2D(16, 3, padding="same", **BINARY)(inputs)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    y = keras.layers.Dense(20)(y)  # read by a binary layer: stays in Keras
+    y = QuantDense(10, **BINARY)(y)
+    y = keras.layers.Dense(5)(y)  # terminal: native
+    out = keras.layers.Activation("softmax")(y)
+    model = randomize(keras.Model(inputs, out))
+    packed, _, _ = _check(model, (6, 6, 8))
+    lines = packed.describe().splitlines()
+    dense_20, dense_5 = model.layers[3].name, model.layers[5].name
+    assert f"keras {dense_20}" in lines and f"native {dense_5}" in lines
+    assert f"keras {model.layers[2].name}" in lines  # the pooling feeds a sign
+
+
+def test_native_pooling_adds_and_concatenation_are_exact():
+    a, b = keras.Input((7, 7, 6)), keras.Input((7, 7, 6))
+    p = keras.layers.MaxPooling2D(3, strides=2, padding="same")(a)
+    q = keras.layers.MaxPooling2D(2)(b)
+    s = keras.layers.Add()([p[:, :3, :3, :], q, q])
+    c = keras.layers.Concatenate()([s, q])
+    r = keras.layers.ReLU()(keras.layers.Flatten()(c))
+    model = keras.Model([a, b], r)
+    x = [np.random.default_rng(s).normal(size=(2, 7, 7, 6)).astype(np.float32)
+         for s in (1, 2)]  # fmt: skip
+    packed = engine.compile(model)
+    native = [s.describe() for s in packed.steps if s.kind == "float"]
+    assert len(native) >= 5
+    np.testing.assert_array_equal(packed.predict(x), keras_forward(model, x)[0])
