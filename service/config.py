@@ -49,6 +49,20 @@ class Settings(BaseSettings):
             authentication. See ``service/auth.py`` and docs/deployment.md.
         cors_origins: ``BNN_CORS_ORIGINS``: origins allowed by CORS,
             comma-separated or a JSON list (``*``: any); empty: no CORS headers.
+        max_batch: Largest batch (first dimension) of an inference request (413
+            beyond).
+        max_tensor_elements: Most input elements of one inference request,
+            summed over its inputs (413 beyond); checked on the declared shapes
+            before the data is converted.
+        inference_workers: Model executions running at once (threads).
+        max_pending_inferences: Executions running or queued; beyond, 503 at
+            once.
+        inference_timeout_s: Longest wait for an inference result (504 after).
+        engine: ``auto`` runs models on the packed engine when they qualify;
+            ``keras`` always uses TensorFlow (requests may still ask for either).
+        batching: Dynamic batching of concurrent small requests per model.
+        batch_max_size: Rows of a merged batch (dynamic batching).
+        batch_max_wait_ms: Longest wait for companions (dynamic batching).
     """
 
     model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
@@ -69,6 +83,15 @@ class Settings(BaseSettings):
     max_weights_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     api_keys: SecretStr | None = Field(default=None, repr=False)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_batch: int = Field(default=256, ge=1)
+    max_tensor_elements: int = Field(default=4_000_000, ge=1)
+    inference_workers: int = Field(default=2, ge=1)
+    max_pending_inferences: int = Field(default=32, ge=1)
+    inference_timeout_s: float = Field(default=30.0, gt=0)
+    engine: str = Field(default="auto", pattern="^(auto|keras)$")
+    batching: bool = False
+    batch_max_size: int = Field(default=8, ge=1, le=4096)
+    batch_max_wait_ms: float = Field(default=2.0, ge=0, le=10_000)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -18,8 +18,11 @@ import bnncore
 from service import errors
 from service.auth import ApiKeyAuth
 from service.config import Settings
+from service.inference import InferenceService
 from service.limits import BodySizeLimit
-from service.routes import health, models, reports, weights
+from service.metrics import Metrics, MetricsMiddleware
+from service.metrics import router as metrics_router
+from service.routes import health, inference, models, reports, weights
 from service.runtime import Runtime
 from service.store import Store
 
@@ -50,9 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = Runtime(settings)
         app.state.store = store
         app.state.runtime = runtime
+        serving = InferenceService(settings, store, runtime, app.state.metrics)
+        app.state.inference = serving
         try:
             yield
         finally:
+            serving.close()
             runtime.close()
             store.close()
 
@@ -63,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()  # this app's own registry (GET /metrics)
     errors.install(app)
     app.add_middleware(
         BodySizeLimit,
@@ -88,8 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    for module in (health, reports, models, weights):
+    # Outermost: counts and times every request, refusals by the others too.
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    for module in (health, reports, models, weights, inference):
         app.include_router(module.router)
+    app.include_router(metrics_router)
     _share_openapi(app)
     return app
 

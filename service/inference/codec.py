@@ -1,0 +1,584 @@
+"""Request decoding and response encoding: Open Inference Protocol V2 and
+TensorFlow Serving REST.
+
+Everything a request declares (input names, shapes, datatypes, batch size,
+element count, requested outputs) is checked against the version's stored
+metadata and the limits *before* the tensor data is converted or any model is
+loaded or run. The tensor data is then checked element-wise (type, range,
+finiteness) while it is converted to the models' ``float32`` inputs.
+
+Every refusal is an :class:`InferenceError` whose message names the field, the
+value received and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.inference.schemas import InferenceRequest, PredictRequest
+
+__all__ = [
+    "DATATYPES",
+    "ENGINES",
+    "MODEL_DTYPE",
+    "Decoded",
+    "InferenceError",
+    "Limits",
+    "decode_oip",
+    "decode_tfs",
+    "encode_oip",
+    "encode_tfs",
+]
+
+DATATYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+"""OIP datatypes accepted for inputs, and their NumPy types."""
+
+_NAMES = {dtype: name for name, dtype in DATATYPES.items()}
+_ALLOWED = ", ".join(DATATYPES)
+
+ENGINES = ("auto", "packed", "keras")
+"""Values of the request parameter ``engine``."""
+
+MODEL_DTYPE = np.dtype(np.float32)
+"""The input type of the service's models (Keras inputs built by the service are
+float32; the metadata says FP32): every input is converted to it."""
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+class InferenceError(Exception):
+    """A refused inference request.
+
+    Attributes:
+        status: HTTP status (400 bad request, 404, 413 over a limit, 503 busy,
+            504 timeout).
+        reason: The ``bnn_rejections_total`` reason, for limits and load.
+    """
+
+    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+def bad(message: str) -> InferenceError:
+    return InferenceError(400, message)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits (``BNN_MAX_BATCH``, ``BNN_MAX_TENSOR_ELEMENTS``)."""
+
+    max_batch: int
+    max_tensor_elements: int
+
+
+@dataclass
+class Decoded:
+    """A decoded request.
+
+    Attributes:
+        arrays: One ``float32`` array per model input, in the model's order.
+        rows: The batch size.
+        outputs: Indexes of the requested outputs, in the requested order.
+        engine: The requested engine (``None``: the service default).
+    """
+
+    arrays: list[np.ndarray]
+    rows: int
+    outputs: list[int]
+    engine: str | None = None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shape_text(shape: list[int]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _fits(shape: tuple[int, ...] | list[int], meta: list[int]) -> bool:
+    return len(shape) == len(meta) and all(
+        m == -1 or m == s for m, s in zip(meta, shape, strict=True)
+    )
+
+
+def _check_limits(rows: int, elements: int, limits: Limits, where: str) -> None:
+    if rows > limits.max_batch:
+        raise InferenceError(
+            413,
+            f"{where}: batch size {rows:,} exceeds the limit {limits.max_batch:,} "
+            "(BNN_MAX_BATCH); split the request",
+            reason="batch_limit",
+        )
+    if elements > limits.max_tensor_elements:
+        raise InferenceError(
+            413,
+            f"{where}: {elements:,} input elements exceed the limit "
+            f"{limits.max_tensor_elements:,} (BNN_MAX_TENSOR_ELEMENTS); split the "
+            "request",
+            reason="elements_limit",
+        )
+
+
+def _first_offender(data: Any, ok: Any) -> Any:
+    """The first leaf of nested lists for which ``ok(leaf)`` is false."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif not ok(item):
+            return item
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (not isinstance(value, int) or -(2**63) <= value < 2**64)
+    )
+
+
+def _as_array(data: Any, where: str, what: str) -> np.ndarray:
+    """Nested lists → an array of booleans or numbers (400 otherwise)."""
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        raise bad(
+            f"{where}: not a rectangular array of {what}: nested lists of unequal "
+            "lengths, or lists mixed with single values"
+        ) from None
+    if array.dtype.kind not in "biuf":
+        offender = _first_offender(data, lambda v: isinstance(v, bool) or _is_number(v))
+        raise bad(
+            f"{where}: elements must be {what}; received {_short(offender)}"
+            + (" (an integer beyond 64 bits)" if isinstance(offender, int) else "")
+        )
+    return array
+
+
+def _to_model_dtype(array: np.ndarray, where: str) -> np.ndarray:
+    """Converts checked values to the models' float32 (finite, in range)."""
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            value = array[~finite].flat[0]
+            raise bad(
+                f"{where}: elements must be finite; received {value} (JSON has no "
+                "NaN or Infinity)"
+            )
+        if array.size and float(np.max(np.abs(array))) > _F32_MAX:
+            value = array.flat[int(np.argmax(np.abs(array)))]
+            raise bad(
+                f"{where}: {value} is beyond the float32 range of the model's input "
+                f"(±{_F32_MAX:.7g})"
+            )
+    return np.ascontiguousarray(array, dtype=MODEL_DTYPE)
+
+
+def _tensor(data: list[Any], shape: list[int], datatype: str, where: str) -> np.ndarray:
+    """One OIP input's ``data`` checked against its ``shape`` and ``datatype``."""
+    count = math.prod(shape)
+    if len(data) not in (count, shape[0]):
+        raise bad(
+            f"{where}.data: received {len(data):,} values; shape "
+            f"{_shape_text(shape)} needs {count:,} (flat, row-major) or lists "
+            f"nested to that shape"
+        )
+    dtype = DATATYPES[datatype]
+    kind = "true/false" if dtype.kind == "b" else "numbers"
+    array = _as_array(data, f"{where}.data", f"JSON {kind}")
+    if array.shape not in ((count,), tuple(shape)):
+        raise bad(
+            f"{where}.data: received nested lists of shape "
+            f"{_shape_text(list(array.shape))}; shape {_shape_text(shape)} needs "
+            f"{count:,} values flat (row-major) or nested to exactly that shape"
+        )
+    if dtype.kind == "b":
+        if array.dtype.kind != "b":
+            raise bad(
+                f"{where}.data: BOOL elements must be true or false; received "
+                f"{_short(array.flat[0])}"
+            )
+    elif dtype.kind in "iu":
+        if array.dtype.kind not in "iu":
+            offender = _first_offender(
+                data, lambda v: isinstance(v, int) and not isinstance(v, bool)
+            )
+            raise bad(
+                f"{where}.data: {datatype} elements must be integers; received "
+                f"{_short(offender)}"
+            )
+        info = np.iinfo(dtype)
+        low, high = array.min(), array.max()
+        if low < info.min or high > info.max:
+            value = low if low < info.min else high
+            raise bad(
+                f"{where}.data: {value} is out of range for {datatype} "
+                f"[{info.min}, {info.max}]"
+            )
+    else:
+        if array.dtype.kind == "b":
+            raise bad(
+                f"{where}.data: {datatype} elements must be numbers; received "
+                f"{_short(bool(array.flat[0]))}"
+            )
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            value = array[~np.isfinite(array)].flat[0]
+            raise bad(
+                f"{where}.data: elements must be finite; received {value} (JSON has "
+                "no NaN or Infinity)"
+            )
+        high = float(np.max(np.abs(array))) if array.size else 0.0
+        if high > float(np.finfo(dtype).max):
+            raise bad(
+                f"{where}.data: {high} is out of range for {datatype} "
+                f"(±{float(np.finfo(dtype).max):.7g})"
+            )
+    typed = array.reshape(shape).astype(dtype, copy=False)
+    return _to_model_dtype(typed, f"{where}.data")
+
+
+def _engine(parameters: dict[str, Any] | None) -> str | None:
+    if not parameters or "engine" not in parameters:
+        return None
+    value = parameters["engine"]
+    if not isinstance(value, str) or value not in ENGINES:
+        raise bad(
+            f"parameters.engine: received {_short(value)}; allowed: "
+            + ", ".join(repr(e) for e in ENGINES)
+        )
+    return value
+
+
+def _no_binary(parameters: dict[str, Any] | None, where: str) -> None:
+    for key in ("binary_data", "binary_data_output", "binary_data_size"):
+        if parameters and parameters.get(key):
+            raise bad(
+                f"{where}.{key}: the binary tensor data extension is not supported; "
+                "send the tensor data as JSON"
+            )
+
+
+def decode_oip(
+    request: InferenceRequest,
+    model: str,
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    limits: Limits,
+) -> Decoded:
+    """Checks and decodes an OIP inference request.
+
+    Args:
+        request: The structurally validated body.
+        model: The model name (for messages).
+        inputs / outputs: The version's metadata (``name``, ``shape`` with -1).
+        limits: The request limits.
+
+    Raises:
+        InferenceError: 400 for a request that does not fit the model, 413 over
+            a limit.
+    """
+    engine = _engine(request.parameters)
+    _no_binary(request.parameters, "parameters")
+    names = [t["name"] for t in inputs]
+    meta = {t["name"]: list(t["shape"]) for t in inputs}
+    given: dict[str, int] = {}
+    for index, tensor in enumerate(request.inputs):
+        where = f"inputs[{index}]"
+        if tensor.name not in meta:
+            raise bad(
+                f"{where}.name: received {_short(tensor.name)}; model {model!r} has "
+                f"inputs {names}"
+            )
+        if tensor.name in given:
+            raise bad(
+                f"{where}.name: {tensor.name!r} is also given as "
+                f"inputs[{given[tensor.name]}]; give each input once"
+            )
+        given[tensor.name] = index
+        if tensor.datatype not in DATATYPES:
+            hint = (
+                "BYTES tensors are not supported (the models take numbers)"
+                if tensor.datatype == "BYTES"
+                else "unknown datatype"
+            )
+            raise bad(
+                f"{where}.datatype: received {_short(tensor.datatype)}: {hint}; "
+                f"allowed: {_ALLOWED}"
+            )
+        _no_binary(tensor.parameters, f"{where}.parameters")
+        expected = meta[tensor.name]
+        if not _fits(tensor.shape, expected):
+            raise bad(
+                f"{where}.shape: received {_shape_text(tensor.shape)}; input "
+                f"{tensor.name!r} of model {model!r} has shape "
+                f"{_shape_text(expected)} (-1: any size)"
+            )
+        if 0 in tensor.shape:
+            raise bad(
+                f"{where}.shape: received {_shape_text(tensor.shape)}; every "
+                "dimension must be at least 1"
+            )
+    missing = [name for name in names if name not in given]
+    if missing:
+        raise bad(
+            f"inputs: missing {missing}; model {model!r} has inputs {names} "
+            "(each must be given once)"
+        )
+    first = request.inputs[given[names[0]]]
+    rows = first.shape[0]
+    for index, tensor in enumerate(request.inputs):
+        if tensor.shape[0] != rows:
+            raise bad(
+                f"inputs[{index}].shape: batch size {tensor.shape[0]} differs from "
+                f"{rows} of input {first.name!r}; every input needs the same batch "
+                "size (first dimension)"
+            )
+    elements = sum(math.prod(t.shape) for t in request.inputs)
+    _check_limits(rows, elements, limits, "inputs")
+
+    output_names = [t["name"] for t in outputs]
+    if request.outputs is None:
+        selected = list(range(len(outputs)))
+    else:
+        selected = []
+        for index, wanted in enumerate(request.outputs):
+            where = f"outputs[{index}]"
+            if wanted.name not in output_names:
+                raise bad(
+                    f"{where}.name: received {_short(wanted.name)}; model {model!r} "
+                    f"has outputs {output_names}"
+                )
+            position = output_names.index(wanted.name)
+            if position in selected:
+                raise bad(f"{where}.name: {wanted.name!r} is requested twice")
+            _no_binary(wanted.parameters, f"{where}.parameters")
+            selected.append(position)
+
+    arrays = [
+        _tensor(
+            request.inputs[given[name]].data,
+            request.inputs[given[name]].shape,
+            request.inputs[given[name]].datatype,
+            f"inputs[{given[name]}]",
+        )
+        for name in names
+    ]
+    return Decoded(arrays=arrays, rows=rows, outputs=selected, engine=engine)
+
+
+def _column(values: Any, where: str, expected: list[int], name: str) -> np.ndarray:
+    array = _as_array(values, where, "numbers")
+    if not _fits(array.shape, expected):
+        raise bad(
+            f"{where}: received a tensor of shape {_shape_text(list(array.shape))} "
+            f"(batch first); input {name!r} has shape {_shape_text(expected)} (-1: "
+            "any size)"
+        )
+    return _to_model_dtype(array, where)
+
+
+def _named(value: dict[str, Any], names: list[str], where: str, model: str) -> None:
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise bad(
+            f"{where}: unknown input {_short(unknown[0])}; model {model!r} has "
+            f"inputs {names}"
+        )
+    missing = [n for n in names if n not in value]
+    if missing:
+        raise bad(f"{where}: missing input(s) {missing}; model {model!r} has {names}")
+
+
+def decode_tfs(
+    request: PredictRequest,
+    model: str,
+    inputs: list[dict[str, Any]],
+    limits: Limits,
+) -> tuple[Decoded, bool]:
+    """Checks and decodes a TensorFlow Serving ``:predict`` body.
+
+    Returns:
+        The decoded batch and whether it used the row format (``instances``).
+
+    Raises:
+        InferenceError: 400 for a body that does not fit the model (or that
+            gives both ``instances`` and ``inputs``), 413 over a limit.
+    """
+    if request.signature_name not in (None, "serving_default"):
+        raise bad(
+            f"signature_name: received {_short(request.signature_name)}; the "
+            "models have one signature, 'serving_default'"
+        )
+    rows_format = request.instances is not None
+    if rows_format and request.inputs is not None:
+        raise bad(
+            "body: received both 'instances' (row format) and 'inputs' (columnar "
+            "format); send exactly one of them"
+        )
+    if not rows_format and request.inputs is None:
+        raise bad(
+            "body: missing 'instances' (row format) or 'inputs' (columnar format)"
+        )
+    names = [t["name"] for t in inputs]
+    meta = {t["name"]: list(t["shape"]) for t in inputs}
+    columns: dict[str, Any]
+    where: dict[str, str]
+    if rows_format:
+        instances = request.instances or []
+        if not instances:
+            raise bad("instances: received an empty list; send at least one row")
+        rows = len(instances)
+        _check_limits(rows, 0, limits, "instances")
+        objects = [isinstance(item, dict) for item in instances]
+        if all(objects):
+            for index, item in enumerate(instances):
+                _named(item, names, f"instances[{index}]", model)
+            columns = {n: [item[n] for item in instances] for n in names}
+            where = {n: f"instances[*].{n}" for n in names}
+        elif any(objects):
+            raise bad(
+                f"instances[{objects.index(not objects[0])}]: instances mix objects "
+                "and values; use {input name: value} objects for all or for none"
+            )
+        else:
+            if len(names) > 1:
+                raise bad(
+                    f"instances[0]: model {model!r} has {len(names)} inputs "
+                    f"{names}; each instance must be an object {{input name: value}}"
+                )
+            columns = {names[0]: instances}
+            where = {names[0]: "instances"}
+    else:
+        value = request.inputs
+        if isinstance(value, dict):
+            _named(value, names, "inputs", model)
+            columns = value
+            where = {n: f"inputs.{n}" for n in names}
+        else:
+            if len(names) > 1:
+                raise bad(
+                    f"inputs: model {model!r} has {len(names)} inputs {names}; "
+                    "send an object {input name: tensor}"
+                )
+            columns = {names[0]: value}
+            where = {names[0]: "inputs"}
+        sizes = {}
+        for name in names:
+            column = columns[name]
+            if not isinstance(column, list) or not column:
+                raise bad(
+                    f"{where[name]}: expected a non-empty list with one entry per "
+                    f"batch row (batch dimension first); received {_short(column)}"
+                )
+            sizes[name] = len(column)
+        rows = sizes[names[0]]
+        for name in names:
+            if sizes[name] != rows:
+                raise bad(
+                    f"{where[name]}: batch size {sizes[name]} differs from {rows} of "
+                    f"input {names[0]!r}"
+                )
+        _check_limits(rows, 0, limits, "inputs")
+    known = sum(rows * math.prod(abs(d) for d in meta[n][1:]) for n in names)
+    _check_limits(rows, known, limits, "instances" if rows_format else "inputs")
+    arrays = [_column(columns[n], where[n], meta[n], n) for n in names]
+    elements = sum(a.size for a in arrays)
+    _check_limits(rows, elements, limits, "instances" if rows_format else "inputs")
+    return Decoded(arrays=arrays, rows=rows, outputs=[], engine=None), rows_format
+
+
+def _nonfinite(array: np.ndarray) -> np.ndarray | None:
+    if array.dtype.kind != "f":
+        return None
+    mask = ~np.isfinite(array)
+    return mask if mask.any() else None
+
+
+def _datatype(dtype: np.dtype) -> str:
+    return _NAMES.get(np.dtype(dtype), "FP32")
+
+
+def encode_oip(
+    arrays: list[np.ndarray], selected: list[int], outputs: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """OIP ``$response_output`` objects, and the count of non-finite values.
+
+    Non-finite values (NaN, ±Inf), which JSON cannot carry, are sent as
+    ``null``; the output's ``parameters.nonfinite`` counts them.
+    """
+    encoded = []
+    total = 0
+    for index in selected:
+        array = arrays[index]
+        flat = array.reshape(-1)
+        data: list[Any] = flat.tolist()
+        item: dict[str, Any] = {
+            "name": outputs[index]["name"],
+            "shape": list(array.shape),
+            "datatype": _datatype(array.dtype),
+        }
+        mask = _nonfinite(flat)
+        if mask is not None:
+            positions = np.flatnonzero(mask)
+            for position in positions.tolist():
+                data[position] = None
+            item["parameters"] = {"nonfinite": int(positions.size)}
+            total += int(positions.size)
+        item["data"] = data
+        encoded.append(item)
+    return encoded, total
+
+
+def _nested(array: np.ndarray) -> tuple[Any, int]:
+    mask = _nonfinite(array)
+    if mask is None:
+        return array.tolist(), 0
+    values = array.astype(object)
+    values[mask] = None
+    return values.tolist(), int(mask.sum())
+
+
+def encode_tfs(
+    arrays: list[np.ndarray], outputs: list[dict[str, Any]], rows_format: bool
+) -> tuple[dict[str, Any], int]:
+    """The TF Serving answer (``predictions`` or ``outputs``) and the count of
+    non-finite values (sent as ``null``)."""
+    names = [t["name"] for t in outputs]
+    nested = [_nested(a) for a in arrays]
+    nonfinite = sum(count for _, count in nested)
+    values = [v for v, _ in nested]
+    if rows_format:
+        if len(values) == 1:
+            return {"predictions": values[0]}, nonfinite
+        rows = len(values[0])
+        predictions = [
+            {name: value[row] for name, value in zip(names, values, strict=True)}
+            for row in range(rows)
+        ]
+        return {"predictions": predictions}, nonfinite
+    if len(values) == 1:
+        return {"outputs": values[0]}, nonfinite
+    return {"outputs": dict(zip(names, values, strict=True))}, nonfinite

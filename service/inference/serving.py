@@ -1,0 +1,228 @@
+"""Serving registered versions: loading (definition, uploaded weights, packed
+engine), the served-model cache and running requests.
+
+A version is served by a :class:`Served`: its Keras model (built by
+``Runtime.built`` with the version's uploaded weights, if any) and, when the
+model qualifies, its ``bnncore.engine.compile`` d packed twin, compiled once
+per (definition, weights) pair. A model qualifies for the packed engine when it
+compiles to a plan with at least one layer on packed bits; the others, and
+requests with ``parameters.engine = "keras"``, run through TensorFlow
+(``model.predict_on_batch``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter
+
+from service.builder import plan
+from service.config import Settings
+from service.errors import NotFoundError
+from service.inference.codec import Decoded, InferenceError
+from service.inference.scheduler import Batcher, Scheduler
+from service.metrics import Metrics
+from service.runtime import Runtime
+from service.schemas.definitions import Definition
+from service.store import Store, VersionRecord
+
+__all__ = ["InferenceService", "Served"]
+
+log = logging.getLogger("service")
+
+_definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
+
+
+@dataclass
+class Served:
+    """A loaded version, ready to infer.
+
+    Attributes:
+        key: ``(content_hash, weights_sha256 or None)``.
+        model: The Keras model.
+        packed: Its packed-engine twin, or ``None`` when it does not qualify.
+        packed_note: Why the model does not qualify (empty when it does).
+    """
+
+    key: tuple[str, str | None]
+    model: Any
+    packed: Any
+    packed_note: str
+
+    @classmethod
+    def load(
+        cls, key: tuple[str, str | None], model: Any, compile_packed: bool
+    ) -> Served:
+        """Wraps a built model, compiling its packed twin (blocking)."""
+        if not compile_packed:
+            return cls(key, model, None, "the packed engine is off (BNN_ENGINE=keras)")
+        from bnncore import engine
+
+        try:
+            packed = engine.compile(model)
+        except Exception as error:  # any model must still serve through Keras
+            log.warning("packed engine refused %s: %s", key[0][:12], error)
+            return cls(key, model, None, f"the packed engine refused it: {error}")
+        if not packed.binary_layers:
+            return cls(key, model, None, "it has no binary layer to run on packed bits")
+        return cls(key, model, packed, "")
+
+    def engine_for(self, requested: str) -> str:
+        """``"packed"`` or ``"keras"`` for a requested engine (auto/packed/keras).
+
+        Raises:
+            InferenceError: 400 for ``packed`` on a model that does not qualify.
+        """
+        if requested == "keras":
+            return "keras"
+        if self.packed is not None:
+            return "packed"
+        if requested == "packed":
+            raise InferenceError(
+                400,
+                f"parameters.engine: received 'packed', but this model cannot run "
+                f"on the packed engine: {self.packed_note}; use 'auto' or 'keras'",
+            )
+        return "keras"
+
+    def predict(self, arrays: list[np.ndarray], engine: str) -> list[np.ndarray]:
+        """Runs a batch (blocking): one array per model output, in order."""
+        x: Any = arrays if len(arrays) > 1 else arrays[0]
+        if engine == "packed":
+            result = self.packed.predict(x)
+        else:
+            result = self.model.predict_on_batch(x)
+        if isinstance(result, dict):
+            result = [result[name] for name in self.model.output_names]
+        elif not isinstance(result, list | tuple):
+            result = [result]
+        return [np.asarray(out) for out in result]
+
+
+class InferenceService:
+    """Loads versions and runs inference requests for one app instance."""
+
+    def __init__(
+        self, settings: Settings, store: Store, runtime: Runtime, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.runtime = runtime
+        self.metrics = metrics
+        self.scheduler = Scheduler(
+            settings.inference_workers,
+            settings.max_pending_inferences,
+            settings.inference_timeout_s,
+        )
+        self.batcher = (
+            Batcher(settings.batch_max_size, settings.batch_max_wait_ms / 1000.0)
+            if settings.batching
+            else None
+        )
+        self._served: OrderedDict[tuple[str, str | None], Served] = OrderedDict()
+        self._loading: dict[tuple[str, str | None], asyncio.Future[Served]] = {}
+        metrics.track_models(lambda: len(self._served))
+
+    def close(self) -> None:
+        self.scheduler.close()
+        self._served.clear()
+
+    @property
+    def loaded(self) -> int:
+        """Versions in memory, ready to infer."""
+        return len(self._served)
+
+    async def record(self, name: str, version: int | None) -> VersionRecord:
+        """The registered version (the latest when ``version`` is None).
+
+        Raises:
+            NotFoundError: no such model or version (404).
+        """
+        record = await run_in_threadpool(self.store.get, name, version)
+        if record is None:
+            what = (
+                f"model {name!r}" if version is None else f"{name!r} version {version}"
+            )
+            raise NotFoundError(f"{what} is not registered")
+        return record
+
+    async def served(self, record: VersionRecord) -> Served:
+        """The loaded version: from the cache, or built, weighted and compiled
+        now (once, however many requests ask at the same time)."""
+        weights = await run_in_threadpool(
+            self.store.weights, record.name, record.version
+        )
+        key = (record.content_hash, None if weights is None else weights.sha256)
+        hit = self._served.get(key)
+        if hit is not None:
+            self._served.move_to_end(key)
+            return hit
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Served] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            served = await self._load(record, weights, key)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: waiters (if any) still get it
+            raise
+        finally:
+            self._loading.pop(key, None)
+        future.set_result(served)
+        self._served[key] = served
+        while len(self._served) > self.settings.model_cache_size:
+            self._served.popitem(last=False)
+        return served
+
+    async def _load(
+        self, record: VersionRecord, weights: Any, key: tuple[str, str | None]
+    ) -> Served:
+        normalized = await run_in_threadpool(
+            self.store.load_definition, record.content_hash
+        )
+        definition = _definition_adapter.validate_python(normalized)
+        model_plan = plan(definition, self.settings)
+        built = await self.runtime.run(self.runtime.built, model_plan, weights)
+        return await self.runtime.run(
+            Served.load, key, built.model, self.settings.engine != "keras"
+        )
+
+    async def infer(
+        self, record: VersionRecord, served: Served, decoded: Decoded
+    ) -> tuple[list[np.ndarray], str]:
+        """Runs a decoded request: the outputs (all of them, batch first) and the
+        engine that ran.
+
+        Raises:
+            InferenceError: 400 (engine), 503 (queue full), 504 (timeout).
+        """
+        engine = served.engine_for(decoded.engine or self.settings.engine)
+        name = record.name
+
+        def execute_now(arrays: list[np.ndarray], rows: int) -> list[np.ndarray]:
+            start = time.perf_counter()
+            outputs = served.predict(arrays, engine)
+            self.metrics.observe_inference(
+                name, engine, rows, time.perf_counter() - start
+            )
+            return outputs
+
+        async def execute(arrays: list[np.ndarray], rows: int) -> list[np.ndarray]:
+            return await self.scheduler.run(execute_now, arrays, rows)
+
+        if self.batcher is not None and self.batcher.accepts(decoded.rows):
+            outputs = await self.batcher.submit(
+                (served.key, engine), decoded.arrays, decoded.rows, execute
+            )
+        else:
+            outputs = await execute(decoded.arrays, decoded.rows)
+        return outputs, engine

@@ -1,0 +1,270 @@
+"""Inference endpoints: Open Inference Protocol V2 (``/v2/models/.../infer``,
+``.../ready``) and TensorFlow Serving REST (``/v1/models/...:predict``).
+
+Every refusal is ``{"error": "<message>"}``: 400 for a request that does not
+fit the model (malformed bodies included, as the OIP specifies), 404 for an
+unknown model or version, 413 over a limit, 503 when busy, 504 on timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from service.deps import ModelName, SettingsDep, VersionNumber
+from service.errors import error, format_validation_errors
+from service.inference import InferenceService
+from service.inference.codec import (
+    InferenceError,
+    Limits,
+    decode_oip,
+    decode_tfs,
+    encode_oip,
+    encode_tfs,
+)
+from service.inference.schemas import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelReady,
+    PredictRequest,
+    PredictResponse,
+)
+from service.metrics import MODEL_STATE_KEY
+from service.runtime import BusyError
+from service.schemas.reports import ErrorResponse
+from service.store import VersionRecord
+
+__all__ = ["router"]
+
+
+class InferenceRoute(APIRoute):
+    """Answers this router's errors in the envelope with OIP statuses: body
+    validation errors are 400 (not FastAPI's 422), and every rejection is
+    counted in ``bnn_rejections_total``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return error(400, format_validation_errors(list(exc.errors())))
+            except InferenceError as exc:
+                if exc.reason:
+                    request.app.state.metrics.reject(exc.reason)
+                headers = {"Retry-After": "1"} if exc.status == 503 else None
+                return error(exc.status, str(exc), headers)
+            except BusyError:
+                request.app.state.metrics.reject("build_busy")
+                raise
+
+        return route_handler
+
+
+router = APIRouter(tags=["inference"], route_class=InferenceRoute)
+
+
+def get_inference(request: Request) -> InferenceService:
+    """The app's inference service (created by the lifespan)."""
+    return request.app.state.inference
+
+
+InferenceDep = Annotated[InferenceService, Depends(get_inference)]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "The request does not fit the model; the message names the field"),
+        (404, "Unknown model or version"),
+        (413, "Body, batch or element count over a limit"),
+        (503, "Too busy (retry later) or the model cannot be loaded"),
+        (504, "Inference timed out"),
+    )
+}
+
+
+def _limits(settings: Any) -> Limits:
+    return Limits(settings.max_batch, settings.max_tensor_elements)
+
+
+async def _record(
+    request: Request, service: InferenceService, name: str, version: int | None
+) -> VersionRecord:
+    record = await service.record(name, version)
+    setattr(request.state, MODEL_STATE_KEY, record.name)
+    return record
+
+
+def _check_arity(record: VersionRecord, outputs: list[Any]) -> None:
+    if len(outputs) != len(record.outputs):
+        raise InferenceError(
+            500,
+            f"model {record.name!r} version {record.version} produced "
+            f"{len(outputs)} outputs but its metadata lists {len(record.outputs)}",
+        )
+
+
+async def _infer(
+    request: Request,
+    body: InferenceRequest,
+    service: InferenceService,
+    settings: Any,
+    name: str,
+    version: int | None,
+) -> Response:
+    record = await _record(request, service, name, version)
+    decoded = decode_oip(
+        body, record.name, record.inputs, record.outputs, _limits(settings)
+    )
+    served = await service.served(record)
+    outputs, engine = await service.infer(record, served, decoded)
+    _check_arity(record, outputs)
+    encoded, nonfinite = encode_oip(outputs, decoded.outputs, record.outputs)
+    parameters: dict[str, Any] = {"engine": engine}
+    if nonfinite:
+        parameters["nonfinite"] = nonfinite
+    content: dict[str, Any] = {
+        "model_name": record.name,
+        "model_version": str(record.version),
+    }
+    if body.id is not None:
+        content["id"] = body.id
+    content["parameters"] = parameters
+    content["outputs"] = encoded
+    return JSONResponse(content, headers=_headers(engine, nonfinite))
+
+
+def _headers(engine: str, nonfinite: int) -> dict[str, str]:
+    headers = {"X-BNN-Engine": engine}
+    if nonfinite:
+        headers["X-BNN-Nonfinite"] = str(nonfinite)
+    return headers
+
+
+_INFER = {
+    "response_model": InferenceResponse,
+    "responses": _ERRORS,
+    "response_class": JSONResponse,
+}
+
+
+@router.post("/v2/models/{name}/infer", **_INFER)
+async def infer(
+    name: ModelName,
+    body: InferenceRequest,
+    request: Request,
+    service: InferenceDep,
+    settings: SettingsDep,
+) -> Response:
+    """Open Inference Protocol V2 inference on the latest version."""
+    return await _infer(request, body, service, settings, name, None)
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer", **_INFER)
+async def infer_version(
+    name: ModelName,
+    version: VersionNumber,
+    body: InferenceRequest,
+    request: Request,
+    service: InferenceDep,
+    settings: SettingsDep,
+) -> Response:
+    """Open Inference Protocol V2 inference on one version."""
+    return await _infer(request, body, service, settings, name, version)
+
+
+async def _ready(
+    request: Request, service: InferenceService, name: str, version: int | None
+) -> Response:
+    record = await _record(request, service, name, version)
+    try:
+        await service.served(record)
+    except (BusyError, InferenceError):
+        raise
+    except Exception as exc:
+        return error(
+            503,
+            f"model {record.name!r} version {record.version} is not ready: {exc}",
+        )
+    return JSONResponse({"name": record.name, "ready": True})
+
+
+@router.get(
+    "/v2/models/{name}/ready",
+    response_model=ModelReady,
+    responses=_ERRORS,
+    response_class=JSONResponse,
+)
+async def ready(name: ModelName, request: Request, service: InferenceDep) -> Response:
+    """Whether the latest version can be served (it is loaded by this call)."""
+    return await _ready(request, service, name, None)
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}/ready",
+    response_model=ModelReady,
+    responses=_ERRORS,
+    response_class=JSONResponse,
+)
+async def ready_version(
+    name: ModelName, version: VersionNumber, request: Request, service: InferenceDep
+) -> Response:
+    """Whether one version can be served (it is loaded by this call)."""
+    return await _ready(request, service, name, version)
+
+
+async def _predict(
+    request: Request,
+    body: PredictRequest,
+    service: InferenceService,
+    settings: Any,
+    name: str,
+    version: int | None,
+) -> Response:
+    record = await _record(request, service, name, version)
+    decoded, rows_format = decode_tfs(
+        body, record.name, record.inputs, _limits(settings)
+    )
+    served = await service.served(record)
+    outputs, engine = await service.infer(record, served, decoded)
+    _check_arity(record, outputs)
+    content, nonfinite = encode_tfs(outputs, record.outputs, rows_format)
+    return JSONResponse(content, headers=_headers(engine, nonfinite))
+
+
+_PREDICT = {
+    "response_model": PredictResponse,
+    "responses": _ERRORS,
+    "response_class": JSONResponse,
+}
+
+
+@router.post("/v1/models/{name}:predict", **_PREDICT)
+async def predict(
+    name: ModelName,
+    body: PredictRequest,
+    request: Request,
+    service: InferenceDep,
+    settings: SettingsDep,
+) -> Response:
+    """TensorFlow Serving REST predict on the latest version."""
+    return await _predict(request, body, service, settings, name, None)
+
+
+@router.post("/v1/models/{name}/versions/{version}:predict", **_PREDICT)
+async def predict_version(
+    name: ModelName,
+    version: VersionNumber,
+    body: PredictRequest,
+    request: Request,
+    service: InferenceDep,
+    settings: SettingsDep,
+) -> Response:
+    """TensorFlow Serving REST predict on one version."""
+    return await _predict(request, body, service, settings, name, version)
