@@ -14,7 +14,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Strict, Tag, model_validator
 
 from service.schemas.common import Bool, Dim, Name, StrictModel
 from service.schemas.layers import LAYER_TYPES, AnyLayer, Input, LayerSpec
@@ -194,7 +194,7 @@ class Zoo(_Definition):
         224,
         3,
     )
-    num_classes: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    num_classes: Annotated[int, Strict(), Field(ge=1, le=100_000)] = 1000
     include_top: Bool = True
 
 

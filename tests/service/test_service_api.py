@@ -279,3 +279,35 @@ def test_built_models_are_cached(client):
     client.post("/v2/models", json={"name": "mnist", "definition": MNIST})
     client.get("/v2/models/mnist/summary")
     assert runtime.builds == 1
+
+
+ZOO = {"zoo": "BinaryAlexNet", "input_shape": [64, 64, 3], "num_classes": 10}
+
+
+def test_zoo_definition_reports_the_zoo_model(client):
+    from bnncore import zoo
+
+    model = zoo.get("BinaryAlexNet")(input_shape=(64, 64, 3), num_classes=10)
+    expected = profile(model).to_dict()
+    created = client.post("/v2/models", json={"name": "alex", "definition": ZOO})
+    assert created.status_code == 201
+    assert created.json()["params"] == model.count_params()
+    report = client.get("/v2/models/alex/summary").json()
+    assert report["totals"] == expected["totals"]
+    metadata = client.get("/v2/models/alex").json()
+    assert metadata["inputs"][0]["shape"] == [-1, 64, 64, 3]
+    assert metadata["outputs"][0]["shape"] == [-1, 10]
+    assert "BinaryAlexNet" in client.get("/v2").json()["zoo_models"]
+
+
+def test_zoo_models_over_the_params_limit_are_refused(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from service.config import Settings
+    from service.main import create_app
+
+    app = create_app(Settings(data_dir=tmp_path / "data", max_params=1_000_000))
+    with TestClient(app) as small:
+        response = small.post("/v2/summary", json=ZOO)
+    assert response.status_code == 413
+    assert "BNN_MAX_PARAMS" in response.json()["error"]
