@@ -155,11 +155,26 @@ def _template(scope: Scope) -> tuple[str, bool]:
     if route is not None and getattr(route, "path", None):
         return route.path, "endpoint" in scope
     app = scope.get("app")
-    for candidate in getattr(app, "routes", ()):
+    return _match(getattr(app, "routes", ()), scope), False
+
+
+def _match(routes: Any, scope: Scope) -> str:
+    """The template of the route matching ``scope`` (``"unmatched"``: none).
+
+    FastAPI lists an included router as one entry without a ``path`` (its
+    routes carry the router's prefix already): its routes are searched.
+    """
+    for candidate in routes:
+        inner = getattr(candidate, "original_router", None)
+        if inner is not None and getattr(candidate, "path", None) is None:
+            found = _match(getattr(inner, "routes", ()), scope)
+            if found != "unmatched":
+                return found
+            continue
         match, _ = candidate.matches(scope)
-        if match is Match.FULL:
-            return candidate.path, False
-    return "unmatched", False
+        if match is Match.FULL and getattr(candidate, "path", None):
+            return candidate.path
+    return "unmatched"
 
 
 def _model(scope: Scope, status: int) -> str:
