@@ -105,6 +105,33 @@ def served(client: TestClient, x: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(built.model(x, training=False))
 
 
+def infer(client: TestClient, x: np.ndarray) -> np.ndarray:
+    """``POST .../infer`` (Open Inference Protocol V2) on version 1."""
+    name = metadata(client)["inputs"][0]["name"]
+    request = {
+        "id": "w",
+        "inputs": [
+            {
+                "name": name,
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": x.reshape(-1).tolist(),
+            }
+        ],
+    }
+    reply = client.post("/v2/models/bnn/versions/1/infer", json=request)
+    assert reply.status_code == 200, reply.text
+    (output,) = reply.json()["outputs"]
+    return np.asarray(output["data"], "float32").reshape(output["shape"])
+
+
+def close(served: np.ndarray, expected: np.ndarray) -> None:
+    """HTTP inference may run the packed engine, whose float rounding differs
+    from TensorFlow's in the last bits (the Keras model itself is checked
+    bit-exactly through ``served``)."""
+    np.testing.assert_allclose(served, expected, rtol=1e-6, atol=1e-7)
+
+
 def metadata(client: TestClient) -> dict[str, Any]:
     reply = client.get("/v2/models/bnn/versions/1")
     assert reply.status_code == 200
@@ -137,12 +164,14 @@ def test_upload_serves_the_trained_model_and_replaces_without_staleness(
     meta = metadata(app_client)
     assert (meta["weights"], meta["weights_sha256"]) == ("uploaded", body["sha256"])
     np.testing.assert_array_equal(served(app_client, x), expect(models["a"], x))
+    close(infer(app_client, x), expect(models["a"], x))
 
     # Re-upload replaces: the cache keys on the sha256, so b serves at once.
     reply = app_client.put(URL, content=file_b, headers=OCTETS)
     assert reply.status_code == 200, reply.text
     assert reply.json()["replaced"] == body["sha256"]
     np.testing.assert_array_equal(served(app_client, x), expect(models["b"], x))
+    close(infer(app_client, x), expect(models["b"], x))
     # The initial-weights model (shared by identical definitions) is untouched.
     store, runtime = app_client.app.state.store, app_client.app.state.runtime
     record = store.get("bnn", 1)
@@ -210,6 +239,7 @@ def test_refused_files_leave_the_previous_weights_serving(
         meta = metadata(app_client)
         assert (meta["weights"], meta["weights_sha256"]) == ("uploaded", sha), label
     np.testing.assert_array_equal(served(app_client, x), expect(models["a"], x))
+    close(infer(app_client, x), expect(models["a"], x))
 
 
 def test_a_mismatch_lists_every_difference(app_client: TestClient) -> None:
