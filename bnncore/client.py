@@ -321,8 +321,10 @@ def push(
     The definition is ``bnncore.export.to_definition(model)`` (Keras JSON,
     which the service translates itself; it never reaches Keras
     deserialization), the weights ``bnncore.export.to_bytes(model)`` (sign
-    bits, k-bit codes, folded BatchNorm). Pushing the same architecture again
-    re-uses its version and replaces its weights.
+    bits, k-bit codes, folded BatchNorm). Pushing the same model again (e.g.
+    after more training) re-uses its version and replaces its weights; a
+    changed definition (other layers, or other layer names, which Keras picks
+    per process for unnamed layers) becomes a new version.
 
     Args:
         model: A built ``keras.Model`` whose layers have stable names.
