@@ -35,7 +35,7 @@ def value(samples: dict, name: str, **labels: str) -> float | None:
 
 
 def test_metrics_after_known_calls(tmp_path):
-    settings = Settings(data_dir=tmp_path / "a")
+    settings = Settings(data_dir=tmp_path / "a", max_body_bytes=2048)
     with TestClient(create_app(settings)) as client:
         assert register(client, "tiny", TINY)["version"] == 1
         for rows in (3, 1):
@@ -47,6 +47,8 @@ def test_metrics_after_known_calls(tmp_path):
         unknown = client.post("/v2/models/nosuch/infer", json=wrong)
         assert unknown.status_code == 404
         assert client.get("/no/such/route").status_code == 404
+        big = {"inputs": [tensor("input", np.ones((200, 3)), "FP64")]}
+        assert client.post("/v2/models/tiny/infer", json=big).status_code == 413
         samples = scrape(client)
 
     requests = "bnn_http_requests_total"
@@ -54,6 +56,8 @@ def test_metrics_after_known_calls(tmp_path):
     assert value(samples, requests, **ok) == 2
     assert value(samples, requests, **{**ok, "status": "400"}) == 1
     assert value(samples, requests, **{**ok, "model": "", "status": "404"}) == 1
+    # Refused by the body limit before routing: still its route template.
+    assert value(samples, requests, **{**ok, "model": "", "status": "413"}) == 1
     assert (
         value(
             samples,
@@ -83,7 +87,8 @@ def test_metrics_after_known_calls(tmp_path):
     assert value(samples, "bnn_inference_batch_size_bucket", **engine, le="4.0") == 2
     assert value(samples, "bnn_models_loaded") == 1
     for reason in REJECTION_REASONS:
-        assert value(samples, "bnn_rejections_total", reason=reason) == 0
+        expected = 1 if reason == "body_too_large" else 0
+        assert value(samples, "bnn_rejections_total", reason=reason) == expected
 
 
 def test_each_app_has_its_own_registry(tmp_path):
