@@ -58,9 +58,9 @@ def plan(definition: Any, settings: Settings) -> Plan:
     """
     from service.schemas.definitions import content_hash
 
-    normalized = definition.normalized()
-    digest = content_hash(normalized)
     if isinstance(definition, Zoo):
+        normalized = definition.normalized()
+        digest = content_hash(normalized)
         names = zoo_names()
         if definition.zoo not in names:
             raise DefinitionError(
@@ -74,9 +74,17 @@ def plan(definition: Any, settings: Settings) -> Plan:
                     f"{settings.max_dimension:,} (BNN_MAX_DIMENSION)"
                 )
         return Plan(definition, normalized, digest, None)
+    # Sizes first: nothing (not even the canonical form) before the limits pass.
+    layers = getattr(definition, "layers", None)
+    if layers is not None and len(layers) > settings.max_layers:
+        raise LimitError(
+            f"definition.layers: layer count {len(layers):,} exceeds the limit "
+            f"{settings.max_layers:,} (BNN_MAX_LAYERS)"
+        )
     offset = 1 if isinstance(definition, Sequential) else 0
     result = estimate(definition.graph(), settings, offset=offset)
-    return Plan(definition, normalized, digest, result)
+    normalized = definition.normalized()
+    return Plan(definition, normalized, content_hash(normalized), result)
 
 
 def _build_graph(graph: Graph) -> Any:

@@ -166,16 +166,17 @@ class Sequential(_Definition):
         return self
 
     def graph(self) -> Graph:
-        layers: list[dict[str, Any]] = [
-            {"type": "Input", "name": "input", "shape": list(self.input_shape)}
+        # The layers are validated already: chain copies of them without
+        # validating again (a Sequential definition is a valid graph by
+        # construction: unique names, one input each, all leading to the end).
+        layers: list[LayerSpec] = [
+            Input(type="Input", name="input", shape=list(self.input_shape))
         ]
         previous = "input"
         for layer in self.layers:
-            layers.append({**layer.model_dump(mode="json"), "inputs": [previous]})
+            layers.append(layer.model_copy(update={"inputs": [previous]}))
             previous = layer.name  # type: ignore[assignment]
-        return Graph.model_validate(
-            {"name": self.name, "layers": layers, "outputs": [previous]}
-        )
+        return Graph.model_construct(name=self.name, layers=layers, outputs=[previous])
 
 
 class Zoo(_Definition):

