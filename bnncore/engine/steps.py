@@ -237,6 +237,7 @@ class BinaryStep(ChainStep):
         self.spec = spec
         self.kernel = kernel
         self.groups = groups
+        self._geometry_cache: dict[tuple, tuple[K.ConvGeometry, tuple]] = {}
 
     @property
     def weight_bytes(self) -> int:
@@ -301,7 +302,11 @@ class BinaryStep(ChainStep):
 
     def run(self, env: Env, threads: int) -> None:
         packed = env.packed[(self.source, self.groups)]
-        geo, out_shape = self._geometry(packed)
+        key = (packed.shape, packed.words.shape, packed.pixels)
+        cached = self._geometry_cache.get(key)
+        if cached is None:
+            cached = self._geometry_cache[key] = self._geometry(packed)
+        geo, out_shape = cached
         residual = None
         if self.residual is not None:
             residual = env.array(self.residual)

@@ -418,7 +418,8 @@ void bnn_pack(const float *x, uint64_t *out, int64_t rows, int64_t ch, int64_t g
     pack_job_t p = {x, out, rows, ch, groups, cwg, 0};
     p.chunk = 1 + 16384 / (ch > 0 ? ch : 1);
     const int64_t items = (rows + p.chunk - 1) / p.chunk;
-    pool_run(items, pack_task, &p, threads);
+    /* Packing is memory-bound and quick: threads only for large tensors. */
+    pool_run(items, pack_task, &p, rows * ch >= (1 << 20) ? threads : 1);
 }
 
 void bnn_unpack(const uint64_t *x, float *out, int64_t rows, int64_t ch,

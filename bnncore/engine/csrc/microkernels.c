@@ -266,8 +266,78 @@ void bnn_pack_row(const float *x, int n, uint64_t *out) {
 }
 
 #if BNN_X86
-/* The epilogue on 8 channels at a time; same IEEE operations, in the same
- * order, as the scalar apply_ops (no fused multiply-add). */
+/* One epilogue op on 8 channels starting at c. */
+__attribute__((target("avx2"))) static inline __m256 apply_op8(const epi_op *op, __m256 v,
+                                                               int c, const float *res) {
+    const __m256 zero = _mm256_setzero_ps();
+    switch (op->code) {
+        case OP_SCALE:
+            return _mm256_mul_ps(v, _mm256_loadu_ps(op->v + c));
+        case OP_BIAS:
+            return _mm256_add_ps(v, _mm256_loadu_ps(op->v + c));
+        case OP_MULADD:
+            return _mm256_add_ps(_mm256_mul_ps(v, _mm256_loadu_ps(op->v + c)),
+                                 _mm256_loadu_ps(op->u + c));
+        case OP_RELU:
+            return _mm256_max_ps(v, zero);
+        case OP_CLIP:
+            return _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(op->lo)),
+                                 _mm256_set1_ps(op->hi));
+        case OP_SIGN:
+            return _mm256_blendv_ps(_mm256_set1_ps(1.0f), _mm256_set1_ps(-1.0f),
+                                    _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+        case OP_RESIDUAL:
+            return _mm256_add_ps(v, _mm256_loadu_ps(res + c));
+        default:
+            return v;
+    }
+}
+
+/* One op on 64 channels held in v[0..7] (the switch outside the lanes). */
+#define LANES(expr)                                          \
+    do {                                                     \
+        for (int i = 0; i < 8; i++) v[i] = (expr);           \
+    } while (0)
+
+__attribute__((target("avx2"))) static inline void apply_op64(const epi_op *op, __m256 *v,
+                                                              int c, const float *res) {
+    const __m256 zero = _mm256_setzero_ps();
+    switch (op->code) {
+        case OP_SCALE:
+            LANES(_mm256_mul_ps(v[i], _mm256_loadu_ps(op->v + c + 8 * i)));
+            break;
+        case OP_BIAS:
+            LANES(_mm256_add_ps(v[i], _mm256_loadu_ps(op->v + c + 8 * i)));
+            break;
+        case OP_MULADD:
+            LANES(_mm256_add_ps(_mm256_mul_ps(v[i], _mm256_loadu_ps(op->v + c + 8 * i)),
+                                _mm256_loadu_ps(op->u + c + 8 * i)));
+            break;
+        case OP_RELU:
+            LANES(_mm256_max_ps(v[i], zero));
+            break;
+        case OP_CLIP: {
+            const __m256 lo = _mm256_set1_ps(op->lo), hi = _mm256_set1_ps(op->hi);
+            LANES(_mm256_min_ps(_mm256_max_ps(v[i], lo), hi));
+            break;
+        }
+        case OP_SIGN: {
+            const __m256 one = _mm256_set1_ps(1.0f), minus = _mm256_set1_ps(-1.0f);
+            LANES(_mm256_blendv_ps(one, minus, _mm256_cmp_ps(v[i], zero, _CMP_LT_OQ)));
+            break;
+        }
+        case OP_RESIDUAL:
+            LANES(_mm256_add_ps(v[i], _mm256_loadu_ps(res + c + 8 * i)));
+            break;
+        default:
+            break;
+    }
+}
+#undef LANES
+
+/* The epilogue, vectorized: same IEEE operations in the same order as the
+ * scalar apply_ops (no fused multiply-add). Blocks of 64 channels stay in
+ * registers while each op is applied, and each packed word is written once. */
 __attribute__((target("avx2"))) static void epilogue_avx2(const epilogue_t *e,
                                                           int64_t row,
                                                           const int32_t *dots,
@@ -278,48 +348,45 @@ __attribute__((target("avx2"))) static void epilogue_avx2(const epilogue_t *e,
     uint64_t *yp = e->yp ? e->yp + (size_t)row * e->wpp_out : NULL;
     const int cg = cout / e->gout;
     const __m256 zero = _mm256_setzero_ps();
-    const __m256 one = _mm256_set1_ps(1.0f), minus = _mm256_set1_ps(-1.0f);
     if (yp) memset(yp, 0, (size_t)e->wpp_out * sizeof(uint64_t));
-    int g = 0, local = 0; /* packed-output group of channel c, and c within it */
-    for (int c = 0; c < cout; c += 8) {
-        __m256 v = dots ? _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(dots + c)))
-                        : _mm256_loadu_ps(src + c);
-        for (int q = 0; q < e->nops; q++) {
-            const epi_op *op = &e->ops[q];
-            switch (op->code) {
-                case OP_SCALE:
-                    v = _mm256_mul_ps(v, _mm256_loadu_ps(op->v + c));
-                    break;
-                case OP_BIAS:
-                    v = _mm256_add_ps(v, _mm256_loadu_ps(op->v + c));
-                    break;
-                case OP_MULADD:
-                    v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_loadu_ps(op->v + c)),
-                                      _mm256_loadu_ps(op->u + c));
-                    break;
-                case OP_RELU:
-                    v = _mm256_max_ps(v, zero);
-                    break;
-                case OP_CLIP:
-                    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(op->lo)),
-                                      _mm256_set1_ps(op->hi));
-                    break;
-                case OP_SIGN:
-                    v = _mm256_blendv_ps(one, minus, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
-                    break;
-                case OP_RESIDUAL:
-                    v = _mm256_add_ps(v, _mm256_loadu_ps(res + c));
-                    break;
-                default:
-                    break;
+    int c = 0;
+    if (cg % 64 == 0) {
+        for (; c + 64 <= cout; c += 64) {
+            __m256 v[8];
+            for (int i = 0; i < 8; i++)
+                v[i] = dots ? _mm256_cvtepi32_ps(
+                                  _mm256_loadu_si256((const __m256i *)(dots + c + 8 * i)))
+                            : _mm256_loadu_ps(src + c + 8 * i);
+            for (int q = 0; q < e->nops; q++) apply_op64(&e->ops[q], v, c, res);
+            if (y)
+                for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + c + 8 * i, v[i]);
+            if (yp) {
+                uint64_t word = 0;
+                for (int i = 0; i < 8; i++)
+                    word |= (uint64_t)(unsigned)_mm256_movemask_ps(
+                                _mm256_cmp_ps(v[i], zero, _CMP_LT_OQ))
+                            << (8 * i);
+                const int g = c / cg, local = c - g * cg;
+                yp[(size_t)g * e->cw_out_g + (local >> 6)] = word;
             }
         }
+        return;
+    }
+    int g = 0, local = 0; /* packed group of channel c, and c within it */
+    uint64_t word = 0;
+    for (; c < cout; c += 8) {
+        __m256 v = dots ? _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(dots + c)))
+                        : _mm256_loadu_ps(src + c);
+        for (int q = 0; q < e->nops; q++) v = apply_op8(&e->ops[q], v, c, res);
         if (y) _mm256_storeu_ps(y + c, v);
         if (yp) {
-            const uint64_t bits =
-                (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
-            yp[(size_t)g * e->cw_out_g + (local >> 6)] |= bits << (local & 63);
+            word |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ))
+                    << (local & 63);
             local += 8;
+            if ((local & 63) == 0 || local == cg) {
+                yp[(size_t)g * e->cw_out_g + ((local - 1) >> 6)] = word;
+                word = 0;
+            }
             if (local == cg) {
                 local = 0;
                 g++;
