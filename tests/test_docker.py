@@ -1,0 +1,145 @@
+"""docker/Dockerfile and docker/compose.yaml against the code (no Docker engine here).
+
+Checked: the container runs the entry point ``make serve`` runs
+(``uvicorn service.main:app``), in exec form, one worker, as a non-root user,
+with its health check on an open route of that app on the port it serves;
+the compose file's settings are settings of the service; and the files the
+build stage copies are enough to build the wheel, which then holds the entry
+point and the compiled engine.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+# Starlette's TestClient warns that it prefers httpx2; httpx is what we have.
+pytestmark = pytest.mark.filterwarnings("ignore:.*httpx2")
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = (ROOT / "docker" / "Dockerfile").read_text()
+
+
+def _instructions(name: str) -> list[str]:
+    """The arguments of every ``name`` instruction (continuations joined)."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE)
+    return [
+        line.split(None, 1)[1].strip()
+        for line in text.splitlines()
+        if line.split(None, 1)[:1] == [name]
+    ]
+
+
+def _serve_command() -> list[str]:
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nserve:", 1)[1].split("\n\n", 1)[0]
+    line = next(x for x in recipe.splitlines() if "uvicorn" in x)
+    return line.split()
+
+
+def test_the_container_runs_the_makefile_entry_point() -> None:
+    (cmd,) = _instructions("CMD")
+    command = json.loads(cmd)  # exec form: a JSON array, no shell
+    serve = _serve_command()
+    assert command[0] == "uvicorn" and serve[0].endswith("/uvicorn")
+    app = [a for a in command if ":" in a and not a.startswith("-")]
+    assert app == ["service.main:app"] == [a for a in serve if a.endswith(":app")]
+    assert command[command.index("--workers") + 1] == "1"
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    module, _, attribute = app[0].partition(":")
+    from fastapi import FastAPI
+
+    assert isinstance(
+        getattr(__import__(module, fromlist=[attribute]), attribute), FastAPI
+    )
+
+
+def test_healthcheck_port_user_and_stages(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.config import Settings
+    from service.main import create_app
+
+    (cmd,) = _instructions("CMD")
+    port = json.loads(cmd)[json.loads(cmd).index("--port") + 1]
+    (healthcheck,) = _instructions("HEALTHCHECK")
+    url = re.search(r"http://127\.0\.0\.1:(\d+)(/[\w/]+)", healthcheck)
+    assert url is not None and url.group(1) == port
+    assert _instructions("EXPOSE") == [port]
+    # The checked route answers 200 without a key even when keys are required.
+    settings = Settings(data_dir=tmp_path, api_keys="some-key")
+    with TestClient(create_app(settings)) as client:
+        assert client.get(url.group(2)).status_code == 200
+        assert client.get("/v2/models").status_code == 401
+    assert len(_instructions("FROM")) >= 2  # multi-stage
+    (user,) = _instructions("USER")
+    assert user not in ("root", "0")
+
+
+def test_compose_settings_are_service_settings() -> None:
+    yaml = pytest.importorskip("yaml")
+    from service.config import Settings
+
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    (service,) = compose["services"].values()
+    assert service["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
+    environment = service["environment"]
+    for name in environment:
+        assert name.startswith("BNN_")
+        assert name[4:].lower() in Settings.model_fields, name
+    env = dict(item.split("=", 1) for item in _instructions("ENV")[0].split())
+    assert environment["BNN_DATA_DIR"] == env["BNN_DATA_DIR"] == "/data"
+    assert _instructions("VOLUME") == ['["/data"]']
+    assert any(v.endswith(":/data") for v in service["volumes"])
+    assert service["ports"] == ["8000:8000"]
+
+
+def test_the_build_stage_files_build_a_wheel_with_the_entry_point(
+    tmp_path: Path,
+) -> None:
+    ignored = [
+        p.strip()
+        for p in (ROOT / ".dockerignore").read_text().splitlines()
+        if p.strip() and not p.startswith("#")
+    ]
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        rel = Path(directory).relative_to(ROOT)
+        return {
+            n
+            for n in names
+            for pattern in ignored
+            if fnmatch.fnmatch(n, pattern.removeprefix("**/"))
+            or fnmatch.fnmatch(str(rel / n), pattern)
+        }
+
+    build_stage = DOCKERFILE.split("\nFROM ", 2)[1]  # up to the runtime stage
+    for line in build_stage.splitlines():
+        if line.startswith("COPY "):
+            *sources, _ = line.split()[1:]
+            for source in sources:
+                path = ROOT / source
+                if path.is_dir():
+                    shutil.copytree(path, tmp_path / source, ignore=ignore)
+                else:
+                    shutil.copy(path, tmp_path / source)
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    result = subprocess.run(
+        [*pip, "-q", "-w", str(tmp_path / "wheels"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheels").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "service/main.py" in names and "bnncore/client.py" in names
+    assert any(n.startswith("bnncore/engine/_kernels") for n in names)
