@@ -16,6 +16,7 @@ __all__ = [
     "RequestInput",
     "RequestOutput",
     "ResponseOutput",
+    "request_body",
 ]
 
 Parameters = dict[str, Any]
@@ -107,3 +108,29 @@ class PredictResponse(BaseModel):
 
     predictions: list[Any] | None = None
     outputs: Any = None
+
+
+def _inline(node: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {k: _inline(v, definitions) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, definitions) for v in node]
+    return node
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a route that parses its body itself (with
+    ``model.model_validate_json``, faster than FastAPI's ``json.loads``), the
+    model's schema inlined."""
+    schema = model.model_json_schema()
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _inline(schema, schema.get("$defs", {}))}
+            },
+        }
+    }
