@@ -18,12 +18,15 @@ import numpy as np
 import pytest
 import safetensors.numpy
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bnncore as lq
 from service.builder import plan
-from service.config import Settings
+from service.config import Settings as ServiceSettings
 from service.main import create_app
 from service.routes.models import _definition_adapter
+from service.weights import WeightsRefusedError, check
 
 logging.getLogger("bnncore").setLevel(logging.ERROR)
 
@@ -82,7 +85,7 @@ def models() -> dict[str, Any]:
 
 @pytest.fixture
 def app_client(tmp_path: Path, models: dict[str, Any]) -> Iterator[TestClient]:
-    settings = Settings(
+    settings = ServiceSettings(
         data_dir=tmp_path / "data", max_body_bytes=8192, max_weights_bytes=64 * 1024
     )
     with TestClient(create_app(settings)) as client:
@@ -322,3 +325,48 @@ def test_deleting_the_version_removes_its_weights(
     assert app_client.delete("/v2/models/bnn/versions/1").status_code == 200
     assert store.weights("bnn", 1) is None
     assert not [p for p in (store.data_dir / "weights").rglob("*") if p.is_file()]
+
+
+def test_a_file_shared_by_two_versions_outlives_one_of_them(
+    app_client: TestClient, models: dict[str, Any]
+) -> None:
+    reply = app_client.post(
+        "/v2/models", json={"name": "twin", "definition": models["definition"]}
+    )
+    assert reply.status_code == 201
+    for url in (URL, "/v2/models/twin/versions/1/weights"):
+        assert app_client.put(url, content=models["file_a"]).status_code == 201
+    store = app_client.app.state.store
+    assert store.weights("twin", 1).path == store.weights("bnn", 1).path
+    assert app_client.delete("/v2/models/bnn/versions/1").status_code == 200
+    assert store.weights("twin", 1).read() == models["file_a"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_damaged_files_are_refused_or_fit_never_an_unexpected_error(
+    models: dict[str, Any], data: st.DataObject
+) -> None:
+    """Random byte changes (header and data) and truncations of a real file:
+    ``check`` either accepts a file that fits the model or refuses it with
+    400/422; nothing else escapes."""
+    original = models["file_a"]
+    header_end = 8 + int.from_bytes(original[:8], "little")
+    damaged = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 4))):
+        in_header = data.draw(st.booleans())
+        position = data.draw(
+            st.integers(8, header_end - 1)
+            if in_header
+            else st.integers(0, len(damaged) - 1)
+        )
+        damaged[position] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        damaged = damaged[: data.draw(st.integers(0, len(damaged)))]
+    try:
+        checked = check(models["a"], bytes(damaged), 10**6)
+    except WeightsRefusedError as refused:
+        assert refused.status in (400, 422) and str(refused)
+    else:
+        assert checked.sha256 == hashlib.sha256(bytes(damaged)).hexdigest()
+        assert not lq.export.mismatches(models["a"], checked.arrays)
