@@ -79,33 +79,112 @@ static void conv_scalar(const fconv_job_t *j, int64_t r0, int np, int64_t c0,
 }
 
 #if BNN_X86
-/* PIX pixels x 16 channels in registers. */
+/* PIX (4) pixels x 16 channels in registers (named accumulators: an array
+ * would be kept in memory by the compiler). */
 __attribute__((target("avx2,fma"))) static void conv_tile16(const fconv_job_t *j,
                                                            const pix_t *px, int64_t r0,
                                                            int np, int64_t c0) {
     const int64_t *g = j->g;
     const int64_t cin = g[3], kh = g[4], kw = g[5], cout = g[14];
-    __m256 acc[PIX][2];
-    for (int p = 0; p < PIX; p++) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+    __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     for (int64_t a = 0; a < kh; a++)
         for (int64_t b = 0; b < kw; b++) {
-            const float *xr[PIX];
-            for (int p = 0; p < PIX; p++) xr[p] = tap_at(j, px[p < np ? p : 0], a, b);
+            const float *x0 = tap_at(j, px[0], a, b);
+            const float *x1 = tap_at(j, px[np > 1 ? 1 : 0], a, b);
+            const float *x2 = tap_at(j, px[np > 2 ? 2 : 0], a, b);
+            const float *x3 = tap_at(j, px[np > 3 ? 3 : 0], a, b);
             const float *kr = j->k + (a * kw + b) * cin * cout + c0;
             for (int64_t ci = 0; ci < cin; ci++) {
                 const __m256 w0 = _mm256_loadu_ps(kr + ci * cout);
                 const __m256 w1 = _mm256_loadu_ps(kr + ci * cout + 8);
-                for (int p = 0; p < PIX; p++) {
-                    const __m256 xv = _mm256_broadcast_ss(xr[p] + ci);
-                    acc[p][0] = _mm256_fmadd_ps(xv, w0, acc[p][0]);
-                    acc[p][1] = _mm256_fmadd_ps(xv, w1, acc[p][1]);
-                }
+                __m256 xv = _mm256_broadcast_ss(x0 + ci);
+                a00 = _mm256_fmadd_ps(xv, w0, a00);
+                a01 = _mm256_fmadd_ps(xv, w1, a01);
+                xv = _mm256_broadcast_ss(x1 + ci);
+                a10 = _mm256_fmadd_ps(xv, w0, a10);
+                a11 = _mm256_fmadd_ps(xv, w1, a11);
+                xv = _mm256_broadcast_ss(x2 + ci);
+                a20 = _mm256_fmadd_ps(xv, w0, a20);
+                a21 = _mm256_fmadd_ps(xv, w1, a21);
+                xv = _mm256_broadcast_ss(x3 + ci);
+                a30 = _mm256_fmadd_ps(xv, w0, a30);
+                a31 = _mm256_fmadd_ps(xv, w1, a31);
             }
         }
-    for (int p = 0; p < np; p++) {
-        float *o = j->out + (r0 + p) * cout + c0;
-        _mm256_storeu_ps(o, acc[p][0]);
-        _mm256_storeu_ps(o + 8, acc[p][1]);
+    float *o = j->out + r0 * cout + c0;
+    _mm256_storeu_ps(o, a00);
+    _mm256_storeu_ps(o + 8, a01);
+    if (np > 1) {
+        _mm256_storeu_ps(o + cout, a10);
+        _mm256_storeu_ps(o + cout + 8, a11);
+    }
+    if (np > 2) {
+        _mm256_storeu_ps(o + 2 * cout, a20);
+        _mm256_storeu_ps(o + 2 * cout + 8, a21);
+    }
+    if (np > 3) {
+        _mm256_storeu_ps(o + 3 * cout, a30);
+        _mm256_storeu_ps(o + 3 * cout + 8, a31);
+    }
+}
+
+/* Small receptive fields (the first layer of a network: 3x3x3): each pixel's
+ * kh*kw*cin inputs (padding included) are gathered first, then reduced as one
+ * tap; the order of the multiply-adds is the same. */
+#define PATCH_MAX 64
+
+static void gather_patch(const fconv_job_t *j, pix_t px, float *patch) {
+    const int64_t *g = j->g;
+    const int64_t cin = g[3], kh = g[4], kw = g[5];
+    for (int64_t a = 0; a < kh; a++)
+        for (int64_t b = 0; b < kw; b++) {
+            const float *xr = tap_at(j, px, a, b);
+            for (int64_t ci = 0; ci < cin; ci++) *patch++ = xr[ci];
+        }
+}
+
+__attribute__((target("avx2,fma"))) static void patch_tile16(const fconv_job_t *j,
+                                                            const float *p0,
+                                                            const float *p1,
+                                                            const float *p2,
+                                                            const float *p3, int64_t r0,
+                                                            int np, int64_t c0) {
+    const int64_t *g = j->g;
+    const int64_t k = g[3] * g[4] * g[5], cout = g[14];
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+    __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    const float *kr = j->k + c0;
+    for (int64_t i = 0; i < k; i++) {
+        const __m256 w0 = _mm256_loadu_ps(kr + i * cout);
+        const __m256 w1 = _mm256_loadu_ps(kr + i * cout + 8);
+        __m256 xv = _mm256_broadcast_ss(p0 + i);
+        a00 = _mm256_fmadd_ps(xv, w0, a00);
+        a01 = _mm256_fmadd_ps(xv, w1, a01);
+        xv = _mm256_broadcast_ss(p1 + i);
+        a10 = _mm256_fmadd_ps(xv, w0, a10);
+        a11 = _mm256_fmadd_ps(xv, w1, a11);
+        xv = _mm256_broadcast_ss(p2 + i);
+        a20 = _mm256_fmadd_ps(xv, w0, a20);
+        a21 = _mm256_fmadd_ps(xv, w1, a21);
+        xv = _mm256_broadcast_ss(p3 + i);
+        a30 = _mm256_fmadd_ps(xv, w0, a30);
+        a31 = _mm256_fmadd_ps(xv, w1, a31);
+    }
+    float *o = j->out + r0 * cout + c0;
+    _mm256_storeu_ps(o, a00);
+    _mm256_storeu_ps(o + 8, a01);
+    if (np > 1) {
+        _mm256_storeu_ps(o + cout, a10);
+        _mm256_storeu_ps(o + cout + 8, a11);
+    }
+    if (np > 2) {
+        _mm256_storeu_ps(o + 2 * cout, a20);
+        _mm256_storeu_ps(o + 2 * cout + 8, a21);
+    }
+    if (np > 3) {
+        _mm256_storeu_ps(o + 3 * cout, a30);
+        _mm256_storeu_ps(o + 3 * cout + 8, a31);
     }
 }
 
@@ -151,13 +230,36 @@ static void fconv_task(void *ctx, int64_t item, int slot) {
     const int64_t c0 = cb * CHANNELS_PER_ITEM;
     const int64_t c1 = c0 + CHANNELS_PER_ITEM < cout ? c0 + CHANNELS_PER_ITEM : cout;
     const int64_t r1 = (rb + 1) * ROWS_PER_ITEM < rows ? (rb + 1) * ROWS_PER_ITEM : rows;
-    for (int64_t r = rb * ROWS_PER_ITEM; r < r1; r += PIX) {
+    /* Output coordinates advance incrementally (no division per pixel). */
+    const int64_t *g = j->g;
+    const int64_t r_start = rb * ROWS_PER_ITEM;
+    int64_t xo = r_start % g[13], yo = (r_start / g[13]) % g[12], no = r_start / (g[12] * g[13]);
+    for (int64_t r = r_start; r < r1; r += PIX) {
         const int np = (int)(r1 - r < PIX ? r1 - r : PIX);
         int64_t c = c0;
+        pix_t px[PIX];
+        for (int p = 0; p < np; p++) {
+            px[p].base = no * g[1] * g[2] * g[3];
+            px[p].iy = yo * g[6] - g[10];
+            px[p].ix = xo * g[7] - g[11];
+            if (++xo == g[13]) {
+                xo = 0;
+                if (++yo == g[12]) {
+                    yo = 0;
+                    no++;
+                }
+            }
+        }
 #if BNN_X86
         if (j->fma_ok) {
-            pix_t px[PIX];
-            for (int p = 0; p < np; p++) px[p] = pixel(j, r + p);
+            const int64_t taps = j->g[4] * j->g[5];
+            if (taps > 1 && taps * j->g[3] <= PATCH_MAX && c + 16 <= c1) {
+                float patch[PIX][PATCH_MAX];
+                for (int p = 0; p < np; p++) gather_patch(j, px[p], patch[p]);
+                for (; c + 16 <= c1; c += 16)
+                    patch_tile16(j, patch[0], patch[np > 1 ? 1 : 0], patch[np > 2 ? 2 : 0],
+                                 patch[np > 3 ? 3 : 0], r, np, c);
+            }
             if (np == 1) {
                 for (; c + 32 <= c1; c += 32) conv_row32(j, px[0], r, c);
             }
