@@ -26,7 +26,9 @@ admin     every other method: register, upload weights, delete
   ``key[:scope+scope...]``; no scope, or ``*``, means all scopes);
 * JSON: ``{"key1": ["read", "infer"], "key2": "*"}``.
 
-No configured key (unset or blank) leaves the service open.
+No configured key (unset or blank) leaves the service open. Refusals are
+counted in ``bnn_rejections_total`` with reason ``unauthorized`` (401) or
+``forbidden`` (403).
 """
 
 from __future__ import annotations
@@ -202,9 +204,11 @@ class ApiKeyAuth:
             challenge = 'Bearer realm="bnncore"'
             if header is not None:
                 challenge += ', error="invalid_token"'
+            _count(scope, "unauthorized")
             await _respond(send, 401, message, challenge)
             return
         if needed not in granted:
+            _count(scope, "forbidden")
             held = ", ".join(s for s in SCOPES if s in granted) or "none"
             await _respond(
                 send,
@@ -215,6 +219,13 @@ class ApiKeyAuth:
             )
             return
         await self.app(scope, receive, send)
+
+
+def _count(scope: Scope, reason: str) -> None:
+    """Counts a refusal in the app's ``bnn_rejections_total`` (if it has one)."""
+    metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
+    if metrics is not None:
+        metrics.reject(reason)
 
 
 async def _respond(send: Any, status: int, message: str, challenge: str) -> None:

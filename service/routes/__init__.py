@@ -1,1 +1,2 @@
-"""HTTP routes: models (registry), reports (dry runs), health, server metadata."""
+"""HTTP routes: models (registry), reports (dry runs), health, server metadata,
+weights (upload), inference."""

@@ -72,6 +72,25 @@ def test_requests_without_a_valid_key_get_401_with_a_challenge(
     assert 'error="invalid_token"' in reply.headers["www-authenticate"]
 
 
+def test_refusals_are_counted_in_the_metrics(client: TestClient) -> None:
+    def rejected(reason: str) -> float:
+        text = client.get("/metrics", headers=bearer("read")).text
+        line = f'bnn_rejections_total{{reason="{reason}"}} '
+        found = [x for x in text.splitlines() if x.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    before = rejected("unauthorized"), rejected("forbidden")
+    client.get("/v2/models")
+    client.get("/v2/models", headers={"Authorization": "Bearer wrong"})
+    client.delete("/v2/models/m/versions/9", headers=bearer("read"))
+    assert (rejected("unauthorized"), rejected("forbidden")) == (
+        before[0] + 2,
+        before[1] + 1,
+    )
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=bearer("infer")).status_code == 403
+
+
 def test_health_is_open(client: TestClient) -> None:
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 200
