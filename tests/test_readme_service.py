@@ -80,3 +80,19 @@ def test_readme_service_block_runs(server, tmp_path):
     assert infer["model_name"] == "mnist"
     assert infer["outputs"][0]["shape"] == [1, 10]
     assert len(infer["outputs"][0]["data"]) == 10
+
+
+def test_readme_client_block_runs(server, tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- client-example -->\n```python\n(.*?)\n```", text, re.S)
+    assert match, "README has no client example block"
+    # Exactly as printed, with the port of this test's server.
+    code = match.group(1).replace("http://127.0.0.1:8000", server)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme_client"}
+    exec(compile(code, "README.md client block", "exec"), namespace)
+    # The block's own assertion compared served and local predictions; check
+    # that it really produced a version and probabilities.
+    assert namespace["version"] >= 1
+    np = namespace["np"]
+    np.testing.assert_allclose(namespace["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
