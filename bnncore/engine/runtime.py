@@ -95,6 +95,11 @@ class PackedModel:
                 want is None or want == got
                 for want, got in zip(shape, array.shape, strict=True)
             )
+            if ok and array.ndim and array.shape[0] == 0:
+                raise ValueError(
+                    "Expected at least one sample. "
+                    f"Received: {field}.shape={array.shape}."
+                )
             if not ok:
                 expected = tuple("batch" if d is None else d for d in shape)
                 raise ValueError(

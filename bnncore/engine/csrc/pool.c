@@ -134,9 +134,10 @@ void pool_run(int64_t n, pool_fn fn, void *ctx, int threads) {
 
     work(&job, 0);
 
-    /* Close the job to late workers, then wait for the ones inside it. */
+    /* Close the job to late workers, then wait for the ones inside it. (Another
+     * caller may have published its own job meanwhile: leave that one open.) */
     pthread_mutex_lock(&g_mu);
-    g_job = NULL;
+    if (g_job == &job) g_job = NULL;
     pthread_mutex_unlock(&g_mu);
     int k = 0;
     while (atomic_load(&job.refs) > 0 || atomic_load(&job.done) < n) {

@@ -142,5 +142,34 @@ def test_predict_rejects_bad_inputs():
         packed.predict([np.zeros((2, 4)), np.zeros((2, 4))])
     with pytest.raises(ValueError, match="dtype <U1"):
         packed.predict([np.zeros((2, 4)), np.array([["a"] * 3] * 2)])
+    with pytest.raises(ValueError, match="at least one sample"):
+        packed.predict([np.zeros((0, 4)), np.zeros((0, 3))])
     with pytest.raises(ValueError, match="repeats=0"):
         packed.step_times([np.zeros((2, 4)), np.zeros((2, 3))], repeats=0)
+
+
+def test_concurrent_predictions_from_several_threads_are_correct():
+    import threading
+
+    inputs = keras.Input((12, 12, 64))
+    y = QuantConv2D(64, 3, padding="same", pad_values=1.0, **BINARY)(inputs)
+    y = keras.layers.BatchNormalization()(y)
+    model = randomize(keras.Model(inputs, QuantConv2D(32, 3, **BINARY)(y)))
+    packed = engine.compile(model, threads=2)
+    xs = [_x((12, 12, 64), batch=3, seed=s) for s in range(4)]
+    expected = [packed.predict(x) for x in xs]
+    results: dict[int, list[np.ndarray]] = {i: [] for i in range(4)}
+
+    def work(i):
+        for _ in range(5):
+            results[i].append(packed.predict(xs[i]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for i in range(4):
+        assert len(results[i]) == 5
+        for got in results[i]:
+            np.testing.assert_array_equal(got, expected[i])
