@@ -163,7 +163,6 @@ __attribute__((target("avx2"))) static void mk_avx2(
         const uint64_t *b0 = panels + (size_t)p * kw * 4;
         const uint64_t *b1 = two ? b0 + (size_t)kw * 4 : b0;
         __m256i t[8];
-        for (int q = 0; q < 8; q++) t[q] = zero;
         for (int k0 = 0; k0 < kw; k0 += 31) {
             const int k1 = k0 + 31 < kw ? k0 + 31 : kw;
             __m256i c00 = zero, c01 = zero, c10 = zero, c11 = zero;
@@ -192,14 +191,13 @@ __attribute__((target("avx2"))) static void mk_avx2(
                 v = _mm256_xor_si256(x, w1);
                 POP_ACC(c31, v);
             }
-            t[0] = _mm256_add_epi64(t[0], _mm256_sad_epu8(c00, zero));
-            t[1] = _mm256_add_epi64(t[1], _mm256_sad_epu8(c01, zero));
-            t[2] = _mm256_add_epi64(t[2], _mm256_sad_epu8(c10, zero));
-            t[3] = _mm256_add_epi64(t[3], _mm256_sad_epu8(c11, zero));
-            t[4] = _mm256_add_epi64(t[4], _mm256_sad_epu8(c20, zero));
-            t[5] = _mm256_add_epi64(t[5], _mm256_sad_epu8(c21, zero));
-            t[6] = _mm256_add_epi64(t[6], _mm256_sad_epu8(c30, zero));
-            t[7] = _mm256_add_epi64(t[7], _mm256_sad_epu8(c31, zero));
+            const __m256i s[8] = {
+                _mm256_sad_epu8(c00, zero), _mm256_sad_epu8(c01, zero),
+                _mm256_sad_epu8(c10, zero), _mm256_sad_epu8(c11, zero),
+                _mm256_sad_epu8(c20, zero), _mm256_sad_epu8(c21, zero),
+                _mm256_sad_epu8(c30, zero), _mm256_sad_epu8(c31, zero)};
+            /* Short dot products (kw <= 31) need no running totals. */
+            for (int q = 0; q < 8; q++) t[q] = k0 == 0 ? s[q] : _mm256_add_epi64(t[q], s[q]);
         }
         /* Low 32 bits of each 64-bit count, 8 channels per row, in one store. */
         const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
