@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from bnncore.engine.buffers import empty as _empty
+
 try:
     from bnncore.engine import _kernels
 except ImportError as error:  # pragma: no cover - exercised only on broken installs
@@ -94,7 +96,7 @@ def pack(x: np.ndarray, groups: int = 1, threads: int = 1) -> np.ndarray:
     channels = x.shape[-1]
     cwg = words_for(channels // groups)
     rows = int(np.prod(x.shape[:-1], dtype=np.int64))
-    out = np.empty((*x.shape[:-1], groups * cwg), dtype=np.uint64)
+    out = _empty((*x.shape[:-1], groups * cwg), dtype=np.uint64)
     _kernels.pack(x, out, rows, channels, groups, cwg, threads)
     return out
 
@@ -104,7 +106,7 @@ def unpack(words: np.ndarray, channels: int, groups: int = 1) -> np.ndarray:
     words = np.ascontiguousarray(words, dtype=np.uint64)
     cwg = words_for(channels // groups)
     rows = int(np.prod(words.shape[:-1], dtype=np.int64))
-    out = np.empty((*words.shape[:-1], channels), dtype=np.float32)
+    out = _empty((*words.shape[:-1], channels), dtype=np.float32)
     _kernels.unpack(words, out, rows, channels, groups, cwg)
     return out
 
@@ -224,11 +226,11 @@ def bconv(
     """
     g = geometry
     shape = (g.n, g.oh, g.ow)
-    y = np.empty((*shape, g.cout), dtype=np.float32) if float_out else None
+    y = _empty((*shape, g.cout), dtype=np.float32) if float_out else None
     gout = packed_groups or 1
     cw_out_g = words_for(g.cout // gout)
     yp = (
-        np.empty((*shape, gout * cw_out_g), dtype=np.uint64)
+        _empty((*shape, gout * cw_out_g), dtype=np.uint64)
         if packed_groups is not None
         else None
     )
@@ -273,7 +275,7 @@ def maxpool(
     """
     x = np.ascontiguousarray(x, dtype=np.uint64)
     n, h, w, wpp = x.shape
-    out = np.empty((n, *out_size, wpp), dtype=np.uint64)
+    out = _empty((n, *out_size, wpp), dtype=np.uint64)
     geometry = (n, h, w, wpp, *pool, *strides, *pads, *out_size)
     _kernels.maxpool(x, out, geometry, or_mask, int(threads))
     return out
@@ -290,7 +292,7 @@ def fmaxpool(
     """Max pooling of float32 NHWC data; padded positions are ignored."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, h, w, c = x.shape
-    out = np.empty((n, *out_size, c), dtype=np.float32)
+    out = _empty((n, *out_size, c), dtype=np.float32)
     _kernels.fmaxpool(x, out, (n, h, w, c, *pool, *strides, *pads, *out_size), threads)
     return out
 
@@ -326,7 +328,7 @@ def fconv(
     kh, kw = kernel.shape[:2]
     mult = kernel.shape[3] if depthwise else 1
     cout = cin * mult if depthwise else kernel.shape[3]
-    out = np.empty((n, *out_size, cout), dtype=np.float32)
+    out = _empty((n, *out_size, cout), dtype=np.float32)
     geometry = (n, h, w, cin, kh, kw, *strides, *dilation, *pads, *out_size, cout, mult)
     _kernels.fconv(x, kernel, out, geometry, float(pad_value), depthwise, threads)
     return out
@@ -353,7 +355,7 @@ def epilogue(
     gout = packed_groups or 1
     cw_out_g = words_for(cout // gout)
     yp = (
-        np.empty((*y.shape[:-1], gout * cw_out_g), dtype=np.uint64)
+        _empty((*y.shape[:-1], gout * cw_out_g), dtype=np.uint64)
         if packed_groups is not None
         else None
     )

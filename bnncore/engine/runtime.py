@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from bnncore.engine import kernels as K
+from bnncore.engine.buffers import BufferPool
 from bnncore.engine.graph import Node, UnsupportedGraphError, ValueId, parse, substitute
 from bnncore.engine.planner import build_plan, infer_specs
 from bnncore.engine.steps import BinaryStep, Env, FloatStep, Step, WholeModelStep
@@ -56,6 +57,7 @@ class PackedModel:
         self._input_dtypes = input_dtypes
         self.name = name
         self.threads = threads
+        self._buffers = BufferPool()
 
     @property
     def weight_bytes(self) -> int:
@@ -122,16 +124,21 @@ class PackedModel:
         Raises:
             ValueError: if the inputs do not match the model's inputs.
         """
-        env = Env()
-        for value, array in zip(self._inputs, self._check_inputs(x), strict=True):
-            env.floats[value] = array
-        for step in self.steps:
-            step.run(env, self.threads)
-        if self._outputs is None:
-            outputs = keras.tree.flatten(env.floats[WholeModelStep.OUTPUT])
-        else:
-            outputs = [env.floats[v] for v in self._outputs]
-        results = [np.asarray(out, dtype=np.float32) for out in outputs]
+        inputs = self._check_inputs(x)
+        key = tuple((a.shape, a.dtype.str) for a in inputs if isinstance(a, np.ndarray))
+        with self._buffers.lease(key) as lease:
+            env = Env()
+            for value, array in zip(self._inputs, inputs, strict=True):
+                env.floats[value] = array
+            for step in self.steps:
+                step.run(env, self.threads)
+            if self._outputs is None:
+                outputs = keras.tree.flatten(env.floats[WholeModelStep.OUTPUT])
+            else:
+                outputs = [env.floats[v] for v in self._outputs]
+            results = [np.asarray(out, dtype=np.float32) for out in outputs]
+            del env
+        self._buffers.give_back(lease, results)
         return results[0] if len(results) == 1 else results
 
     __call__ = predict

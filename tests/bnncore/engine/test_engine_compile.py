@@ -173,3 +173,19 @@ def test_concurrent_predictions_from_several_threads_are_correct():
         assert len(results[i]) == 5
         for got in results[i]:
             np.testing.assert_array_equal(got, expected[i])
+
+
+def test_results_are_not_overwritten_by_later_calls_reusing_buffers():
+    inputs = keras.Input((10, 10, 64))
+    y = QuantConv2D(64, 3, padding="same", **BINARY)(inputs)
+    model = randomize(keras.Model(inputs, [y, QuantConv2D(8, 3, **BINARY)(y)]))
+    packed = engine.compile(model)
+    x1, x2 = _x((10, 10, 64), batch=4, seed=1), _x((10, 10, 64), batch=4, seed=2)
+    first = packed.predict(x1)
+    kept = [a.copy() for a in first]
+    for _ in range(3):
+        second = packed.predict(x2)
+    for a, b in zip(first, kept, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert_matches(second, keras_forward(model, x2))
+    assert_matches(packed.predict(x1[:1]), keras_forward(model, x1[:1]))
