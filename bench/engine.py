@@ -217,6 +217,7 @@ def _layer_models(shape, kind, units, k):
 def bench_layers(repeats: int, hz: float) -> list[dict[str, Any]]:
     from bnncore import engine
     from bnncore.engine import kernels as K
+    from bnncore.engine.buffers import BufferPool
     from bnncore.engine.steps import Env
 
     rows = []
@@ -233,8 +234,12 @@ def bench_layers(repeats: int, hz: float) -> list[dict[str, Any]]:
             packed_in = env.packed[(step.source, step.groups)]
             geo, _ = step._geometry(packed_in)
 
-            def kernel(p=packed_in, s=step, g=geo):
-                return K.bconv(p.words, s.kernel.panels, g, s.ops, threads=THREADS)
+            pool = BufferPool()  # output arrays reused: no page faults timed
+
+            def kernel(p=packed_in, s=step, g=geo, pool=pool):
+                with pool.lease("kernel") as lease:
+                    K.bconv(p.words, s.kernel.panels, g, s.ops, threads=THREADS)
+                pool.give_back(lease, [])
 
             times = interleaved(
                 {
