@@ -63,7 +63,7 @@ def words_for(bits: int) -> int:
 
 
 def features() -> dict[str, Any]:
-    """CPU and build features: ``avx2``, ``popcnt``, ``openmp``, ``max_threads``."""
+    """CPU features (``avx2``, ``popcnt``) and ``worker_threads`` started so far."""
     return dict(_kernels.features())
 
 
