@@ -41,14 +41,24 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void work(job_t *job, int slot) {
+static int64_t work(job_t *job, int slot) {
+    int64_t count = 0;
     for (;;) {
         const int64_t i = atomic_fetch_add(&job->next, 1);
         if (i >= job->n) break;
         job->fn(job->ctx, i, slot);
         atomic_fetch_add(&job->done, 1);
+        count++;
     }
+    return count;
 }
+
+/* Jobs left to run on the caller alone: set when threads did not pay off (on
+ * a machine whose other cores are busy, a worker is scheduled late or
+ * preempted in the middle of an item, and the caller waits for it). After
+ * SOLO_JOBS jobs the pool tries threads again. */
+#define SOLO_JOBS 64
+static atomic_int g_solo = 0;
 
 static void *worker_main(void *arg) {
     (void)arg;
@@ -111,6 +121,10 @@ int pool_workers(void) { return g_workers; }
 
 void pool_run(int64_t n, pool_fn fn, void *ctx, int threads) {
     if (n <= 0) return;
+    if (threads > 1 && n > 1 && atomic_load(&g_solo) > 0) {
+        atomic_fetch_sub(&g_solo, 1);
+        threads = 1;
+    }
     if (threads <= 1 || n == 1) {
         for (int64_t i = 0; i < n; i++) fn(ctx, i, 0);
         return;
@@ -132,7 +146,9 @@ void pool_run(int64_t n, pool_fn fn, void *ctx, int threads) {
     pthread_cond_broadcast(&g_wake);
     pthread_mutex_unlock(&g_mu);
 
-    work(&job, 0);
+    const int64_t start = now_ns();
+    const int64_t mine = work(&job, 0);
+    const int64_t main_done = now_ns();
 
     /* Close the job to late workers, then wait for the ones inside it. (Another
      * caller may have published its own job meanwhile: leave that one open.) */
@@ -148,5 +164,11 @@ void pool_run(int64_t n, pool_fn fn, void *ctx, int threads) {
             pthread_mutex_unlock(&g_mu);
             if (atomic_load(&job.done) < n) sched_yield();
         }
+    }
+    /* Did the workers help? Compare with the caller's own pace on its items. */
+    const int64_t total = now_ns() - start;
+    if (mine > 0) {
+        const double alone = (double)(main_done - start) / (double)mine * (double)n;
+        if ((double)total > alone) atomic_store(&g_solo, SOLO_JOBS);
     }
 }
