@@ -142,8 +142,8 @@ __attribute__((target("avx2"))) static void mk_avx2_row(const uint64_t *a0,
     }
 }
 
-__attribute__((target("avx2"))) static void mk_avx2(
-    const uint64_t *const *a, int mr, const uint64_t *panels, int npan, int kw,
+__attribute__((target("avx2"), always_inline)) static inline void mk_avx2_body(
+    const uint64_t *const *a, int mr, const uint64_t *panels, int npan, const int kw,
     int32_t kbits, int32_t *dots, int ldd) {
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
                                          3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
@@ -216,6 +216,20 @@ __attribute__((target("avx2"))) static void mk_avx2(
                 _mm_storeu_si128((__m128i *)out, _mm256_castsi256_si128(d));
         }
     }
+}
+
+/* Dot products of 3x3 convolutions over 64 and 128 channels (9 and 18 words)
+ * get their own copies with the trip count known at compile time. */
+__attribute__((target("avx2"))) static void mk_avx2(const uint64_t *const *a, int mr,
+                                                   const uint64_t *panels, int npan,
+                                                   int kw, int32_t kbits,
+                                                   int32_t *dots, int ldd) {
+    if (kw == 9)
+        mk_avx2_body(a, mr, panels, npan, 9, kbits, dots, ldd);
+    else if (kw == 18)
+        mk_avx2_body(a, mr, panels, npan, 18, kbits, dots, ldd);
+    else
+        mk_avx2_body(a, mr, panels, npan, kw, kbits, dots, ldd);
 }
 #endif
 
