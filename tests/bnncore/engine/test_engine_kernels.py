@@ -127,10 +127,12 @@ def test_binary_conv_equals_numpy_oracle_for_every_kernel_and_thread_count(case)
 
 
 @pytest.mark.parametrize("kernel_name", KERNELS)
-def test_long_dot_products_cross_the_byte_counter_flush(kernel_name):
-    # 3x3x600 = 5400 bits = 85 words: three flushes of the 31-word byte counters.
+@pytest.mark.parametrize("cin", [64, 128, 600])
+def test_dot_product_lengths_with_specialized_and_flushed_loops(kernel_name, cin):
+    # 3x3x64 and 3x3x128 (9 and 18 words) have specialized AVX2 loops;
+    # 3x3x600 = 85 words crosses three flushes of the 31-word byte counters.
     case = {
-        "n": 1, "h": 5, "w": 6, "groups": 1, "cin_g": 600, "cout": 9,
+        "n": 1, "h": 5, "w": 6, "groups": 1, "cin_g": cin, "cout": 9,
         "kernel": (3, 3), "strides": (1, 1), "dilation": (1, 1),
         "pads": ((1, 1), (1, 1)), "pad_mode": 0, "seed": 7,
     }  # fmt: skip
