@@ -142,7 +142,8 @@ def test_dot_product_lengths_with_specialized_and_flushed_loops(kernel_name, cin
 
 @pytest.mark.parametrize(
     ("cout", "packed_groups"),
-    [(6, 2), (16, 1), (48, 3), (40, 5)],  # scalar path; vectorized path (x8)
+    # scalar path; 8 channels at a time; 64-channel blocks held in registers
+    [(6, 2), (16, 1), (48, 3), (40, 5), (128, 2), (64, 1)],
 )
 def test_epilogue_ops_round_like_separate_float32_operations(cout, packed_groups):
     case = {
