@@ -415,8 +415,26 @@ class Quantizer(keras.layers.Layer):
         return config
 
 
+class _ClippedQuantizer(Quantizer):
+    """A 1-bit quantizer whose only argument is the gradient's ``clip_value``."""
+
+    precision = 1
+    _function: Callable[..., Any]
+
+    def __init__(self, clip_value: float | None = 1.0, **kwargs: Any) -> None:
+        _check_positive_number("clip_value", clip_value, allow_none=True)
+        super().__init__(**kwargs)
+        self.clip_value = clip_value
+
+    def call(self, inputs: Any) -> Any:
+        return self._function(inputs, clip_value=self.clip_value)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "clip_value": self.clip_value}
+
+
 @_register("ste_sign")
-class SteSign(Quantizer):
+class SteSign(_ClippedQuantizer):
     r"""Sign binarization with the straight-through estimator; see :func:`ste_sign`.
 
     Forward: ``-1`` if ``x < 0`` else ``+1``. Pseudo-gradient:
@@ -427,18 +445,7 @@ class SteSign(Quantizer):
         clip_value: Gradient threshold, a positive number or None.
     """
 
-    precision = 1
-
-    def __init__(self, clip_value: float | None = 1.0, **kwargs: Any) -> None:
-        _check_positive_number("clip_value", clip_value, allow_none=True)
-        super().__init__(**kwargs)
-        self.clip_value = clip_value
-
-    def call(self, inputs: Any) -> Any:
-        return ste_sign(inputs, clip_value=self.clip_value)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "clip_value": self.clip_value}
+    _function = staticmethod(ste_sign)
 
 
 @_register("approx_sign")
@@ -482,7 +489,7 @@ class SwishSign(Quantizer):
 
 
 @_register("ste_heaviside")
-class SteHeaviside(Quantizer):
+class SteHeaviside(_ClippedQuantizer):
     r"""Binarization to ``{0, 1}``; see :func:`ste_heaviside`.
 
     Forward: ``1`` if ``x > 0`` else ``0``. Pseudo-gradient:
@@ -492,22 +499,11 @@ class SteHeaviside(Quantizer):
         clip_value: Gradient threshold, a positive number or None.
     """
 
-    precision = 1
-
-    def __init__(self, clip_value: float | None = 1.0, **kwargs: Any) -> None:
-        _check_positive_number("clip_value", clip_value, allow_none=True)
-        super().__init__(**kwargs)
-        self.clip_value = clip_value
-
-    def call(self, inputs: Any) -> Any:
-        return ste_heaviside(inputs, clip_value=self.clip_value)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "clip_value": self.clip_value}
+    _function = staticmethod(ste_heaviside)
 
 
 @_register("magnitude_aware_sign")
-class MagnitudeAwareSign(Quantizer):
+class MagnitudeAwareSign(_ClippedQuantizer):
     r"""Scaled sign of Bi-Real Net; see :func:`magnitude_aware_sign`.
 
     Forward: :math:`s \cdot \text{sign}(x)`, :math:`s` the mean of :math:`|x|`
@@ -519,18 +515,7 @@ class MagnitudeAwareSign(Quantizer):
         clip_value: Gradient threshold, a positive number or None.
     """
 
-    precision = 1
-
-    def __init__(self, clip_value: float | None = 1.0, **kwargs: Any) -> None:
-        _check_positive_number("clip_value", clip_value, allow_none=True)
-        super().__init__(**kwargs)
-        self.clip_value = clip_value
-
-    def call(self, inputs: Any) -> Any:
-        return magnitude_aware_sign(inputs, clip_value=self.clip_value)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "clip_value": self.clip_value}
+    _function = staticmethod(magnitude_aware_sign)
 
 
 @_register("ste_tern")
