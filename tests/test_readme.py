@@ -55,3 +55,13 @@ def test_readme_zoo_table_is_the_generated_one():
     readme_table = _block(README.read_text(), start, end)
     assert readme_table.count("\n| ") >= 15
     assert readme_table == _block(docs, start, end)
+
+
+def test_readme_engine_table_is_the_benchmarks_output():
+    # bench/engine.py writes this block into docs/engine.md; the README carries
+    # the same generated block.
+    docs = (README.parent / "docs" / "engine.md").read_text()
+    start, end = "<!-- bench:engine:start", "<!-- bench:engine:end -->"
+    readme_table = _block(README.read_text(), start, end)
+    assert "QuickNet" in readme_table
+    assert readme_table == _block(docs, start, end)
