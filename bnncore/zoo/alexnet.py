@@ -24,12 +24,19 @@ from bnncore.zoo.common import build, softmax
 __all__ = ["BinaryAlexNet"]
 
 
-def _bn(x: Any) -> Any:
-    return keras.layers.BatchNormalization(momentum=0.9, scale=False)(x)
+def _bn(x: Any, name: str) -> Any:
+    return keras.layers.BatchNormalization(momentum=0.9, scale=False, name=name)(x)
 
 
 def _conv(
-    x: Any, filters: int, size: int, strides: int = 1, *, pool: bool, first: bool
+    x: Any,
+    filters: int,
+    size: int,
+    strides: int = 1,
+    *,
+    pool: bool,
+    first: bool,
+    name: str,
 ) -> Any:
     x = QuantConv2D(
         filters,
@@ -40,35 +47,37 @@ def _conv(
         input_quantizer=None if first else quantizers.SteSign(),
         kernel_quantizer=quantizers.SteSign(),
         kernel_constraint=constraints.WeightClip(),
+        name=name,
     )(x)
     if pool:
-        x = keras.layers.MaxPool2D(pool_size=3, strides=2)(x)
-    return _bn(x)
+        x = keras.layers.MaxPool2D(pool_size=3, strides=2, name=f"{name}_pool")(x)
+    return _bn(x, f"{name}_bn")
 
 
-def _dense(x: Any, units: int) -> Any:
+def _dense(x: Any, units: int, name: str) -> Any:
     x = QuantDense(
         units,
         use_bias=False,
         input_quantizer=quantizers.SteSign(),
         kernel_quantizer=quantizers.SteSign(),
         kernel_constraint=constraints.WeightClip(),
+        name=name,
     )(x)
-    return _bn(x)
+    return _bn(x, f"{name}_bn")
 
 
 def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
-    x = _conv(inputs, 64, 11, strides=4, pool=True, first=True)
-    x = _conv(x, 192, 5, pool=True, first=False)
-    x = _conv(x, 384, 3, pool=False, first=False)
-    x = _conv(x, 384, 3, pool=False, first=False)
-    x = _conv(x, 256, 3, pool=True, first=False)
+    x = _conv(inputs, 64, 11, strides=4, pool=True, first=True, name="binary_conv1")
+    x = _conv(x, 192, 5, pool=True, first=False, name="binary_conv2")
+    x = _conv(x, 384, 3, pool=False, first=False, name="binary_conv3")
+    x = _conv(x, 384, 3, pool=False, first=False, name="binary_conv4")
+    x = _conv(x, 256, 3, pool=True, first=False, name="binary_conv5")
     if not include_top:
         return x
-    x = keras.layers.Flatten()(x)
-    x = _dense(x, 4096)
-    x = _dense(x, 4096)
-    x = _dense(x, num_classes)
+    x = keras.layers.Flatten(name="head_flatten")(x)
+    x = _dense(x, 4096, "binary_dense6")
+    x = _dense(x, 4096, "binary_dense7")
+    x = _dense(x, num_classes, "binary_dense8")
     return softmax(x)
 
 

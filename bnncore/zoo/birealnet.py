@@ -31,19 +31,25 @@ __all__ = ["BiRealNet"]
 _FILTERS = 64
 
 
-def _bn(x: Any) -> Any:
-    return keras.layers.BatchNormalization(momentum=0.8)(x)
+def _bn(x: Any, name: str) -> Any:
+    return keras.layers.BatchNormalization(momentum=0.8, name=name)(x)
 
 
-def _unit(x: Any, filters: int) -> Any:
+def _unit(x: Any, filters: int, prefix: str) -> Any:
     in_filters = x.shape[-1]
     shortcut = x
     if in_filters != filters:
-        shortcut = keras.layers.AveragePooling2D(2, strides=2, padding="same")(x)
+        shortcut = keras.layers.AveragePooling2D(
+            2, strides=2, padding="same", name=f"{prefix}_shortcut_avg_pool"
+        )(x)
         shortcut = keras.layers.Conv2D(
-            filters, 1, kernel_initializer="glorot_normal", use_bias=False
+            filters,
+            1,
+            kernel_initializer="glorot_normal",
+            use_bias=False,
+            name=f"{prefix}_shortcut_conv",
         )(shortcut)
-        shortcut = _bn(shortcut)
+        shortcut = _bn(shortcut, f"{prefix}_shortcut_bn")
     y = QuantConv2D(
         filters,
         3,
@@ -54,9 +60,10 @@ def _unit(x: Any, filters: int) -> Any:
         input_quantizer=quantizers.ApproxSign(),
         kernel_quantizer=quantizers.MagnitudeAwareSign(),
         kernel_constraint=constraints.WeightClip(),
+        name=f"{prefix}_binary_conv",
     )(x)
-    y = _bn(y)
-    return keras.layers.Add()([y, shortcut])
+    y = _bn(y, f"{prefix}_bn")
+    return keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
 
 
 def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
@@ -67,19 +74,20 @@ def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
         padding="same",
         kernel_initializer="glorot_normal",
         use_bias=False,
+        name="stem_conv",
     )(inputs)
-    x = _bn(x)
-    x = keras.layers.MaxPool2D(3, strides=2, padding="same")(x)
+    x = _bn(x, "stem_bn")
+    x = keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_max_pool")(x)
     filters = _FILTERS
-    for section in range(4):
-        if section > 0:
+    for section in range(1, 5):
+        if section > 1:
             filters *= 2  # the section's first unit doubles the channels
-        for _ in range(4):
-            x = _unit(x, filters)
+        for unit in range(1, 5):
+            x = _unit(x, filters, f"section{section}_unit{unit}")
     if not include_top:
         return x
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(num_classes)(x)
+    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    x = keras.layers.Dense(num_classes, name="logits")(x)
     return softmax(x)
 
 

@@ -14,10 +14,21 @@ from typing import Any
 
 import keras
 
-__all__ = ["DEFAULT_SIZE", "Body", "build", "softmax"]
+__all__ = ["DEFAULT_SIZE", "INPUT_NAME", "Body", "build", "softmax"]
 
 DEFAULT_SIZE = 224
 """Default input resolution (ImageNet): ``(224, 224, 3)``."""
+
+INPUT_NAME = "input"
+"""Name of the input layer a zoo model creates (an ``input_tensor`` keeps its own).
+
+Every other layer of a zoo model is named explicitly too (``"stem_conv"``,
+``"section2_block3_binary_conv"``, ``"logits"``, ``"predictions"``, ...), so
+layer and weight names are a pure function of the architecture and its
+arguments: the same model built twice, in one process or two, has the same
+names, and a model built with ``include_top=False`` names its layers like the
+corresponding layers of the full model.
+"""
 
 Body = Callable[[Any, bool, int], Any]
 """``body(inputs, include_top, num_classes) -> outputs``."""
@@ -99,7 +110,7 @@ def _image_input(
         return input_tensor
     if input_shape is None:
         input_shape = (DEFAULT_SIZE, DEFAULT_SIZE, 3)
-    return keras.Input(shape=input_shape)
+    return keras.Input(shape=input_shape, name=INPUT_NAME)
 
 
 def build(
@@ -166,5 +177,6 @@ def build(
 
 
 def softmax(x: Any) -> Any:
-    """The classifier's softmax, kept in float32 under mixed precision."""
-    return keras.layers.Activation("softmax", dtype="float32")(x)
+    """The classifier's softmax (layer ``"predictions"``), float32 under mixed
+    precision."""
+    return keras.layers.Activation("softmax", dtype="float32", name="predictions")(x)

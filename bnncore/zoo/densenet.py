@@ -37,8 +37,8 @@ _INITIAL_FILTERS = 64
 _GROWTH_RATE = 64
 
 
-def _bn(x: Any) -> Any:
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+def _bn(x: Any, name: str) -> Any:
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)(x)
 
 
 def _stem(x: Any) -> Any:
@@ -49,6 +49,7 @@ def _stem(x: Any) -> Any:
             padding="same",
             kernel_initializer="he_normal",
             use_bias=False,
+            name="stem_conv",
         )(x)
     x = keras.layers.Conv2D(
         _INITIAL_FILTERS,
@@ -57,14 +58,15 @@ def _stem(x: Any) -> Any:
         padding="same",
         kernel_initializer="he_normal",
         use_bias=False,
+        name="stem_conv",
     )(x)
-    x = _bn(x)
-    x = keras.layers.Activation("relu")(x)
-    return keras.layers.MaxPool2D(3, strides=2, padding="same")(x)
+    x = _bn(x, "stem_bn")
+    x = keras.layers.Activation("relu", name="stem_relu")(x)
+    return keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_max_pool")(x)
 
 
-def _dense_layer(x: Any, dilation_rate: int) -> Any:
-    y = _bn(x)
+def _dense_layer(x: Any, dilation_rate: int, prefix: str) -> Any:
+    y = _bn(x, f"{prefix}_bn")
     y = QuantConv2D(
         _GROWTH_RATE,
         3,
@@ -75,18 +77,23 @@ def _dense_layer(x: Any, dilation_rate: int) -> Any:
         input_quantizer=quantizers.SteSign(clip_value=1.3),
         kernel_quantizer=quantizers.SteSign(clip_value=1.3),
         kernel_constraint=constraints.WeightClip(clip_value=1.3),
+        name=f"{prefix}_binary_conv",
     )(y)
-    return keras.layers.Concatenate()([x, y])
+    return keras.layers.Concatenate(name=f"{prefix}_concat")([x, y])
 
 
-def _transition(x: Any, reduction: float, pool: bool) -> Any:
-    x = _bn(x)
+def _transition(x: Any, reduction: float, pool: bool, prefix: str) -> Any:
+    x = _bn(x, f"{prefix}_bn")
     if pool:
-        x = keras.layers.MaxPool2D(2, strides=2)(x)
-    x = keras.layers.Activation("relu")(x)
+        x = keras.layers.MaxPool2D(2, strides=2, name=f"{prefix}_max_pool")(x)
+    x = keras.layers.Activation("relu", name=f"{prefix}_relu")(x)
     filters = round(x.shape[-1] // reduction / 32) * 32
     return keras.layers.Conv2D(
-        filters, 1, kernel_initializer="he_normal", use_bias=False
+        filters,
+        1,
+        kernel_initializer="he_normal",
+        use_bias=False,
+        name=f"{prefix}_conv",
     )(x)
 
 
@@ -94,16 +101,19 @@ def _body(layers: Sequence[int], reduction: Sequence[float], dilation: Sequence[
     def body(inputs: Any, include_top: bool, num_classes: int) -> Any:
         x = _stem(inputs)
         for block, n_layers in enumerate(layers):
-            for _ in range(n_layers):
-                x = _dense_layer(x, dilation[block])
+            for layer in range(1, n_layers + 1):
+                x = _dense_layer(x, dilation[block], f"block{block + 1}_layer{layer}")
             if block < len(layers) - 1:
-                x = _transition(x, reduction[block], pool=dilation[block + 1] == 1)
-        x = _bn(x)
-        x = keras.layers.Activation("relu")(x)
+                pool = dilation[block + 1] == 1
+                x = _transition(x, reduction[block], pool, f"transition{block + 1}")
+        x = _bn(x, "final_bn")
+        x = keras.layers.Activation("relu", name="final_relu")(x)
         if not include_top:
             return x
-        x = keras.layers.GlobalAveragePooling2D()(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer="he_normal")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+        x = keras.layers.Dense(
+            num_classes, kernel_initializer="he_normal", name="logits"
+        )(x)
         return softmax(x)
 
     return body

@@ -70,8 +70,10 @@ def _no_starvation_warning() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
-def _bn(x: Any) -> Any:
-    return keras.layers.BatchNormalization(momentum=0.9, scale=False, epsilon=1e-4)(x)
+def _bn(x: Any, name: str) -> Any:
+    return keras.layers.BatchNormalization(
+        momentum=0.9, scale=False, epsilon=1e-4, name=name
+    )(x)
 
 
 def _quantized(layer: type, *args: Any, **kwargs: Any) -> Any:
@@ -84,26 +86,29 @@ def _quantized(layer: type, *args: Any, **kwargs: Any) -> Any:
     )
 
 
-def _conv(x: Any, filters: int, size: int, pool: str | None = None) -> Any:
-    x = _bn(_quantized(QuantConv2D, filters, size, padding="same")(x))
+def _conv(x: Any, filters: int, size: int, name: str, pool: str | None = None) -> Any:
+    x = _quantized(QuantConv2D, filters, size, padding="same", name=name)(x)
+    x = _bn(x, f"{name}_bn")
     if pool is not None:
-        x = keras.layers.MaxPool2D(pool_size=3, strides=2, padding=pool)(x)
+        x = keras.layers.MaxPool2D(
+            pool_size=3, strides=2, padding=pool, name=f"{name}_pool"
+        )(x)
     return x
 
 
 def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
-    x = keras.layers.Conv2D(96, 12, strides=4, padding="valid")(inputs)
-    x = _conv(x, 256, 5, pool="same")
-    x = _conv(x, 384, 3, pool="same")
-    x = _conv(x, 384, 3)
-    x = _conv(x, 256, 3, pool="valid")
+    x = keras.layers.Conv2D(96, 12, strides=4, padding="valid", name="conv1")(inputs)
+    x = _conv(x, 256, 5, "quant_conv2", pool="same")
+    x = _conv(x, 384, 3, "quant_conv3", pool="same")
+    x = _conv(x, 384, 3, "quant_conv4")
+    x = _conv(x, 256, 3, "quant_conv5", pool="valid")
     if not include_top:
         return x
-    x = keras.layers.Flatten()(x)
-    x = _bn(_quantized(QuantDense, 4096)(x))
-    x = _bn(_quantized(QuantDense, 4096)(x))
-    x = keras.layers.ReLU(max_value=1.0)(x)  # clip to [0, 1]
-    x = keras.layers.Dense(num_classes)(x)
+    x = keras.layers.Flatten(name="head_flatten")(x)
+    x = _bn(_quantized(QuantDense, 4096, name="quant_dense6")(x), "quant_dense6_bn")
+    x = _bn(_quantized(QuantDense, 4096, name="quant_dense7")(x), "quant_dense7_bn")
+    x = keras.layers.ReLU(max_value=1.0, name="clip")(x)  # clip to [0, 1]
+    x = keras.layers.Dense(num_classes, name="logits")(x)
     return softmax(x)
 
 

@@ -62,19 +62,21 @@ class AddToLastChannels(keras.layers.Layer):
         return x_shape
 
 
-def _bn(x: Any) -> Any:
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+def _bn(x: Any, name: str) -> Any:
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)(x)
 
 
-def _relu(x: Any) -> Any:
-    return keras.layers.Activation("relu")(x)
+def _relu(x: Any, name: str) -> Any:
+    return keras.layers.Activation("relu", name=name)(x)
 
 
-def _pool(x: Any) -> Any:
-    return keras.layers.MaxPool2D(2, strides=2, padding="same")(x)
+def _pool(x: Any, name: str) -> Any:
+    return keras.layers.MaxPool2D(2, strides=2, padding="same", name=name)(x)
 
 
-def _float_conv(x: Any, filters: int, size: int, strides: int = 1, groups: int = 1):
+def _float_conv(
+    x: Any, filters: int, size: int, name: str, strides: int = 1, groups: int = 1
+) -> Any:
     return keras.layers.Conv2D(
         filters,
         size,
@@ -83,10 +85,11 @@ def _float_conv(x: Any, filters: int, size: int, strides: int = 1, groups: int =
         groups=groups,
         kernel_initializer="glorot_normal",
         use_bias=False,
+        name=name,
     )(x)
 
 
-def _binary_conv(x: Any) -> Any:
+def _binary_conv(x: Any, prefix: str) -> Any:
     return QuantConv2D(
         _GROWTH,
         3,
@@ -96,38 +99,47 @@ def _binary_conv(x: Any) -> Any:
         input_quantizer=quantizers.SteSign(clip_value=1.3),
         kernel_quantizer=quantizers.SteSign(clip_value=1.3),
         kernel_constraint=constraints.WeightClip(clip_value=1.3),
-    )(_bn(x))
+        name=f"{prefix}_binary_conv",
+    )(_bn(x, f"{prefix}_bn"))
 
 
 def _stem(x: Any) -> Any:
-    x = _relu(_bn(_float_conv(x, 32, 3, strides=2)))
-    x = _relu(_bn(_float_conv(x, 32, 3, groups=4)))
-    x = _relu(_bn(_float_conv(x, 64, 3, groups=8)))
-    return _pool(x)
+    for i, (filters, strides, groups) in enumerate(
+        ((32, 2, 1), (32, 1, 4), (64, 1, 8)), start=1
+    ):
+        x = _float_conv(x, filters, 3, f"stem_conv{i}", strides, groups)
+        x = _relu(_bn(x, f"stem_bn{i}"), f"stem_relu{i}")
+    return _pool(x, "stem_max_pool")
 
 
-def _block(x: Any) -> Any:
-    x = keras.layers.Concatenate()([x, _binary_conv(x)])
-    return AddToLastChannels()([x, _binary_conv(x)])
+def _block(x: Any, prefix: str) -> Any:
+    dense = _binary_conv(x, f"{prefix}_dense")
+    x = keras.layers.Concatenate(name=f"{prefix}_dense_concat")([x, dense])
+    improvement = _binary_conv(x, f"{prefix}_improvement")
+    return AddToLastChannels(name=f"{prefix}_improvement_add")([x, improvement])
 
 
-def _transition(x: Any, filters: int) -> Any:
-    x = _relu(_pool(_bn(x)))
-    return _float_conv(x, filters, 1)
+def _transition(x: Any, filters: int, prefix: str) -> Any:
+    x = _bn(x, f"{prefix}_bn")
+    x = _relu(_pool(x, f"{prefix}_max_pool"), f"{prefix}_relu")
+    return _float_conv(x, filters, 1, f"{prefix}_conv")
 
 
 def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
     x = _stem(inputs)
-    for blocks, filters in ((4, 160), (5, 224), (4, 256), (4, None)):
-        for _ in range(blocks):
-            x = _block(x)
+    sections = ((4, 160), (5, 224), (4, 256), (4, None))
+    for section, (blocks, filters) in enumerate(sections, start=1):
+        for block in range(1, blocks + 1):
+            x = _block(x, f"section{section}_block{block}")
         if filters is not None:
-            x = _transition(x, filters)
-    x = _relu(_bn(x))
+            x = _transition(x, filters, f"transition{section}")
+    x = _relu(_bn(x, "final_bn"), "final_relu")
     if not include_top:
         return x
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(num_classes, kernel_initializer="glorot_normal")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    x = keras.layers.Dense(
+        num_classes, kernel_initializer="glorot_normal", name="logits"
+    )(x)
     return softmax(x)
 
 

@@ -58,8 +58,8 @@ class BlurPool(keras.initializers.Initializer):
         return {}
 
 
-def _bn(x: Any) -> Any:
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+def _bn(x: Any, name: str) -> Any:
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)(x)
 
 
 def _stem(x: Any, filters: int) -> Any:
@@ -70,18 +70,27 @@ def _stem(x: Any, filters: int) -> Any:
         padding="same",
         kernel_initializer="he_normal",
         use_bias=False,
+        name="stem_conv",
     )(x)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Activation("relu")(x)
-    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization(center=False, scale=False)(x)
-    x = keras.layers.Conv2D(filters, 1, kernel_initializer="he_normal", use_bias=False)(
-        x
-    )
-    return keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.Activation("relu", name="stem_relu")(x)
+    x = keras.layers.DepthwiseConv2D(
+        3, strides=2, padding="same", use_bias=False, name="stem_depthwise_conv"
+    )(x)
+    x = keras.layers.BatchNormalization(
+        center=False, scale=False, name="stem_depthwise_bn"
+    )(x)
+    x = keras.layers.Conv2D(
+        filters,
+        1,
+        kernel_initializer="he_normal",
+        use_bias=False,
+        name="stem_pointwise_conv",
+    )(x)
+    return keras.layers.BatchNormalization(name="stem_pointwise_bn")(x)
 
 
-def _residual_block(x: Any) -> Any:
+def _residual_block(x: Any, prefix: str) -> Any:
     shortcut = x
     y = QuantConv2D(
         x.shape[-1],
@@ -94,14 +103,17 @@ def _residual_block(x: Any) -> Any:
         kernel_quantizer=quantizers.SteSign(clip_value=1.25),
         kernel_constraint=constraints.WeightClip(clip_value=1.25),
         pad_values=1.0,
+        name=f"{prefix}_binary_conv",
     )(x)
-    y = _bn(y)
-    return keras.layers.Add()([y, shortcut])
+    y = _bn(y, f"{prefix}_bn")
+    return keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
 
 
-def _transition_block(x: Any, filters: int, strides: int) -> Any:
-    x = keras.layers.Activation("relu")(x)
-    x = keras.layers.MaxPool2D(pool_size=strides, strides=1)(x)
+def _transition_block(x: Any, filters: int, strides: int, prefix: str) -> Any:
+    x = keras.layers.Activation("relu", name=f"{prefix}_relu")(x)
+    x = keras.layers.MaxPool2D(pool_size=strides, strides=1, name=f"{prefix}_max_pool")(
+        x
+    )
     x = keras.layers.DepthwiseConv2D(
         3,
         strides=strides,
@@ -109,29 +121,38 @@ def _transition_block(x: Any, filters: int, strides: int) -> Any:
         depthwise_initializer=BlurPool(),
         use_bias=False,
         trainable=False,
+        name=f"{prefix}_blur_pool",
     )(x)
     x = keras.layers.Conv2D(
-        filters, 1, kernel_initializer="glorot_normal", use_bias=False
+        filters,
+        1,
+        kernel_initializer="glorot_normal",
+        use_bias=False,
+        name=f"{prefix}_conv",
     )(x)
-    return _bn(x)
+    return _bn(x, f"{prefix}_bn")
 
 
 def _body(blocks: Sequence[int], filters: Sequence[int]):
     def body(inputs: Any, include_top: bool, num_classes: int) -> Any:
         x = _stem(inputs, filters[0])
         for section, (n_blocks, n_filters) in enumerate(
-            zip(blocks, filters, strict=True)
+            zip(blocks, filters, strict=True), start=1
         ):
-            for block in range(n_blocks):
+            for block in range(1, n_blocks + 1):
                 if x.shape[-1] != n_filters:
-                    strides = 2 if section > 0 and block == 0 else 1
-                    x = _transition_block(x, n_filters, strides)
-                x = _residual_block(x)
+                    strides = 2 if section > 1 and block == 1 else 1
+                    x = _transition_block(
+                        x, n_filters, strides, f"section{section}_transition"
+                    )
+                x = _residual_block(x, f"section{section}_block{block}")
         if not include_top:
             return x
-        x = keras.layers.Activation("relu")(x)
-        x = keras.layers.GlobalAveragePooling2D()(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer="glorot_normal")(x)
+        x = keras.layers.Activation("relu", name="head_relu")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+        x = keras.layers.Dense(
+            num_classes, kernel_initializer="glorot_normal", name="logits"
+        )(x)
         return softmax(x)
 
     return body

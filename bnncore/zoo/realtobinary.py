@@ -35,45 +35,53 @@ __all__ = ["RealToBinaryNet"]
 _SCALING_REDUCTION = 8
 
 
-def _bn(x: Any) -> Any:
-    return keras.layers.BatchNormalization(momentum=0.99)(x)
+def _bn(x: Any, name: str) -> Any:
+    return keras.layers.BatchNormalization(momentum=0.99, name=name)(x)
 
 
-def _prelu(x: Any) -> Any:
-    return keras.layers.PReLU(shared_axes=[1, 2])(x)
+def _prelu(x: Any, name: str) -> Any:
+    return keras.layers.PReLU(shared_axes=[1, 2], name=name)(x)
 
 
-def _scaled(conv_input: Any, conv_output: Any) -> Any:
+def _scaled(conv_input: Any, conv_output: Any, prefix: str) -> Any:
     in_filters = conv_input.shape[-1]
     out_filters = conv_output.shape[-1]
-    z = keras.layers.GlobalAveragePooling2D()(conv_input)
+    z = keras.layers.GlobalAveragePooling2D(name=f"{prefix}_pool")(conv_input)
     z = keras.layers.Dense(
         in_filters // _SCALING_REDUCTION,
         activation="relu",
         kernel_initializer="he_normal",
         use_bias=False,
+        name=f"{prefix}_dense1",
     )(z)
     z = keras.layers.Dense(
         out_filters,
         activation="sigmoid",
         kernel_initializer="he_normal",
         use_bias=False,
+        name=f"{prefix}_dense2",
     )(z)
-    scales = keras.layers.Reshape((1, 1, out_filters))(z)
-    return keras.layers.Multiply()([conv_output, scales])
+    scales = keras.layers.Reshape((1, 1, out_filters), name=f"{prefix}_reshape")(z)
+    return keras.layers.Multiply(name=f"{prefix}_multiply")([conv_output, scales])
 
 
-def _half_block(x: Any, downsample: bool) -> Any:
+def _half_block(x: Any, downsample: bool, prefix: str) -> Any:
     in_filters = x.shape[-1]
     out_filters = 2 * in_filters if downsample else in_filters
     shortcut = x
     if out_filters != in_filters:
-        shortcut = keras.layers.AveragePooling2D(2, strides=2, padding="same")(x)
+        shortcut = keras.layers.AveragePooling2D(
+            2, strides=2, padding="same", name=f"{prefix}_shortcut_avg_pool"
+        )(x)
         shortcut = keras.layers.Conv2D(
-            out_filters, 1, kernel_initializer="glorot_normal", use_bias=False
+            out_filters,
+            1,
+            kernel_initializer="glorot_normal",
+            use_bias=False,
+            name=f"{prefix}_shortcut_conv",
         )(shortcut)
-        shortcut = _bn(shortcut)
-    conv_input = _bn(x)
+        shortcut = _bn(shortcut, f"{prefix}_shortcut_bn")
+    conv_input = _bn(x, f"{prefix}_bn")
     conv_output = QuantConv2D(
         out_filters,
         3,
@@ -84,9 +92,11 @@ def _half_block(x: Any, downsample: bool) -> Any:
         input_quantizer=quantizers.SteSign(),
         kernel_quantizer=quantizers.SteSign(),
         kernel_constraint=constraints.WeightClip(),
+        name=f"{prefix}_binary_conv",
     )(conv_input)
-    y = _prelu(_scaled(conv_input, conv_output))
-    return keras.layers.Add()([y, shortcut])
+    scaled = _scaled(conv_input, conv_output, f"{prefix}_scale")
+    y = _prelu(scaled, f"{prefix}_prelu")
+    return keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
 
 
 def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
@@ -97,17 +107,18 @@ def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
         padding="same",
         kernel_initializer="glorot_normal",
         use_bias=False,
+        name="stem_conv",
     )(inputs)
-    x = _prelu(_bn(x))
-    x = keras.layers.MaxPool2D(3, strides=2, padding="same")(x)
+    x = _prelu(_bn(x, "stem_bn"), "stem_prelu")
+    x = keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_max_pool")(x)
     # Larq Zoo numbers the blocks 2..9; blocks 4, 6 and 8 double the channels.
     for block in range(2, 10):
-        x = _half_block(x, downsample=block in (4, 6, 8))
-        x = _half_block(x, downsample=False)
+        x = _half_block(x, block in (4, 6, 8), f"block{block}_half1")
+        x = _half_block(x, False, f"block{block}_half2")
     if not include_top:
         return x
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(num_classes)(x)
+    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    x = keras.layers.Dense(num_classes, name="logits")(x)
     return softmax(x)
 
 

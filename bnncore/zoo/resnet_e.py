@@ -32,14 +32,19 @@ __all__ = ["BinaryResNetE18"]
 _SECTIONS = ((2, 64), (2, 128), (2, 256), (2, 512))  # ResNet-18 blocks, channels
 
 
-def _bn(x: Any) -> Any:
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+def _bn(x: Any, name: str) -> Any:
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)(x)
 
 
 def _stem(x: Any) -> Any:
     if x.shape[1] is not None and x.shape[1] < 50:
         return keras.layers.Conv2D(
-            64, 3, padding="same", kernel_initializer="he_normal", use_bias=False
+            64,
+            3,
+            padding="same",
+            kernel_initializer="he_normal",
+            use_bias=False,
+            name="stem_conv",
         )(x)
     x = keras.layers.Conv2D(
         64,
@@ -48,21 +53,28 @@ def _stem(x: Any) -> Any:
         padding="same",
         kernel_initializer="he_normal",
         use_bias=False,
+        name="stem_conv",
     )(x)
-    x = _bn(x)
-    x = keras.layers.Activation("relu")(x)
-    x = keras.layers.MaxPool2D(3, strides=2, padding="same")(x)
-    return _bn(x)
+    x = _bn(x, "stem_bn")
+    x = keras.layers.Activation("relu", name="stem_relu")(x)
+    x = keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_max_pool")(x)
+    return _bn(x, "stem_pool_bn")
 
 
-def _unit(x: Any, filters: int, strides: int) -> Any:
+def _unit(x: Any, filters: int, strides: int, prefix: str) -> Any:
     shortcut = x
     if x.shape[-1] != filters:
-        shortcut = keras.layers.AveragePooling2D(2, strides=2)(shortcut)
-        shortcut = keras.layers.Conv2D(
-            filters, 1, kernel_initializer="glorot_normal", use_bias=False
+        shortcut = keras.layers.AveragePooling2D(
+            2, strides=2, name=f"{prefix}_shortcut_avg_pool"
         )(shortcut)
-        shortcut = _bn(shortcut)
+        shortcut = keras.layers.Conv2D(
+            filters,
+            1,
+            kernel_initializer="glorot_normal",
+            use_bias=False,
+            name=f"{prefix}_shortcut_conv",
+        )(shortcut)
+        shortcut = _bn(shortcut, f"{prefix}_shortcut_bn")
     y = QuantConv2D(
         filters,
         3,
@@ -73,23 +85,26 @@ def _unit(x: Any, filters: int, strides: int) -> Any:
         input_quantizer=quantizers.SteSign(clip_value=1.25),
         kernel_quantizer=quantizers.SteSign(clip_value=1.25),
         kernel_constraint=constraints.WeightClip(clip_value=1.25),
+        name=f"{prefix}_binary_conv",
     )(x)
-    y = _bn(y)
-    return keras.layers.Add()([y, shortcut])
+    y = _bn(y, f"{prefix}_bn")
+    return keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
 
 
 def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
     x = _stem(inputs)
-    for section, (blocks, filters) in enumerate(_SECTIONS):
+    for section, (blocks, filters) in enumerate(_SECTIONS, start=1):
         # Two units (one binary conv each) per ResNet block.
-        for unit in range(2 * blocks):
-            strides = 2 if section > 0 and unit == 0 else 1
-            x = _unit(x, filters, strides)
-    x = keras.layers.Activation("relu")(x)
+        for unit in range(1, 2 * blocks + 1):
+            strides = 2 if section > 1 and unit == 1 else 1
+            x = _unit(x, filters, strides, f"section{section}_unit{unit}")
+    x = keras.layers.Activation("relu", name="final_relu")(x)
     if not include_top:
         return x
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(num_classes, kernel_initializer="glorot_normal")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    x = keras.layers.Dense(
+        num_classes, kernel_initializer="glorot_normal", name="logits"
+    )(x)
     return softmax(x)
 
 

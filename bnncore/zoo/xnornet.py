@@ -51,17 +51,19 @@ class XnorWeightScale(quantizers.Quantizer):
         return alpha * quantizers.ste_sign(clipped)
 
 
-def _bn(x: Any, epsilon: float = 1e-4) -> Any:
-    return keras.layers.BatchNormalization(momentum=0.9, scale=False, epsilon=epsilon)(
-        x
-    )
+def _bn(x: Any, name: str, epsilon: float = 1e-4) -> Any:
+    return keras.layers.BatchNormalization(
+        momentum=0.9, scale=False, epsilon=epsilon, name=name
+    )(x)
 
 
-def _pool(x: Any) -> Any:
-    return keras.layers.MaxPool2D(pool_size=3, strides=2)(x)
+def _pool(x: Any, name: str) -> Any:
+    return keras.layers.MaxPool2D(pool_size=3, strides=2, name=name)(x)
 
 
-def _binary_conv(x: Any, filters: int, size: int, padding: str = "same") -> Any:
+def _binary_conv(
+    x: Any, filters: int, size: int, name: str, padding: str = "same"
+) -> Any:
     return QuantConv2D(
         filters,
         size,
@@ -71,6 +73,7 @@ def _binary_conv(x: Any, filters: int, size: int, padding: str = "same") -> Any:
         input_quantizer=quantizers.SteSign(),
         kernel_quantizer=XnorWeightScale(),
         kernel_constraint=constraints.WeightClip(),
+        name=name,
     )(x)
 
 
@@ -82,22 +85,36 @@ def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
         padding="same",
         use_bias=False,
         kernel_regularizer=keras.regularizers.L2(5e-7),
+        name="conv1",
     )(inputs)
-    x = _bn(x, epsilon=1e-5)
-    x = keras.layers.Activation("relu")(x)
-    x = _bn(_pool(x))
-    x = _bn(_pool(_binary_conv(x, 256, 5)))
-    x = _bn(_binary_conv(x, 384, 3))
-    x = _bn(_binary_conv(x, 384, 3))
-    x = _bn(_pool(_binary_conv(x, 256, 3)))
-    x = _bn(_binary_conv(x, 4096, 6, padding="valid"))
+    x = _bn(x, "conv1_bn", epsilon=1e-5)
+    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    x = _bn(_pool(x, "conv1_pool"), "conv1_pool_bn")
+    # Binary convolutions 2 to 6: (filters, size, pooled, padding).
+    layers = (
+        (256, 5, True, "same"),
+        (384, 3, False, "same"),
+        (384, 3, False, "same"),
+        (256, 3, True, "same"),
+        (4096, 6, False, "valid"),
+    )
+    for index, (filters, size, pooled, padding) in enumerate(layers, start=2):
+        name = f"binary_conv{index}"
+        x = _binary_conv(x, filters, size, name, padding=padding)
+        if pooled:
+            x = _pool(x, f"{name}_pool")
+        x = _bn(x, f"{name}_bn")
     if not include_top:
         return x
-    x = _bn(_binary_conv(x, 4096, 1, padding="valid"), epsilon=1e-3)
-    x = keras.layers.Activation("relu")(x)
-    x = keras.layers.Flatten()(x)
+    x = _binary_conv(x, 4096, 1, "binary_conv7", padding="valid")
+    x = _bn(x, "binary_conv7_bn", epsilon=1e-3)
+    x = keras.layers.Activation("relu", name="binary_conv7_relu")(x)
+    x = keras.layers.Flatten(name="head_flatten")(x)
     x = keras.layers.Dense(
-        num_classes, use_bias=False, kernel_regularizer=keras.regularizers.L2(5e-7)
+        num_classes,
+        use_bias=False,
+        kernel_regularizer=keras.regularizers.L2(5e-7),
+        name="logits",
     )(x)
     return softmax(x)
 

@@ -1,6 +1,7 @@
 """Every zoo model at 224×224×3 against the figures Larq Zoo publishes.
 
-Each model is built once (cached), measured, and freed before the next one.
+Each model is built once per process (``zoo_builds.measured``, shared with the
+name tests), measured, and freed before the next one.
 
 The published parameter column of Larq Zoo mixes two counts (verified here
 model by model): Keras's ``count_params()`` for most models, the BatchNorm-folded
@@ -11,17 +12,13 @@ architecture; the unpublished count is checked against the weight-walk oracle.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import keras
 import pytest
-import zoo_helpers
+import zoo_builds
 
-from bnncore import models, quantizers, zoo
+from bnncore import zoo
 from bnncore.zoo import table
 
 # name: (published params, what they count, published size in MiB as printed)
@@ -91,64 +88,7 @@ SPEC = {
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "zoo.md"
 
 
-def _describe(obj: Any) -> str:
-    if obj is None:
-        return "None"
-    name = type(obj).__name__
-    if isinstance(obj, quantizers.DoReFa):
-        return f"DoReFa({obj.k_bit})"
-    clip = getattr(obj, "clip_value", None)
-    return name if clip is None else f"{name}({float(clip)})"
-
-
-@dataclass(frozen=True)
-class Measured:
-    keras_params: int
-    counts: zoo_helpers.Counts
-    totals: Any
-    binary: list[tuple[str, str, str, float]]  # input, kernel, constraint, pad
-    batch_norms: set[tuple[float, float]]
-    kernel_layers: list[str]
-    macs_by_layer: dict[str, int]
-    table_row: str
-
-
-@functools.cache
-def measured(name: str) -> Measured:
-    model = zoo.get(name)()
-    assert model.input_shape == (None, 224, 224, 3)
-    assert model.output_shape == (None, 1000)
-    profile = models.profile(model)
-    binary = [
-        (
-            _describe(layer.input_quantizer),
-            _describe(next(q for q in layer.kernel_quantizers.values() if q)),
-            _describe(layer.kernel_constraint),
-            getattr(layer, "pad_values", 0.0),
-        )
-        for layer in zoo_helpers.binary_layers(model)
-    ]
-    result = Measured(
-        keras_params=model.count_params(),
-        counts=zoo_helpers.count(model),
-        totals=profile.totals,
-        binary=binary,
-        batch_norms={
-            (round(layer.momentum, 6), round(layer.epsilon, 9))
-            for layer in model.layers
-            if isinstance(layer, keras.layers.BatchNormalization)
-        },
-        kernel_layers=[
-            layer.name
-            for layer in model.layers
-            if hasattr(layer, "kernel") or hasattr(layer, "depthwise_kernel")
-        ],
-        macs_by_layer={layer.name: layer.macs for layer in profile.layers},
-        table_row=table.row(zoo.entry(name), profile),
-    )
-    del model
-    keras.backend.clear_session()
-    return result
+measured = zoo_builds.measured
 
 
 NAMES = list(PUBLISHED)
@@ -156,6 +96,13 @@ NAMES = list(PUBLISHED)
 
 def test_the_zoo_lists_exactly_the_published_models():
     assert zoo.names() == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_input_is_imagenet_with_1000_classes(name):
+    m = measured(name)
+    assert m.input_shape == (None, 224, 224, 3)
+    assert m.output_shape == (None, 1000)
 
 
 @pytest.mark.parametrize("name", NAMES)
