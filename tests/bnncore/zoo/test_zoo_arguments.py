@@ -1,7 +1,10 @@
 """The zoo's public arguments and registry: what is accepted, what is refused.
 
 Argument errors are raised before any layer is built, so those tests are
-cheap; the few tests that build use QuickNetSmall at 32×32 (or without top).
+cheap; the few tests that build use QuickNetSmall at 32×32 (or without top)
+and XNOR-Net without top. The models built without top are also compared with
+the full 224×224 builds of ``zoo_builds`` (shared with the published-figure
+tests): the layers they keep have the same names.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import zoo_builds
 
 import bnncore
 from bnncore import zoo
@@ -87,6 +91,19 @@ def test_input_tensor_must_be_rank_4_and_agree_with_input_shape():
         )
 
 
+def _assert_named_like_the_full_model(model, name: str, last: str) -> None:
+    """``model`` (built without top) is the full model's layers up to ``last``."""
+    mine = zoo_builds.names(model)
+    full = zoo_builds.measured(name).names
+    kept = full.layers.index(last) + 1
+    assert mine.layers == full.layers[:kept]
+    assert len(full.layers) > kept  # the full model has a head
+    assert mine.paths == full.paths[: len(mine.paths)]
+    assert mine.file_names == full.file_names[: len(mine.file_names)]
+    head = full.paths[len(mine.paths) :]
+    assert head and {p.split("/")[0] for p in head}.isdisjoint(mine.layers)
+
+
 def test_an_input_too_small_for_the_downsampling_is_a_clear_error():
     # XNOR-Net: ceil(n/4) after the stride-4 conv, three 3×3 stride-2 "valid"
     # pools, then a 6×6 "valid" conv: n = 216 gives 54 → 26 → 12 → 5 < 6.
@@ -95,6 +112,7 @@ def test_an_input_too_small_for_the_downsampling_is_a_clear_error():
     # n = 217 gives 55 → 27 → 13 → 6, and the 6×6 conv leaves 1×1.
     model = zoo.XNORNet(input_shape=(217, 217, 3), include_top=False)
     assert model.output_shape == (None, 1, 1, 4096)
+    _assert_named_like_the_full_model(model, "XNORNet", last="binary_conv6_bn")
     keras.backend.clear_session()
 
 
@@ -103,6 +121,9 @@ def test_without_top_the_model_returns_the_last_feature_map():
     model = zoo.QuickNetSmall(include_top=False)
     assert model.input_shape == (None, 224, 224, 3)
     assert model.output_shape == (None, 7, 7, 512)
+    _assert_named_like_the_full_model(
+        model, "QuickNetSmall", last="section4_block4_add"
+    )
     keras.backend.clear_session()
 
 
@@ -112,6 +133,9 @@ def test_variable_input_size_without_top():
         x = np.random.default_rng(size).normal(size=(1, size, size, 3))
         y = model(x.astype("float32"), training=False)
         assert tuple(y.shape) == (1, expected, expected, 512)
+    _assert_named_like_the_full_model(
+        model, "QuickNetSmall", last="section4_block4_add"
+    )
     keras.backend.clear_session()
 
 
@@ -137,6 +161,8 @@ def test_weights_load_from_a_local_file(tmp_path):
     second = zoo.QuickNetSmall(
         input_shape=(32, 32, 3), num_classes=10, weights=Path(path)
     )
+    # Built twice in one process: the same layer, variable and file names.
+    assert zoo_builds.names(second) == zoo_builds.names(first)
     for a, b in zip(first.weights, second.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
     np.testing.assert_array_equal(np.asarray(second(x, training=False)), expected)
