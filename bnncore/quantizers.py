@@ -254,7 +254,13 @@ def magnitude_aware_sign(x: Any, clip_value: float | None = 1.0) -> Any:
     """
     x = ops.convert_to_tensor(x)
     axes = tuple(range(len(x.shape) - 1))
-    scale = ops.abs(x) if not axes else ops.mean(ops.abs(x), axis=axes)
+    if axes:
+        # The mean is taken in float64 and rounded once, so a tensor of equal
+        # magnitudes s (a kernel reloaded as sign · s) gives back exactly s.
+        wide = ops.mean(ops.cast(ops.abs(x), "float64"), axis=axes)
+        scale = ops.cast(wide, x.dtype)
+    else:
+        scale = ops.abs(x)
     return ops.stop_gradient(scale) * ste_sign(x, clip_value=clip_value)
 
 
