@@ -24,7 +24,7 @@ import keras
 
 from bnncore import constraints, quantizers
 from bnncore.layers import QuantConv2D
-from bnncore.zoo.common import build, softmax
+from bnncore.zoo.common import build, classifier_head
 
 __all__ = ["BiRealNet"]
 
@@ -86,9 +86,7 @@ def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
             x = _unit(x, filters, f"section{section}_unit{unit}")
     if not include_top:
         return x
-    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-    x = keras.layers.Dense(num_classes, name="logits")(x)
-    return softmax(x)
+    return classifier_head(x, num_classes)
 
 
 def BiRealNet(  # noqa: N802 (Keras applications naming)

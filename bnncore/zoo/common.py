@@ -176,6 +176,17 @@ def build(
     return model
 
 
+def classifier_head(
+    x: Any, num_classes: int, kernel_initializer: str = "glorot_uniform"
+) -> Any:
+    """Global average pooling, the ``"logits"`` dense layer and the softmax."""
+    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    x = keras.layers.Dense(
+        num_classes, kernel_initializer=kernel_initializer, name="logits"
+    )(x)
+    return softmax(x)
+
+
 def softmax(x: Any) -> Any:
     """The classifier's softmax (layer ``"predictions"``), float32 under mixed
     precision."""

@@ -24,7 +24,7 @@ import keras
 
 from bnncore import constraints, quantizers
 from bnncore.layers import QuantConv2D
-from bnncore.zoo.common import build, softmax
+from bnncore.zoo.common import build, classifier_head
 
 __all__ = [
     "BinaryDenseNet28",
@@ -110,11 +110,7 @@ def _body(layers: Sequence[int], reduction: Sequence[float], dilation: Sequence[
         x = keras.layers.Activation("relu", name="final_relu")(x)
         if not include_top:
             return x
-        x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-        x = keras.layers.Dense(
-            num_classes, kernel_initializer="he_normal", name="logits"
-        )(x)
-        return softmax(x)
+        return classifier_head(x, num_classes, "he_normal")
 
     return body
 

@@ -31,7 +31,7 @@ from keras import ops
 
 from bnncore import constraints, quantizers
 from bnncore.layers import QuantConv2D
-from bnncore.zoo.common import build, softmax
+from bnncore.zoo.common import build, classifier_head
 
 __all__ = ["AddToLastChannels", "MeliusNet22"]
 
@@ -136,11 +136,7 @@ def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
     x = _relu(_bn(x, "final_bn"), "final_relu")
     if not include_top:
         return x
-    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-    x = keras.layers.Dense(
-        num_classes, kernel_initializer="glorot_normal", name="logits"
-    )(x)
-    return softmax(x)
+    return classifier_head(x, num_classes, "glorot_normal")
 
 
 def MeliusNet22(  # noqa: N802 (Keras applications naming)

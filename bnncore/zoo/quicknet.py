@@ -27,7 +27,7 @@ import numpy as np
 
 from bnncore import constraints, quantizers
 from bnncore.layers import QuantConv2D
-from bnncore.zoo.common import build, softmax
+from bnncore.zoo.common import build, classifier_head
 
 __all__ = ["BlurPool", "QuickNet", "QuickNetLarge", "QuickNetSmall"]
 
@@ -149,11 +149,7 @@ def _body(blocks: Sequence[int], filters: Sequence[int]):
         if not include_top:
             return x
         x = keras.layers.Activation("relu", name="head_relu")(x)
-        x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-        x = keras.layers.Dense(
-            num_classes, kernel_initializer="glorot_normal", name="logits"
-        )(x)
-        return softmax(x)
+        return classifier_head(x, num_classes, "glorot_normal")
 
     return body
 

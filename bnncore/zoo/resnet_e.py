@@ -25,7 +25,7 @@ import keras
 
 from bnncore import constraints, quantizers
 from bnncore.layers import QuantConv2D
-from bnncore.zoo.common import build, softmax
+from bnncore.zoo.common import build, classifier_head
 
 __all__ = ["BinaryResNetE18"]
 
@@ -101,11 +101,7 @@ def _body(inputs: Any, include_top: bool, num_classes: int) -> Any:
     x = keras.layers.Activation("relu", name="final_relu")(x)
     if not include_top:
         return x
-    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-    x = keras.layers.Dense(
-        num_classes, kernel_initializer="glorot_normal", name="logits"
-    )(x)
-    return softmax(x)
+    return classifier_head(x, num_classes, "glorot_normal")
 
 
 def BinaryResNetE18(  # noqa: N802 (Keras applications naming)
