@@ -318,3 +318,43 @@ int bnn_fconv(const float *x, const float *k, float *out, const int64_t *g,
     free(pad);
     return 0;
 }
+
+/* ---- float max pooling (NHWC) -------------------------------------------- */
+
+typedef struct {
+    const float *x;
+    float *out;
+    const int64_t *g;
+} fpool_job_t;
+
+static void fmaxpool_task(void *ctx, int64_t r, int slot) {
+    (void)slot;
+    const fpool_job_t *p = (const fpool_job_t *)ctx;
+    const int64_t h = p->g[1], w = p->g[2], c = p->g[3], ph = p->g[4], pw = p->g[5],
+                  sh = p->g[6], sw = p->g[7], pt = p->g[8], pl = p->g[9], oh = p->g[10],
+                  ow = p->g[11];
+    const int64_t b = r / (oh * ow), y = (r / ow) % oh, xo = r % ow;
+    float *o = p->out + r * c;
+    int first = 1;
+    for (int64_t i = 0; i < ph; i++) {
+        const int64_t ih = y * sh - pt + i;
+        if (ih < 0 || ih >= h) continue;
+        for (int64_t j = 0; j < pw; j++) {
+            const int64_t iw = xo * sw - pl + j;
+            if (iw < 0 || iw >= w) continue;
+            const float *v = p->x + ((b * h + ih) * w + iw) * c;
+            if (first) {
+                memcpy(o, v, (size_t)c * sizeof(float));
+                first = 0;
+            } else {
+                for (int64_t k = 0; k < c; k++) o[k] = v[k] > o[k] ? v[k] : o[k];
+            }
+        }
+    }
+}
+
+void bnn_fmaxpool(const float *x, float *out, const int64_t *g, int threads) {
+    fpool_job_t p = {x, out, g};
+    const int64_t rows = g[0] * g[10] * g[11];
+    pool_run(rows, fmaxpool_task, &p, rows * g[3] > 16384 ? threads : 1);
+}

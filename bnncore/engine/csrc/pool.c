@@ -53,12 +53,16 @@ static int64_t work(job_t *job, int slot) {
     return count;
 }
 
-/* Jobs left to run on the caller alone: set when threads did not pay off (on
- * a machine whose other cores are busy, a worker is scheduled late or
- * preempted in the middle of an item, and the caller waits for it). After
- * SOLO_JOBS jobs the pool tries threads again. */
-#define SOLO_JOBS 64
+/* Jobs left to run on the caller alone: set when threads did not pay off
+ * STRIKES jobs in a row (on a machine whose other cores are busy, a worker is
+ * scheduled late or preempted in the middle of an item, and the caller waits
+ * for it). A few late jobs do not count: right after another library's
+ * threads ran (TensorFlow's spin for a while), a worker may start late once.
+ * After SOLO_JOBS jobs the pool tries threads again. */
+#define SOLO_JOBS 32
+#define STRIKES 8
 static atomic_int g_solo = 0;
+static atomic_int g_strikes = 0;
 
 static void *worker_main(void *arg) {
     (void)arg;
@@ -169,6 +173,11 @@ void pool_run(int64_t n, pool_fn fn, void *ctx, int threads) {
     const int64_t total = now_ns() - start;
     if (mine > 0) {
         const double alone = (double)(main_done - start) / (double)mine * (double)n;
-        if ((double)total > alone) atomic_store(&g_solo, SOLO_JOBS);
+        if ((double)total <= alone) {
+            atomic_store(&g_strikes, 0);
+        } else if (atomic_fetch_add(&g_strikes, 1) + 1 >= STRIKES) {
+            atomic_store(&g_strikes, 0);
+            atomic_store(&g_solo, SOLO_JOBS);
+        }
     }
 }
