@@ -73,6 +73,13 @@ typedef struct {
 int bnn_epilogue_fast(const epilogue_t *e, int64_t row, const int32_t *dots,
                       const float *src);
 
+/* The epilogue of channels [c0, c1) of one row from dots (indexed by channel
+ * from 0); only when each packed group is a whole number of words and c0, c1
+ * are multiples of 64 (so packed words are written whole). Returns 0 without
+ * doing anything when it does not apply. */
+int bnn_epilogue_range(const epilogue_t *e, int64_t row, const int32_t *dots, int c0,
+                       int c1);
+
 /* ---- convolution (conv.c) ----------------------------------------------- */
 
 typedef struct {

@@ -227,6 +227,24 @@ static int row_needs_correction(const conv_t *cv, int64_t r) {
     return ih0 < 0 || ih1 >= g->h || iw0 < 0 || iw1 >= g->w;
 }
 
+/* pad_correction for channels [c0, c1) of a one-group convolution. */
+static void pad_correction_range(const conv_t *cv, int64_t r, int32_t *d, int c0,
+                                 int c1) {
+    const geom_t *g = cv->g;
+    const int64_t ow = r % g->ow;
+    const int64_t oh = (r / g->ow) % g->oh;
+    int t = 0;
+    for (int64_t a = 0; a < g->kh; a++) {
+        const int64_t ih = oh * g->sh - g->pt + a * g->dh;
+        for (int64_t b = 0; b < g->kw_; b++, t++) {
+            const int64_t iw = ow * g->sw - g->pl + b * g->dw;
+            if (ih >= 0 && ih < g->h && iw >= 0 && iw < g->w) continue;
+            const int32_t *ws = cv->wsum + (size_t)t * g->cout;
+            for (int j = c0; j < c1; j++) d[j] -= ws[j];
+        }
+    }
+}
+
 /* Epilogue of one row whose dots (panel layout) are in d. */
 static void finish_row(const conv_t *cv, const epilogue_t *e, int64_t r, int32_t *d,
                        float *t) {
@@ -297,7 +315,61 @@ typedef struct {
     int64_t m, nrb;
     int ldd, nsplit, splits, per;
     int32_t *all; /* shared dot products (split mode) */
+    int tile_rows, tile_panels, ntiles_c; /* tile mode */
 } conv_job_t;
+
+/* A tile: rows [r0, r0 + tile_rows) x channels of panels [p0, p0 + tile_panels),
+ * multiplied and finished (one group; channel slices of whole packed words). */
+static void tile_task(void *ctx, int64_t item, int slot) {
+    const conv_job_t *job = (const conv_job_t *)ctx;
+    const conv_t *cv = job->cv;
+    scratch_t *s = &job->scratch[slot];
+    const int64_t r0 = (item / job->ntiles_c) * job->tile_rows;
+    const int mb = (int)(job->m - r0 < job->tile_rows ? job->m - r0 : job->tile_rows);
+    const int p0 = (int)(item % job->ntiles_c) * job->tile_panels;
+    const int p1 = p0 + job->tile_panels < cv->npan_g ? p0 + job->tile_panels : cv->npan_g;
+    compute_block(cv, r0, mb, 0, p0, p1, s->abuf, s->dots, job->ldd);
+    const int c0 = 4 * p0, c1 = 4 * p1 < (int)cv->g->cout ? 4 * p1 : (int)cv->g->cout;
+    for (int i = 0; i < mb; i++) {
+        int32_t *d = s->dots + (size_t)i * job->ldd;
+        if (cv->wsum && row_needs_correction(cv, r0 + i))
+            pad_correction_range(cv, r0 + i, d, c0, c1);
+        bnn_epilogue_range(job->e, r0 + i, d, c0, c1);
+    }
+}
+
+/* Tile shape for tile mode: rows per tile (<= ROW_BLOCK) and 64-channel
+ * slices, chosen so that the busiest thread has the least work under a simple
+ * cost model (4-row micro-tiles, a gather per row and tile, a fixed cost per
+ * tile). Returns 0 when tile mode does not apply. */
+static int choose_tiles(const conv_t *cv, const epilogue_t *e, int64_t m, int threads,
+                        int *rows_out, int *panels_out) {
+    const geom_t *g = cv->g;
+    if (g->groups != 1 || g->cout % 64 || (e->cout / e->gout) % 64) return 0;
+    const int chunks = (int)(g->cout / 64);
+    double best = -1.0;
+    for (int slices = 1; slices <= chunks; slices++) {
+        if (chunks % slices) continue;
+        const double ch = 64.0 * chunks / slices;
+        for (int rows = 1; rows <= ROW_BLOCK; rows++) {
+            if (rows > m) break;
+            const int64_t nr = (m + rows - 1) / rows;
+            const int64_t items = nr * slices;
+            const int64_t rounds = (items + threads - 1) / threads;
+            const double tiles4 = (rows + 3) / 4;
+            /* ~40 cycles per 64x64 bit-MACs per word; gather ~4 per word. */
+            const double cost = cv->kwords * (tiles4 * 4.0 * ch * 40.0 / 64.0 + rows * 4.0)
+                                + 600.0;
+            const double total = (double)rounds * cost;
+            if (best < 0 || total < best * 0.999) {
+                best = total;
+                *rows_out = rows;
+                *panels_out = (int)(ch / 4);
+            }
+        }
+    }
+    return best >= 0;
+}
 
 /* Whole row blocks: gather, multiply, finish. */
 static void rows_task(void *ctx, int64_t rb, int slot) {
@@ -369,7 +441,14 @@ int bnn_conv(const conv_t *cv, const epilogue_t *e, int threads) {
         failed = !scratch[i].abuf || !scratch[i].dots || !scratch[i].t;
     }
     job.scratch = scratch;
-    if (!failed && job.nsplit == 1) {
+    int tr = 0, tp = 0;
+    if (!failed && bnn_epilogue_range(e, 0, NULL, 0, 0) &&
+        choose_tiles(cv, e, job.m, threads, &tr, &tp)) {
+        job.tile_rows = tr;
+        job.tile_panels = tp;
+        job.ntiles_c = (cv->npan_g + tp - 1) / tp;
+        pool_run(((job.m + tr - 1) / tr) * job.ntiles_c, tile_task, &job, threads);
+    } else if (!failed && job.nsplit == 1) {
         pool_run(job.nrb, rows_task, &job, threads);
     } else if (!failed) {
         job.all = (int32_t *)malloc((size_t)job.m * job.ldd * sizeof(int32_t));

@@ -353,17 +353,18 @@ __attribute__((target("avx2"))) static inline void apply_op64(const epi_op *op, 
 __attribute__((target("avx2"))) static void epilogue_avx2(const epilogue_t *e,
                                                           int64_t row,
                                                           const int32_t *dots,
-                                                          const float *src) {
+                                                          const float *src, int c0,
+                                                          int c1) {
     const int cout = e->cout;
     float *y = e->y ? e->y + (size_t)row * cout : NULL;
     const float *res = e->residual ? e->residual + (size_t)row * cout : NULL;
     uint64_t *yp = e->yp ? e->yp + (size_t)row * e->wpp_out : NULL;
     const int cg = cout / e->gout;
     const __m256 zero = _mm256_setzero_ps();
-    if (yp) memset(yp, 0, (size_t)e->wpp_out * sizeof(uint64_t));
-    int c = 0;
+    int c = c0;
     if (cg % 64 == 0) {
-        for (; c + 64 <= cout; c += 64) {
+        /* Every packed word is written whole (a group is a run of words). */
+        for (; c + 64 <= c1; c += 64) {
             __m256 v[8];
             for (int i = 0; i < 8; i++)
                 v[i] = dots ? _mm256_cvtepi32_ps(
@@ -384,6 +385,7 @@ __attribute__((target("avx2"))) static void epilogue_avx2(const epilogue_t *e,
         }
         return;
     }
+    if (yp) memset(yp, 0, (size_t)e->wpp_out * sizeof(uint64_t));
     int g = 0, local = 0; /* packed group of channel c, and c within it */
     uint64_t word = 0;
     for (; c < cout; c += 8) {
@@ -414,13 +416,31 @@ int bnn_epilogue_fast(const epilogue_t *e, int64_t row, const int32_t *dots,
     static int avx2 = -1;
     if (avx2 < 0) avx2 = bnn_cpu_has_avx2();
     if (!avx2 || e->cout % 8 || (e->cout / e->gout) % 8) return 0;
-    epilogue_avx2(e, row, dots, src);
+    epilogue_avx2(e, row, dots, src, 0, e->cout);
     return 1;
 #else
     (void)e;
     (void)row;
     (void)dots;
     (void)src;
+    return 0;
+#endif
+}
+
+int bnn_epilogue_range(const epilogue_t *e, int64_t row, const int32_t *dots, int c0,
+                       int c1) {
+#if BNN_X86
+    static int avx2 = -1;
+    if (avx2 < 0) avx2 = bnn_cpu_has_avx2();
+    if (!avx2 || (e->cout / e->gout) % 64 || c0 % 64 || c1 % 64) return 0;
+    epilogue_avx2(e, row, dots, NULL, c0, c1);
+    return 1;
+#else
+    (void)e;
+    (void)row;
+    (void)dots;
+    (void)c0;
+    (void)c1;
     return 0;
 #endif
 }

@@ -126,6 +126,47 @@ def test_binary_conv_equals_numpy_oracle_for_every_kernel_and_thread_count(case)
             )
 
 
+@st.composite
+def tiled_conv_cases(draw):
+    # Whole 64-channel outputs in one group: rows x channel-slice tiles, each
+    # finished (padding correction, epilogue, packed words) on its own.
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pads = tuple((draw(st.integers(0, 1)), draw(st.integers(0, 1))) for _ in range(2))
+    return {
+        "n": draw(st.integers(1, 2)),
+        "h": draw(st.integers(kh, 12)),
+        "w": draw(st.integers(kw, 12)),
+        "groups": 1,
+        "cin_g": draw(st.sampled_from([1, 37, 64, 130])),
+        "cout": draw(st.sampled_from([64, 128, 192, 512])),
+        "kernel": (kh, kw),
+        "strides": (draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+        "dilation": (1, 1),
+        "pads": pads,
+        "pad_mode": draw(st.integers(0, 1)),
+        "seed": draw(st.integers(0, 2**31)),
+    }
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=tiled_conv_cases(), threads=st.sampled_from([1, 2, 3]))
+def test_binary_conv_in_tiles_equals_numpy_oracle(case, threads):
+    rng = np.random.default_rng(case["seed"] + 1)
+    f32 = np.float32
+    cout = case["cout"]
+    scale = rng.uniform(0.1, 2, cout).astype(f32)
+    bias = rng.normal(size=cout).astype(f32)
+    probe, _, _ = _run(case, "auto", 1)
+    residual = rng.normal(size=probe.shape).astype(f32)
+    ops = [(K.OP_MULADD, scale, bias), (K.OP_RESIDUAL,)]
+    ref, y, yp = _run(
+        case, "auto", threads, ops=ops, residual=residual, packed_groups=1
+    )
+    expected = (ref.astype(f32) * scale + bias) + residual
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(yp, K.pack(expected))
+
+
 @pytest.mark.parametrize("kernel_name", KERNELS)
 @pytest.mark.parametrize("cin", [64, 128, 600])
 def test_dot_product_lengths_with_specialized_and_flushed_loops(kernel_name, cin):
