@@ -18,18 +18,35 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BufferPool", "empty"]
+__all__ = ["ALIGNMENT", "BufferPool", "aligned_empty", "empty"]
 
 _CURRENT: contextvars.ContextVar[_Lease | None] = contextvars.ContextVar(
     "bnncore_engine_buffers", default=None
 )
 
 
+ALIGNMENT = 64  # bytes: a cache line, and what non-temporal AVX stores need
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``np.empty`` whose data starts on a 64-byte boundary.
+
+    NumPy aligns large arrays to 16 bytes only; the compiled core writes large
+    outputs with aligned non-temporal stores when it can.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
 def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """An uninitialized array, reused from the running call's pool when possible."""
+    """An uninitialized 64-byte-aligned array, reused from the running call's
+    pool when possible."""
     lease = _CURRENT.get()
     if lease is None:
-        return np.empty(shape, dtype=dtype)
+        return aligned_empty(shape, dtype)
     return lease.take(tuple(int(d) for d in shape), np.dtype(dtype))
 
 
@@ -43,7 +60,7 @@ class _Lease:
     def take(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         array = self.pool._pop((shape, dtype.str))
         if array is None:
-            array = np.empty(shape, dtype=dtype)
+            array = aligned_empty(shape, dtype)
         self.taken.append(array)
         return array
 

@@ -65,7 +65,11 @@ typedef struct {
     int gout;     /* groups of the packed output layout */
     int cw_out_g; /* words per output group */
     int wpp_out;  /* words per output row */
+    int stream;   /* write y with non-temporal stores (y 32-byte aligned, cout % 8 == 0) */
 } epilogue_t;
+
+/* Orders this thread's non-temporal stores before what follows (x86 sfence). */
+void bnn_store_fence(void);
 
 /* The epilogue of one row from int32 dots (or float src when dots is NULL),
  * vectorized; returns 0 without doing anything when it does not apply (no

@@ -12,6 +12,7 @@
 #include "pool.h"
 
 #define ROW_BLOCK 32
+#define STREAM_BYTES ((size_t)8 << 20)
 
 /* OR nbits bits of src (bits past nbits are 0) into dst at bit offset off.
  * dst words from off/64 on hold only bits below off; one slack word past the
@@ -336,6 +337,7 @@ static void tile_task(void *ctx, int64_t item, int slot) {
             pad_correction_range(cv, r0 + i, d, c0, c1);
         bnn_epilogue_range(job->e, r0 + i, d, c0, c1);
     }
+    if (job->e->stream) bnn_store_fence();
 }
 
 /* Tile shape for tile mode: rows per tile (<= ROW_BLOCK) and 64-channel
@@ -442,8 +444,14 @@ int bnn_conv(const conv_t *cv, const epilogue_t *e, int threads) {
     }
     job.scratch = scratch;
     int tr = 0, tp = 0;
+    /* Float outputs larger than the caches go around them (no read for
+     * ownership of lines that are written whole and not read back soon). */
+    epilogue_t streamed = *e;
+    streamed.stream = e->y && (size_t)job.m * g->cout * sizeof(float) > STREAM_BYTES &&
+                      ((uintptr_t)e->y & 31) == 0;
     if (!failed && bnn_epilogue_range(e, 0, NULL, 0, 0) &&
         choose_tiles(cv, e, job.m, threads, &tr, &tp)) {
+        job.e = &streamed;
         job.tile_rows = tr;
         job.tile_panels = tp;
         job.ntiles_c = (cv->npan_g + tp - 1) / tp;

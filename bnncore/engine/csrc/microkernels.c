@@ -371,7 +371,9 @@ __attribute__((target("avx2"))) static void epilogue_avx2(const epilogue_t *e,
                                   _mm256_loadu_si256((const __m256i *)(dots + c + 8 * i)))
                             : _mm256_loadu_ps(src + c + 8 * i);
             for (int q = 0; q < e->nops; q++) apply_op64(&e->ops[q], v, c, res);
-            if (y)
+            if (y && e->stream)
+                for (int i = 0; i < 8; i++) _mm256_stream_ps(y + c + 8 * i, v[i]);
+            else if (y)
                 for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + c + 8 * i, v[i]);
             if (yp) {
                 uint64_t word = 0;
@@ -442,6 +444,12 @@ int bnn_epilogue_range(const epilogue_t *e, int64_t row, const int32_t *dots, in
     (void)c0;
     (void)c1;
     return 0;
+#endif
+}
+
+void bnn_store_fence(void) {
+#if BNN_X86
+    _mm_sfence();
 #endif
 }
 

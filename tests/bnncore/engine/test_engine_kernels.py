@@ -305,3 +305,23 @@ def test_bad_arguments_are_rejected_with_clear_messages():
     big = K.ConvGeometry(1, 2, 2, 1, 1, 8, 2048, 1024, 1, 1, 1, 1, 0, 0, 1, 1, 4, 1)
     with pytest.raises(ValueError, match="2\\*\\*24"):
         K.bconv(words, panels, big, [])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_float_outputs_written_around_the_cache_are_exact(threads):
+    # 2 x 64 x 64 x 512 float32 outputs (16 MiB) take the non-temporal stores
+    # of the compiled core; a 1x1 convolution of signs is an integer matmul.
+    rng = np.random.default_rng(5)
+    n, h, w, cin, cout = 2, 64, 64, 64, 512
+    x = signs((n, h, w, cin), rng)
+    kernel = signs((1, 1, cin, cout), rng)
+    expected = (x.reshape(-1, cin) @ kernel.reshape(cin, cout)).reshape(n, h, w, cout)
+    bias = rng.normal(size=cout).astype(np.float32)
+    geo = K.ConvGeometry(n, h, w, 1, 1, cin, 1, 1, 1, 1, 1, 1, 0, 0, h, w, cout, 1)
+    y, yp = K.bconv(
+        K.pack(x), K.pack_weights(kernel < 0), geo, [(K.OP_BIAS, bias)],
+        packed_groups=1, threads=threads,
+    )  # fmt: skip
+    assert y.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(y, expected.astype(np.float32) + bias)
+    np.testing.assert_array_equal(yp, K.pack(expected.astype(np.float32) + bias))
