@@ -47,22 +47,33 @@ def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     lease = _CURRENT.get()
     if lease is None:
         return aligned_empty(shape, dtype)
-    return lease.take(tuple(int(d) for d in shape), np.dtype(dtype))
+    return lease.take(tuple(map(int, shape)), np.dtype(dtype))
 
 
 class _Lease:
-    """The arrays one call took; given back at its end except those returned."""
+    """The arrays one call took; given back at its end except those returned.
 
-    def __init__(self, pool: BufferPool) -> None:
+    A lease takes the pool's whole free list when it starts, so taking an
+    array needs no lock; a call running at the same time allocates its own.
+    """
+
+    def __init__(self, pool: BufferPool, free: dict[tuple[Any, ...], list[np.ndarray]]):
         self.pool = pool
+        self.free = free
         self.taken: list[np.ndarray] = []
 
     def take(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        array = self.pool._pop((shape, dtype.str))
-        if array is None:
-            array = aligned_empty(shape, dtype)
+        stack = self.free.get((shape, dtype.str))
+        array = stack.pop() if stack else aligned_empty(shape, dtype)
         self.taken.append(array)
         return array
+
+
+def _root(array: np.ndarray) -> int:
+    """Identity of the allocation an array views."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return id(array)
 
 
 class BufferPool:
@@ -80,17 +91,7 @@ class BufferPool:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._free: dict[tuple[Any, ...], list[np.ndarray]] = {}
-        self._bytes = 0
         self._key: Any = None
-
-    def _pop(self, key: tuple[Any, ...]) -> np.ndarray | None:
-        with self._lock:
-            stack = self._free.get(key)
-            if not stack:
-                return None
-            array = stack.pop()
-            self._bytes -= array.nbytes
-            return array
 
     @contextmanager
     def lease(self, input_key: Any) -> Iterator[_Lease]:
@@ -104,10 +105,10 @@ class BufferPool:
         """
         with self._lock:
             if input_key != self._key:
-                self._free.clear()
-                self._bytes = 0
+                self._free = {}
                 self._key = input_key
-        lease = _Lease(self)
+            free, self._free = self._free, {}
+        lease = _Lease(self, free)
         token = _CURRENT.set(lease)
         try:
             yield lease
@@ -115,14 +116,18 @@ class BufferPool:
             _CURRENT.reset(token)
 
     def give_back(self, lease: _Lease, kept: list[np.ndarray]) -> None:
-        """Returns the lease's arrays to the pool, except those sharing memory
-        with ``kept`` (the results handed to the caller)."""
+        """Returns the lease's arrays to the pool, except those sharing an
+        allocation with ``kept`` (the results handed to the caller)."""
+        kept_roots = {_root(k) for k in kept if isinstance(k, np.ndarray)}
         with self._lock:
-            for array in lease.taken:
-                if any(np.may_share_memory(array, k) for k in kept):
+            pool = self._free
+            total = sum(a.nbytes for stack in pool.values() for a in stack)
+            arrays = [a for stack in lease.free.values() for a in stack]
+            arrays += [a for a in lease.taken if _root(a) not in kept_roots]
+            for array in arrays:
+                if total + array.nbytes > self.max_bytes:
                     continue
-                if self._bytes + array.nbytes > self.max_bytes:
-                    continue
-                self._free.setdefault((array.shape, array.dtype.str), []).append(array)
-                self._bytes += array.nbytes
+                pool.setdefault((array.shape, array.dtype.str), []).append(array)
+                total += array.nbytes
         lease.taken.clear()
+        lease.free = {}
