@@ -177,6 +177,7 @@ static PyObject *py_bconv(PyObject *self, PyObject *args) {
     cv.g = &g;
     bnn_conv_init(&cv);
     cv.mk = bnn_microkernel(bnn_active_kernel());
+    cv.mkh = bnn_microkernel_half(bnn_active_kernel());
 
     views_t vs;
     vs.count = 0;

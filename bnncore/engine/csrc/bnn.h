@@ -31,6 +31,11 @@ void bnn_force_kernel(int kernel);
 const char *bnn_kernel_name(int kernel);
 microkernel_t bnn_microkernel(int kernel);
 
+/* The micro-kernel on half-split rows (see microkernels.c), or NULL when the
+ * kernel has none; and the splitting of a row of kw words into 2*kw. */
+microkernel_t bnn_microkernel_half(int kernel);
+void bnn_split_row(const uint64_t *src, int kw, uint64_t *dst);
+
 /* Sign bits of n floats (x < 0) into ceil(n / 64) words, fully overwritten. */
 void bnn_pack_row(const float *x, int n, uint64_t *out);
 
@@ -101,6 +106,7 @@ typedef struct {
     const int32_t *wsum; /* taps x cout weight sums (pad_mode 0 only) or NULL */
     const int64_t *tap_offset; /* word offset of each tap from the window origin */
     microkernel_t mk;
+    microkernel_t mkh; /* mk on half-split rows, for blocks of >= 4 rows; or NULL */
 } conv_t;
 
 /* Fills cv's derived fields from cv->g (taps, kbits, kwords, ng, npan_g,

@@ -198,11 +198,22 @@ static void pad_correction(const conv_t *cv, int64_t r, int32_t *d) {
     }
 }
 
-/* Dot products of rows [r0, r0+mb) against panels [p0, p1) of group grp. */
+/* Dot products of rows [r0, r0+mb) against panels [p0, p1) of group grp.
+ * sbuf: room for ROW_BLOCK half-split rows, or NULL. */
 static void compute_block(const conv_t *cv, int64_t r0, int mb, int grp, int p0,
-                          int p1, uint64_t *abuf, int32_t *dots, int ldd) {
+                          int p1, uint64_t *abuf, uint64_t *sbuf, int32_t *dots,
+                          int ldd) {
     const uint64_t *rows[ROW_BLOCK];
     gather_rows(cv, r0, mb, grp, abuf, rows);
+    microkernel_t mk = cv->mk;
+    if (cv->mkh && sbuf && mb >= 4) {
+        for (int i = 0; i < mb; i++) {
+            uint64_t *d = sbuf + (size_t)i * 2 * cv->kwords;
+            bnn_split_row(rows[i], cv->kwords, d);
+            rows[i] = d;
+        }
+        mk = cv->mkh;
+    }
     /* Panels in chunks of ~16 KiB, each reused by all rows of the block. */
     int chunk = (int)(16384 / ((size_t)cv->kwords * 32));
     if (chunk < 2) chunk = 2;
@@ -213,7 +224,7 @@ static void compute_block(const conv_t *cv, int64_t r0, int mb, int grp, int p0,
         for (int i = 0; i < mb; i += 4) {
             const int mr = mb - i < 4 ? mb - i : 4;
             int32_t *d = dots + (size_t)i * ldd + ((size_t)grp * cv->npan_g + q0) * 4;
-            cv->mk(rows + i, mr, pan, q1 - q0, cv->kwords, cv->kbits, d, ldd);
+            mk(rows + i, mr, pan, q1 - q0, cv->kwords, cv->kbits, d, ldd);
         }
     }
 }
@@ -305,6 +316,7 @@ int32_t *bnn_weight_sums(const conv_t *cv) {
 /* Per-participant scratch. */
 typedef struct {
     uint64_t *abuf;
+    uint64_t *sbuf; /* half-split rows, when cv->mkh */
     int32_t *dots;
     float *t;
 } scratch_t;
@@ -329,7 +341,7 @@ static void tile_task(void *ctx, int64_t item, int slot) {
     const int mb = (int)(job->m - r0 < job->tile_rows ? job->m - r0 : job->tile_rows);
     const int p0 = (int)(item % job->ntiles_c) * job->tile_panels;
     const int p1 = p0 + job->tile_panels < cv->npan_g ? p0 + job->tile_panels : cv->npan_g;
-    compute_block(cv, r0, mb, 0, p0, p1, s->abuf, s->dots, job->ldd);
+    compute_block(cv, r0, mb, 0, p0, p1, s->abuf, s->sbuf, s->dots, job->ldd);
     const int c0 = 4 * p0, c1 = 4 * p1 < (int)cv->g->cout ? 4 * p1 : (int)cv->g->cout;
     for (int i = 0; i < mb; i++) {
         int32_t *d = s->dots + (size_t)i * job->ldd;
@@ -381,7 +393,7 @@ static void rows_task(void *ctx, int64_t rb, int slot) {
     const int64_t r0 = rb * ROW_BLOCK;
     const int mb = (int)(job->m - r0 < ROW_BLOCK ? job->m - r0 : ROW_BLOCK);
     for (int grp = 0; grp < cv->g->groups; grp++)
-        compute_block(cv, r0, mb, grp, 0, cv->npan_g, s->abuf, s->dots, job->ldd);
+        compute_block(cv, r0, mb, grp, 0, cv->npan_g, s->abuf, s->sbuf, s->dots, job->ldd);
     for (int i = 0; i < mb; i++)
         finish_row(cv, job->e, r0 + i, s->dots + (size_t)i * job->ldd, s->t);
 }
@@ -399,7 +411,7 @@ static void split_task(void *ctx, int64_t item, int slot) {
     const int64_t r0 = rb * ROW_BLOCK;
     const int mb = (int)(job->m - r0 < ROW_BLOCK ? job->m - r0 : ROW_BLOCK);
     compute_block(cv, r0, mb, grp, p0, p1, job->scratch[slot].abuf,
-                  job->all + (size_t)r0 * job->ldd, job->ldd);
+                  job->scratch[slot].sbuf, job->all + (size_t)r0 * job->ldd, job->ldd);
 }
 
 static void finish_task(void *ctx, int64_t rb, int slot) {
@@ -441,6 +453,11 @@ int bnn_conv(const conv_t *cv, const epilogue_t *e, int threads) {
         scratch[i].dots = (int32_t *)malloc((size_t)ROW_BLOCK * job.ldd * sizeof(int32_t));
         scratch[i].t = (float *)malloc((size_t)g->cout * sizeof(float));
         failed = !scratch[i].abuf || !scratch[i].dots || !scratch[i].t;
+        if (cv->mkh && !failed) {
+            scratch[i].sbuf =
+                (uint64_t *)malloc((size_t)ROW_BLOCK * 2 * cv->kwords * sizeof(uint64_t));
+            failed = !scratch[i].sbuf;
+        }
     }
     job.scratch = scratch;
     int tr = 0, tp = 0;
@@ -471,6 +488,7 @@ int bnn_conv(const conv_t *cv, const epilogue_t *e, int threads) {
         free(scratch[i].abuf);
         free(scratch[i].dots);
         free(scratch[i].t);
+        free(scratch[i].sbuf);
     }
     free(scratch);
     return failed ? -1 : 0;
