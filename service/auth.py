@@ -29,6 +29,12 @@ admin     every other method: register, upload weights, delete
 No configured key (unset or blank) leaves the service open. Refusals are
 counted in ``bnn_rejections_total`` with reason ``unauthorized`` (401) or
 ``forbidden`` (403).
+
+The OpenAPI document declares this as the HTTP bearer scheme ``bearerAuth``
+(:data:`BEARER`): :func:`include_router` adds it to every route that
+:func:`required_scope` protects, with that scope as the requirement's role
+(``"security": [{"bearerAuth": ["read"]}]``, OpenAPI 3.1). The declaration
+documents the middleware and checks nothing itself.
 """
 
 from __future__ import annotations
@@ -39,9 +45,15 @@ import json
 import re
 from typing import Any
 
+from fastapi import APIRouter, FastAPI, Security
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
+
 __all__ = [
+    "BEARER",
     "SCOPES",
     "ApiKeyAuth",
+    "include_router",
     "parse_api_keys",
     "required_scope",
 ]
@@ -134,6 +146,50 @@ def required_scope(method: str, path: str) -> str | None:
     if method == "POST" and path.rstrip("/") in _DRY_RUNS:
         return "read"
     return "admin"
+
+
+BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    description=(
+        "An API key from `BNN_API_KEYS`, sent as `Authorization: Bearer <key>`. "
+        "Needed only when the service has `BNN_API_KEYS` set (otherwise it is "
+        "open). Each key has scopes: `read`, `infer`, `admin`; an operation's "
+        "security requirement names the one it needs (401 without a valid key, "
+        "403 without that scope)."
+    ),
+    auto_error=False,
+)
+"""The OpenAPI declaration of the key :class:`ApiKeyAuth` checks. As a
+dependency it only reads the header (``auto_error=False``: it never refuses);
+the middleware has already decided before routing."""
+
+
+def _route_scope(route: APIRoute) -> str | None:
+    """The scope every method of ``route`` needs (``None``: open)."""
+    scopes = {required_scope(method, route.path) for method in route.methods}
+    if len(scopes) != 1:
+        raise ValueError(
+            f"route {route.path}: its methods {sorted(route.methods)} need "
+            f"different scopes {sorted(map(str, scopes))}; declare one route per "
+            "scope"
+        )
+    return scopes.pop()
+
+
+def include_router(app: FastAPI, router: APIRouter) -> None:
+    """Includes ``router`` in ``app``, declaring :data:`BEARER` on each route
+    that :func:`required_scope` protects, with the scope it needs.
+
+    The scope comes from the function the middleware uses, applied to the
+    route's path template, so the document follows what is enforced, for
+    routes added later too. (The middleware sees the actual path: for a model
+    literally named ``ready`` or ``infer``, ``GET /v2/models/ready`` needs
+    ``infer``, not the documented ``read``.)
+    """
+    for route in router.routes:
+        scope = _route_scope(route) if isinstance(route, APIRoute) else None
+        dependencies = None if scope is None else [Security(BEARER, scopes=[scope])]
+        app.include_router(APIRouter(routes=[route]), dependencies=dependencies)
 
 
 def _digest(key: str | bytes) -> bytes:

@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import bnncore
 from service import errors
-from service.auth import ApiKeyAuth
+from service.auth import ApiKeyAuth, include_router
 from service.config import Settings
 from service.inference import InferenceService
 from service.limits import BodySizeLimit
@@ -33,6 +33,10 @@ Model definitions in, exact binarized-network reports out, and a persistent
 model registry. Definitions are validated against an allow-list and sized
 analytically before anything is built; they are never passed to Keras
 deserialization. Every error is `{"error": "<message>"}`.
+
+When the service has `BNN_API_KEYS` set, every operation except the health
+probes needs `Authorization: Bearer <key>` with the scope its security
+requirement names (`read`, `infer` or `admin`); use **Authorize** to send one.
 """
 
 
@@ -97,9 +101,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Outermost: counts and times every request, refusals by the others too.
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    for module in (health, reports, models, weights, inference):
-        app.include_router(module.router)
-    app.include_router(metrics_router)
+    # Each protected route declares the bearer scheme (and its scope) in OpenAPI.
+    for router in (
+        health.router,
+        reports.router,
+        models.router,
+        weights.router,
+        inference.router,
+        metrics_router,
+    ):
+        include_router(app, router)
     _share_openapi(app)
     return app
 
