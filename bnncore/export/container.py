@@ -40,7 +40,7 @@ MAX_RANK = 8
 MAX_NAME_LENGTH = 1024
 """Longest tensor name, in characters."""
 
-DTYPES = {"F32": np.dtype("<f4"), "U8": np.dtype("u1")}
+DTYPES: dict[str, np.dtype[Any]] = {"F32": np.dtype("<f4"), "U8": np.dtype("u1")}
 """The safetensors dtypes this format uses, and their NumPy equivalents."""
 
 
@@ -60,8 +60,23 @@ class TensorEntry:
 
 
 def dump(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
-    """Serializes tensors and metadata to safetensors bytes."""
-    return safetensors.numpy.save(tensors, metadata=metadata)
+    """Serializes tensors and metadata to safetensors bytes, reproducibly.
+
+    ``safetensors`` writes the ``__metadata__`` entries in hash-map order, which
+    changes from call to call; the same weights would then hash differently.
+    The header is rewritten with the metadata keys sorted (tensor entries keep
+    their order), padded with spaces to its original length as the format
+    allows, so offsets and the data section are untouched.
+    """
+    raw = safetensors.numpy.save(tensors, metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    ordered = {"__metadata__": dict(sorted(header.pop("__metadata__", {}).items()))}
+    ordered.update(header)
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:  # never expected: same content, compact separators
+        return raw
+    return raw[:8] + text + b" " * (n - len(text)) + raw[8 + n :]
 
 
 def check_shape(

@@ -143,3 +143,19 @@ def test_the_service_accepts_the_definition_and_the_weights(
     served = builder.build(builder.plan(graph, settings), settings)
     lq.export.load_weights(served, lq.export.to_bytes(mnist_model))
     np.testing.assert_array_equal(served(digits), mnist_model(digits))
+
+
+def test_the_same_model_gives_the_same_bytes_every_time(
+    mnist_model: keras.Model,
+) -> None:
+    # safetensors writes its metadata map in hash order, which varies between
+    # calls; the file must not (the service keys weights by their sha256).
+    files = {lq.export.to_bytes(mnist_model) for _ in range(12)}
+    assert len(files) == 1
+    data = files.pop()
+    n = _header_length(data)
+    header = json.loads(data[8 : 8 + n])
+    assert next(iter(header)) == "__metadata__"
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    # Still a safetensors file the reference reader accepts, tensors intact.
+    assert set(safetensors.numpy.load(data)) == set(header) - {"__metadata__"}
