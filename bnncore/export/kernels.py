@@ -163,6 +163,8 @@ def _encode(
             return None
         levels, latent_levels = [float(v) for v in observed], None
         codes = _level_codes(quantized, levels)
+        if codes is None:  # values that float32 levels cannot hold (float64 input)
+            return None
     entry: dict[str, Any] = {
         "encoding": "levels",
         "bits": bits,

@@ -15,6 +15,7 @@ from export_models import randomize
 from keras import ops
 
 import bnncore as lq
+from bnncore.export import kernels
 
 
 def one_layer(make: Callable[[], keras.layers.Layer], shape: tuple) -> keras.Model:
@@ -269,3 +270,11 @@ def test_nested_models_are_named_by_layer_path() -> None:
     lq.export.load_weights(rebuilt, lq.export.to_bytes(model))
     x = np.random.default_rng(0).normal(size=(3, 5)).astype("float32")
     np.testing.assert_array_equal(rebuilt(x), model(x))
+
+
+def test_encode_kernel_falls_back_to_float32_for_levels_float32_cannot_hold() -> None:
+    # A float64 kernel whose values (1/3, 2/3) have no exact float32 level gets
+    # no level codes: it is stored as its float32 latent (None), not a crash.
+    quantizer = lq.quantizers.DoReFa(k_bit=2, mode="activations")
+    values = np.array([[0.0, 1 / 3], [2 / 3, 1.0]])
+    assert kernels.encode_kernel("k", quantizer, values, values) is None
