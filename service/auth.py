@@ -166,10 +166,11 @@ the middleware has already decided before routing."""
 
 def _route_scope(route: APIRoute) -> str | None:
     """The scope every method of ``route`` needs (``None``: open)."""
-    scopes = {required_scope(method, route.path) for method in route.methods}
+    methods = sorted(route.methods or ())
+    scopes = {required_scope(method, route.path) for method in methods}
     if len(scopes) != 1:
         raise ValueError(
-            f"route {route.path}: its methods {sorted(route.methods)} need "
+            f"route {route.path}: its methods {methods} need "
             f"different scopes {sorted(map(str, scopes))}; declare one route per "
             "scope"
         )
