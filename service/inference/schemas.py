@@ -16,6 +16,8 @@ __all__ = [
     "RequestInput",
     "RequestOutput",
     "ResponseOutput",
+    "TFSModelMetadata",
+    "TFSModelStatus",
     "request_body",
 ]
 
@@ -108,6 +110,77 @@ class PredictResponse(BaseModel):
 
     predictions: list[Any] | None = None
     outputs: Any = None
+
+
+class TFSStatus(BaseModel):
+    """TF Serving ``StatusProto``: ``error_code`` ``"OK"``, empty message."""
+
+    error_code: str
+    error_message: str
+
+
+class TFSVersionStatus(BaseModel):
+    """TF Serving ``ModelVersionStatus``: the version (a decimal string) and its
+    state, ``AVAILABLE`` for every registered version."""
+
+    version: str
+    state: str
+    status: TFSStatus
+
+
+class TFSModelStatus(BaseModel):
+    """TF Serving ``GetModelStatusResponse``: the versions, the latest first."""
+
+    model_version_status: list[TFSVersionStatus]
+
+
+class TFSDim(BaseModel):
+    """A dimension: ``size`` is a decimal string, ``"-1"`` for a free one (the
+    batch)."""
+
+    size: str
+    name: str
+
+
+class TFSTensorShape(BaseModel):
+    dim: list[TFSDim]
+    unknown_rank: bool
+
+
+class TFSTensorInfo(BaseModel):
+    """TF Serving ``TensorInfo``: ``dtype`` is ``DT_FLOAT`` (float32)."""
+
+    dtype: str
+    tensor_shape: TFSTensorShape
+    name: str
+
+
+class TFSSignatureDef(BaseModel):
+    inputs: dict[str, TFSTensorInfo]
+    outputs: dict[str, TFSTensorInfo]
+    method_name: str
+
+
+class TFSSignatureDefMap(BaseModel):
+    signature_def: dict[str, TFSSignatureDef]
+
+
+class TFSMetadataField(BaseModel):
+    signature_def: TFSSignatureDefMap
+
+
+class TFSModelSpec(BaseModel):
+    name: str
+    signature_name: str
+    version: str
+
+
+class TFSModelMetadata(BaseModel):
+    """TF Serving ``GetModelMetadataResponse``: the version's one signature,
+    ``serving_default`` (``tensorflow/serving/predict``)."""
+
+    model_spec: TFSModelSpec
+    metadata: TFSMetadataField
 
 
 def _inline(node: Any, definitions: dict[str, Any]) -> Any:

@@ -1,5 +1,6 @@
 """Inference endpoints: Open Inference Protocol V2 (``/v2/models/.../infer``,
-``.../ready``) and TensorFlow Serving REST (``/v1/models/...:predict``).
+``.../ready``) and TensorFlow Serving REST (``/v1/models/...:predict``, model
+status ``GET /v1/models/...`` and metadata ``GET /v1/models/.../metadata``).
 
 Every refusal is ``{"error": "<message>"}``: 400 for a request that does not
 fit the model (malformed bodies included, as the OIP specifies), 404 for an
@@ -37,8 +38,11 @@ from service.inference.schemas import (
     ModelReady,
     PredictRequest,
     PredictResponse,
+    TFSModelMetadata,
+    TFSModelStatus,
     request_body,
 )
+from service.inference.tfserving import model_metadata, model_status
 from service.metrics import MODEL_STATE_KEY
 from service.runtime import BusyError
 from service.schemas.reports import ErrorResponse
@@ -312,3 +316,61 @@ async def predict_version(
 ) -> Response:
     """TensorFlow Serving REST predict on one version."""
     return await _predict(request, service, settings, name, version)
+
+
+_LOOKUP: dict[str, Any] = {
+    "response_class": JSONResponse,
+    "responses": {status: _ERRORS[status] for status in (400, 404)},
+}
+
+
+async def _status(
+    request: Request, service: InferenceService, name: str, version: int | None
+) -> Response:
+    record = await _record(request, service, name, version)
+    if version is not None:
+        return JSONResponse(model_status([record.version]))
+    versions = await run_in_threadpool(service.store.versions, record.name)
+    return JSONResponse(model_status(versions or [record.version]))
+
+
+@router.get("/v1/models/{name}", response_model=TFSModelStatus, **_LOOKUP)
+async def tfs_model_status(
+    name: ModelName, request: Request, service: InferenceDep
+) -> Response:
+    """TensorFlow Serving model status of every registered version (latest
+    first); each is ``AVAILABLE`` (versions are loaded on first use)."""
+    return await _status(request, service, name, None)
+
+
+@router.get(
+    "/v1/models/{name}/versions/{version}", response_model=TFSModelStatus, **_LOOKUP
+)
+async def tfs_version_status(
+    name: ModelName, version: VersionNumber, request: Request, service: InferenceDep
+) -> Response:
+    """TensorFlow Serving model status of one version."""
+    return await _status(request, service, name, version)
+
+
+@router.get("/v1/models/{name}/metadata", response_model=TFSModelMetadata, **_LOOKUP)
+async def tfs_model_metadata(
+    name: ModelName, request: Request, service: InferenceDep
+) -> Response:
+    """TensorFlow Serving model metadata (the ``serving_default`` signature) of
+    the latest version."""
+    record = await _record(request, service, name, None)
+    return JSONResponse(model_metadata(record))
+
+
+@router.get(
+    "/v1/models/{name}/versions/{version}/metadata",
+    response_model=TFSModelMetadata,
+    **_LOOKUP,
+)
+async def tfs_version_metadata(
+    name: ModelName, version: VersionNumber, request: Request, service: InferenceDep
+) -> Response:
+    """TensorFlow Serving model metadata of one version."""
+    record = await _record(request, service, name, version)
+    return JSONResponse(model_metadata(record))
