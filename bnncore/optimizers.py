@@ -144,6 +144,7 @@ class Bop(keras.optimizers.Optimizer):
         if not _is_schedule(threshold):
             threshold = _check_number("threshold", threshold, 0.0, None)
         super().__init__(learning_rate=gamma, name=name, **kwargs)
+        self._threshold: Any  # a schedule, or a keras.Variable holding τ
         if _is_schedule(threshold):
             self._threshold = threshold
         else:

@@ -12,7 +12,7 @@ import inspect
 import logging
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import keras
 
@@ -67,6 +67,10 @@ class QuantizerBase:
     _takes_pad_values: ClassVar[bool] = False
     _forward: ClassVar[ForwardFn]
     _parent: ClassVar[type]
+
+    if TYPE_CHECKING:  # set by the Keras layer this mixin is combined with
+        name: str
+        activation: Callable[..., Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -189,17 +193,19 @@ class QuantizerBase:
         return config
 
 
-def _quantized_signature(parent: type, cls: type) -> inspect.Signature:
+def _quantized_signature(
+    parent: type[keras.layers.Layer], cls: type[QuantizerBase]
+) -> inspect.Signature:
     """The parent's ``__init__`` signature plus the quantizer keyword arguments."""
     params = list(inspect.signature(parent.__init__).parameters.values())[1:]
     var_keyword = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
     params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    extra_names = ["input_quantizer", *cls._kernel_quantizers]  # type: ignore[attr-defined]
+    extra_names = ["input_quantizer", *cls._kernel_quantizers]
     extras = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
         for name in extra_names
     ]
-    if cls._takes_pad_values:  # type: ignore[attr-defined]
+    if cls._takes_pad_values:
         extras.append(
             inspect.Parameter("pad_values", inspect.Parameter.KEYWORD_ONLY, default=0.0)
         )

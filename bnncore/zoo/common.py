@@ -47,7 +47,7 @@ def _check_input_shape(
     shape = tuple(input_shape)
     valid_dim = [
         d is None
-        or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0)
+        or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and int(d) > 0)
         for d in shape
     ]
     if len(shape) != 3 or not all(valid_dim) or shape[2] is None:
