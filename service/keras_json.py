@@ -93,15 +93,15 @@ def _component(path: str, value: Any, activation: bool = False) -> Any:
                 f"{path}.config", f"functions only from bnncore, received {config!r}"
             )
         return name
-    if module not in _COMPONENT_MODULES:
+    if not isinstance(module, str) or module not in _COMPONENT_MODULES:
         raise _fail(
             f"{path}.module",
             f"{module!r} is not allowed (allowed: {', '.join(_COMPONENT_MODULES)})",
         )
     if not isinstance(class_name, str):
         raise _fail(f"{path}.class_name", "expected a string")
-    package = _COMPONENT_MODULES[module]
-    expected = None if package is None else f"{package}>{class_name}"
+    owner = _COMPONENT_MODULES[module]
+    expected = None if owner is None else f"{owner}>{class_name}"
     if registered != expected:
         raise _fail(
             f"{path}.registered_name",
@@ -135,8 +135,12 @@ def _layer(path: str, entry: Any) -> tuple[dict[str, Any], Any]:
     if not isinstance(entry, dict):
         raise _fail(path, "expected a layer object")
     class_name = entry.get("class_name")
-    type_name = _CLASS_ALIASES.get(class_name, class_name)
-    if not isinstance(type_name, str) or type_name not in LAYER_TYPES:
+    type_name = (
+        _CLASS_ALIASES.get(class_name, class_name)
+        if isinstance(class_name, str)
+        else None
+    )
+    if type_name is None or type_name not in LAYER_TYPES:
         raise _fail(
             f"{path}.class_name",
             f"{class_name!r} is not an allowed layer type (allowed: "
@@ -297,6 +301,7 @@ def translate(document: dict[str, Any]) -> Any:
         raise _fail("config", f"unexpected keys {sorted(extra)}")
 
     layers: list[dict[str, Any]] = []
+    outputs: list[Any]  # layer names, checked by Graph
     if class_name == "Sequential":
         previous = None
         for index, entry in enumerate(entries):

@@ -163,6 +163,18 @@ def _shared(document: dict[str, Any]) -> None:
             "outputs[0]: no layer named 'nowhere'",
         ),
         (lambda d: d.update(class_name="Subclassed"), "class_name: expected"),
+        # Unhashable names are refused too (they used to fail a dict lookup: 500).
+        (
+            lambda d: d["config"]["layers"][1].update(class_name=["Conv2D"]),
+            "config.layers[1].class_name: ['Conv2D'] is not an allowed layer type",
+        ),
+        (
+            lambda d: d["config"]["layers"][1]["config"]["kernel_initializer"].update(
+                module=["keras.initializers"]
+            ),
+            "config.layers[1].config.kernel_initializer.module: "
+            "['keras.initializers'] is not allowed",
+        ),
     ],
 )
 def test_translator_refusals_name_the_field(
