@@ -99,7 +99,7 @@ def _build_graph(graph: Graph) -> Any:
         else:
             sources = [tensors[name] for name in layer.inputs or []]
             tensor = layer.create()(sources if layer._min_inputs > 1 else sources[0])
-        tensors[layer.name] = tensor  # type: ignore[index]
+        tensors[layer.name] = tensor
     outputs = [tensors[name] for name in graph.outputs]
     return keras.Model(
         inputs=inputs if len(inputs) > 1 else inputs[0],

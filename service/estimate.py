@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from service.config import Settings
 from service.schemas import layers as L
+from service.schemas.common import size_tuple
 from service.schemas.components import quantizer_bits
 from service.schemas.definitions import Graph
 from service.schemas.reports import Estimate, EstimateTotals, LayerEstimate, Weight
@@ -87,7 +88,7 @@ def _weights_and_macs(
         )
 
     bias = getattr(layer, "use_bias", False)
-    if isinstance(layer, L.Dense):
+    if isinstance(layer, L._Dense):
         kernel = w(
             "kernel", (channels, layer.units), getattr(layer, "kernel_quantizer", None)
         )
@@ -99,17 +100,18 @@ def _weights_and_macs(
                 f"{where}: input channels {channels} are not a multiple of "
                 f"groups={layer.groups}"
             )
-        kshape = (*layer.kernel_size, channels // layer.groups, layer.filters)
+        kernel_size = size_tuple(layer.kernel_size)
+        kshape = (*kernel_size, channels // layer.groups, layer.filters)
         weights = [w("kernel", kshape, getattr(layer, "kernel_quantizer", None))]
         weights += [w("bias", (layer.filters,))] if bias else []
         return weights, [(weights[0], math.prod(out[:-1]))]
     if isinstance(layer, L._Transpose):
-        kshape = (*layer.kernel_size, layer.filters, channels)
+        kshape = (*size_tuple(layer.kernel_size), layer.filters, channels)
         weights = [w("kernel", kshape, getattr(layer, "kernel_quantizer", None))]
         weights += [w("bias", (layer.filters,))] if bias else []
         return weights, [(weights[0], math.prod(shape[:-1]))]
     if isinstance(layer, L._Separable):
-        dshape = (*layer.kernel_size, channels, layer.depth_multiplier)
+        dshape = (*size_tuple(layer.kernel_size), channels, layer.depth_multiplier)
         pshape = (*(1,) * layer._rank, channels * layer.depth_multiplier, layer.filters)
         weights = [
             w("depthwise_kernel", dshape, getattr(layer, "depthwise_quantizer", None)),
@@ -119,13 +121,14 @@ def _weights_and_macs(
         positions = math.prod(out[:-1])
         return weights, [(weights[0], positions), (weights[1], positions)]
     if isinstance(layer, L._Depthwise):
-        kshape = (*layer.kernel_size, channels, layer.depth_multiplier)
+        kshape = (*size_tuple(layer.kernel_size), channels, layer.depth_multiplier)
         weights = [w("kernel", kshape, getattr(layer, "depthwise_quantizer", None))]
         weights += [w("bias", (channels * layer.depth_multiplier,))] if bias else []
         return weights, [(weights[0], math.prod(out[:-1]))]
     if isinstance(layer, L._Local):
         positions = math.prod(out[:-1])
-        kshape = (positions, math.prod(layer.kernel_size) * channels, layer.filters)
+        kernel_size = size_tuple(layer.kernel_size)
+        kshape = (positions, math.prod(kernel_size) * channels, layer.filters)
         weights = [w("kernel", kshape, getattr(layer, "kernel_quantizer", None))]
         weights += [w("bias", (*out[:-1], layer.filters))] if bias else []
         return weights, [(weights[0], 1)]
@@ -153,36 +156,38 @@ def _weights_and_macs(
 def _output_shape(where: str, layer: Any, shapes: list[Shape]) -> Shape:
     """Output shape (batch excluded) of ``layer`` applied to ``shapes``."""
     shape = shapes[0]
-    if isinstance(layer, L.Dense):
+    if isinstance(layer, L._Dense):
         return (*shape[:-1], layer.units)
     if isinstance(layer, L._Spatial | L._Local):
         _rank(where, layer, shape, layer._rank + 1)
+        kernel_size, strides = size_tuple(layer.kernel_size), size_tuple(layer.strides)
         dilation = getattr(layer, "dilation_rate", (1,) * layer._rank)
         if isinstance(layer, L._Transpose):
             spatial = [
                 _transpose_length(n, k, s, d, layer.padding)
                 for n, k, s, d in zip(
-                    shape[:-1], layer.kernel_size, layer.strides, dilation, strict=True
+                    shape[:-1], kernel_size, strides, dilation, strict=True
                 )
             ]
         else:
             spatial = [
                 _conv_length(where, n, k, s, d, layer.padding)
                 for n, k, s, d in zip(
-                    shape[:-1], layer.kernel_size, layer.strides, dilation, strict=True
+                    shape[:-1], kernel_size, strides, dilation, strict=True
                 )
             ]
         if isinstance(layer, L._Separable | L._Conv | L._Transpose | L._Local):
             channels = layer.filters
-        else:
-            channels = shape[-1] * layer.depth_multiplier
+        else:  # the one kind of _Spatial left: a depthwise convolution
+            channels = shape[-1] * cast(L._Depthwise, layer).depth_multiplier
         return (*spatial, channels)
     if isinstance(layer, L._Pool):
         _rank(where, layer, shape, layer._rank + 1)
-        strides = layer.strides or layer.pool_size
+        pool_size = size_tuple(layer.pool_size)
+        strides = size_tuple(layer.strides or layer.pool_size)
         spatial = [
             _conv_length(where, n, p, s, 1, layer.padding)
-            for n, p, s in zip(shape[:-1], layer.pool_size, strides, strict=True)
+            for n, p, s in zip(shape[:-1], pool_size, strides, strict=True)
         ]
         return (*spatial, shape[-1])
     if isinstance(layer, L._GlobalPool):
@@ -211,7 +216,11 @@ def _output_shape(where: str, layer: Any, shapes: list[Shape]) -> Shape:
         return tuple(shape[d - 1] for d in layer.dims)
     if isinstance(layer, L.ZeroPadding1D | L._ZeroPaddingND):
         rank = 1 if isinstance(layer, L.ZeroPadding1D) else layer._rank
-        pads = (layer.padding,) if rank == 1 else layer.padding
+        # Validated into one (before, after) pair per spatial axis.
+        pads = cast(
+            tuple[tuple[int, int], ...],
+            (layer.padding,) if rank == 1 else layer.padding,
+        )
         _rank(where, layer, shape, rank + 1)
         return (*(n + a + b for n, (a, b) in zip(shape, pads, strict=False)), shape[-1])
     if isinstance(layer, L.UpSampling1D):
@@ -219,7 +228,8 @@ def _output_shape(where: str, layer: Any, shapes: list[Shape]) -> Shape:
         return (shape[0] * layer.size, shape[1])
     if isinstance(layer, L.UpSampling2D):
         _rank(where, layer, shape, 3)
-        return (shape[0] * layer.size[0], shape[1] * layer.size[1], shape[2])
+        size = size_tuple(layer.size)
+        return (shape[0] * size[0], shape[1] * size[1], shape[2])
     if isinstance(layer, L.Concatenate):
         rank = len(shape)
         axis = layer.axis
@@ -263,7 +273,7 @@ def _check_sizes(where: str, layer: Any, settings: Settings) -> None:
                 settings.max_kernel_size,
                 "max_kernel_size",
             )
-    if isinstance(layer, L.Dense):
+    if isinstance(layer, L._Dense):
         _limit(f"{where}.units", "units", layer.units, settings.max_units, "max_units")
     if hasattr(layer, "filters"):
         _limit(
@@ -382,7 +392,7 @@ def estimate(graph: Graph, settings: Settings, offset: int = 0) -> Estimate:
             settings.max_activation_elements,
             "max_activation_elements",
         )
-        shapes[layer.name] = out  # type: ignore[index]
+        shapes[layer.name] = out
         rows.append(row)
     return Estimate(
         name=graph.name,

@@ -6,7 +6,7 @@ configurable limits (``BNN_MAX_*``) are checked by :mod:`service.estimate`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast, get_args
 
 from pydantic import (
     BaseModel,
@@ -35,6 +35,8 @@ __all__ = [
     "SizeArg",
     "StrictModel",
     "as_tuple",
+    "size_tuple",
+    "type_tag",
 ]
 
 HARD_MAX_DIM = 1 << 20
@@ -105,3 +107,16 @@ def as_tuple(value: int | list[int] | tuple[int, ...], rank: int) -> tuple[int, 
             f"{list(value)!r}"
         )
     return tuple(value)
+
+
+def size_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    """A :data:`SizeArg` field of a validated layer, which ``LayerSpec`` has
+    already made a tuple (one value per spatial axis); the value is returned
+    as it is, typed as what it holds."""
+    return cast(tuple[int, ...], value)
+
+
+def type_tag(cls: type[BaseModel]) -> str:
+    """The ``type`` of a layer or component class: its one-value ``Literal``."""
+    tag: str = get_args(cls.model_fields["type"].annotation)[0]
+    return tag

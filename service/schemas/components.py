@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import keras
 from pydantic import (
@@ -39,6 +39,7 @@ from service.schemas.common import (
     PosFloat,
     Seed,
     StrictModel,
+    type_tag,
 )
 
 __all__ = [
@@ -57,6 +58,9 @@ class Component(StrictModel):
     """An object form: ``type`` plus constructor arguments."""
 
     _target: ClassVar[Callable[..., Any]]
+
+    if TYPE_CHECKING:  # each concrete component declares it as a one-value Literal
+        type: str
 
     def create(self) -> Any:
         """Calls the allow-listed constructor with the validated arguments."""
@@ -184,7 +188,7 @@ QuantizerObject = Annotated[
     Field(discriminator="type"),
 ]
 QUANTIZER_TYPES: dict[str, type[Component]] = {
-    cls.model_fields["type"].annotation.__args__[0]: cls  # type: ignore[union-attr]
+    type_tag(cls): cls
     for cls in (
         SteSignQ,
         ApproxSignQ,
@@ -336,7 +340,7 @@ ConstraintObject = Annotated[
     WeightClipC | MaxNormC | NonNegC | UnitNormC | MinMaxNormC,
     Field(discriminator="type"),
 ]
-_CONSTRAINT_ALIASES = {
+_CONSTRAINT_ALIASES: dict[str, type[Component]] = {
     "weight_clip": WeightClipC,
     "WeightClip": WeightClipC,
     "max_norm": MaxNormC,
@@ -349,7 +353,7 @@ _CONSTRAINT_ALIASES = {
 def _resolve_constraint(value: Any) -> Any:
     if isinstance(value, str):
         cls = _CONSTRAINT_ALIASES[value]
-        return cls(type=cls.model_fields["type"].annotation.__args__[0])
+        return cls(type=type_tag(cls))
     return value
 
 
@@ -485,7 +489,7 @@ def _snake(name: str) -> str:
 
 _INITIALIZER_ALIASES: dict[str, type[Component]] = {}
 for _cls in _INITIALIZERS:
-    _type = _cls.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    _type = type_tag(_cls)
     _INITIALIZER_ALIASES[_snake(_type)] = _cls
     _INITIALIZER_ALIASES[_type] = _cls
 
@@ -493,7 +497,7 @@ for _cls in _INITIALIZERS:
 def _resolve_initializer(value: Any) -> Any:
     if isinstance(value, str):
         cls = _INITIALIZER_ALIASES[value]
-        return cls(type=cls.model_fields["type"].annotation.__args__[0])
+        return cls(type=type_tag(cls))
     return value
 
 
@@ -530,7 +534,7 @@ class L1L2R(Component):
 
 
 RegularizerObject = Annotated[L1R | L2R | L1L2R, Field(discriminator="type")]
-_REGULARIZER_ALIASES = {
+_REGULARIZER_ALIASES: dict[str, type[Component]] = {
     "l1": L1R,
     "L1": L1R,
     "l2": L2R,
@@ -543,7 +547,7 @@ _REGULARIZER_ALIASES = {
 def _resolve_regularizer(value: Any) -> Any:
     if isinstance(value, str):
         cls = _REGULARIZER_ALIASES[value]
-        return cls(type=cls.model_fields["type"].annotation.__args__[0])
+        return cls(type=type_tag(cls))
     return value
 
 

@@ -175,7 +175,7 @@ class Sequential(_Definition):
         previous = "input"
         for layer in self.layers:
             layers.append(layer.model_copy(update={"inputs": [previous]}))
-            previous = layer.name  # type: ignore[assignment]
+            previous = layer.name
         return Graph.model_construct(name=self.name, layers=layers, outputs=[previous])
 
 

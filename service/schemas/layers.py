@@ -28,6 +28,8 @@ from service.schemas.common import (
     SizeArg,
     StrictModel,
     as_tuple,
+    size_tuple,
+    type_tag,
 )
 from service.schemas.components import (
     Activation,
@@ -140,15 +142,18 @@ class _PadValues(LayerSpec):
     pad_values: Finite = 0.0
 
 
-class Dense(_Kernel):
+class _Dense(_Kernel):
+    units: Dim
+
+
+class Dense(_Dense):
     """``keras.layers.Dense``."""
 
     _keras = keras.layers.Dense
     type: Literal["Dense"]
-    units: Dim
 
 
-class QuantDense(_KernelQuant, Dense):
+class QuantDense(_KernelQuant, _Dense):
     """``bnncore.layers.QuantDense``."""
 
     _keras = blayers.QuantDense
@@ -165,12 +170,12 @@ class _Spatial(LayerSpec):
 
     def _check(self) -> None:
         super()._check()
-        strides, dilation = self.strides, self.dilation_rate
-        if max(strides) > 1 and max(dilation) > 1:  # type: ignore[type-var]
+        strides, dilation = size_tuple(self.strides), size_tuple(self.dilation_rate)
+        if max(strides) > 1 and max(dilation) > 1:
             raise ValueError(
                 f"strides > 1 cannot be combined with dilation_rate > 1 "
-                f"(received strides={list(strides)}, "  # type: ignore[arg-type]
-                f"dilation_rate={list(dilation)})"  # type: ignore[arg-type]
+                f"(received strides={list(strides)}, "
+                f"dilation_rate={list(dilation)})"
             )
 
 
@@ -187,12 +192,17 @@ class _Conv(_Spatial, _Kernel):
             )
 
 
-class Conv1D(_Conv):
+class _Conv1D(_Conv):
+    _rank = 1
+    # Widens _Spatial's padding: only 1D convolutions also take "causal".
+    padding: Literal["valid", "same", "causal"] = "valid"  # type: ignore[assignment]
+
+
+class Conv1D(_Conv1D):
     """``keras.layers.Conv1D`` (``padding`` may also be ``"causal"``)."""
 
-    _keras, _rank = keras.layers.Conv1D, 1
+    _keras = keras.layers.Conv1D
     type: Literal["Conv1D"]
-    padding: Literal["valid", "same", "causal"] = "valid"
 
 
 class Conv2D(_Conv):
@@ -209,24 +219,24 @@ class Conv3D(_Conv):
     type: Literal["Conv3D"]
 
 
-class QuantConv1D(_KernelQuant, _PadValues, Conv1D):
+class QuantConv1D(_KernelQuant, _PadValues, _Conv1D):
     """``bnncore.layers.QuantConv1D``."""
 
     _keras = blayers.QuantConv1D
     type: Literal["QuantConv1D"]
 
 
-class QuantConv2D(_KernelQuant, _PadValues, Conv2D):
+class QuantConv2D(_KernelQuant, _PadValues, _Conv):
     """``bnncore.layers.QuantConv2D``."""
 
-    _keras = blayers.QuantConv2D
+    _keras, _rank = blayers.QuantConv2D, 2
     type: Literal["QuantConv2D"]
 
 
-class QuantConv3D(_KernelQuant, _PadValues, Conv3D):
+class QuantConv3D(_KernelQuant, _PadValues, _Conv):
     """``bnncore.layers.QuantConv3D``."""
 
-    _keras = blayers.QuantConv3D
+    _keras, _rank = blayers.QuantConv3D, 3
     type: Literal["QuantConv3D"]
 
 
@@ -255,24 +265,24 @@ class Conv3DTranspose(_Transpose):
     type: Literal["Conv3DTranspose"]
 
 
-class QuantConv1DTranspose(_KernelQuant, Conv1DTranspose):
+class QuantConv1DTranspose(_KernelQuant, _Transpose):
     """``bnncore.layers.QuantConv1DTranspose``."""
 
-    _keras = blayers.QuantConv1DTranspose
+    _keras, _rank = blayers.QuantConv1DTranspose, 1
     type: Literal["QuantConv1DTranspose"]
 
 
-class QuantConv2DTranspose(_KernelQuant, Conv2DTranspose):
+class QuantConv2DTranspose(_KernelQuant, _Transpose):
     """``bnncore.layers.QuantConv2DTranspose``."""
 
-    _keras = blayers.QuantConv2DTranspose
+    _keras, _rank = blayers.QuantConv2DTranspose, 2
     type: Literal["QuantConv2DTranspose"]
 
 
-class QuantConv3DTranspose(_KernelQuant, Conv3DTranspose):
+class QuantConv3DTranspose(_KernelQuant, _Transpose):
     """``bnncore.layers.QuantConv3DTranspose``."""
 
-    _keras = blayers.QuantConv3DTranspose
+    _keras, _rank = blayers.QuantConv3DTranspose, 3
     type: Literal["QuantConv3DTranspose"]
 
 
@@ -301,17 +311,17 @@ class _DepthwiseQuant(_InputQuant, _PadValues):
     depthwise_quantizer: Quantizer | None = None
 
 
-class QuantDepthwiseConv1D(_DepthwiseQuant, DepthwiseConv1D):
+class QuantDepthwiseConv1D(_DepthwiseQuant, _Depthwise):
     """``bnncore.layers.QuantDepthwiseConv1D``."""
 
-    _keras = blayers.QuantDepthwiseConv1D
+    _keras, _rank = blayers.QuantDepthwiseConv1D, 1
     type: Literal["QuantDepthwiseConv1D"]
 
 
-class QuantDepthwiseConv2D(_DepthwiseQuant, DepthwiseConv2D):
+class QuantDepthwiseConv2D(_DepthwiseQuant, _Depthwise):
     """``bnncore.layers.QuantDepthwiseConv2D``."""
 
-    _keras = blayers.QuantDepthwiseConv2D
+    _keras, _rank = blayers.QuantDepthwiseConv2D, 2
     type: Literal["QuantDepthwiseConv2D"]
 
 
@@ -340,17 +350,17 @@ class _SeparableQuant(_DepthwiseQuant):
     pointwise_quantizer: Quantizer | None = None
 
 
-class QuantSeparableConv1D(_SeparableQuant, SeparableConv1D):
+class QuantSeparableConv1D(_SeparableQuant, _Separable):
     """``bnncore.layers.QuantSeparableConv1D``."""
 
-    _keras = blayers.QuantSeparableConv1D
+    _keras, _rank = blayers.QuantSeparableConv1D, 1
     type: Literal["QuantSeparableConv1D"]
 
 
-class QuantSeparableConv2D(_SeparableQuant, SeparableConv2D):
+class QuantSeparableConv2D(_SeparableQuant, _Separable):
     """``bnncore.layers.QuantSeparableConv2D``."""
 
-    _keras = blayers.QuantSeparableConv2D
+    _keras, _rank = blayers.QuantSeparableConv2D, 2
     type: Literal["QuantSeparableConv2D"]
 
 
@@ -377,17 +387,17 @@ class LocallyConnected2D(_Local):
     type: Literal["LocallyConnected2D"]
 
 
-class QuantLocallyConnected1D(_KernelQuant, LocallyConnected1D):
+class QuantLocallyConnected1D(_KernelQuant, _Local):
     """``bnncore.layers.QuantLocallyConnected1D``."""
 
-    _keras = blayers.QuantLocallyConnected1D
+    _keras, _rank = blayers.QuantLocallyConnected1D, 1
     type: Literal["QuantLocallyConnected1D"]
 
 
-class QuantLocallyConnected2D(_KernelQuant, LocallyConnected2D):
+class QuantLocallyConnected2D(_KernelQuant, _Local):
     """``bnncore.layers.QuantLocallyConnected2D``."""
 
-    _keras = blayers.QuantLocallyConnected2D
+    _keras, _rank = blayers.QuantLocallyConnected2D, 2
     type: Literal["QuantLocallyConnected2D"]
 
 
@@ -505,7 +515,7 @@ def _quantizer_layer(spec: type[Component], doc: str) -> type[LayerSpec]:
         "__doc__": doc,
         "__module__": __name__,
         "__annotations__": {"type": Literal[name]},
-        "_keras": spec._target,  # type: ignore[attr-defined]
+        "_keras": spec._target,
     }
     return type(name, (LayerSpec, spec), namespace)
 
@@ -635,10 +645,14 @@ class ZeroPadding1D(LayerSpec):
         return (value, value) if isinstance(value, int) else tuple(value)
 
 
+PadItem = Annotated[int, Field(ge=0, le=4096)] | Pair
+
+
 class _ZeroPaddingND(LayerSpec):
     data_format: ChannelsLast = "channels_last"
+    padding: Annotated[int, Field(ge=0, le=4096)] | tuple[PadItem, ...] = 1
 
-    @field_validator("padding", check_fields=False)
+    @field_validator("padding")
     @classmethod
     def _pairs(cls, value: Any) -> Any:
         if isinstance(value, int):
@@ -655,15 +669,11 @@ class _ZeroPaddingND(LayerSpec):
         raise ValueError("expected all integers or all [before, after] pairs")
 
 
-PadItem = Annotated[int, Field(ge=0, le=4096)] | Pair
-
-
 class ZeroPadding2D(_ZeroPaddingND):
     """``keras.layers.ZeroPadding2D``."""
 
     _keras, _rank = keras.layers.ZeroPadding2D, 2
     type: Literal["ZeroPadding2D"]
-    padding: Annotated[int, Field(ge=0, le=4096)] | tuple[PadItem, ...] = 1
 
 
 class ZeroPadding3D(_ZeroPaddingND):
@@ -671,7 +681,6 @@ class ZeroPadding3D(_ZeroPaddingND):
 
     _keras, _rank = keras.layers.ZeroPadding3D, 3
     type: Literal["ZeroPadding3D"]
-    padding: Annotated[int, Field(ge=0, le=4096)] | tuple[PadItem, ...] = 1
 
 
 class UpSampling1D(LayerSpec):
@@ -804,10 +813,7 @@ _ALL: list[type[LayerSpec]] = [
     Concatenate,
 ]
 
-LAYER_TYPES: dict[str, type[LayerSpec]] = {
-    cls.model_fields["type"].annotation.__args__[0]: cls  # type: ignore[union-attr]
-    for cls in _ALL
-}
+LAYER_TYPES: dict[str, type[LayerSpec]] = {type_tag(cls): cls for cls in _ALL}
 """The allow-list: layer ``type`` → its spec class."""
 
 
