@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,7 +57,7 @@ def _received(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def format_validation_errors(errors: list[dict[str, Any]]) -> str:
+def format_validation_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     """One message for pydantic errors: ``path: message (received value)``."""
     seen: dict[str, str] = {}
     for item in errors:

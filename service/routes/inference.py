@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypedDict, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -51,6 +51,15 @@ from service.store import VersionRecord
 __all__ = ["router"]
 
 B = TypeVar("B", bound=BaseModel)
+
+
+class _RouteOptions(TypedDict):
+    """Keyword arguments of ``router.post`` shared by a route's two paths."""
+
+    response_model: type[BaseModel]
+    responses: dict[int | str, dict[str, Any]]
+    response_class: type[Response]
+    openapi_extra: dict[str, Any]
 
 
 class InferenceRoute(APIRoute):
@@ -189,7 +198,7 @@ def _headers(engine: str, nonfinite: int) -> dict[str, str]:
     return headers
 
 
-_INFER = {
+_INFER: _RouteOptions = {
     "response_model": InferenceResponse,
     "responses": _ERRORS,
     "response_class": JSONResponse,
@@ -287,7 +296,7 @@ async def _predict(
     return await run_in_threadpool(encode)
 
 
-_PREDICT = {
+_PREDICT: _RouteOptions = {
     "response_model": PredictResponse,
     "responses": _ERRORS,
     "response_class": JSONResponse,
