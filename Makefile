@@ -1,6 +1,6 @@
 # Two commands for a fresh clone:
 #   make serve   -- set up .venv and start the service on http://127.0.0.1:8000
-#   make test    -- set up .venv and run lint plus the whole test suite
+#   make test    -- set up .venv and run lint, types plus the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -19,6 +19,7 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q

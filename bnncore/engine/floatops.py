@@ -183,7 +183,7 @@ def native(
         if constants is None:
             return None
         fn = _elementwise([(K.OP_MULADD, *constants)])
-        return fn, list(constants)
+        return None if fn is None else (fn, list(constants))
     if isinstance(op, quantizers.Quantizer) and not R.is_sign(op):
         return None
     ops = R.elementwise_ops(op, rank)
@@ -301,7 +301,7 @@ def _terminal(op: Any, shape: tuple | None) -> tuple[NativeFn, list[np.ndarray]]
 
         def gap(xs: list[np.ndarray], threads: int) -> np.ndarray:
             x = np.asarray(xs[0], dtype=np.float32)
-            return np.mean(x, axis=(1, 2), dtype=np.float32, keepdims=keep)
+            return np.asarray(np.mean(x, axis=(1, 2), dtype=np.float32, keepdims=keep))
 
         return (gap, []) if _probe(op, gap, shape[1:], strict=False) else None
     softmax_layer = isinstance(op, keras.layers.Softmax) and op.axis in (
@@ -335,6 +335,7 @@ def _dense(op: Any, shape: tuple) -> tuple[NativeFn, list[np.ndarray]] | None:
         kernel = np.asarray(op.kernel, dtype=np.float32)
     kernel = np.ascontiguousarray(kernel)
     bias = np.asarray(op.bias, dtype=np.float32) if op.use_bias else None
+    act: Callable[[np.ndarray], np.ndarray]
     if op.activation is keras.activations.softmax:
         act = _softmax
     else:
@@ -343,8 +344,10 @@ def _dense(op: Any, shape: tuple) -> tuple[NativeFn, list[np.ndarray]] | None:
         if tail is None:
             return None
 
-        def act(y: np.ndarray) -> np.ndarray:
+        def act_tail(y: np.ndarray) -> np.ndarray:
             return tail([y], 1) if ops else y
+
+        act = act_tail
 
     kernel4 = kernel.reshape(1, 1, *kernel.shape)
 

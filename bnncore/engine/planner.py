@@ -213,6 +213,8 @@ def _try_pool(
     """Packed max pooling when the pooled, monotone-mapped result is only binarized."""
     step = chain.step
     current = chain.end
+    if current is None:
+        return
     readers = consumers.get(current, [])
     if current in outputs or len(readers) != 1 or step.residual is not None:
         return
@@ -255,7 +257,10 @@ def _try_pool(
     groups = {head_groups[id(r)] for r in consumers[value]}
     if len(groups) != 1:
         return
-    channels = _shape(specs, current)[-1]
+    shape = _shape(specs, current)
+    if shape is None:
+        return
+    channels = shape[-1]
     (g,) = groups
     flip = R.decreasing_channels(post, channels)
     mask = None
@@ -293,7 +298,10 @@ def _pixel_layouts(chains: dict, consumers: dict, heads: set, specs: dict) -> No
         if not step.flatten or step.packed_groups is None:
             continue
         flat_node = chain.nodes[-1]
-        spatial = _shape(specs, flat_node.inputs[0])[1:-1]
+        flat_shape = _shape(specs, flat_node.inputs[0])
+        if flat_shape is None or chain.end is None:
+            continue
+        spatial = flat_shape[1:-1]
         pixels = int(np.prod(spatial)) if None not in spatial else None
         readers = [
             by_node[id(r)] for r in consumers.get(chain.end, []) if id(r) in heads
@@ -330,8 +338,11 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
             step = _float_conv_step(node, specs)
         if step is not None:
             chains[id(node)] = _Chain(node, step)
-    binary = {k for k, c in chains.items() if isinstance(c.step, BinaryStep)}
-    head_groups = {key: chains[key].step.groups for key in binary}
+    binary_steps = {
+        k: c.step for k, c in chains.items() if isinstance(c.step, BinaryStep)
+    }
+    binary = set(binary_steps)
+    head_groups = {key: step.groups for key, step in binary_steps.items()}
     taken = set(chains)
     # Binary chains first: they gain most from absorbing a shared add.
     for key in sorted(chains, key=lambda k: k not in binary):
@@ -344,7 +355,7 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
         step = chain.step
         if step.pool is not None:
             continue
-        readers = consumers.get(chain.end, [])
+        readers = consumers.get(chain.end, []) if chain.end is not None else []
         binary_readers = [r for r in readers if id(r) in binary]
         if not binary_readers:
             continue
@@ -365,7 +376,7 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
         last_of[id(last)] = chain
         absorbed.update(id(n) for n in [chain.head, *chain.nodes])
     order = [n for n in graph.nodes if id(n) not in absorbed or id(n) in last_of]
-    sensitive = _sign_sensitive(graph, [chains[k].step for k in binary])
+    sensitive = _sign_sensitive(graph, list(binary_steps.values()))
     packed_available: set[tuple[ValueId, int]] = set()
     steps: list[Step] = []
     for node in order:
@@ -375,10 +386,10 @@ def build_plan(graph: Graph, specs: dict[ValueId, Any], mode: str) -> list[Step]
             continue
         step = last_of[id(node)].step
         if isinstance(step, BinaryStep):
-            key = (step.source, step.groups)
-            if key not in packed_available:
+            source = (step.source, step.groups)
+            if source not in packed_available:
                 steps.append(PackStep(step.source, step.groups))
-                packed_available.add(key)
+                packed_available.add(source)
         steps.append(step)
         if step.packed_groups is not None:
             end = step.pool[-1] if step.pool else step.output

@@ -74,8 +74,8 @@ class PackedModel:
         return "\n".join(step.describe() for step in self.steps)
 
     def _check_inputs(self, x: Any) -> list[np.ndarray]:
-        if self._input_shapes is None:  # a model run whole, inputs unknown
-            return [x]
+        if self._input_shapes is None or self._input_dtypes is None:
+            return [x]  # a model run whole, inputs unknown
         arrays = list(x) if isinstance(x, list | tuple) else [x]
         if len(arrays) != len(self._inputs):
             raise ValueError(

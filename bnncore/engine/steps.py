@@ -171,16 +171,17 @@ class ChainStep(Step):
         if y is not None:
             y = y.reshape(out_shape)
             env.floats[self.output] = y.reshape(n, -1) if self.flatten else y
-        if yp is None:
+        groups = self.packed_groups
+        if yp is None or groups is None:
             return
         yp = yp.reshape(*out_shape[:-1], yp.shape[-1])
-        packed = PackedTensor(yp, out_shape, self.packed_groups)
+        packed = PackedTensor(yp, out_shape, groups)
         if self.flatten:
             pixels = int(np.prod(out_shape[1:-1], dtype=np.int64))
             packed = PackedTensor(
                 yp.reshape(n, -1), (n, pixels * out_shape[-1]), 1, pixels
             )
-        env.packed[(self.output, self.packed_groups)] = packed
+        env.packed[(self.output, groups)] = packed
 
 
 class FloatConvStep(ChainStep):
@@ -329,16 +330,19 @@ class BinaryStep(ChainStep):
             self._store(env, y, yp, out_shape)
             return
         n = out_shape[0]
+        groups = self.packed_groups
+        if yp is None or groups is None:  # the planner pools packed outputs only
+            raise RuntimeError(f"{self.name}: max pooling needs a packed output.")
         yp = yp.reshape(*out_shape[:-1], yp.shape[-1])
         pool, strides, padding, or_mask, target = self.pool
         _, h, w, c = out_shape
         pt, oh = _axis_geometry(h, pool[0], strides[0], 1, padding)
         pl, ow = _axis_geometry(w, pool[1], strides[1], 1, padding)
         words = K.maxpool(yp, pool, strides, (pt, pl), (oh, ow), or_mask, threads)
-        packed = PackedTensor(words, (n, oh, ow, c), self.packed_groups)
+        packed = PackedTensor(words, (n, oh, ow, c), groups)
         if self.flatten:
             packed = PackedTensor(words.reshape(n, -1), (n, oh * ow * c), 1, oh * ow)
-        env.packed[(target, self.packed_groups)] = packed
+        env.packed[(target, groups)] = packed
 
 
 class FloatStep(Step):
@@ -376,6 +380,8 @@ class FloatStep(Step):
             )
             return
         node = self.node
+        if node is None:  # set whenever fn is None
+            raise RuntimeError(f"{self.name}: no layer to run.")
         args = substitute(node.args, env.floats)
         if self.direct:
             result = node.op.call(*args)
@@ -389,7 +395,7 @@ class FloatStep(Step):
 
     @property
     def weight_bytes(self) -> int:
-        if self.fn is not None:
+        if self.fn is not None or self.node is None:
             return sum(int(c.nbytes) for c in self.constants)
         return sum(
             int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize

@@ -1,0 +1,75 @@
+"""Type stub of the engine's compiled core (``_kernels.c``).
+
+Arrays are passed through the buffer protocol (C-contiguous NumPy arrays of
+the documented dtypes); ``geometry`` tuples are described in ``kernels.py``.
+"""
+
+from typing import Any
+
+import numpy as np
+
+def spin(n: int, /) -> None: ...
+def bconv(
+    x: np.ndarray,
+    weights: np.ndarray,
+    geometry: tuple[int, ...],
+    ops: list[tuple[Any, ...]],
+    y: np.ndarray | None,
+    y_packed: np.ndarray | None,
+    residual: np.ndarray | None,
+    threads: int,
+    /,
+) -> None: ...
+def pack(
+    x: np.ndarray,
+    out: np.ndarray,
+    rows: int,
+    channels: int,
+    groups: int,
+    words_per_group: int,
+    threads: int,
+    /,
+) -> None: ...
+def unpack(
+    words: np.ndarray,
+    out: np.ndarray,
+    rows: int,
+    channels: int,
+    groups: int,
+    words_per_group: int,
+    /,
+) -> None: ...
+def fconv(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    out: np.ndarray,
+    geometry: tuple[int, ...],
+    pad_value: float,
+    depthwise: bool,
+    threads: int,
+    /,
+) -> None: ...
+def epilogue(
+    y_in: np.ndarray,
+    ops: list[tuple[Any, ...]],
+    y: np.ndarray | None,
+    y_packed: np.ndarray | None,
+    residual: np.ndarray | None,
+    geometry: tuple[int, ...],
+    threads: int,
+    /,
+) -> None: ...
+def fmaxpool(
+    x: np.ndarray, out: np.ndarray, geometry: tuple[int, ...], threads: int, /
+) -> None: ...
+def maxpool(
+    x: np.ndarray,
+    out: np.ndarray,
+    geometry: tuple[int, ...],
+    or_mask: np.ndarray | None,
+    threads: int,
+    /,
+) -> None: ...
+def set_kernel(name: str, /) -> None: ...
+def kernel() -> str: ...
+def features() -> dict[str, Any]: ...
