@@ -15,9 +15,9 @@
  * Only the grouping of outputs changes between code paths (which outputs share
  * a vector, a register tile, a thread); the operations that produce one output
  * are the same everywhere, so the AVX2/FMA kernels and the portable scalar
- * fallback give identical bits. Work is handed to the pool in items of a few
- * hundred thousand multiply-adds (a block of output pixels x a block of
- * channels), as many as a multiple of the thread count when possible.
+ * fallback give identical bits. Work is handed to the pool in items of about
+ * 8 us (blocks of output pixels, and of channels when pixels are few), as many
+ * as a multiple of the thread count when possible.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -212,7 +212,7 @@ static void conv_scalar(const fconv_job_t *j, int64_t r0, int np, int64_t c0,
 /* Segment pointers of one pixel (see fconv_job_t); partly padded kernel rows
  * are copied to `gather` with their padding. */
 static inline void pixel_segments(const fconv_job_t *j, pix_t px, const float **seg,
-                           float *gather) {
+                                  float *gather) {
     const int64_t *g = j->g;
     const int64_t h = g[1], w = g[2], cin = g[3], kh = g[4], kw = g[5], dh = g[8];
     if (j->nseg == kh) { /* rows of kw*cin contiguous floats */
@@ -259,7 +259,8 @@ static inline __attribute__((always_inline, target("avx2,fma"))) void conv_tile1
     for (int64_t s = 0; s < nseg; s++) {
         const float *xp[PMAX];
 #pragma GCC unroll 8
-        for (int p = 0; p < P; p++) xp[p] = STEP ? seg[s] + (off + p * step) : seg[p * nseg + s];
+        for (int p = 0; p < P; p++)
+            xp[p] = STEP ? seg[s] + (off + p * step) : seg[p * nseg + s];
         const float *w = k + s * len * kld;
         for (int64_t e = 0; e < len; e++, w += kld) {
             __m256 wv[4];
@@ -271,7 +272,8 @@ static inline __attribute__((always_inline, target("avx2,fma"))) void conv_tile1
             for (int p = 0; p < P; p++) {
                 const __m256 xv = _mm256_broadcast_ss(xp[p] + e);
 #pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) acc[p][v] = _mm256_fmadd_ps(xv, wv[v], acc[p][v]);
+                for (int v = 0; v < NV; v++)
+                    acc[p][v] = _mm256_fmadd_ps(xv, wv[v], acc[p][v]);
             }
         }
     }
@@ -297,8 +299,8 @@ static inline __attribute__((always_inline, target("avx2,fma"))) void conv_tile(
         return;
     }
     for (int64_t tt = 0; tt < ntiles; tt++)
-        conv_tile1(seg, nseg, len, step, tt * P * step, k, kld, cout, o + tt * P * cout, mask,
-                   P, NV, MASKED, 1);
+        conv_tile1(seg, nseg, len, step, tt * P * step, k, kld, cout, o + tt * P * cout,
+                   mask, P, NV, MASKED, 1);
 }
 
 typedef void (*tile_fn)(const float *const *, int64_t, int64_t, int64_t, int64_t,
@@ -364,7 +366,8 @@ static int64_t row_run(const fconv_job_t *j, const cursor_t *cur, int64_t max_ti
         for (int64_t a = 0; a < kh; a++) seg[a] = x0 + a * dh * w * cin;
     } else {
         for (int64_t a = 0; a < kh; a++)
-            for (int64_t b = 0; b < kw; b++) seg[a * kw + b] = x0 + (a * dh * w + b * dw) * cin;
+            for (int64_t b = 0; b < kw; b++)
+                seg[a * kw + b] = x0 + (a * dh * w + b * dw) * cin;
     }
     *step = sw * cin;
     return n;
@@ -377,7 +380,7 @@ __attribute__((target("avx2,fma"))) static void conv_block_simd(const fconv_job_
                                                               int64_t u1) {
     const int64_t *g = j->g;
     const int64_t cout = g[14], nseg = j->nseg, len = j->seg_len, P = j->tile_p,
-                  W = 8 * j->tile_nv, rows = j->rows;
+                  W = 8 * j->tile_nv;
     const float **seg = j->segs + (size_t)slot * PMAX * nseg;
     float *gather = j->gather + (size_t)slot * j->gather_len;
     const int64_t row_len = j->gather_len / PMAX;
@@ -394,7 +397,8 @@ __attribute__((target("avx2,fma"))) static void conv_block_simd(const fconv_job_
             float *d = panels + (c - c0) * K;
             const float *src = k + c;
             for (int64_t i = 0; i < K; i++, d += W, src += cout)
-                for (int64_t v = 0; v < W; v += 8) _mm256_storeu_ps(d + v, _mm256_loadu_ps(src + v));
+                for (int64_t v = 0; v < W; v += 8)
+                    _mm256_storeu_ps(d + v, _mm256_loadu_ps(src + v));
         }
     }
     const __m256i tail = tail_mask(cout % 8);
@@ -410,7 +414,8 @@ __attribute__((target("avx2,fma"))) static void conv_block_simd(const fconv_job_
         if (ntiles == 0) {
             cursor_t cur = wk.cur;
             for (int p = 0; p < np; p++)
-                pixel_segments(j, cursor_pix(g, &cur), seg + p * nseg, gather + p * row_len);
+                pixel_segments(j, cursor_pix(g, &cur), seg + p * nseg,
+                               gather + p * row_len);
         }
         float *o = out + r * cout;
         for (int64_t c = c0; c < c1; c += W) {
@@ -424,10 +429,11 @@ __attribute__((target("avx2,fma"))) static void conv_block_simd(const fconv_job_
                 kld = W;
             }
             if (ntiles > 0)
-                step_tiles[nv - 1][masked](seg, nseg, len, step, ntiles, kc, kld, cout, o + c,
-                                           tail);
+                step_tiles[nv - 1][masked](seg, nseg, len, step, ntiles, kc, kld, cout,
+                                           o + c, tail);
             else
-                tiles[np - 1][nv - 1][masked](seg, nseg, len, 0, 1, kc, kld, cout, o + c, tail);
+                tiles[np - 1][nv - 1][masked](seg, nseg, len, 0, 1, kc, kld, cout, o + c,
+                                              tail);
         }
         t += ntiles > 0 ? ntiles : 1;
         walk_next(&wk, ntiles > 0 ? ntiles : 1);
@@ -550,10 +556,12 @@ static inline void pixel_taps(const fconv_job_t *j, pix_t px, const float **taps
     const int64_t *g = j->g;
     const int64_t h = g[1], w = g[2], cin = g[3], kh = g[4], kw = g[5], dh = g[8],
                   dw = g[9];
-    if (px.iy >= 0 && px.iy + (kh - 1) * dh < h && px.ix >= 0 && px.ix + (kw - 1) * dw < w) {
+    if (px.iy >= 0 && px.iy + (kh - 1) * dh < h && px.ix >= 0 &&
+        px.ix + (kw - 1) * dw < w) {
         const float *x0 = j->x + px.base + (px.iy * w + px.ix) * cin;
         for (int64_t a = 0; a < kh; a++)
-            for (int64_t b = 0; b < kw; b++) taps[a * kw + b] = x0 + (a * dh * w + b * dw) * cin;
+            for (int64_t b = 0; b < kw; b++)
+                taps[a * kw + b] = x0 + (a * dh * w + b * dw) * cin;
     } else {
         for (int64_t a = 0; a < kh; a++)
             for (int64_t b = 0; b < kw; b++) taps[a * kw + b] = tap_at(j, px, a, b);
@@ -602,8 +610,9 @@ static inline __attribute__((always_inline, target("avx2"))) void dw_tile1(
             const float *xr = (STEP ? taps[t] + (off + q * step) : taps[q * ntaps + t]) + c;
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) {
-                const __m256 xv = MASKED && v == NV - 1 ? _mm256_maskload_ps(xr + 8 * v, mask)
-                                                        : _mm256_loadu_ps(xr + 8 * v);
+                const __m256 xv = MASKED && v == NV - 1
+                                      ? _mm256_maskload_ps(xr + 8 * v, mask)
+                                      : _mm256_loadu_ps(xr + 8 * v);
                 acc[q][v] = _mm256_add_ps(acc[q][v], _mm256_mul_ps(xv, kv[v]));
             }
         }
@@ -631,8 +640,8 @@ static inline __attribute__((always_inline, target("avx2"))) void dw_tile(
         return;
     }
     for (int64_t tt = 0; tt < n; tt++)
-        dw_tile1(taps, ntaps, step, tt * Q * step, k, cout, c, o + tt * Q * cout, Q, mask, Q,
-                 NV, MASKED, 1);
+        dw_tile1(taps, ntaps, step, tt * Q * step, k, cout, c, o + tt * Q * cout, Q, mask,
+                 Q, NV, MASKED, 1);
 }
 
 typedef void (*dw_fn)(const float *const *, int64_t, int64_t, int64_t, const float *,
@@ -705,6 +714,7 @@ __attribute__((target("avx2"))) static void dw_pixel_bcast(const fconv_job_t *j,
 }
 #endif
 
+#if BNN_X86
 /* Runs of full tiles (Q pixels) in one output row whose windows lie inside
  * the input, from cur: sets the tap pointers of the first pixel (pixel q's
  * are these plus q * step) and returns the number of tiles, at most
@@ -721,10 +731,12 @@ static int64_t dw_row_run(const fconv_job_t *j, const cursor_t *cur, int Q,
     if (n <= 0) return 0;
     const float *x0 = j->x + ((cur->n * h + iy) * w + ix) * cin;
     for (int64_t a = 0; a < kh; a++)
-        for (int64_t b = 0; b < kw; b++) taps[a * kw + b] = x0 + (a * dh * w + b * dw) * cin;
+        for (int64_t b = 0; b < kw; b++)
+            taps[a * kw + b] = x0 + (a * dh * w + b * dw) * cin;
     *step = sw * cin;
     return n;
 }
+#endif
 
 /* Item = a block of pixel tiles. */
 static void dwconv_task(void *ctx, int64_t item, int slot) {
@@ -748,17 +760,20 @@ static void dwconv_task(void *ctx, int64_t item, int slot) {
 #if BNN_X86
         if (simd1) {
             int64_t step = 0;
-            const int64_t n = np == Q ? dw_row_run(j, &cur, Q, imin(t1 - t, full), taps, &step) : 0;
+            const int64_t n =
+                np == Q ? dw_row_run(j, &cur, Q, imin(t1 - t, full), taps, &step) : 0;
             if (n > 0) {
                 dw_pixels_simd(j, taps, step, 1, n, o, Q);
                 t += n;
                 walk_next(&wk, n);
                 continue;
             }
-            for (int q = 0; q < np; q++) pixel_taps(j, cursor_pix(g, &cur), taps + q * ntaps);
+            for (int q = 0; q < np; q++)
+                pixel_taps(j, cursor_pix(g, &cur), taps + q * ntaps);
             /* Missing pixels of a partial tile repeat the last one (not stored). */
             for (int q = np; q < Q; q++)
-                memcpy(taps + q * ntaps, taps + (np - 1) * ntaps, (size_t)ntaps * sizeof(*taps));
+                memcpy(taps + q * ntaps, taps + (np - 1) * ntaps,
+                       (size_t)ntaps * sizeof(*taps));
             dw_pixels_simd(j, taps, 0, 0, np, o, Q);
             t++;
             walk_next(&wk, 1);
@@ -858,13 +873,16 @@ static void maxpool_scalar(const fpool_job_t *p, int64_t b, int64_t y, int64_t x
 }
 
 #if BNN_X86
-/* The same per lane: _mm256_max_ps(v, o) is v > o ? v : o. */
-__attribute__((target("avx2"))) static void maxpool_simd(const float *const *v, int n,
-                                                        int64_t c, float *o) {
+/* The same per lane: _mm256_max_ps(v, o) is v > o ? v : o. N: the window
+ * size if known at compile time (else n). */
+static inline __attribute__((always_inline, target("avx2"))) void maxpool_vec(
+    const float *const *v, int n, int64_t c, float *o, const int N) {
+    if (N) n = N;
     int64_t k = 0;
     for (; k + 32 <= c; k += 32) {
         __m256 m0 = _mm256_loadu_ps(v[0] + k), m1 = _mm256_loadu_ps(v[0] + k + 8);
         __m256 m2 = _mm256_loadu_ps(v[0] + k + 16), m3 = _mm256_loadu_ps(v[0] + k + 24);
+#pragma GCC unroll 4
         for (int i = 1; i < n; i++) {
             m0 = _mm256_max_ps(_mm256_loadu_ps(v[i] + k), m0);
             m1 = _mm256_max_ps(_mm256_loadu_ps(v[i] + k + 8), m1);
@@ -878,15 +896,29 @@ __attribute__((target("avx2"))) static void maxpool_simd(const float *const *v, 
     }
     for (; k + 8 <= c; k += 8) {
         __m256 m = _mm256_loadu_ps(v[0] + k);
+#pragma GCC unroll 4
         for (int i = 1; i < n; i++) m = _mm256_max_ps(_mm256_loadu_ps(v[i] + k), m);
         _mm256_storeu_ps(o + k, m);
     }
     if (k < c) {
         const __m256i mask = tail_mask(c - k);
         __m256 m = _mm256_maskload_ps(v[0] + k, mask);
-        for (int i = 1; i < n; i++) m = _mm256_max_ps(_mm256_maskload_ps(v[i] + k, mask), m);
+#pragma GCC unroll 4
+        for (int i = 1; i < n; i++)
+            m = _mm256_max_ps(_mm256_maskload_ps(v[i] + k, mask), m);
         _mm256_maskstore_ps(o + k, mask, m);
     }
+}
+
+__attribute__((target("avx2"))) static void maxpool_simd(const float *const *v, int n,
+                                                        int64_t c, float *o) {
+    maxpool_vec(v, n, c, o, 0);
+}
+
+/* 2 x 2 windows (QuickNet's transitions). */
+__attribute__((target("avx2"))) static void maxpool_simd4(const float *const *v, int64_t c,
+                                                         float *o) {
+    maxpool_vec(v, 4, c, o, 4);
 }
 
 /* The window's valid inputs of output pixel (b, y, xo) in row-major order;
@@ -924,9 +956,12 @@ static void fmaxpool_task(void *ctx, int64_t item, int slot) {
 #if BNN_X86
         const float *v[POOL_WINDOW_MAX];
         int n;
-        if (p->simd && (n = pool_window(p, b, y, xo, v)) > 0)
-            maxpool_simd(v, n, c, o);
-        else
+        if (p->simd && (n = pool_window(p, b, y, xo, v)) > 0) {
+            if (n == 4)
+                maxpool_simd4(v, c, o);
+            else
+                maxpool_simd(v, n, c, o);
+        } else
 #endif
             maxpool_scalar(p, b, y, xo, o);
         if (++xo == ow) {
