@@ -510,6 +510,15 @@ done:
 
 /* spin(n): n iterations of 8 dependent integer additions (~8 cycles each on
  * x86-64), for estimating the clock rate; returns the final counter. */
+static PyObject *py_pool_configure(PyObject *self, PyObject *args) {
+    (void)self;
+    long long spin_ns;
+    int strikes;
+    if (!PyArg_ParseTuple(args, "Li", &spin_ns, &strikes)) return NULL;
+    pool_configure((int64_t)spin_ns, strikes);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_spin(PyObject *self, PyObject *args) {
     (void)self;
     long long n;
@@ -533,6 +542,9 @@ static PyObject *py_spin(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
+    {"pool_configure", py_pool_configure, METH_VARARGS,
+     "pool_configure(spin_ns, strike_limit): worker spin time after a job and "
+     "the single-thread fallback's trigger (0: off); negative: unchanged."},
     {"spin", py_spin, METH_VARARGS,
      "spin(n): n x 8 dependent additions (about 8n cycles), for clock estimates."},
     {"bconv", py_bconv, METH_VARARGS,

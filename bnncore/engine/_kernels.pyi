@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 def spin(n: int, /) -> None: ...
+def pool_configure(spin_ns: int, strike_limit: int, /) -> None: ...
 def bconv(
     x: np.ndarray,
     weights: np.ndarray,

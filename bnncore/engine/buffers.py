@@ -11,6 +11,7 @@ current thread (a context variable), or falls back to ``np.empty``.
 from __future__ import annotations
 
 import contextvars
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,16 +27,20 @@ _CURRENT: contextvars.ContextVar[_Lease | None] = contextvars.ContextVar(
 
 
 ALIGNMENT = 64  # bytes: a cache line, and what non-temporal AVX stores need
+SMALL_BYTES = 1 << 16  # smaller arrays keep NumPy's own (16-byte) alignment
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """``np.empty`` whose data starts on a 64-byte boundary.
+    """``np.empty`` whose data starts on a 64-byte boundary (arrays of 64 KiB
+    or more; smaller ones as NumPy allocates them).
 
     NumPy aligns large arrays to 16 bytes only; the compiled core writes large
     outputs with aligned non-temporal stores when it can.
     """
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
+    if nbytes < SMALL_BYTES:  # reading the address costs more than it saves
+        return np.empty(shape, dtype=dtype)
     raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
     start = -raw.ctypes.data % ALIGNMENT
     return raw[start : start + nbytes].view(dtype).reshape(shape)

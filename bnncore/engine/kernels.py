@@ -15,6 +15,7 @@ Bit convention: a value in {-1, +1} is one bit, ``1`` for -1 and ``0`` for +1
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +96,7 @@ def pack(x: np.ndarray, groups: int = 1, threads: int = 1) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     channels = x.shape[-1]
     cwg = words_for(channels // groups)
-    rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+    rows = math.prod(x.shape[:-1])
     out = _empty((*x.shape[:-1], groups * cwg), dtype=np.uint64)
     _kernels.pack(x, out, rows, channels, groups, cwg, threads)
     return out
@@ -105,7 +106,7 @@ def unpack(words: np.ndarray, channels: int, groups: int = 1) -> np.ndarray:
     """Inverse of :func:`pack`: ±1 float32 array ``(..., channels)``."""
     words = np.ascontiguousarray(words, dtype=np.uint64)
     cwg = words_for(channels // groups)
-    rows = int(np.prod(words.shape[:-1], dtype=np.int64))
+    rows = math.prod(words.shape[:-1])
     out = _empty((*words.shape[:-1], channels), dtype=np.float32)
     _kernels.unpack(words, out, rows, channels, groups, cwg)
     return out
@@ -351,7 +352,7 @@ def epilogue(
         ``(y or None, packed sign bits or None)``.
     """
     cout = y.shape[-1]
-    rows = int(np.prod(y.shape[:-1], dtype=np.int64))
+    rows = math.prod(y.shape[:-1])
     gout = packed_groups or 1
     cw_out_g = words_for(cout // gout)
     yp = (

@@ -6,6 +6,7 @@ packed values in ``Env.packed`` keyed by ``(value, groups)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,7 +178,7 @@ class ChainStep(Step):
         yp = yp.reshape(*out_shape[:-1], yp.shape[-1])
         packed = PackedTensor(yp, out_shape, groups)
         if self.flatten:
-            pixels = int(np.prod(out_shape[1:-1], dtype=np.int64))
+            pixels = math.prod(out_shape[1:-1])
             packed = PackedTensor(
                 yp.reshape(n, -1), (n, pixels * out_shape[-1]), 1, pixels
             )
@@ -255,7 +256,7 @@ class BinaryStep(ChainStep):
         shape = packed.shape
         kh, kw, cin_g, cout = self.kernel.shape
         if s.rank == 0:
-            rows = int(np.prod(shape[:-1], dtype=np.int64))
+            rows = math.prod(shape[:-1])
             if packed.pixels != kw:
                 raise ValueError(
                     f"{self.name}: packed input has {packed.pixels} pixel(s) per row; "

@@ -586,16 +586,19 @@ typedef struct {
     const float *y_in;
     const epilogue_t *e;
     float **scratch;
-    int64_t rows;
+    int64_t rows, per_item;
 } epi_job_t;
 
-#define EPI_ROWS 16
+/* Values per pool item: a few microseconds of work, so that the threads do
+ * not spend their time on the shared item counter. */
+#define EPI_VALUES 16384
 
 static void epilogue_task(void *ctx, int64_t item, int slot) {
     const epi_job_t *j = (const epi_job_t *)ctx;
     const int cout = j->e->cout;
-    const int64_t r1 = (item + 1) * EPI_ROWS < j->rows ? (item + 1) * EPI_ROWS : j->rows;
-    for (int64_t r = item * EPI_ROWS; r < r1; r++) {
+    const int64_t r0 = item * j->per_item;
+    const int64_t r1 = r0 + j->per_item < j->rows ? r0 + j->per_item : j->rows;
+    for (int64_t r = r0; r < r1; r++) {
         if (bnn_epilogue_fast(j->e, r, NULL, j->y_in + r * cout)) continue;
         float *t = j->scratch[slot];
         memcpy(t, j->y_in + r * cout, (size_t)cout * sizeof(float));
@@ -612,9 +615,16 @@ int bnn_epilogue(const float *y_in, int64_t rows, const epilogue_t *e, int threa
         failed = scratch[i] == NULL;
     }
     if (!failed) {
-        epi_job_t j = {y_in, e, scratch, rows};
-        const int64_t items = (rows + EPI_ROWS - 1) / EPI_ROWS;
-        pool_run(items, epilogue_task, &j, rows * e->cout > 16384 ? threads : 1);
+        epi_job_t j = {y_in, e, scratch, rows, 1};
+        const int64_t total = rows * (e->cout > 0 ? e->cout : 1);
+        int64_t items = (total + EPI_VALUES - 1) / EPI_VALUES;
+        if (items > 1 && threads > 1) /* a multiple of the threads: equal shares */
+            items = (items + threads - 1) / threads * threads;
+        if (items > rows) items = rows;
+        if (items < 1) items = 1;
+        j.per_item = (rows + items - 1) / items;
+        items = (rows + j.per_item - 1) / j.per_item;
+        pool_run(items, epilogue_task, &j, threads);
     }
     if (scratch)
         for (int i = 0; i < threads; i++) free(scratch[i]);

@@ -14,7 +14,7 @@
 #endif
 
 #define MAX_WORKERS 63
-#define WORKER_SPIN_NS 50000L /* keep spinning 50 us after a job */
+static int64_t g_spin_ns = 50000; /* workers keep spinning this long after a job */
 
 typedef struct {
     pool_fn fn;
@@ -60,7 +60,7 @@ static int64_t work(job_t *job, int slot) {
  * threads ran (TensorFlow's spin for a while), a worker may start late once.
  * After SOLO_JOBS jobs the pool tries threads again. */
 #define SOLO_JOBS 32
-#define STRIKES 8
+static int g_strike_limit = 8; /* 0: never fall back to the caller alone */
 static atomic_int g_solo = 0;
 static atomic_int g_strikes = 0;
 
@@ -69,7 +69,7 @@ static void *worker_main(void *arg) {
     unsigned long long seen = atomic_load(&g_generation);
     for (;;) {
         /* Spin a little for the next job, then sleep. */
-        const int64_t until = now_ns() + WORKER_SPIN_NS;
+        const int64_t until = now_ns() + g_spin_ns;
         int k = 0;
         while (atomic_load(&g_generation) == seen) {
             CPU_RELAX();
@@ -123,6 +123,15 @@ static void ensure_workers(int wanted) {
 
 int pool_workers(void) { return g_workers; }
 
+void pool_configure(int64_t spin_ns, int strike_limit) {
+    if (spin_ns >= 0) g_spin_ns = spin_ns;
+    if (strike_limit >= 0) {
+        g_strike_limit = strike_limit;
+        atomic_store(&g_strikes, 0);
+        atomic_store(&g_solo, 0);
+    }
+}
+
 void pool_run(int64_t n, pool_fn fn, void *ctx, int threads) {
     if (n <= 0) return;
     if (threads > 1 && n > 1 && atomic_load(&g_solo) > 0) {
@@ -175,7 +184,8 @@ void pool_run(int64_t n, pool_fn fn, void *ctx, int threads) {
         const double alone = (double)(main_done - start) / (double)mine * (double)n;
         if ((double)total <= alone) {
             atomic_store(&g_strikes, 0);
-        } else if (atomic_fetch_add(&g_strikes, 1) + 1 >= STRIKES) {
+        } else if (g_strike_limit > 0 &&
+                   atomic_fetch_add(&g_strikes, 1) + 1 >= g_strike_limit) {
             atomic_store(&g_strikes, 0);
             atomic_store(&g_solo, SOLO_JOBS);
         }

@@ -24,4 +24,9 @@ void pool_run(int64_t n, pool_fn fn, void *ctx, int threads);
 /* Number of worker threads started so far. */
 int pool_workers(void);
 
+/* Tuning (negative: unchanged): how long workers spin after a job before
+ * sleeping, and after how many jobs in a row that threads did not speed up
+ * the pool runs jobs on the caller alone for a while (0: never). */
+void pool_configure(int64_t spin_ns, int strike_limit);
+
 #endif
