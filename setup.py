@@ -20,6 +20,7 @@ _SOURCES = [
     os.path.join(_HERE, "_kernels.c"),
     os.path.join(_HERE, "csrc", "conv.c"),
     os.path.join(_HERE, "csrc", "fconv.c"),
+    os.path.join(_HERE, "csrc", "head.c"),
     os.path.join(_HERE, "csrc", "microkernels.c"),
     os.path.join(_HERE, "csrc", "pool.c"),
 ]

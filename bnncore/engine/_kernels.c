@@ -510,6 +510,57 @@ done:
 
 /* spin(n): n iterations of 8 dependent integer additions (~8 cycles each on
  * x86-64), for estimating the clock rate; returns the final counter. */
+/* gap(x, out, n, pixels, channels) / softmax(x, out, rows, channels). */
+static PyObject *py_gap(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *x_obj, *out_obj;
+    long long n, pixels, c;
+    if (!PyArg_ParseTuple(args, "OOLLL", &x_obj, &out_obj, &n, &pixels, &c)) return NULL;
+    if (n < 1 || pixels < 1 || c < 1) {
+        PyErr_SetString(PyExc_ValueError, "gap: sizes must be positive");
+        return NULL;
+    }
+    views_t vs;
+    vs.count = 0;
+    PyObject *result = NULL;
+    const float *x = (const float *)get_buffer(&vs, x_obj, 0,
+                                               (Py_ssize_t)(n * pixels * c * 4), "x");
+    if (!x) goto done;
+    float *out = (float *)get_buffer(&vs, out_obj, 1, (Py_ssize_t)(n * c * 4), "out");
+    if (!out) goto done;
+    Py_BEGIN_ALLOW_THREADS bnn_global_avg_pool(x, out, n, pixels, c);
+    Py_END_ALLOW_THREADS result = Py_None;
+    Py_INCREF(result);
+done:
+    release_views(&vs);
+    return result;
+}
+
+static PyObject *py_softmax(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *x_obj, *out_obj;
+    long long rows, c;
+    if (!PyArg_ParseTuple(args, "OOLL", &x_obj, &out_obj, &rows, &c)) return NULL;
+    if (rows < 1 || c < 1) {
+        PyErr_SetString(PyExc_ValueError, "softmax: sizes must be positive");
+        return NULL;
+    }
+    views_t vs;
+    vs.count = 0;
+    PyObject *result = NULL;
+    const float *x =
+        (const float *)get_buffer(&vs, x_obj, 0, (Py_ssize_t)(rows * c * 4), "x");
+    if (!x) goto done;
+    float *out = (float *)get_buffer(&vs, out_obj, 1, (Py_ssize_t)(rows * c * 4), "out");
+    if (!out) goto done;
+    Py_BEGIN_ALLOW_THREADS bnn_softmax(x, out, rows, c);
+    Py_END_ALLOW_THREADS result = Py_None;
+    Py_INCREF(result);
+done:
+    release_views(&vs);
+    return result;
+}
+
 static PyObject *py_pool_configure(PyObject *self, PyObject *args) {
     (void)self;
     long long spin_ns;
@@ -542,6 +593,10 @@ static PyObject *py_spin(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
+    {"gap", py_gap, METH_VARARGS,
+     "gap(x, out, n, pixels, channels): global average pooling of float rows."},
+    {"softmax", py_softmax, METH_VARARGS,
+     "softmax(x, out, rows, channels): softmax of each float row."},
     {"pool_configure", py_pool_configure, METH_VARARGS,
      "pool_configure(spin_ns, strike_limit): worker spin time after a job and "
      "the single-thread fallback's trigger (0: off); negative: unchanged."},

@@ -286,8 +286,7 @@ def float_conv(op: Any, shape: tuple | None) -> NativeConv | None:
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
+    return K.softmax(x)
 
 
 def _terminal(op: Any, shape: tuple | None) -> tuple[NativeFn, list[np.ndarray]] | None:
@@ -300,8 +299,7 @@ def _terminal(op: Any, shape: tuple | None) -> tuple[NativeFn, list[np.ndarray]]
         keep = op.keepdims
 
         def gap(xs: list[np.ndarray], threads: int) -> np.ndarray:
-            x = np.asarray(xs[0], dtype=np.float32)
-            return np.asarray(np.mean(x, axis=(1, 2), dtype=np.float32, keepdims=keep))
+            return K.global_avg_pool(xs[0], keepdims=keep)
 
         return (gap, []) if _probe(op, gap, shape[1:], strict=False) else None
     softmax_layer = isinstance(op, keras.layers.Softmax) and op.axis in (

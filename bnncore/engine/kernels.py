@@ -46,11 +46,13 @@ __all__ = [
     "fconv",
     "features",
     "fmaxpool",
+    "global_avg_pool",
     "kernel",
     "maxpool",
     "pack",
     "pack_weights",
     "set_kernel",
+    "softmax",
     "unpack",
     "words_for",
 ]
@@ -366,3 +368,21 @@ def epilogue(
     geometry = (rows, cout, gout, cw_out_g, gout * cw_out_g)
     _kernels.epilogue(y, ops, out, yp, residual, geometry, int(threads))
     return out, yp
+
+
+def global_avg_pool(x: np.ndarray, keepdims: bool = False) -> np.ndarray:
+    """Mean over the spatial axes of float32 NHWC ``x`` (float32 sums)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c = x.shape[0], x.shape[-1]
+    pixels = math.prod(x.shape[1:-1])
+    out = _empty((n, *(1,) * (x.ndim - 2), c) if keepdims else (n, c), np.float32)
+    _kernels.gap(x, out, n, pixels, c)
+    return out
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax along the last axis of float32 ``x`` (max subtracted first)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = _empty(x.shape, np.float32)
+    _kernels.softmax(x, out, math.prod(x.shape[:-1]), x.shape[-1])
+    return out

@@ -146,4 +146,13 @@ int bnn_fconv(const float *x, const float *k, float *out, const int64_t *g,
 /* Max pooling of float NHWC data; g as for bnn_maxpool with wpp = channels. */
 void bnn_fmaxpool(const float *x, float *out, const int64_t *g, int threads);
 
+/* ---- classifier head (head.c) ------------------------------------------ */
+
+/* out[b, k] = mean over the pixels of x[b, p, k] (x: n x pixels x c). */
+void bnn_global_avg_pool(const float *x, float *out, int64_t n, int64_t pixels,
+                         int64_t c);
+
+/* Softmax of each row of x (rows x c), max-subtracted; out may be x. */
+void bnn_softmax(const float *x, float *out, int64_t rows, int64_t c);
+
 #endif

@@ -325,3 +325,19 @@ def test_large_float_outputs_written_around_the_cache_are_exact(threads):
     assert y.ctypes.data % 64 == 0
     np.testing.assert_array_equal(y, expected.astype(np.float32) + bias)
     np.testing.assert_array_equal(yp, K.pack(expected.astype(np.float32) + bias))
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_average_pooling_and_softmax_match_float64_references(keepdims):
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(3, 5, 7, 24)).astype(np.float32) * 10
+    expected = x.astype(np.float64).mean(axis=(1, 2), keepdims=keepdims)
+    got = K.global_avg_pool(x, keepdims=keepdims)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    logits = rng.normal(size=(4, 1000)).astype(np.float32) * 30
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+    got = K.softmax(logits)
+    np.testing.assert_allclose(got, probs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got.sum(axis=-1), 1.0, rtol=1e-5)
