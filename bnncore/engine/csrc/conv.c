@@ -124,11 +124,15 @@ static void run_epilogue_row(const epilogue_t *e, int64_t row, float *t) {
     }
 }
 
+#define NIBBLES 0x0f0f0f0f0f0f0f0fULL
+
 /* Builds the gathered rows [r0, r0+mb) of group grp into abuf (or points
  * straight at the input); returns row pointers in rows[]. Rows whose window
- * lies inside the image copy the taps at precomputed offsets. */
+ * lies inside the image copy the taps at precomputed offsets. With sbuf, the
+ * rows are returned half-split (see bnn_split_row) in sbuf; inside rows are
+ * split while they are gathered. */
 static void gather_rows(const conv_t *cv, int64_t r0, int mb, int grp,
-                        uint64_t *abuf, const uint64_t **rows) {
+                        uint64_t *abuf, uint64_t *sbuf, const uint64_t **rows) {
     const geom_t *g = cv->g;
     int64_t ow = r0 % g->ow;
     int64_t oh = (r0 / g->ow) % g->oh;
@@ -139,6 +143,7 @@ static void gather_rows(const conv_t *cv, int64_t r0, int mb, int grp,
         const int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
         const uint64_t *base =
             cv->x + ((nb * g->h + ih0) * g->w + iw0) * g->wpp_in + (int64_t)grp * cw;
+        uint64_t *split = sbuf ? sbuf + (size_t)i * 2 * cv->kwords : NULL;
         if (cv->direct) {
             rows[i] = base;
         } else {
@@ -146,12 +151,32 @@ static void gather_rows(const conv_t *cv, int64_t r0, int mb, int grp,
             const int inside = ih0 >= 0 && iw0 >= 0 &&
                                ih0 + (g->kh - 1) * g->dh < g->h &&
                                iw0 + (g->kw_ - 1) * g->dw < g->w;
-            if (inside && aligned) {
+            if (inside && aligned && split && cw == 1) { /* 64 channels */
+                for (int t = 0; t < cv->taps; t++) {
+                    const uint64_t v = base[cv->tap_offset[t]];
+                    split[2 * t] = v & NIBBLES;
+                    split[2 * t + 1] = (v >> 4) & NIBBLES;
+                }
+                rows[i] = split;
+                split = NULL; /* done */
+            } else if (inside && aligned && split) {
+                uint64_t *o = split;
+                for (int t = 0; t < cv->taps; t++, o += 2 * cw) {
+                    const uint64_t *src = base + cv->tap_offset[t];
+                    for (int64_t k = 0; k < cw; k++) {
+                        o[2 * k] = src[k] & NIBBLES;
+                        o[2 * k + 1] = (src[k] >> 4) & NIBBLES;
+                    }
+                }
+                rows[i] = split;
+                split = NULL; /* done */
+            } else if (inside && aligned) {
                 uint64_t *o = dst;
                 for (int t = 0; t < cv->taps; t++, o += cw) {
                     const uint64_t *src = base + cv->tap_offset[t];
                     for (int64_t k = 0; k < cw; k++) o[k] = src[k];
                 }
+                rows[i] = dst;
             } else {
                 memset(dst, 0, (size_t)cv->kwords * sizeof(uint64_t));
                 int t = 0;
@@ -164,8 +189,12 @@ static void gather_rows(const conv_t *cv, int64_t r0, int mb, int grp,
                                     (int)g->cin_g);
                     }
                 }
+                rows[i] = dst;
             }
-            rows[i] = dst;
+        }
+        if (split) {
+            bnn_split_row(rows[i], cv->kwords, split);
+            rows[i] = split;
         }
         if (++ow == g->ow) {
             ow = 0;
@@ -204,16 +233,9 @@ static void compute_block(const conv_t *cv, int64_t r0, int mb, int grp, int p0,
                           int p1, uint64_t *abuf, uint64_t *sbuf, int32_t *dots,
                           int ldd) {
     const uint64_t *rows[ROW_BLOCK];
-    gather_rows(cv, r0, mb, grp, abuf, rows);
-    microkernel_t mk = cv->mk;
-    if (cv->mkh && sbuf && mb >= 4) {
-        for (int i = 0; i < mb; i++) {
-            uint64_t *d = sbuf + (size_t)i * 2 * cv->kwords;
-            bnn_split_row(rows[i], cv->kwords, d);
-            rows[i] = d;
-        }
-        mk = cv->mkh;
-    }
+    const int half = cv->mkh && sbuf && mb >= 4;
+    gather_rows(cv, r0, mb, grp, abuf, half ? sbuf : NULL, rows);
+    const microkernel_t mk = half ? cv->mkh : cv->mk;
     /* Panels in chunks of ~16 KiB, each reused by all rows of the block. */
     int chunk = (int)(16384 / ((size_t)cv->kwords * 32));
     if (chunk < 2) chunk = 2;
