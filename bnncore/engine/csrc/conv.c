@@ -206,8 +206,9 @@ static void gather_rows(const conv_t *cv, int64_t r0, int mb, int grp,
     }
 }
 
-/* Subtracts, for padding with zeros, the contribution the padded taps got as +1. */
-static void pad_correction(const conv_t *cv, int64_t r, int32_t *d) {
+/* Subtracts, for padding with zeros, the contribution the padded taps got as
+ * +1, from the dots of channels [c0, c1) (d in panel layout). */
+static void pad_correction(const conv_t *cv, int64_t r, int32_t *d, int c0, int c1) {
     const geom_t *g = cv->g;
     const int64_t ow = r % g->ow;
     const int64_t oh = (r / g->ow) % g->oh;
@@ -219,9 +220,11 @@ static void pad_correction(const conv_t *cv, int64_t r, int32_t *d) {
             if (ih >= 0 && ih < g->h && iw >= 0 && iw < g->w) continue;
             const int32_t *ws = cv->wsum + (size_t)t * g->cout;
             for (int grp = 0; grp < g->groups; grp++) {
+                const int first = grp * cv->ng;
+                const int j0 = c0 > first ? c0 - first : 0;
+                const int j1 = c1 - first < cv->ng ? c1 - first : cv->ng;
                 int32_t *dg = d + (size_t)grp * cv->npan_g * 4;
-                const int32_t *wg = ws + (size_t)grp * cv->ng;
-                for (int j = 0; j < cv->ng; j++) dg[j] -= wg[j];
+                for (int j = j0; j < j1; j++) dg[j] -= ws[first + j];
             }
         }
     }
@@ -261,28 +264,10 @@ static int row_needs_correction(const conv_t *cv, int64_t r) {
     return ih0 < 0 || ih1 >= g->h || iw0 < 0 || iw1 >= g->w;
 }
 
-/* pad_correction for channels [c0, c1) of a one-group convolution. */
-static void pad_correction_range(const conv_t *cv, int64_t r, int32_t *d, int c0,
-                                 int c1) {
-    const geom_t *g = cv->g;
-    const int64_t ow = r % g->ow;
-    const int64_t oh = (r / g->ow) % g->oh;
-    int t = 0;
-    for (int64_t a = 0; a < g->kh; a++) {
-        const int64_t ih = oh * g->sh - g->pt + a * g->dh;
-        for (int64_t b = 0; b < g->kw_; b++, t++) {
-            const int64_t iw = ow * g->sw - g->pl + b * g->dw;
-            if (ih >= 0 && ih < g->h && iw >= 0 && iw < g->w) continue;
-            const int32_t *ws = cv->wsum + (size_t)t * g->cout;
-            for (int j = c0; j < c1; j++) d[j] -= ws[j];
-        }
-    }
-}
-
 /* Epilogue of one row whose dots (panel layout) are in d. */
 static void finish_row(const conv_t *cv, const epilogue_t *e, int64_t r, int32_t *d,
                        float *t) {
-    if (cv->wsum && row_needs_correction(cv, r)) pad_correction(cv, r, d);
+    if (cv->wsum && row_needs_correction(cv, r)) pad_correction(cv, r, d, 0, (int)cv->g->cout);
     const int ng = cv->ng;
     if ((cv->g->groups == 1 || ng % 4 == 0) && bnn_epilogue_fast(e, r, d, NULL)) return;
     for (int grp = 0; grp < cv->g->groups; grp++) {
@@ -368,7 +353,7 @@ static void tile_task(void *ctx, int64_t item, int slot) {
     for (int i = 0; i < mb; i++) {
         int32_t *d = s->dots + (size_t)i * job->ldd;
         if (cv->wsum && row_needs_correction(cv, r0 + i))
-            pad_correction_range(cv, r0 + i, d, c0, c1);
+            pad_correction(cv, r0 + i, d, c0, c1);
         bnn_epilogue_range(job->e, r0 + i, d, c0, c1);
     }
     if (job->e->stream) bnn_store_fence();
