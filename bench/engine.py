@@ -3,8 +3,9 @@
 Measured in one run, candidates interleaved call by call (so load changes hit
 all of them alike), medians reported:
 
-* per layer, batch 1 and 32: the engine's binary kernel on packed data, the
-  compiled one-layer model (packing its float input included), the same layer
+* per layer, batch 1 and 32: the engine's binary kernel (packed bits in,
+  packed sign bits out), the compiled one-layer model (packing its float input
+  and writing float32 output included), the same layer
   in TensorFlow float (``keras.layers.Conv2D``/``Dense``) and the Keras BNN
   layer (``QuantConv2D``/``QuantDense``, ``tf.function``); bit-MACs per cycle
   per core of the kernel, with the clock measured by a dependent-add loop;
@@ -245,9 +246,14 @@ def bench_layers(repeats: int, hz: float) -> list[dict[str, Any]]:
 
             pool = BufferPool()  # output arrays reused: no page faults timed
 
+            # The kernel as between two binary layers: packed bits in, packed
+            # sign bits out. (The layer column adds packing the float input and
+            # writing float32 output, 32 bits per value: at batch 32 the 56x56x64
+            # layer writes 25.7 MB and is bound by the machine's memory.)
             def kernel(p=packed_in, s=step, g=geo, pool=pool, threads=THREADS):
                 with pool.lease("kernel") as lease:
-                    K.bconv(p.words, s.kernel.panels, g, s.ops, threads=threads)
+                    K.bconv(p.words, s.kernel.panels, g, s.ops, float_out=False,
+                            packed_groups=1, threads=threads)  # fmt: skip
                 pool.give_back(lease, [])
 
             # Least times of bursts before and after the interleaved rounds (two
@@ -340,7 +346,9 @@ def render(
         f"{hz / 1e9:.2f} GHz measured (dependent-add loop, CPU time)"
         + (f", {nominal / 1e9:.2f} GHz nominal (/proc/cpuinfo)" if nominal else "")
         + f"; load average before the run: {load}. Times: wall-clock medians of "
-        "interleaved runs. bit-MACs per cycle per core: the kernel's bit-MACs over "
+        "interleaved runs. Engine kernel: packed bits in, packed sign bits out; "
+        "engine layer: float in, float out. "
+        "bit-MACs per cycle per core: the kernel's bit-MACs over "
         "its least wall time times the clock, on one thread (the kernel's "
         f"efficiency) and on {THREADS} threads (divided by {THREADS}: scaling "
         "losses included).",
