@@ -566,8 +566,11 @@ static PyObject *py_pool_configure(PyObject *self, PyObject *args) {
     long long spin_ns;
     int strikes;
     if (!PyArg_ParseTuple(args, "Li", &spin_ns, &strikes)) return NULL;
+    int64_t old_spin;
+    int old_strikes;
+    pool_settings(&old_spin, &old_strikes);
     pool_configure((int64_t)spin_ns, strikes);
-    Py_RETURN_NONE;
+    return Py_BuildValue("(Li)", (long long)old_spin, old_strikes);
 }
 
 static PyObject *py_spin(PyObject *self, PyObject *args) {
@@ -599,7 +602,8 @@ static PyMethodDef methods[] = {
      "softmax(x, out, rows, channels): softmax of each float row."},
     {"pool_configure", py_pool_configure, METH_VARARGS,
      "pool_configure(spin_ns, strike_limit): worker spin time after a job and "
-     "the single-thread fallback's trigger (0: off); negative: unchanged."},
+     "the single-thread fallback's trigger (0: off); negative: unchanged. "
+     "Returns the previous (spin_ns, strike_limit)."},
     {"spin", py_spin, METH_VARARGS,
      "spin(n): n x 8 dependent additions (about 8n cycles), for clock estimates."},
     {"bconv", py_bconv, METH_VARARGS,

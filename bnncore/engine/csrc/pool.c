@@ -123,6 +123,11 @@ static void ensure_workers(int wanted) {
 
 int pool_workers(void) { return g_workers; }
 
+void pool_settings(int64_t *spin_ns, int *strike_limit) {
+    *spin_ns = g_spin_ns;
+    *strike_limit = g_strike_limit;
+}
+
 void pool_configure(int64_t spin_ns, int strike_limit) {
     if (spin_ns >= 0) g_spin_ns = spin_ns;
     if (strike_limit >= 0) {

@@ -29,4 +29,7 @@ int pool_workers(void);
  * the pool runs jobs on the caller alone for a while (0: never). */
 void pool_configure(int64_t spin_ns, int strike_limit);
 
+/* The current tuning. */
+void pool_settings(int64_t *spin_ns, int *strike_limit);
+
 #endif

@@ -341,3 +341,28 @@ def test_global_average_pooling_and_softmax_match_float64_references(keepdims):
     got = K.softmax(logits)
     np.testing.assert_allclose(got, probs, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(got.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("spin_ns", "strike_limit"),
+    [(0, 0), (0, 1), (1_000_000, 8)],
+    ids=["no-spin-never-alone", "alone-after-one-slow-job", "long-spin"],
+)
+def test_pool_settings_do_not_change_results(spin_ns, strike_limit):
+    # Workers that sleep at once, a pool that falls back to the caller alone
+    # after any job threads did not speed up, and long spinning: same bits.
+    from bnncore.engine import _kernels
+
+    case = {
+        "n": 2, "h": 9, "w": 11, "groups": 1, "cin_g": 64, "cout": 128,
+        "kernel": (3, 3), "strides": (1, 1), "dilation": (1, 1),
+        "pads": ((1, 1), (1, 1)), "pad_mode": 0, "seed": 13,
+    }  # fmt: skip
+    previous = _kernels.pool_configure(spin_ns, strike_limit)
+    try:
+        for threads in (2, 3, 2, 2, 3):
+            ref, y, yp = _run(case, "auto", threads, packed_groups=1)
+            np.testing.assert_array_equal(y, ref.astype(np.float32))
+            np.testing.assert_array_equal(yp, K.pack(ref.astype(np.float32)))
+    finally:
+        _kernels.pool_configure(*previous)
