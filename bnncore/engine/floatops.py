@@ -285,10 +285,6 @@ def float_conv(op: Any, shape: tuple | None) -> NativeConv | None:
     return NativeConv(run, kernel, ops)
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    return K.softmax(x)
-
-
 def _terminal(op: Any, shape: tuple | None) -> tuple[NativeFn, list[np.ndarray]] | None:
     """Global average pooling, dense and softmax, exact up to float32 rounding."""
     if shape is None or None in shape[1:]:
@@ -312,7 +308,7 @@ def _terminal(op: Any, shape: tuple | None) -> tuple[NativeFn, list[np.ndarray]]
     ):
 
         def softmax(xs: list[np.ndarray], threads: int) -> np.ndarray:
-            return _softmax(np.asarray(xs[0], dtype=np.float32))
+            return K.softmax(xs[0])
 
         return (softmax, []) if _probe(op, softmax, shape[1:], strict=False) else None
     if type(op) is not keras.layers.Dense and not _is_quant_dense(op):
@@ -335,7 +331,7 @@ def _dense(op: Any, shape: tuple) -> tuple[NativeFn, list[np.ndarray]] | None:
     bias = np.asarray(op.bias, dtype=np.float32) if op.use_bias else None
     act: Callable[[np.ndarray], np.ndarray]
     if op.activation is keras.activations.softmax:
-        act = _softmax
+        act = K.softmax
     else:
         ops = R.activation_ops(op.activation)
         tail = None if ops is None else _elementwise(ops)
