@@ -9,18 +9,24 @@
 
 #include "bnn.h"
 
+/* Sums in double precision, rounded once: the mean TensorFlow approximates. */
+#define GAP_CHUNK 256
+
 void bnn_global_avg_pool(const float *x, float *out, int64_t n, int64_t pixels,
                          int64_t c) {
-    const float count = (float)pixels;
+    double acc[GAP_CHUNK];
     for (int64_t b = 0; b < n; b++) {
-        float *o = out + b * c;
         const float *xb = x + b * pixels * c;
-        for (int64_t k = 0; k < c; k++) o[k] = 0.0f;
-        for (int64_t p = 0; p < pixels; p++) {
-            const float *row = xb + p * c;
-            for (int64_t k = 0; k < c; k++) o[k] += row[k];
+        for (int64_t k0 = 0; k0 < c; k0 += GAP_CHUNK) {
+            const int64_t m = c - k0 < GAP_CHUNK ? c - k0 : GAP_CHUNK;
+            for (int64_t k = 0; k < m; k++) acc[k] = 0.0;
+            for (int64_t p = 0; p < pixels; p++) {
+                const float *row = xb + p * c + k0;
+                for (int64_t k = 0; k < m; k++) acc[k] += (double)row[k];
+            }
+            for (int64_t k = 0; k < m; k++)
+                out[b * c + k0 + k] = (float)(acc[k] / (double)pixels);
         }
-        for (int64_t k = 0; k < c; k++) o[k] /= count;
     }
 }
 
