@@ -1,11 +1,12 @@
 """API-key authentication with scopes (``BNN_API_KEYS``).
 
-When ``BNN_API_KEYS`` is set, every request except ``/v2/health/*`` (and CORS
-preflights, answered before this runs) must carry ``Authorization: Bearer
-<key>``. The key is compared with **every** configured key by
-``hmac.compare_digest`` on SHA-256 digests (equal lengths, so neither the
-content nor the length of a configured key shows in the timing), without
-stopping at the first match.
+When ``BNN_API_KEYS`` is set, every request except ``/v2/health/*``, the API
+documentation (``/docs``, ``/redoc``, ``/openapi.json``; unless
+``BNN_PUBLIC_DOCS=false``) and CORS preflights (answered before this runs) must
+carry ``Authorization: Bearer <key>``. The key is compared with **every**
+configured key by ``hmac.compare_digest`` on SHA-256 digests (equal lengths,
+so neither the content nor the length of a configured key shows in the
+timing), without stopping at the first match.
 
 Each key has scopes:
 
@@ -13,7 +14,8 @@ Each key has scopes:
 scope     grants
 ========  ============================================================
 read      ``GET``/``HEAD`` (model list, metadata, summaries, definitions,
-          server metadata, ``/metrics``, ``/docs``), and the dry runs
+          server metadata, ``/metrics``; the documentation when
+          ``BNN_PUBLIC_DOCS=false``), and the dry runs
           ``POST /v2/summary`` and ``POST /v2/estimate``
 infer     ``POST .../infer``, ``POST /v1/...:predict``, ``GET .../ready``
 admin     every other method: register, upload weights, delete
@@ -206,9 +208,15 @@ class ApiKeyAuth:
     JSON envelope, before the request body is read.
     """
 
-    def __init__(self, app: Any, keys: dict[str, frozenset[str]]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        keys: dict[str, frozenset[str]],
+        open_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self._keys = [(_digest(key), scopes) for key, scopes in keys.items()]
+        self._open = open_paths
 
     def authorize(self, header: bytes | None) -> frozenset[str] | None:
         """The scopes of the presented key; ``None``: no valid key.
@@ -235,7 +243,7 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         needed = required_scope(scope["method"], scope["path"])
-        if needed is None:
+        if needed is None or scope["path"] in self._open:
             await self.app(scope, receive, send)
             return
         header = None

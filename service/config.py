@@ -47,6 +47,10 @@ class Settings(BaseSettings):
             (``key1:read+infer,key2:admin,key3``) or JSON
             (``{"key1": ["read", "infer"]}``); unset or blank: no
             authentication. See ``service/auth.py`` and docs/deployment.md.
+        public_docs: ``BNN_PUBLIC_DOCS``: serve the API documentation
+            (``/docs``, ``/redoc``, ``/openapi.json``) without a key even when
+            ``api_keys`` is set, so that Swagger UI's Authorize button can be
+            used; ``false``: those need a ``read`` key like other reads.
         cors_origins: ``BNN_CORS_ORIGINS``: origins allowed by CORS,
             comma-separated or a JSON list (``*``: any); empty: no CORS headers.
         max_batch: Largest batch (first dimension) of an inference request (413
@@ -82,6 +86,7 @@ class Settings(BaseSettings):
     max_pending_builds: int = Field(default=16, ge=1)
     max_weights_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     api_keys: SecretStr | None = Field(default=None, repr=False)
+    public_docs: bool = True
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_batch: int = Field(default=256, ge=1)
     max_tensor_elements: int = Field(default=4_000_000, ge=1)

@@ -90,7 +90,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added after (so outside) the body limit: a request without a valid key
     # is refused before its body is read; CORS outermost, so that preflights
     # and error responses carry its headers.
-    app.add_middleware(ApiKeyAuth, keys=settings.api_key_scopes())
+    docs = (
+        app.docs_url,
+        app.redoc_url,
+        app.openapi_url,
+        app.swagger_ui_oauth2_redirect_url,
+    )
+    app.add_middleware(
+        ApiKeyAuth,
+        keys=settings.api_key_scopes(),
+        open_paths=frozenset(p for p in docs if p)
+        if settings.public_docs
+        else frozenset(),
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -143,10 +143,23 @@ def test_the_documented_requirements_are_what_the_middleware_enforces(
 
 
 def test_swagger_ui_offers_authorize(client: TestClient) -> None:
-    reply = client.get("/docs", headers=bearer(ONLY["read"]))
+    # The documentation is public by default even with keys set, so a browser
+    # can load it and then use Authorize; the operations still need keys.
+    reply = client.get("/docs")
     assert reply.status_code == 200
     assert "/openapi.json" in reply.text  # the UI reads the schemes from there
-    assert client.get("/docs").status_code == 401  # unchanged: /docs needs read
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/redoc").status_code == 200
+    assert client.get("/v2/models").status_code == 401
+
+
+def test_private_docs_need_a_read_key(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, api_keys=API_KEYS, public_docs=False)
+    with TestClient(create_app(settings)) as private:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert private.get(path).status_code == 401, path
+            assert private.get(path, headers=bearer(WITHOUT["read"])).status_code == 403
+            assert private.get(path, headers=bearer(ONLY["read"])).status_code == 200
 
 
 def test_without_keys_the_same_document_and_every_operation_is_open(
