@@ -137,10 +137,14 @@ def required_scope(method: str, path: str) -> str | None:
     if path == "/v2/health" or path.startswith("/v2/health/"):
         return None
     method = method.upper()
+    parts = path.split("/")
+    # /v2/models/{name}[/versions/{v}]/(infer|ready): the model name comes
+    # first, so a model named "infer" or "ready" is read like any other.
+    model_endpoint = len(parts) >= 5 and parts[1:3] == ["v2", "models"]
     if (
-        path.endswith("/infer")
-        or ":" in path.rsplit("/", 1)[-1]  # TF Serving's :predict, :classify...
-        or (path.endswith("/ready") and path.startswith(("/v2/models/", "/v1/")))
+        (model_endpoint and parts[-1] in ("infer", "ready"))
+        or (path.startswith("/v1/") and path.endswith("/ready"))
+        or ":" in parts[-1]  # TF Serving's :predict, :classify...
     ):
         return "infer"
     if method in ("GET", "HEAD"):
@@ -185,9 +189,7 @@ def include_router(app: FastAPI, router: APIRouter) -> None:
 
     The scope comes from the function the middleware uses, applied to the
     route's path template, so the document follows what is enforced, for
-    routes added later too. (The middleware sees the actual path: for a model
-    literally named ``ready`` or ``infer``, ``GET /v2/models/ready`` needs
-    ``infer``, not the documented ``read``.)
+    routes added later too.
     """
     for route in router.routes:
         scope = _route_scope(route) if isinstance(route, APIRoute) else None

@@ -169,6 +169,13 @@ def test_route_scope_table() -> None:
     assert required_scope("POST", "/v2/models/m/infer") == "infer"
     assert required_scope("POST", "/v1/models/m/versions/3:predict") == "infer"
     assert required_scope("GET", "/v2/models/m/versions/3/ready") == "infer"
+    assert required_scope("GET", "/v2/models/m/ready") == "infer"
+    # Models named like the endpoints: their metadata is a read.
+    assert required_scope("GET", "/v2/models/ready") == "read"
+    assert required_scope("GET", "/v2/models/infer") == "read"
+    assert required_scope("GET", "/v2/models/infer/versions/1") == "read"
+    assert required_scope("POST", "/v2/models/ready/infer") == "infer"
+    assert required_scope("DELETE", "/v2/models/infer") == "admin"
     assert required_scope("GET", "/v1/models/m") == "read"
     assert required_scope("POST", "/v2/models") == "admin"
     assert required_scope("PUT", "/v2/models/m/versions/1/weights") == "admin"
