@@ -89,6 +89,11 @@ int bnn_epilogue_fast(const epilogue_t *e, int64_t row, const int32_t *dots,
 int bnn_epilogue_range(const epilogue_t *e, int64_t row, const int32_t *dots, int c0,
                        int c1);
 
+/* bnn_epilogue_range for rows [r0, r0 + n) whose dots are at dots + i * ldd;
+ * only where bnn_epilogue_range applies (the caller checked it). */
+void bnn_epilogue_rows(const epilogue_t *e, int64_t r0, int n, const int32_t *dots,
+                       int ldd, int c0, int c1);
+
 /* ---- convolution (conv.c) ----------------------------------------------- */
 
 typedef struct {

@@ -350,12 +350,11 @@ static void tile_task(void *ctx, int64_t item, int slot) {
     const int p1 = p0 + job->tile_panels < cv->npan_g ? p0 + job->tile_panels : cv->npan_g;
     compute_block(cv, r0, mb, 0, p0, p1, s->abuf, s->sbuf, s->dots, job->ldd);
     const int c0 = 4 * p0, c1 = 4 * p1 < (int)cv->g->cout ? 4 * p1 : (int)cv->g->cout;
-    for (int i = 0; i < mb; i++) {
-        int32_t *d = s->dots + (size_t)i * job->ldd;
-        if (cv->wsum && row_needs_correction(cv, r0 + i))
-            pad_correction(cv, r0 + i, d, c0, c1);
-        bnn_epilogue_range(job->e, r0 + i, d, c0, c1);
-    }
+    if (cv->wsum)
+        for (int i = 0; i < mb; i++)
+            if (row_needs_correction(cv, r0 + i))
+                pad_correction(cv, r0 + i, s->dots + (size_t)i * job->ldd, c0, c1);
+    bnn_epilogue_rows(job->e, r0, mb, s->dots, job->ldd, c0, c1);
     if (job->e->stream) bnn_store_fence();
 }
 

@@ -387,6 +387,54 @@ __attribute__((target("avx2"))) static inline void apply_op64(const epi_op *op, 
 }
 #undef LANES
 
+/* Channels [c0, c1) of one row in blocks of 64 (cg, the channels per packed
+ * group, a multiple of 64: every packed word is written whole). */
+__attribute__((target("avx2"), always_inline)) static inline void epi64_row(
+    const epilogue_t *e, float *y, const float *res, uint64_t *yp, const int32_t *dots,
+    const float *src, int c0, int c1, int cg) {
+    const __m256 zero = _mm256_setzero_ps();
+    /* Groups of whole words follow each other: word c / 64 of the row. */
+    const int flat = e->cw_out_g * 64 == cg;
+    for (int c = c0; c + 64 <= c1; c += 64) {
+        __m256 v[8];
+        for (int i = 0; i < 8; i++)
+            v[i] = dots ? _mm256_cvtepi32_ps(
+                              _mm256_loadu_si256((const __m256i *)(dots + c + 8 * i)))
+                        : _mm256_loadu_ps(src + c + 8 * i);
+        for (int q = 0; q < e->nops; q++) apply_op64(&e->ops[q], v, c, res);
+        if (y && e->stream)
+            for (int i = 0; i < 8; i++) _mm256_stream_ps(y + c + 8 * i, v[i]);
+        else if (y)
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + c + 8 * i, v[i]);
+        if (yp) {
+            uint64_t word = 0;
+            for (int i = 0; i < 8; i++)
+                word |= (uint64_t)(unsigned)_mm256_movemask_ps(
+                            _mm256_cmp_ps(v[i], zero, _CMP_LT_OQ))
+                        << (8 * i);
+            if (flat) {
+                yp[c >> 6] = word;
+            } else {
+                const int g = c / cg, local = c - g * cg;
+                yp[(size_t)g * e->cw_out_g + (local >> 6)] = word;
+            }
+        }
+    }
+}
+
+/* Rows [r0, r0 + n) of a tile, channels [c0, c1), dots at d + i * ldd. */
+__attribute__((target("avx2"))) static void epilogue_rows_avx2(
+    const epilogue_t *e, int64_t r0, int n, const int32_t *d, int ldd, int c0, int c1) {
+    const int cout = e->cout, cg = cout / e->gout;
+    for (int i = 0; i < n; i++) {
+        const int64_t row = r0 + i;
+        float *y = e->y ? e->y + (size_t)row * cout : NULL;
+        const float *res = e->residual ? e->residual + (size_t)row * cout : NULL;
+        uint64_t *yp = e->yp ? e->yp + (size_t)row * e->wpp_out : NULL;
+        epi64_row(e, y, res, yp, d + (size_t)i * ldd, NULL, c0, c1, cg);
+    }
+}
+
 /* The epilogue, vectorized: same IEEE operations in the same order as the
  * scalar apply_ops (no fused multiply-add). Blocks of 64 channels stay in
  * registers while each op is applied, and each packed word is written once. */
@@ -404,27 +452,7 @@ __attribute__((target("avx2"))) static void epilogue_avx2(const epilogue_t *e,
     int c = c0;
     if (cg % 64 == 0) {
         /* Every packed word is written whole (a group is a run of words). */
-        for (; c + 64 <= c1; c += 64) {
-            __m256 v[8];
-            for (int i = 0; i < 8; i++)
-                v[i] = dots ? _mm256_cvtepi32_ps(
-                                  _mm256_loadu_si256((const __m256i *)(dots + c + 8 * i)))
-                            : _mm256_loadu_ps(src + c + 8 * i);
-            for (int q = 0; q < e->nops; q++) apply_op64(&e->ops[q], v, c, res);
-            if (y && e->stream)
-                for (int i = 0; i < 8; i++) _mm256_stream_ps(y + c + 8 * i, v[i]);
-            else if (y)
-                for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + c + 8 * i, v[i]);
-            if (yp) {
-                uint64_t word = 0;
-                for (int i = 0; i < 8; i++)
-                    word |= (uint64_t)(unsigned)_mm256_movemask_ps(
-                                _mm256_cmp_ps(v[i], zero, _CMP_LT_OQ))
-                            << (8 * i);
-                const int g = c / cg, local = c - g * cg;
-                yp[(size_t)g * e->cw_out_g + (local >> 6)] = word;
-            }
-        }
+        epi64_row(e, y, res, yp, dots, src, c0, c1, cg);
         return;
     }
     if (yp) memset(yp, 0, (size_t)e->wpp_out * sizeof(uint64_t));
@@ -466,6 +494,21 @@ int bnn_epilogue_fast(const epilogue_t *e, int64_t row, const int32_t *dots,
     (void)dots;
     (void)src;
     return 0;
+#endif
+}
+
+void bnn_epilogue_rows(const epilogue_t *e, int64_t r0, int n, const int32_t *dots,
+                       int ldd, int c0, int c1) {
+#if BNN_X86
+    epilogue_rows_avx2(e, r0, n, dots, ldd, c0, c1);
+#else
+    (void)e;
+    (void)r0;
+    (void)n;
+    (void)dots;
+    (void)ldd;
+    (void)c0;
+    (void)c1;
 #endif
 }
 
