@@ -508,16 +508,18 @@ done:
     return result;
 }
 
-/* spin(n): n iterations of 8 dependent integer additions (~8 cycles each on
- * x86-64), for estimating the clock rate; returns the final counter. */
-/* gap(x, out, n, pixels, channels) / softmax(x, out, rows, channels). */
-static PyObject *py_gap(PyObject *self, PyObject *args) {
-    (void)self;
+/* gap(x, out, n, pixels, channels) and softmax(x, out, rows, channels): the
+ * classifier head on float32 rows (softmax: pixels = 1, out may be x). */
+static PyObject *head_op(PyObject *args, int softmax) {
     PyObject *x_obj, *out_obj;
-    long long n, pixels, c;
-    if (!PyArg_ParseTuple(args, "OOLLL", &x_obj, &out_obj, &n, &pixels, &c)) return NULL;
+    long long n, pixels = 1, c;
+    const int ok = softmax
+                       ? PyArg_ParseTuple(args, "OOLL", &x_obj, &out_obj, &n, &c)
+                       : PyArg_ParseTuple(args, "OOLLL", &x_obj, &out_obj, &n, &pixels, &c);
+    if (!ok) return NULL;
     if (n < 1 || pixels < 1 || c < 1) {
-        PyErr_SetString(PyExc_ValueError, "gap: sizes must be positive");
+        PyErr_Format(PyExc_ValueError, "%s: sizes must be positive",
+                     softmax ? "softmax" : "gap");
         return NULL;
     }
     views_t vs;
@@ -528,7 +530,8 @@ static PyObject *py_gap(PyObject *self, PyObject *args) {
     if (!x) goto done;
     float *out = (float *)get_buffer(&vs, out_obj, 1, (Py_ssize_t)(n * c * 4), "out");
     if (!out) goto done;
-    Py_BEGIN_ALLOW_THREADS bnn_global_avg_pool(x, out, n, pixels, c);
+    Py_BEGIN_ALLOW_THREADS if (softmax) bnn_softmax(x, out, n, c);
+    else bnn_global_avg_pool(x, out, n, pixels, c);
     Py_END_ALLOW_THREADS result = Py_None;
     Py_INCREF(result);
 done:
@@ -536,29 +539,14 @@ done:
     return result;
 }
 
+static PyObject *py_gap(PyObject *self, PyObject *args) {
+    (void)self;
+    return head_op(args, 0);
+}
+
 static PyObject *py_softmax(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *x_obj, *out_obj;
-    long long rows, c;
-    if (!PyArg_ParseTuple(args, "OOLL", &x_obj, &out_obj, &rows, &c)) return NULL;
-    if (rows < 1 || c < 1) {
-        PyErr_SetString(PyExc_ValueError, "softmax: sizes must be positive");
-        return NULL;
-    }
-    views_t vs;
-    vs.count = 0;
-    PyObject *result = NULL;
-    const float *x =
-        (const float *)get_buffer(&vs, x_obj, 0, (Py_ssize_t)(rows * c * 4), "x");
-    if (!x) goto done;
-    float *out = (float *)get_buffer(&vs, out_obj, 1, (Py_ssize_t)(rows * c * 4), "out");
-    if (!out) goto done;
-    Py_BEGIN_ALLOW_THREADS bnn_softmax(x, out, rows, c);
-    Py_END_ALLOW_THREADS result = Py_None;
-    Py_INCREF(result);
-done:
-    release_views(&vs);
-    return result;
+    return head_op(args, 1);
 }
 
 static PyObject *py_pool_configure(PyObject *self, PyObject *args) {
@@ -573,6 +561,8 @@ static PyObject *py_pool_configure(PyObject *self, PyObject *args) {
     return Py_BuildValue("(Li)", (long long)old_spin, old_strikes);
 }
 
+/* spin(n): n iterations of 8 dependent integer additions (~8 cycles each on
+ * x86-64), for estimating the clock rate; returns the final counter. */
 static PyObject *py_spin(PyObject *self, PyObject *args) {
     (void)self;
     long long n;
