@@ -82,15 +82,13 @@ void bnn_store_fence(void);
 int bnn_epilogue_fast(const epilogue_t *e, int64_t row, const int32_t *dots,
                       const float *src);
 
-/* The epilogue of channels [c0, c1) of one row from dots (indexed by channel
- * from 0); only when each packed group is a whole number of words and c0, c1
- * are multiples of 64 (so packed words are written whole). Returns 0 without
- * doing anything when it does not apply. */
-int bnn_epilogue_range(const epilogue_t *e, int64_t row, const int32_t *dots, int c0,
-                       int c1);
+/* Whether bnn_epilogue_rows can run e: each packed group a whole number of
+ * 64-bit words, and AVX2. */
+int bnn_epilogue_rows_ok(const epilogue_t *e);
 
-/* bnn_epilogue_range for rows [r0, r0 + n) whose dots are at dots + i * ldd;
- * only where bnn_epilogue_range applies (the caller checked it). */
+/* The epilogue of channels [c0, c1) (multiples of 64, so packed words are
+ * written whole) of rows [r0, r0 + n) whose dots (indexed by channel from 0)
+ * are at dots + i * ldd; only where bnn_epilogue_rows_ok(e). */
 void bnn_epilogue_rows(const epilogue_t *e, int64_t r0, int n, const int32_t *dots,
                        int ldd, int c0, int c1);
 

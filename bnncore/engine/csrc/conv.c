@@ -472,7 +472,7 @@ int bnn_conv(const conv_t *cv, const epilogue_t *e, int threads) {
     epilogue_t streamed = *e;
     streamed.stream = e->y && (size_t)job.m * g->cout * sizeof(float) > STREAM_BYTES &&
                       ((uintptr_t)e->y & 31) == 0;
-    if (!failed && bnn_epilogue_range(e, 0, NULL, 0, 0) &&
+    if (!failed && bnn_epilogue_rows_ok(e) &&
         choose_tiles(cv, e, job.m, threads, &tr, &tp)) {
         job.e = &streamed;
         job.tile_rows = tr;

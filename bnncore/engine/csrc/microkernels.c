@@ -441,18 +441,17 @@ __attribute__((target("avx2"))) static void epilogue_rows_avx2(
 __attribute__((target("avx2"))) static void epilogue_avx2(const epilogue_t *e,
                                                           int64_t row,
                                                           const int32_t *dots,
-                                                          const float *src, int c0,
-                                                          int c1) {
+                                                          const float *src) {
     const int cout = e->cout;
     float *y = e->y ? e->y + (size_t)row * cout : NULL;
     const float *res = e->residual ? e->residual + (size_t)row * cout : NULL;
     uint64_t *yp = e->yp ? e->yp + (size_t)row * e->wpp_out : NULL;
     const int cg = cout / e->gout;
     const __m256 zero = _mm256_setzero_ps();
-    int c = c0;
+    int c = 0;
     if (cg % 64 == 0) {
         /* Every packed word is written whole (a group is a run of words). */
-        epi64_row(e, y, res, yp, dots, src, c0, c1, cg);
+        epi64_row(e, y, res, yp, dots, src, 0, cout, cg);
         return;
     }
     if (yp) memset(yp, 0, (size_t)e->wpp_out * sizeof(uint64_t));
@@ -486,7 +485,7 @@ int bnn_epilogue_fast(const epilogue_t *e, int64_t row, const int32_t *dots,
     static int avx2 = -1;
     if (avx2 < 0) avx2 = bnn_cpu_has_avx2();
     if (!avx2 || e->cout % 8 || (e->cout / e->gout) % 8) return 0;
-    epilogue_avx2(e, row, dots, src, 0, e->cout);
+    epilogue_avx2(e, row, dots, src);
     return 1;
 #else
     (void)e;
@@ -512,20 +511,13 @@ void bnn_epilogue_rows(const epilogue_t *e, int64_t r0, int n, const int32_t *do
 #endif
 }
 
-int bnn_epilogue_range(const epilogue_t *e, int64_t row, const int32_t *dots, int c0,
-                       int c1) {
+int bnn_epilogue_rows_ok(const epilogue_t *e) {
 #if BNN_X86
     static int avx2 = -1;
     if (avx2 < 0) avx2 = bnn_cpu_has_avx2();
-    if (!avx2 || (e->cout / e->gout) % 64 || c0 % 64 || c1 % 64) return 0;
-    epilogue_avx2(e, row, dots, NULL, c0, c1);
-    return 1;
+    return avx2 && (e->cout / e->gout) % 64 == 0;
 #else
     (void)e;
-    (void)row;
-    (void)dots;
-    (void)c0;
-    (void)c1;
     return 0;
 #endif
 }
