@@ -3,9 +3,12 @@
 The extension uses only the CPython C API and the buffer protocol, and POSIX
 threads for its worker pool. No floating-point contraction
 (``-ffp-contract=off``): the fused epilogue must round exactly like the
-separate Keras operations it replaces. AVX2 code is compiled per function
-(``__attribute__((target("avx2")))``) and chosen at run time, so the build
-runs on any x86-64 (or other) machine with gcc or clang.
+separate Keras operations it replaces. AVX2 and AVX-512 code is compiled per
+function (``__attribute__((target("avx2")))``,
+``target("avx512f,avx512bw,avx512vl,avx512vpopcntdq")``) and chosen at run time
+(``csrc/config.c``), so the build runs on any x86-64 (or other) machine with gcc
+or clang. Warnings: ``-Wall -Wextra`` always, ``-Werror`` with
+``BNN_STRICT_BUILD=1`` or ``CI=true``.
 """
 
 from __future__ import annotations
@@ -16,15 +19,33 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 _HERE = os.path.join("bnncore", "engine")
+_CSRC = [
+    "config.c",
+    "conv.c",
+    "epilogue.c",
+    "epilogue_avx512.c",
+    "fconv.c",
+    "head.c",
+    "mk_avx2.c",
+    "mk_avx512.c",
+    "mk_portable.c",
+    "pack.c",
+    "pool.c",
+]
 _SOURCES = [
     os.path.join(_HERE, "_kernels.c"),
-    os.path.join(_HERE, "csrc", "conv.c"),
-    os.path.join(_HERE, "csrc", "fconv.c"),
-    os.path.join(_HERE, "csrc", "head.c"),
-    os.path.join(_HERE, "csrc", "microkernels.c"),
-    os.path.join(_HERE, "csrc", "pool.c"),
+    *(os.path.join(_HERE, "csrc", name) for name in _CSRC),
 ]
-_HEADERS = [os.path.join(_HERE, "csrc", "bnn.h"), os.path.join(_HERE, "csrc", "pool.h")]
+_HEADERS = [
+    os.path.join(_HERE, "csrc", name) for name in ("bnn.h", "pool.h", "simd512.h")
+]
+
+
+def _strict() -> bool:
+    """Warnings are errors with ``BNN_STRICT_BUILD=1`` and in CI (``CI=true``)."""
+    strict = os.environ.get("BNN_STRICT_BUILD", "").strip().lower()
+    ci = os.environ.get("CI", "").strip().lower()
+    return strict in ("1", "true", "yes") or ci in ("1", "true", "yes")
 
 
 class BuildExt(build_ext):
@@ -33,6 +54,9 @@ class BuildExt(build_ext):
     def build_extensions(self) -> None:
         if self.compiler.compiler_type == "unix":
             flags = ["-O3", "-std=gnu11", "-ffp-contract=off", "-fno-fast-math"]
+            flags += ["-Wall", "-Wextra"]
+            if _strict():
+                flags.append("-Werror")
             for ext in self.extensions:
                 ext.extra_compile_args = [*flags, "-pthread", *ext.extra_compile_args]
                 ext.extra_link_args = ["-pthread", *ext.extra_link_args]

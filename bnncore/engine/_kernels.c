@@ -15,12 +15,6 @@
 #include "csrc/bnn.h"
 #include "csrc/pool.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#define BNN_X86 1
-#else
-#define BNN_X86 0
-#endif
-
 /* ------------------------------------------------------------------------ */
 /* Python glue                                                               */
 /* ------------------------------------------------------------------------ */
@@ -176,13 +170,15 @@ static PyObject *py_bconv(PyObject *self, PyObject *args) {
     memset(&cv, 0, sizeof(cv));
     cv.g = &g;
     bnn_conv_init(&cv);
-    cv.mk = bnn_microkernel(bnn_active_kernel());
-    cv.mkh = bnn_microkernel_half(bnn_active_kernel());
+    const bnn_config_t *cfg = bnn_config(); /* one configuration for the call */
+    cv.mk = cfg->mk;
+    cv.mkh = cfg->mkh;
 
     views_t vs;
     vs.count = 0;
     epilogue_t e;
     memset(&e, 0, sizeof(e));
+    e.cfg = cfg;
     int32_t *wsum = NULL;
     int64_t *offsets = NULL;
     PyObject *result = NULL;
@@ -336,47 +332,121 @@ static PyObject *py_maxpool(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- instruction-set level ---------------------------------------------- */
+
+/* ('auto', 'portable', ...) up to the highest level this CPU runs. */
+static PyObject *allowed_isas(void) {
+    const int top = bnn_max_isa();
+    PyObject *t = PyTuple_New(top + 2);
+    if (!t) return NULL;
+    for (int i = -1; i <= top; i++) {
+        PyObject *name = PyUnicode_FromString(bnn_isa_name(i));
+        if (!name) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i + 1, name);
+    }
+    return t;
+}
+
+/* The level named by `value` (a str), or BNN_ISA_COUNT with ValueError set
+ * naming `what` (e.g. "isa") and the levels this CPU runs. */
+static int parse_isa(PyObject *value, const char *what) {
+    int isa = -2;
+    if (PyUnicode_Check(value)) {
+        const char *name = PyUnicode_AsUTF8(value);
+        if (!name) return BNN_ISA_COUNT;
+        isa = bnn_isa_from_name(name);
+    }
+    if (isa == BNN_ISA_AUTO || (isa >= 0 && isa <= bnn_max_isa())) return isa;
+    PyObject *allowed = allowed_isas();
+    if (allowed) {
+        PyErr_Format(PyExc_ValueError,
+                     "Expected %s to be one of %R on this CPU. Received: %s=%R.", what,
+                     allowed, what, value);
+        Py_DECREF(allowed);
+    }
+    return BNN_ISA_COUNT;
+}
+
+static PyObject *py_set_isa(PyObject *self, PyObject *arg) {
+    (void)self;
+    const int isa = parse_isa(arg, "isa");
+    if (isa == BNN_ISA_COUNT) return NULL;
+    if (bnn_set_isa(isa, 0) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "the instruction-set level could not be set");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_isa(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return PyUnicode_FromString(bnn_isa_name(bnn_config()->isa));
+}
+
+static PyObject *py_supported_isas(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    const int top = bnn_max_isa();
+    PyObject *list = PyList_New(top + 1);
+    if (!list) return NULL;
+    for (int i = 0; i <= top; i++) {
+        PyObject *name = PyUnicode_FromString(bnn_isa_name(i));
+        if (!name) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, name);
+    }
+    return list;
+}
+
+/* set_kernel(name): the older names of the levels ('generic' = portable),
+ * plus 'popcnt': the portable level with the scalar POPCNT micro-kernel. */
 static PyObject *py_set_kernel(PyObject *self, PyObject *args) {
     (void)self;
     const char *name;
     if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
-    int k;
-    if (strcmp(name, "auto") == 0)
-        k = KERNEL_AUTO;
-    else if (strcmp(name, "avx2") == 0)
-        k = KERNEL_AVX2;
-    else if (strcmp(name, "popcnt") == 0)
-        k = KERNEL_POPCNT;
-    else if (strcmp(name, "generic") == 0)
-        k = KERNEL_GENERIC;
-    else {
-        PyErr_Format(PyExc_ValueError,
-                     "Expected one of 'auto', 'avx2', 'popcnt', 'generic'. Received: "
-                     "kernel=%R",
-                     PyTuple_GET_ITEM(args, 0));
-        return NULL;
+    static const char *const names[] = {"auto", "generic", "popcnt", "avx2", "avx512"};
+    static const int levels[] = {BNN_ISA_AUTO, BNN_ISA_PORTABLE, BNN_ISA_PORTABLE,
+                                 BNN_ISA_AVX2, BNN_ISA_AVX512};
+    for (int i = 0; i < 5; i++) {
+        if (strcmp(name, names[i]) != 0) continue;
+        if (bnn_set_isa(levels[i], i == 2) == 0) Py_RETURN_NONE;
+        break;
     }
-    if ((k == KERNEL_AVX2 && !bnn_cpu_has_avx2()) ||
-        (k == KERNEL_POPCNT && !bnn_cpu_has_popcnt())) {
-        PyErr_Format(PyExc_ValueError, "kernel=%s is not supported by this CPU", name);
-        return NULL;
-    }
-    bnn_force_kernel(k);
-    Py_RETURN_NONE;
+    /* Unknown, or above this CPU: the names it can run. */
+    const bnn_cpu_t *cpu = bnn_cpu();
+    const int top = bnn_max_isa();
+    PyErr_Format(PyExc_ValueError,
+                 "Expected kernel to be one of ('auto', 'generic'%s%s%s) on this CPU. "
+                 "Received: kernel=%R.",
+                 cpu->popcnt ? ", 'popcnt'" : "", top >= BNN_ISA_AVX2 ? ", 'avx2'" : "",
+                 top >= BNN_ISA_AVX512 ? ", 'avx512'" : "", PyTuple_GET_ITEM(args, 0));
+    return NULL;
 }
 
 static PyObject *py_kernel(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
-    return PyUnicode_FromString(bnn_kernel_name(bnn_active_kernel()));
+    return PyUnicode_FromString(bnn_config()->kernel);
 }
 
 static PyObject *py_features(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
-    return Py_BuildValue("{s:O,s:O,s:i}", "avx2", bnn_cpu_has_avx2() ? Py_True : Py_False,
-                         "popcnt", bnn_cpu_has_popcnt() ? Py_True : Py_False,
-                         "worker_threads", pool_workers());
+    const bnn_cpu_t *c = bnn_cpu();
+    return Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:i}", "avx2",
+                         c->avx2 ? Py_True : Py_False, "fma", c->fma ? Py_True : Py_False,
+                         "popcnt", c->popcnt ? Py_True : Py_False, "avx512f",
+                         c->avx512f ? Py_True : Py_False, "avx512bw",
+                         c->avx512bw ? Py_True : Py_False, "avx512vl",
+                         c->avx512vl ? Py_True : Py_False, "avx512vpopcntdq",
+                         c->avx512vpopcntdq ? Py_True : Py_False, "worker_threads",
+                         pool_workers());
 }
 
 /* fmaxpool(x, out, geometry, threads): float NHWC max pooling (padding ignored). */
@@ -614,13 +684,43 @@ static PyMethodDef methods[] = {
     {"maxpool", py_maxpool, METH_VARARGS,
      "maxpool(x, out, geometry, or_mask, threads): max pooling on packed bits."},
     {"set_kernel", py_set_kernel, METH_VARARGS,
-     "set_kernel(name): force 'avx2', 'popcnt' or 'generic'; 'auto' to detect."},
+     "set_kernel(name): 'generic' (the portable level), 'popcnt' (portable with "
+     "the scalar POPCNT kernel), 'avx2', 'avx512' or 'auto'."},
     {"kernel", py_kernel, METH_NOARGS, "kernel(): name of the micro-kernel in use."},
+    {"set_isa", py_set_isa, METH_O,
+     "set_isa(name): the instruction-set level, 'portable', 'avx2', 'avx512' (up to "
+     "what the CPU runs) or 'auto' (BNN_ENGINE_ISA if set, else the highest)."},
+    {"isa", py_isa, METH_NOARGS, "isa(): the instruction-set level in use."},
+    {"supported_isas", py_supported_isas, METH_NOARGS,
+     "supported_isas(): the levels this CPU runs, lowest first."},
     {"features", py_features, METH_NOARGS, "features(): CPU and build features."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
-                                    "Bit-packed binary kernels of bnncore.engine.", -1,
-                                    methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT,
+                                    "_kernels",
+                                    "Bit-packed binary kernels of bnncore.engine.",
+                                    -1,
+                                    methods,
+                                    NULL,
+                                    NULL,
+                                    NULL,
+                                    NULL};
 
-PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
+/* BNN_ENGINE_ISA (portable|avx2|avx512|auto), read once: the level "auto"
+ * stands for; an unknown level or one above the CPU fails the import. */
+static int read_isa_environment(void) {
+    const char *env = getenv("BNN_ENGINE_ISA");
+    if (!env || !*env) return 0;
+    PyObject *value = PyUnicode_DecodeFSDefault(env);
+    if (!value) return -1;
+    const int isa = parse_isa(value, "BNN_ENGINE_ISA");
+    Py_DECREF(value);
+    if (isa == BNN_ISA_COUNT) return -1;
+    bnn_set_default_isa(isa);
+    return bnn_set_isa(BNN_ISA_AUTO, 0);
+}
+
+PyMODINIT_FUNC PyInit__kernels(void) {
+    if (read_isa_environment() != 0) return NULL;
+    return PyModule_Create(&module);
+}

@@ -11,9 +11,7 @@
 
 #include <stdint.h>
 
-/* ---- micro-kernels (microkernels.c) ------------------------------------ */
-
-enum { KERNEL_AUTO = -1, KERNEL_GENERIC = 0, KERNEL_POPCNT = 1, KERNEL_AVX2 = 2 };
+/* ---- micro-kernels (mk_portable.c, mk_avx2.c, mk_avx512.c) ----------- */
 
 /*
  * a[0..mr-1]: row pointers (kw words each, mr <= 4); panels: npan panels of
@@ -24,22 +22,38 @@ typedef void (*microkernel_t)(const uint64_t *const *a, int mr,
                               const uint64_t *panels, int npan, int kw,
                               int32_t kbits, int32_t *dots, int ldd);
 
-int bnn_cpu_has_avx2(void);
-int bnn_cpu_has_popcnt(void);
-int bnn_active_kernel(void);   /* the forced kernel, or the best one for the CPU */
-void bnn_force_kernel(int kernel);
-const char *bnn_kernel_name(int kernel);
-microkernel_t bnn_microkernel(int kernel);
+#define BNN_MICROKERNEL_ARGS                                                    \
+    const uint64_t *const *a, int mr, const uint64_t *panels, int npan, int kw, \
+        int32_t kbits, int32_t *dots, int ldd
 
-/* The micro-kernel on half-split rows (see microkernels.c), or NULL when the
- * kernel has none; and the splitting of a row of kw words into 2*kw. */
-microkernel_t bnn_microkernel_half(int kernel);
+/* Portable C (__builtin_popcountll, no target-specific code). */
+void bnn_mk_generic(BNN_MICROKERNEL_ARGS);
+
+/* The splitting of a row of kw words into 2*kw (pack.c): low nibbles
+ * (a & 0x0f...) at dst[2k], high nibbles ((a >> 4) & 0x0f...) at dst[2k+1],
+ * for the AVX2 kernel on half-split rows. */
 void bnn_split_row(const uint64_t *src, int kw, uint64_t *dst);
 
 /* Sign bits of n floats (x < 0) into ceil(n / 64) words, fully overwritten. */
-void bnn_pack_row(const float *x, int n, uint64_t *out);
+typedef void (*pack_row_fn)(const float *x, int n, uint64_t *out);
+void bnn_pack_row_portable(const float *x, int n, uint64_t *out);
 
-/* ---- epilogue ----------------------------------------------------------- */
+#if defined(__x86_64__) || defined(__i386__)
+#define BNN_X86 1
+/* Scalar with the POPCNT instruction (mk_portable.c). */
+void bnn_mk_popcnt(BNN_MICROKERNEL_ARGS);
+/* AVX2 nibble lookup, on plain and on half-split rows (mk_avx2.c). */
+void bnn_mk_avx2(BNN_MICROKERNEL_ARGS);
+void bnn_mkh_avx2(BNN_MICROKERNEL_ARGS);
+/* AVX-512 F+BW+VL+VPOPCNTDQ (mk_avx512.c). */
+void bnn_mk_avx512(BNN_MICROKERNEL_ARGS);
+void bnn_pack_row_avx2(const float *x, int n, uint64_t *out);
+void bnn_pack_row_avx512(const float *x, int n, uint64_t *out);
+#else
+#define BNN_X86 0
+#endif
+
+/* ---- epilogue (epilogue.c, epilogue_avx512.c) ---------------------------- */
 
 enum {
     OP_SCALE = 0,   /* y *= v[c]                */
@@ -60,6 +74,8 @@ typedef struct {
     float lo, hi;
 } epi_op;
 
+struct bnn_config;
+
 typedef struct {
     int nops;
     epi_op ops[MAX_OPS];
@@ -71,26 +87,98 @@ typedef struct {
     int cw_out_g; /* words per output group */
     int wpp_out;  /* words per output row */
     int stream;   /* write y with non-temporal stores (y 32-byte aligned, cout % 8 == 0) */
+    /* The kernels that run it (bnn_conv and bnn_epilogue fill in the current
+     * configuration when NULL, once per call). */
+    const struct bnn_config *cfg;
 } epilogue_t;
+
+/* The ops of e on one row t (e->cout floats), in place, scalar order. */
+typedef void (*apply_ops_fn)(const epilogue_t *e, int64_t row, float *t);
+void bnn_apply_ops_portable(const epilogue_t *e, int64_t row, float *t);
+
+/* The epilogue of one row from int32 dots (or float src when dots is NULL),
+ * vectorized; only where e->cout and e->cout / e->gout are multiples of 8. */
+typedef void (*epilogue_row_fn)(const epilogue_t *e, int64_t row, const int32_t *dots,
+                                const float *src);
+
+/* The epilogue of channels [c0, c1) (multiples of 64, so packed words are
+ * written whole) of rows [r0, r0 + n) whose dots (indexed by channel from 0)
+ * are at dots + i * ldd; only where each packed group is a whole number of
+ * 64-bit words. */
+typedef void (*epilogue_rows_fn)(const epilogue_t *e, int64_t r0, int n,
+                                 const int32_t *dots, int ldd, int c0, int c1);
+
+#if BNN_X86
+void bnn_apply_ops_avx2(const epilogue_t *e, int64_t row, float *t);
+void bnn_epilogue_row_avx2(const epilogue_t *e, int64_t row, const int32_t *dots,
+                           const float *src);
+void bnn_epilogue_rows_avx2(const epilogue_t *e, int64_t r0, int n, const int32_t *dots,
+                            int ldd, int c0, int c1);
+void bnn_epilogue_row_avx512(const epilogue_t *e, int64_t row, const int32_t *dots,
+                             const float *src);
+void bnn_epilogue_rows_avx512(const epilogue_t *e, int64_t r0, int n,
+                              const int32_t *dots, int ldd, int c0, int c1);
+#endif
 
 /* Orders this thread's non-temporal stores before what follows (x86 sfence). */
 void bnn_store_fence(void);
 
-/* The epilogue of one row from int32 dots (or float src when dots is NULL),
- * vectorized; returns 0 without doing anything when it does not apply (no
- * AVX2, or channels / group sizes not multiples of 8). */
+/* The vectorized epilogue of one row when e->cfg has one that applies (see
+ * epilogue_row_fn); returns 0 without doing anything otherwise. */
 int bnn_epilogue_fast(const epilogue_t *e, int64_t row, const int32_t *dots,
                       const float *src);
 
 /* Whether bnn_epilogue_rows can run e: each packed group a whole number of
- * 64-bit words, and AVX2. */
+ * 64-bit words, and e->cfg has a tile epilogue. */
 int bnn_epilogue_rows_ok(const epilogue_t *e);
 
-/* The epilogue of channels [c0, c1) (multiples of 64, so packed words are
- * written whole) of rows [r0, r0 + n) whose dots (indexed by channel from 0)
- * are at dots + i * ldd; only where bnn_epilogue_rows_ok(e). */
+/* e->cfg's tile epilogue (see epilogue_rows_fn); only where
+ * bnn_epilogue_rows_ok(e). */
 void bnn_epilogue_rows(const epilogue_t *e, int64_t r0, int n, const int32_t *dots,
                        int ldd, int c0, int c1);
+
+/* ---- CPU configuration (config.c) --------------------------------------- */
+
+/* Instruction-set levels, each including the ones below. */
+enum { BNN_ISA_PORTABLE = 0, BNN_ISA_AVX2 = 1, BNN_ISA_AVX512 = 2, BNN_ISA_COUNT = 3 };
+#define BNN_ISA_AUTO (-1)
+
+/* Every function the core chooses by instruction set, made once per level
+ * from cpuid; the current one is read once per call by each entry point. */
+typedef struct bnn_config {
+    int isa;                /* BNN_ISA_* */
+    const char *kernel;     /* micro-kernel name: generic, popcnt, avx2, avx512 */
+    microkernel_t mk;       /* binary micro-kernel */
+    microkernel_t mkh;      /* on half-split rows (blocks of >= 4 rows), or NULL */
+    pack_row_fn pack_row;   /* sign bits of float rows */
+    apply_ops_fn apply_ops; /* scalar-order epilogue ops on one float row */
+    epilogue_row_fn epilogue_row;   /* vectorized one-row epilogue, or NULL */
+    epilogue_row_fn epilogue_row64; /* the same for groups of whole words, or NULL */
+    epilogue_rows_fn epilogue_rows; /* tile epilogue, or NULL */
+    int float_simd; /* AVX2/FMA float convolution, depthwise and max pooling */
+} bnn_config_t;
+
+/* CPU features (cpuid, once). */
+typedef struct {
+    int avx2, fma, popcnt, avx512f, avx512bw, avx512vl, avx512vpopcntdq;
+} bnn_cpu_t;
+const bnn_cpu_t *bnn_cpu(void);
+
+const char *bnn_isa_name(int isa);
+int bnn_isa_from_name(const char *name); /* BNN_ISA_*, BNN_ISA_AUTO, or -2 */
+int bnn_max_isa(void);                    /* the highest level this CPU runs */
+
+/* The configuration in use. */
+const bnn_config_t *bnn_config(void);
+
+/* Makes `isa` (BNN_ISA_AUTO: the default level) the level in use; with
+ * popcnt, the portable level's micro-kernel is the scalar POPCNT one (x86
+ * CPUs with POPCNT). Returns 0, or -1 when the CPU cannot run it. */
+int bnn_set_isa(int isa, int popcnt);
+
+/* The level "auto" stands for (BNN_ENGINE_ISA when set, else bnn_max_isa). */
+void bnn_set_default_isa(int isa);
+int bnn_default_isa(void);
 
 /* ---- convolution (conv.c) ----------------------------------------------- */
 
@@ -123,7 +211,8 @@ int bnn_conv_offsets(conv_t *cv, int64_t *offsets);
  * padded taps that must count as 0; returns NULL if out of memory. */
 int32_t *bnn_weight_sums(const conv_t *cv);
 
-/* Runs the convolution and its epilogue; 0 on success, -1 if out of memory. */
+/* Runs the convolution and its epilogue (with e->cfg's kernels, or the
+ * current configuration's); 0 on success, -1 if out of memory. */
 int bnn_conv(const conv_t *cv, const epilogue_t *e, int threads);
 
 /* Runs e's ops on each row of y_in (rows x e->cout) and writes e->y (which may

@@ -55,61 +55,9 @@ static int panel_range_popcount(const uint64_t *panel, int lane, int64_t start,
 }
 
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && \
-    !defined(__clang__)
-#define MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#else
-#define MULTIVERSION
-#endif
-
-/* The ops, one pass each over the row (vectorized; AVX2 where available). The
- * float operations are the same IEEE operations in the same order whatever
- * the instruction set, so results do not depend on it. */
-MULTIVERSION static void apply_ops(const epilogue_t *e, int64_t row, float *t) {
-    const int cout = e->cout;
-    for (int q = 0; q < e->nops; q++) {
-        const epi_op *op = &e->ops[q];
-        const float *v = op->v, *u = op->u;
-        const float lo = op->lo, hi = op->hi;
-        switch (op->code) {
-            case OP_SCALE:
-                for (int c = 0; c < cout; c++) t[c] = t[c] * v[c];
-                break;
-            case OP_BIAS:
-                for (int c = 0; c < cout; c++) t[c] = t[c] + v[c];
-                break;
-            case OP_MULADD:
-                for (int c = 0; c < cout; c++) {
-                    const float m = t[c] * v[c];
-                    t[c] = m + u[c];
-                }
-                break;
-            case OP_RELU:
-                for (int c = 0; c < cout; c++) t[c] = t[c] > 0.0f ? t[c] : 0.0f;
-                break;
-            case OP_CLIP:
-                for (int c = 0; c < cout; c++) {
-                    const float a = t[c] > lo ? t[c] : lo;
-                    t[c] = a < hi ? a : hi;
-                }
-                break;
-            case OP_SIGN:
-                for (int c = 0; c < cout; c++) t[c] = t[c] < 0.0f ? -1.0f : 1.0f;
-                break;
-            case OP_RESIDUAL: {
-                const float *r = e->residual + (size_t)row * cout;
-                for (int c = 0; c < cout; c++) t[c] = t[c] + r[c];
-                break;
-            }
-            default:
-                break;
-        }
-    }
-}
-
 static void run_epilogue_row(const epilogue_t *e, int64_t row, float *t) {
     const int cout = e->cout;
-    apply_ops(e, row, t);
+    e->cfg->apply_ops(e, row, t);
     if (e->y && e->y + (size_t)row * cout != t)
         memcpy(e->y + (size_t)row * cout, t, (size_t)cout * sizeof(float));
     if (e->yp) {
@@ -117,7 +65,7 @@ static void run_epilogue_row(const epilogue_t *e, int64_t row, float *t) {
         const int cg = cout / e->gout;
         for (int g = 0; g < e->gout; g++) {
             uint64_t *o = out + (size_t)g * e->cw_out_g;
-            bnn_pack_row(t + (size_t)g * cg, cg, o);
+            e->cfg->pack_row(t + (size_t)g * cg, cg, o);
             for (int k = (cg + 63) / 64; k < e->cw_out_g; k++) o[k] = 0;
         }
         for (int k = e->gout * e->cw_out_g; k < e->wpp_out; k++) out[k] = 0;
@@ -433,6 +381,9 @@ int bnn_conv(const conv_t *cv, const epilogue_t *e, int threads) {
     const geom_t *g = cv->g;
     conv_job_t job;
     memset(&job, 0, sizeof(job));
+    epilogue_t local = *e; /* with the configuration of this call */
+    if (!local.cfg) local.cfg = bnn_config();
+    e = &local;
     job.cv = cv;
     job.e = e;
     job.m = g->n * g->oh * g->ow;
@@ -506,6 +457,7 @@ typedef struct {
     const float *x;
     uint64_t *out;
     int64_t rows, ch, groups, cwg, chunk;
+    pack_row_fn pack_row;
 } pack_job_t;
 
 static void pack_task(void *ctx, int64_t item, int slot) {
@@ -518,7 +470,7 @@ static void pack_task(void *ctx, int64_t item, int slot) {
         const float *xr = p->x + r * p->ch;
         for (int64_t g = 0; g < p->groups; g++) {
             uint64_t *og = o + g * p->cwg;
-            bnn_pack_row(xr + g * cg, (int)cg, og);
+            p->pack_row(xr + g * cg, (int)cg, og);
             for (int64_t k = (cg + 63) / 64; k < p->cwg; k++) og[k] = 0;
         }
     }
@@ -526,7 +478,7 @@ static void pack_task(void *ctx, int64_t item, int slot) {
 
 void bnn_pack(const float *x, uint64_t *out, int64_t rows, int64_t ch, int64_t groups,
               int64_t cwg, int threads) {
-    pack_job_t p = {x, out, rows, ch, groups, cwg, 0};
+    pack_job_t p = {x, out, rows, ch, groups, cwg, 0, bnn_config()->pack_row};
     p.chunk = 1 + 16384 / (ch > 0 ? ch : 1);
     const int64_t items = (rows + p.chunk - 1) / p.chunk;
     /* Packing is memory-bound and quick: threads only for large tensors. */
@@ -613,6 +565,9 @@ static void epilogue_task(void *ctx, int64_t item, int slot) {
 }
 
 int bnn_epilogue(const float *y_in, int64_t rows, const epilogue_t *e, int threads) {
+    epilogue_t local = *e; /* with the configuration of this call */
+    if (!local.cfg) local.cfg = bnn_config();
+    e = &local;
     if (threads < 1) threads = 1;
     float **scratch = (float **)calloc((size_t)threads, sizeof(float *));
     int failed = scratch == NULL;

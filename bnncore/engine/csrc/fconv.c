@@ -26,11 +26,8 @@
 #include "bnn.h"
 #include "pool.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#define BNN_X86 1
+#if BNN_X86
 #include <immintrin.h>
-#else
-#define BNN_X86 0
 #endif
 
 #define PMAX 6                /* output pixels per register tile (at most) */
@@ -47,18 +44,6 @@
 #define KBLOCK_BYTES (64 << 10) /* kernel bytes per channel block */
 #define PACK_MIN_COUT 512        /* pack kernel panels from this many channels */
 #define PACK_KBLOCK_BYTES (16 << 10) /* kernel bytes per channel block (L2) */
-
-/* Whether the AVX2/FMA kernels may run: the CPU has them and the scalar
- * reference kernel is not forced (kernels.set_kernel("generic")). */
-static int simd_ok(void) {
-#if BNN_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           bnn_active_kernel() != KERNEL_GENERIC;
-#else
-    return 0;
-#endif
-}
 
 /* Number of items for `ns` of work: about one per ITEM_NS, a multiple of
  * `threads` when there is enough work for threads at all. */
@@ -828,7 +813,7 @@ int bnn_fconv(const float *x, const float *k, float *out, const int64_t *g,
     j.out = out;
     j.g = g;
     j.pad = pad;
-    j.simd = simd_ok();
+    j.simd = bnn_config()->float_simd; /* AVX2/FMA tiles (avx2 level and up) */
     if (threads < 1) threads = 1;
     const int rc = depthwise ? run_dwconv(&j, threads) : run_conv(&j, threads);
     free(pad);
@@ -988,9 +973,7 @@ void bnn_fmaxpool(const float *x, float *out, const int64_t *g, int threads) {
                 p.off[i * g[5] + jj] = (i * g[2] + jj) * g[3];
     }
 #if BNN_X86
-    __builtin_cpu_init();
-    p.simd = p.nwin > 0 && __builtin_cpu_supports("avx2") &&
-             bnn_active_kernel() != KERNEL_GENERIC;
+    p.simd = p.nwin > 0 && bnn_config()->float_simd;
 #endif
     if (threads < 1) threads = 1;
     const double work = (double)p.rows * (double)g[3] * (double)(g[4] * g[5]);
