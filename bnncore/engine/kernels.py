@@ -10,7 +10,10 @@ Bit convention: a value in {-1, +1} is one bit, ``1`` for -1 and ``0`` for +1
   in (kh, kw, cin) order form one bit string of ``ceil(K / 64)`` words (exactly
   one bit per weight, rounded up to a word per channel); output channels are
   interleaved four at a time ("panels") so the AVX2 kernel reads word ``k`` of
-  four channels with one load.
+  four channels with one load (AVX-512: words ``k`` and ``k + 1``).
+
+The instruction-set level (:func:`isa`, :func:`set_isa`, environment variable
+``BNN_ENGINE_ISA``) is chosen in the compiled core (``csrc/config.c``).
 """
 
 from __future__ import annotations
@@ -47,12 +50,15 @@ __all__ = [
     "features",
     "fmaxpool",
     "global_avg_pool",
+    "isa",
     "kernel",
     "maxpool",
     "pack",
     "pack_weights",
+    "set_isa",
     "set_kernel",
     "softmax",
+    "supported_isas",
     "unpack",
     "words_for",
 ]
@@ -66,17 +72,62 @@ def words_for(bits: int) -> int:
 
 
 def features() -> dict[str, Any]:
-    """CPU features (``avx2``, ``popcnt``) and ``worker_threads`` started so far."""
+    """CPU features and ``worker_threads`` started so far.
+
+    The features (booleans, from cpuid): ``avx2``, ``fma``, ``popcnt``,
+    ``avx512f``, ``avx512bw``, ``avx512vl``, ``avx512vpopcntdq``.
+    """
     return dict(_kernels.features())
 
 
+def isa() -> str:
+    """The instruction-set level in use: ``"portable"``, ``"avx2"`` or ``"avx512"``.
+
+    Every kernel of the core follows it: binary micro-kernels, row packing,
+    epilogues, float convolutions and pooling. ``portable`` is plain C (no
+    target-specific code, not even the POPCNT instruction); ``avx2`` needs
+    AVX2 and FMA; ``avx512`` adds AVX-512 F, BW, VL and VPOPCNTDQ for the
+    binary kernels, packing and epilogues.
+    """
+    return str(_kernels.isa())
+
+
+def supported_isas() -> list[str]:
+    """The levels this CPU can run, lowest first (always starts with ``"portable"``)."""
+    return list(_kernels.supported_isas())
+
+
+def set_isa(name: str) -> None:
+    """Makes ``name`` the instruction-set level of the following calls.
+
+    Args:
+        name: ``"portable"``, ``"avx2"``, ``"avx512"`` (up to what the CPU runs),
+            or ``"auto"``: the level of the environment variable
+            ``BNN_ENGINE_ISA`` when it was set at import, else the highest.
+
+    Raises:
+        ValueError: for an unknown level or one above this CPU.
+    """
+    _kernels.set_isa(name)
+
+
 def kernel() -> str:
-    """Name of the micro-kernel in use: ``"avx2"``, ``"popcnt"`` or ``"generic"``."""
+    """Name of the binary micro-kernel in use.
+
+    ``"avx512"``, ``"avx2"``, ``"generic"`` (the portable level) or ``"popcnt"``
+    (the portable level with the scalar POPCNT kernel, only by
+    :func:`set_kernel`).
+    """
     return str(_kernels.kernel())
 
 
 def set_kernel(name: str) -> None:
-    """Forces a micro-kernel (``"avx2"``, ``"popcnt"``, ``"generic"``) or ``"auto"``.
+    """Forces a micro-kernel, and with it the level (older form of :func:`set_isa`).
+
+    Args:
+        name: ``"avx512"``, ``"avx2"``, ``"generic"`` (= ``set_isa("portable")``),
+            ``"popcnt"`` (the portable level with the scalar POPCNT kernel) or
+            ``"auto"``.
 
     Raises:
         ValueError: for an unknown name or one this CPU cannot run.

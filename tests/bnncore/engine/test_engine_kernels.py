@@ -10,29 +10,62 @@ from hypothesis import strategies as st
 
 from bnncore.engine import kernels as K
 
-KERNELS = [
-    k
-    for k, ok in (
-        ("avx2", K.features()["avx2"]),
-        ("popcnt", K.features()["popcnt"]),
-        ("generic", True),
-    )
-    if ok
-]
+# Every instruction-set level this CPU runs (portable always), and the
+# portable level's scalar POPCNT kernel where the CPU has POPCNT.
+ISAS = K.supported_isas()
+LEVELS = [*ISAS, *(["popcnt"] if K.features()["popcnt"] else [])]
+
+
+def _use(level):
+    if level == "popcnt":
+        K.set_kernel("popcnt")
+    else:
+        K.set_isa(level)
 
 
 @pytest.fixture(autouse=True)
-def _restore_kernel():
+def _restore_isa():
     yield
-    K.set_kernel("auto")
+    K.set_isa("auto")
 
 
-def test_pack_bits_follow_sign_convention():
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Runs the test at each level this CPU supports."""
+    K.set_isa(request.param)
+    yield request.param
+    K.set_isa("auto")
+
+
+def test_pack_bits_follow_sign_convention(isa):
     # 0.0 and -0.0 are +1 (bit 0), as bnncore.math.sign has it; NaN is not < 0.
     x = np.array([[1.0, -1.0, 0.0, -0.0, -2.5, np.nan, 3.0]], dtype=np.float32)
     words = K.pack(x)
     assert words.shape == (1, 1)
     assert int(words[0, 0]) == 0b0010010
+    # The same values in whole 64-channel words (the vectorized loops).
+    wide = np.resize(x, (3, 64 * 3 + 5))
+    expected = np.packbits(
+        np.pad(wide < 0, ((0, 0), (0, 59))), axis=1, bitorder="little"
+    )
+    np.testing.assert_array_equal(K.pack(wide), expected.view("<u8"))
+
+
+@pytest.mark.parametrize("channels", [1, 63, 64, 65, 130, 256, 300])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_pack_equals_numpy_at_every_level(isa, channels, groups):
+    rng = np.random.default_rng(channels * 10 + groups)
+    channels *= groups
+    x = rng.normal(size=(5, channels)).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = 0.0
+    words = K.pack(x, groups=groups)
+    cg = channels // groups
+    cwg = -(-cg // 64)
+    for g in range(groups):
+        bits = np.zeros((5, cwg * 64), dtype=bool)
+        bits[:, :cg] = x[:, g * cg : (g + 1) * cg] < 0
+        expected = np.packbits(bits, axis=1, bitorder="little").view("<u8")
+        np.testing.assert_array_equal(words[:, g * cwg : (g + 1) * cwg], expected)
 
 
 def test_pack_groups_start_each_group_on_a_new_word():
@@ -91,7 +124,7 @@ def conv_cases(draw):
     }
 
 
-def _run(case, kernel_name, threads, ops=(), residual=None, packed_groups=None):
+def _run(case, level, threads, ops=(), residual=None, packed_groups=None):
     rng = np.random.default_rng(case["seed"])
     groups, cin_g, cout = case["groups"], case["cin_g"], case["cout"]
     x = signs((case["n"], case["h"], case["w"], groups * cin_g), rng)
@@ -106,7 +139,7 @@ def _run(case, kernel_name, threads, ops=(), residual=None, packed_groups=None):
         case["pads"][0][0], case["pads"][1][0], ref.shape[1], ref.shape[2], cout,
         case["pad_mode"],
     )  # fmt: skip
-    K.set_kernel(kernel_name)
+    _use(level)
     y, yp = K.bconv(
         words, K.pack_weights(w < 0, groups), geo, list(ops),
         residual=residual, packed_groups=packed_groups, threads=threads,
@@ -116,10 +149,10 @@ def _run(case, kernel_name, threads, ops=(), residual=None, packed_groups=None):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=conv_cases())
-def test_binary_conv_equals_numpy_oracle_for_every_kernel_and_thread_count(case):
-    for kernel_name in KERNELS:
+def test_binary_conv_equals_numpy_oracle_at_every_level_and_thread_count(case):
+    for level in LEVELS:
         for threads in (1, 2):
-            ref, y, yp = _run(case, kernel_name, threads, packed_groups=1)
+            ref, y, yp = _run(case, level, threads, packed_groups=1)
             np.testing.assert_array_equal(y, ref.astype(np.float32))
             np.testing.assert_array_equal(
                 K.unpack(yp, case["cout"]), np.where(ref < 0, -1, 1)
@@ -148,36 +181,36 @@ def tiled_conv_cases(draw):
     }
 
 
+@pytest.mark.parametrize("level", ISAS)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=tiled_conv_cases(), threads=st.sampled_from([1, 2, 3]))
-def test_binary_conv_in_tiles_equals_numpy_oracle(case, threads):
+def test_binary_conv_in_tiles_equals_numpy_oracle(level, case, threads):
     rng = np.random.default_rng(case["seed"] + 1)
     f32 = np.float32
     cout = case["cout"]
     scale = rng.uniform(0.1, 2, cout).astype(f32)
     bias = rng.normal(size=cout).astype(f32)
-    probe, _, _ = _run(case, "auto", 1)
+    probe, _, _ = _run(case, level, 1)
     residual = rng.normal(size=probe.shape).astype(f32)
     ops = [(K.OP_MULADD, scale, bias), (K.OP_RESIDUAL,)]
-    ref, y, yp = _run(
-        case, "auto", threads, ops=ops, residual=residual, packed_groups=1
-    )
+    ref, y, yp = _run(case, level, threads, ops=ops, residual=residual, packed_groups=1)
     expected = (ref.astype(f32) * scale + bias) + residual
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_array_equal(yp, K.pack(expected))
 
 
-@pytest.mark.parametrize("kernel_name", KERNELS)
-@pytest.mark.parametrize("cin", [64, 128, 600])
-def test_dot_product_lengths_with_specialized_and_flushed_loops(kernel_name, cin):
-    # 3x3x64 and 3x3x128 (9 and 18 words) have specialized AVX2 loops;
-    # 3x3x600 = 85 words crosses three flushes of the 31-word byte counters.
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("cin", [64, 128, 256, 600])
+def test_dot_product_lengths_with_specialized_and_flushed_loops(level, cin):
+    # 3x3x64, 3x3x128 and 3x3x256 (9, 18 and 36 words) have specialized loops
+    # (AVX2: 9 and 18; AVX-512: all three, odd ones end with a half step);
+    # 3x3x600 = 85 words crosses three flushes of the AVX2 31-word byte counters.
     case = {
         "n": 1, "h": 5, "w": 6, "groups": 1, "cin_g": cin, "cout": 9,
         "kernel": (3, 3), "strides": (1, 1), "dilation": (1, 1),
         "pads": ((1, 1), (1, 1)), "pad_mode": 0, "seed": 7,
     }  # fmt: skip
-    ref, y, _ = _run(case, kernel_name, threads=2)
+    ref, y, _ = _run(case, level, threads=2)
     np.testing.assert_array_equal(y, ref.astype(np.float32))
 
 
@@ -186,7 +219,7 @@ def test_dot_product_lengths_with_specialized_and_flushed_loops(kernel_name, cin
     # scalar path; 8 channels at a time; 64-channel blocks held in registers
     [(6, 2), (16, 1), (48, 3), (40, 5), (128, 2), (64, 1)],
 )
-def test_epilogue_ops_round_like_separate_float32_operations(cout, packed_groups):
+def test_epilogue_ops_round_like_separate_float32_operations(isa, cout, packed_groups):
     case = {
         "n": 2, "h": 5, "w": 5, "groups": 1, "cin_g": 70, "cout": cout,
         "kernel": (3, 3), "strides": (1, 1), "dilation": (1, 1),
@@ -208,7 +241,7 @@ def test_epilogue_ops_round_like_separate_float32_operations(cout, packed_groups
         (K.OP_RESIDUAL,),
     ]
     ref, y, yp = _run(
-        case, "auto", 2, ops=ops, residual=residual, packed_groups=packed_groups
+        case, isa, 2, ops=ops, residual=residual, packed_groups=packed_groups
     )
     expected = ref.astype(f32) * scale + bias
     expected = np.maximum(expected, f32(0))
@@ -216,7 +249,7 @@ def test_epilogue_ops_round_like_separate_float32_operations(cout, packed_groups
     expected = np.minimum(np.maximum(expected, f32(-3.0)), f32(2.5)) + residual
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_array_equal(yp, K.pack(expected, groups=packed_groups))
-    _, y_sign, _ = _run(case, "auto", 1, ops=[(K.OP_BIAS, bias), (K.OP_SIGN,)])
+    _, y_sign, _ = _run(case, isa, 1, ops=[(K.OP_BIAS, bias), (K.OP_SIGN,)])
     np.testing.assert_array_equal(y_sign, np.where(ref.astype(f32) + bias < 0, -1, 1))
     # The same ops on float rows (the epilogue of native float layers).
     rows = ref.astype(f32)
@@ -291,7 +324,7 @@ def test_packed_max_pool_equals_numpy_max_and_min(
 
 
 def test_bad_arguments_are_rejected_with_clear_messages():
-    with pytest.raises(ValueError, match="kernel='sse9'"):
+    with pytest.raises(ValueError, match="Received: kernel='sse9'"):
         K.set_kernel("sse9")
     words = K.pack(np.ones((1, 2, 2, 8), np.float32))
     panels = K.pack_weights(np.zeros((1, 1, 8, 4), bool))
@@ -308,7 +341,7 @@ def test_bad_arguments_are_rejected_with_clear_messages():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_large_float_outputs_written_around_the_cache_are_exact(threads):
+def test_large_float_outputs_written_around_the_cache_are_exact(isa, threads):
     # 2 x 64 x 64 x 512 float32 outputs (16 MiB) take the non-temporal stores
     # of the compiled core; a 1x1 convolution of signs is an integer matmul.
     rng = np.random.default_rng(5)
@@ -366,3 +399,146 @@ def test_pool_settings_do_not_change_results(spin_ns, strike_limit):
             np.testing.assert_array_equal(yp, K.pack(ref.astype(np.float32)))
     finally:
         _kernels.pool_configure(*previous)
+
+
+# ---- instruction-set levels ------------------------------------------------
+
+
+def test_levels_are_reported_forced_and_restored():
+    assert ISAS[0] == "portable"
+    assert sorted(ISAS, key=("portable", "avx2", "avx512").index) == ISAS
+    assert K.isa() == ISAS[-1]  # auto: the highest (BNN_ENGINE_ISA is not set)
+    features = K.features()
+    for flag in ("avx2", "fma", "popcnt", "avx512f", "avx512bw", "avx512vl"):
+        assert isinstance(features[flag], bool)
+    has_avx512 = all(
+        features[f] for f in ("avx512f", "avx512bw", "avx512vl", "avx512vpopcntdq")
+    )
+    assert ("avx512" in ISAS) == (has_avx512 and features["avx2"] and features["fma"])
+    names = {"portable": "generic", "avx2": "avx2", "avx512": "avx512"}
+    for level in ISAS:
+        K.set_isa(level)
+        assert K.isa() == level
+        assert K.kernel() == names[level]
+    K.set_kernel("generic")
+    assert (K.isa(), K.kernel()) == ("portable", "generic")
+    if K.features()["popcnt"]:
+        K.set_kernel("popcnt")
+        assert (K.isa(), K.kernel()) == ("portable", "popcnt")
+    K.set_isa("auto")
+    assert K.isa() == ISAS[-1]
+
+
+def test_levels_above_the_cpu_or_unknown_are_rejected_by_name():
+    allowed = repr(("auto", *ISAS))
+    for bad in ("sse9", "AVX2", "", *(["avx512"] if "avx512" not in ISAS else [])):
+        with pytest.raises(ValueError) as info:
+            K.set_isa(bad)
+        message = str(info.value)
+        assert f"Received: isa={bad!r}" in message
+        assert allowed in message
+    with pytest.raises(ValueError, match="Received: isa=None"):
+        K.set_isa(None)  # type: ignore[arg-type]
+    assert K.isa() == ISAS[-1]  # unchanged
+
+
+def _import_core(env_value):
+    """Imports the compiled core alone in a fresh interpreter with
+    BNN_ENGINE_ISA=env_value; returns (return code, output)."""
+    import os
+    import subprocess
+    import sys
+
+    from bnncore.engine import _kernels
+
+    path = _kernels.__file__
+    code = (
+        "import importlib.machinery as m, importlib.util as u, sys\n"
+        f"loader = m.ExtensionFileLoader('bnncore.engine._kernels', {path!r})\n"
+        "try:\n"
+        "    k = u.module_from_spec(u.spec_from_loader(loader.name, loader))\n"
+        "except ValueError as e:\n"
+        "    print('ValueError:', e); sys.exit(3)\n"
+        "first = k.isa(); k.set_isa('portable'); k.set_isa('auto')\n"
+        "print(first, k.isa(), k.supported_isas())\n"
+    )
+    env = {**os.environ, "BNN_ENGINE_ISA": env_value}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout.strip()
+
+
+@pytest.mark.parametrize("level", ISAS)
+def test_environment_variable_sets_the_default_level(level):
+    rc, out = _import_core(level)
+    assert rc == 0, out
+    assert out == f"{level} {level} {ISAS!r}"  # "auto" comes back to it
+    rc, out = _import_core("auto")
+    assert (rc, out) == (0, f"{ISAS[-1]} {ISAS[-1]} {ISAS!r}")
+
+
+@pytest.mark.parametrize(
+    "value", ["sse9", "Portable", *(["avx512"] if "avx512" not in ISAS else [])]
+)
+def test_environment_variable_with_a_bad_level_fails_the_import(value):
+    rc, out = _import_core(value)
+    assert rc == 3, out
+    assert f"Received: BNN_ENGINE_ISA={value!r}" in out
+    assert f"BNN_ENGINE_ISA to be one of {('auto', *ISAS)!r}" in out
+
+
+def _fconv_reference(x, kernel, depthwise):
+    """float64 'valid' convolution (stride 1) for closeness checks."""
+    n, h, w, cin = x.shape
+    kh, kw = kernel.shape[:2]
+    oh, ow = h - kh + 1, w - kw + 1
+    x64, k64 = x.astype(np.float64), kernel.astype(np.float64)
+    if depthwise:
+        mult = kernel.shape[3]
+        out = np.zeros((n, oh, ow, cin, mult))
+        for a in range(kh):
+            for b in range(kw):
+                out += x64[:, a : a + oh, b : b + ow, :, None] * k64[a, b]
+        return out.reshape(n, oh, ow, cin * mult)
+    out = np.zeros((n, oh, ow, kernel.shape[3]))
+    for a in range(kh):
+        for b in range(kw):
+            out += x64[:, a : a + oh, b : b + ow, :] @ k64[a, b]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("depthwise", "cin", "cout"),
+    [(False, 3, 16), (False, 16, 21), (False, 8, 520), (True, 24, 24), (True, 5, 40)],
+)
+def test_float_kernels_give_the_same_bits_at_every_level(depthwise, cin, cout):
+    # One operation sequence per output on every level (TensorFlow's own
+    # rounding is checked in test_fconv_exact.py): bits equal to the portable
+    # level's, values close to a float64 reference.
+    rng = np.random.default_rng(cin + cout)
+    x = rng.normal(size=(2, 9, 10, cin)).astype(np.float32)
+    shape = (3, 3, cin, cout // cin) if depthwise else (3, 3, cin, cout)
+    kernel = rng.normal(size=shape).astype(np.float32)
+    results = {}
+    for level in ISAS:
+        K.set_isa(level)
+        for threads in (1, 2):
+            y = K.fconv(
+                x, kernel, (1, 1), (1, 1), (0, 0), (7, 8),
+                depthwise=depthwise, threads=threads,
+            )  # fmt: skip
+            pooled = K.fmaxpool(y, (2, 2), (2, 2), (0, 0), (3, 4), threads=threads)
+            results[level, threads] = y, pooled
+    y0, pooled0 = results["portable", 1]
+    ref = _fconv_reference(x, kernel, depthwise)
+    np.testing.assert_allclose(y0, ref, rtol=1e-4, atol=1e-4)
+    expected_pool = y0[:, :6, :8].reshape(2, 3, 2, 4, 2, -1).max(axis=(2, 4))
+    np.testing.assert_array_equal(pooled0, expected_pool)
+    for (level, threads), (y, pooled) in results.items():
+        np.testing.assert_array_equal(y, y0, err_msg=f"{level}, {threads} threads")
+        np.testing.assert_array_equal(pooled, pooled0)
