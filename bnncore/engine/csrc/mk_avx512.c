@@ -40,9 +40,10 @@ BNN_AVX512_INLINE void mk512_tile(const uint64_t *const *a, const uint64_t *pane
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 8
         for (int q = 0; q < NP; q++) acc[i][q] = _mm512_setzero_si512();
+    __m512i r[4];
+    for (int i = 0; i < 4; i++) r[i] = _mm512_setzero_si512();
     int k = 0;
     for (; k + 2 <= kw; k += 2) {
-        __m512i r[4];
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++)
             r[i] = _mm512_permutexvar_epi64(
@@ -61,8 +62,8 @@ BNN_AVX512_INLINE void mk512_tile(const uint64_t *const *a, const uint64_t *pane
     for (int i = 0; i < MR; i++)
         for (int q = 0; q < NP; q += 2) {
             const __m512i x = acc[i][q], y = acc[i][q + 1];
-            cnt[i][q / 2] = _mm512_add_epi64(_mm512_shuffle_i64x2(x, y, 0x44),
-                                             _mm512_shuffle_i64x2(x, y, 0xEE));
+            cnt[i][q / 2] = _mm512_add_epi64(_mm512_shuffle_i32x4(x, y, 0x44),
+                                             _mm512_shuffle_i32x4(x, y, 0xEE));
         }
     if (k < kw) { /* the last, unpaired word */
         for (int q = 0; q < NP; q += 2) {
