@@ -187,10 +187,11 @@ static void compute_block(const conv_t *cv, int64_t r0, int mb, int grp, int p0,
     const int half = cv->mkh && sbuf && mb >= 4;
     gather_rows(cv, r0, mb, grp, abuf, half ? sbuf : NULL, rows);
     const microkernel_t mk = half ? cv->mkh : cv->mk;
-    /* Panels in chunks of ~16 KiB, each reused by all rows of the block. */
+    /* Panels in chunks of ~16 KiB, each reused by all rows of the block; a
+     * multiple of 4 panels (the AVX2 kernel's step is 2, the AVX-512's 4). */
     int chunk = (int)(16384 / ((size_t)cv->kwords * 32));
-    if (chunk < 2) chunk = 2;
-    chunk &= ~1;
+    if (chunk < 4) chunk = 4;
+    chunk &= ~3;
     for (int q0 = p0; q0 < p1; q0 += chunk) {
         const int q1 = q0 + chunk < p1 ? q0 + chunk : p1;
         const uint64_t *pan = cv->panels + ((size_t)grp * cv->npan_g + q0) * cv->kwords * 4;
