@@ -426,6 +426,8 @@ def _float_conv_step(node: Node, specs: dict[ValueId, Any]) -> FloatConvStep | N
         output=node.outputs[0],
         conv=conv.run,
         kernel_bytes=int(conv.kernel.nbytes),
+        bound=conv.bound,
+        spread=conv.spread,
     )
 
 
@@ -435,6 +437,6 @@ def _float_step(
     if mode == "native":
         found = native(node, specs, sensitive)
         if found is not None:
-            return FloatStep(node, fn=found[0], constants=found[1])
+            return FloatStep(node, native=found)
         return FloatStep(node, direct=calls_directly(node.op))
     return FloatStep(node)

@@ -146,6 +146,9 @@ class ChainStep(Step):
         self.ops = ops
         self.residual: ValueId | None = None
         self.output = output
+        # The head layer's own output and ops (the chain may absorb more).
+        self.head_output = output
+        self.head_ops = len(ops)
         self.fused = [name]
         self.float_out = True
         self.packed_groups: int | None = None
@@ -191,15 +194,22 @@ class FloatConvStep(ChainStep):
     Args:
         conv: ``conv(x, threads) -> y``, the convolution without bias.
         kernel_bytes: Bytes of the kernel it keeps.
+        bound: ``bound(x)``: elementwise bound on ``|conv(x) - Keras's sums|``.
+        spread: ``spread(d)``: bound on the outputs' move for inputs moved by
+            at most ``d``.
         **kwargs: See :class:`ChainStep`.
     """
 
     kind = "float"
 
-    def __init__(self, *, conv: Any, kernel_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *, conv: Any, kernel_bytes: int, bound: Any, spread: Any, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.conv = conv
         self.kernel_bytes = kernel_bytes
+        self.bound = bound
+        self.spread = spread
 
     @property
     def weight_bytes(self) -> int:
@@ -351,28 +361,23 @@ class FloatStep(Step):
 
     Args:
         node: The graph node (its op must be a clone owned by the plan when
-            ``fn`` is None; with ``fn`` the op is not kept).
-        fn: Native implementation ``fn(inputs, threads) -> output``, or None to
-            run the layer.
-        constants: Arrays ``fn`` keeps (counted as resident weights).
+            ``native`` is None; with ``native`` the op is not kept).
+        native: Native implementation (:class:`~bnncore.engine.floatops.Native`),
+            or None to run the layer.
         direct: Call ``op.call(x)`` instead of ``op(x, training=False)``.
     """
 
-    def __init__(
-        self,
-        node: Node,
-        fn: Any = None,
-        constants: list[np.ndarray] | None = None,
-        direct: bool = False,
-    ) -> None:
+    def __init__(self, node: Node, native: Any = None, direct: bool = False) -> None:
         self.name = node.name
         self.inputs = list(node.inputs)
         self.outputs = list(node.outputs)
-        self.fn = fn
-        self.constants = constants or []
+        self.fn = None if native is None else native.fn
+        self.constants = [] if native is None else native.constants
+        self.bound = None if native is None else native.bound
+        self.monotone = native is not None and native.monotone
         self.direct = direct
-        self.node = None if fn is not None else node
-        self.kind = "float" if fn is not None else "keras"
+        self.node = None if native is not None else node
+        self.kind = "float" if native is not None else "keras"
 
     def run(self, env: Env, threads: int) -> None:
         if self.fn is not None:
