@@ -9,7 +9,16 @@ Example:
 See ``docs/engine.md`` for what is accelerated and how exactness is kept.
 """
 
+from bnncore.engine.agreement import Agreement, StepAgreement, verify
 from bnncore.engine.kernels import set_kernel
 from bnncore.engine.runtime import PackedModel, compile, kernel_info
 
-__all__ = ["PackedModel", "compile", "kernel_info", "set_kernel"]
+__all__ = [
+    "Agreement",
+    "PackedModel",
+    "StepAgreement",
+    "compile",
+    "kernel_info",
+    "set_kernel",
+    "verify",
+]
