@@ -31,7 +31,8 @@ from bnncore.engine import kernels as K
 CSRC = Path(K.__file__).parent / "csrc"
 HARNESS = Path(__file__).parent / "avx512_harness.c"
 SOURCES = [CSRC / "mk_avx512.c", CSRC / "epilogue_avx512.c", HARNESS]
-IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+STRICT = ("1", "true", "yes")
+IN_CI = os.environ.get("CI", "").strip().lower() in STRICT
 
 u64p = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
 i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
@@ -61,10 +62,12 @@ def lib(tmp_path_factory):
             "not found: the AVX-512 kernels cannot be emulated"
         )
     out = tmp_path_factory.mktemp("avx512") / "libbnn512.so"
-    # The core's own flags (exact float rounding, warnings as errors), no -m
-    # flags: SIMDe's portable code paths.
+    # The core's own flags (exact float rounding; warnings are errors where
+    # setup.py makes them so), no -m flags: SIMDe's portable code paths.
     flags = ["-O2", "-std=gnu11", "-ffp-contract=off", "-fno-fast-math"]
-    flags += ["-Wall", "-Wextra", "-Werror", "-fPIC", "-shared"]
+    flags += ["-Wall", "-Wextra", "-fPIC", "-shared"]
+    if IN_CI or os.environ.get("BNN_STRICT_BUILD", "").strip().lower() in STRICT:
+        flags.append("-Werror")
     cmd = [cc, *flags, "-DBNN_EMULATE_AVX512", f"-I{CSRC}", *map(str, SOURCES)]
     build = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
