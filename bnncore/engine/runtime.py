@@ -60,6 +60,13 @@ class PackedModel:
         self._buffers = BufferPool()
 
     @property
+    def isa(self) -> str:
+        """The instruction-set level the core runs at: ``"portable"``, ``"avx2"``
+        or ``"avx512"`` (chosen from cpuid, or forced by ``BNN_ENGINE_ISA`` or
+        :func:`bnncore.engine.kernels.set_isa`; one level for the process)."""
+        return K.isa()
+
+    @property
     def weight_bytes(self) -> int:
         """Bytes of parameters held: packed kernels, folded constants, float layers."""
         return sum(step.weight_bytes for step in self.steps)
@@ -277,5 +284,11 @@ def compile(
 
 
 def kernel_info() -> dict[str, Any]:
-    """The micro-kernel in use and the CPU/build features it depends on."""
-    return {"kernel": K.kernel(), **K.features()}
+    """The instruction-set level and micro-kernel in use, the levels this CPU
+    supports, and the CPU features they depend on."""
+    return {
+        "isa": K.isa(),
+        "supported_isas": K.supported_isas(),
+        "kernel": K.kernel(),
+        **K.features(),
+    }

@@ -47,10 +47,13 @@ def check_contract(model, x, packed):
 
 
 @pytest.mark.parametrize(("name", "size", "binary"), CASES)
-def test_zoo_model_keeps_the_contract_and_its_weights_packed(name, size, binary):
+def test_zoo_model_keeps_the_contract_and_its_weights_packed(
+    name, size, binary, engine_isa
+):
     model = randomize(zoo.get(name)(input_shape=(size, size, 3), num_classes=10))
     x = np.random.default_rng(0).normal(size=(4, size, size, 3)).astype(np.float32)
     packed = engine.compile(model, threads=2)
+    assert packed.isa == engine_isa
     assert len(packed.binary_layers) == binary
     # No layer is handed back to Keras for its rounding: every float
     # convolution runs in the core.
@@ -62,7 +65,7 @@ def test_zoo_model_keeps_the_contract_and_its_weights_packed(name, size, binary)
     )
 
 
-def test_mnist_bnn_runs_whole_in_the_core_and_keeps_the_contract():
+def test_mnist_bnn_runs_whole_in_the_core_and_keeps_the_contract(engine_isa):
     model = randomize(mnist_bnn())
     x = np.random.default_rng(3).normal(size=(8, 28, 28, 1)).astype(np.float32)
     packed = engine.compile(model, threads=2)

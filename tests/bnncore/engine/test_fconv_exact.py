@@ -16,7 +16,8 @@ The shapes hit every code path of ``csrc/fconv.c``: runs of register tiles
 along output rows and over contiguous pixels, tiles with padded or partly
 padded windows, tail tiles of fewer pixels, channel tails (masked vectors),
 packed kernel panels (>= 512 channels), channel blocks, dilation, depth
-multipliers, batches, one and two threads.
+multipliers, batches, one and two threads, at every instruction-set level
+this CPU runs (``portable`` always).
 """
 
 from __future__ import annotations
@@ -30,14 +31,11 @@ import pytest
 from bnncore.engine import kernels as K
 from bnncore.engine.floatops import gamma
 
-MODES = ["auto", "generic"]
 
-
-@pytest.fixture(params=MODES)
-def mode(request):
-    K.set_kernel(request.param)
-    yield request.param
-    K.set_kernel("auto")
+@pytest.fixture
+def mode(engine_isa):
+    """Every instruction-set level gives the reference order's bits."""
+    return engine_isa
 
 
 def _geometry(size, k, s, d, padding):
@@ -200,7 +198,7 @@ CONV_SHAPES = [
 @pytest.mark.parametrize("shape", CONV_SHAPES, ids=str)
 def test_conv_is_the_reference_chain(shape, threads, mode):
     n, h, w, cin, cout, k, s, d, padding = shape
-    if mode == "generic" and h * w * cin * cout * k * k > 3_000_000:
+    if mode == "portable" and h * w * cin * cout * k * k > 3_000_000:
         pytest.skip("the scalar path is slow; smaller shapes cover it")
     rng = np.random.default_rng(sum(shape[:8]))
     x = rng.normal(size=(n, h, w, cin)).astype(np.float32)
