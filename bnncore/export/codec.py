@@ -1,8 +1,12 @@
-"""The bnncore weights format (version 1): metadata, encodings, strict decoding.
+"""The bnncore weights format (version 2): metadata, encodings, strict decoding.
 
 Metadata (all values are strings, as safetensors requires)::
 
-    {"format": "bnncore.weights", "format_version": "1", "encodings": "<JSON>"}
+    {"format": "bnncore.weights", "format_version": "2", "encodings": "<JSON>"}
+
+Version 2 stores a sign as the float's sign bit (set = −1), the convention of
+``bnncore.engine`` and Larq Compute Engine; version 1 files (set = +1) are
+still read.
 
 ``encodings`` maps every tensor of the file to an object saying how to decode
 it; see ``docs/export.md`` for each encoding. Decoding checks every field and
@@ -26,10 +30,18 @@ from bnncore.export.container import (
     load_json,
 )
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MAX_ELEMENTS", "decode", "metadata_for"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_ELEMENTS",
+    "READABLE_VERSIONS",
+    "decode",
+    "metadata_for",
+]
 
 FORMAT = "bnncore.weights"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")  # 1: a set sign bit meant +1
 MAX_ELEMENTS = 2**30
 """Default limit on the values a file decodes to (4 GiB of float32)."""
 
@@ -59,18 +71,19 @@ def _fail(where: str, message: str) -> WeightsFileError:
     return WeightsFileError(f"{where}: {message}")
 
 
-def _read_encodings(metadata: dict[str, str]) -> dict[str, Any]:
+def _read_encodings(metadata: dict[str, str]) -> tuple[dict[str, Any], str]:
     if metadata.get("format") != FORMAT:
         raise _fail(
             "metadata.format",
             f"received {_short(metadata.get('format'))}, expected {FORMAT!r} "
             "(not a bnncore weights file)",
         )
-    if metadata.get("format_version") != FORMAT_VERSION:
+    version = metadata.get("format_version")
+    if version not in READABLE_VERSIONS:
         raise _fail(
             "metadata.format_version",
-            f"received {_short(metadata.get('format_version'))}, supported: "
-            f"{FORMAT_VERSION!r}",
+            f"received {_short(version)}, supported: "
+            + ", ".join(repr(v) for v in READABLE_VERSIONS),
         )
     extra = set(metadata) - {"format", "format_version", "encodings"}
     if extra:
@@ -82,7 +95,7 @@ def _read_encodings(metadata: dict[str, str]) -> dict[str, Any]:
             f"expected an object of tensor name → encoding, received "
             f"{_short(encodings)}",
         )
-    return encodings
+    return encodings, str(version)
 
 
 def _number_list(where: str, value: Any, low: int, high: int) -> list[float]:
@@ -149,7 +162,9 @@ class _Decoder:
         entries: dict[str, TensorEntry],
         arrays: dict[str, np.ndarray],
         max_elements: int,
+        version: str = FORMAT_VERSION,
     ) -> None:
+        self.set_bit_is_negative = version != "1"
         self.encodings = encodings
         self.entries = entries
         self.arrays = arrays
@@ -245,7 +260,9 @@ class _Decoder:
                 )
             scale = self.arrays[scale_name]
         spec = {**spec, "shape": list(shape)}
-        return kernels.decode_kernel(spec, self.arrays[name], scale)
+        return kernels.decode_kernel(
+            spec, self.arrays[name], scale, self.set_bit_is_negative
+        )
 
     def levels(self, where: str, name: str, spec: dict[str, Any]) -> np.ndarray:
         bits = spec["bits"]
@@ -343,14 +360,14 @@ def decode(
     Raises:
         WeightsFileError: a missing, unknown or inconsistent encoding.
     """
-    encodings = _read_encodings(metadata)
+    encodings, version = _read_encodings(metadata)
     missing = sorted(set(entries) - set(encodings))
     unknown = sorted(set(encodings) - set(entries))
     if missing:
         raise _fail("metadata.encodings", f"no encoding for tensors {missing[:5]}")
     if unknown:
         raise _fail("metadata.encodings", f"encodings for absent tensors {unknown[:5]}")
-    decoder = _Decoder(encodings, entries, arrays, max_elements)
+    decoder = _Decoder(encodings, entries, arrays, max_elements, version)
     for name, spec in encodings.items():
         decoder.decode(name, spec)
     return decoder.out

@@ -141,7 +141,7 @@ def _encode(
             return None
         return (
             {
-                name: packing.pack_signs(~(latent < 0)),  # sign(0) = +1
+                name: packing.pack_signs(latent < 0),  # sign(0) = +1: bit 0
                 scale_name: np.ascontiguousarray(scale, dtype=np.float32),
             },
             {
@@ -150,7 +150,7 @@ def _encode(
             },
         )
     if bits == 1 and np.all(np.abs(quantized) == 1):
-        return {name: packing.pack_signs(quantized > 0)}, {name: sign_entry}
+        return {name: packing.pack_signs(quantized < 0)}, {name: sign_entry}
     known = canonical_levels(quantizer)
     latent_levels = None
     codes = None
@@ -178,17 +178,24 @@ def _encode(
 
 
 def decode_kernel(
-    entry: dict[str, Any], packed: np.ndarray, scale: np.ndarray | None = None
+    entry: dict[str, Any],
+    packed: np.ndarray,
+    scale: np.ndarray | None = None,
+    set_bit_is_negative: bool = True,
 ) -> np.ndarray:
     """The latent float32 kernel to assign for a ``sign_bits``/``levels`` entry.
 
-    The entry must already be validated (see :mod:`bnncore.export.format`).
+    The entry must already be validated (see :mod:`bnncore.export.codec`).
+    ``set_bit_is_negative=False`` reads format version 1, where a set bit
+    meant +1.
     """
     shape = tuple(entry["shape"])
     count = math.prod(shape)
     if entry["encoding"] == "sign_bits":
-        positive = packing.unpack_signs(packed, count).reshape(shape)
-        values = np.where(positive, np.float32(1), np.float32(-1))
+        negative = packing.unpack_signs(packed, count).reshape(shape)
+        if not set_bit_is_negative:
+            negative = ~negative
+        values = np.where(negative, np.float32(-1), np.float32(1))
         if scale is not None:
             values = values * np.asarray(scale, dtype=np.float32)
         return values.astype(np.float32)

@@ -4,7 +4,9 @@ One bit stream per tensor: element ``i`` of the C-order flattened tensor holds
 bits ``[i·k, (i+1)·k)`` of the stream, least significant bit first, and stream
 bit ``j`` is bit ``j & 7`` of byte ``j >> 3`` (``numpy.packbits(...,
 bitorder="little")``). With ``k = 1`` this is the sign layout: element ``i`` is
-bit ``i & 7`` of byte ``i >> 3``. Unused bits of the last byte are zero.
+bit ``i & 7`` of byte ``i >> 3``, and a set bit means −1 (the sign bit of the
+float, as in ``bnncore.engine`` and Larq Compute Engine; format version 1 had
+the opposite). Unused bits of the last byte are zero.
 """
 
 from __future__ import annotations
@@ -25,21 +27,21 @@ def packed_size(count: int, bits: int) -> int:
     return -(-count * bits // 8)
 
 
-def pack_signs(positive: np.ndarray) -> np.ndarray:
-    """Packs a boolean array (``True`` = +1, ``False`` = −1) at 1 bit per element.
+def pack_signs(negative: np.ndarray) -> np.ndarray:
+    """Packs a boolean array (``True`` = −1, ``False`` = +1) at 1 bit per element.
 
     Args:
-        positive: Booleans of any shape, read in C order.
+        negative: Booleans of any shape, read in C order.
 
     Returns:
         A 1-D ``uint8`` array of ``ceil(size / 8)`` bytes.
     """
-    flat = np.ascontiguousarray(positive, dtype=bool).reshape(-1)
+    flat = np.ascontiguousarray(negative, dtype=bool).reshape(-1)
     return np.packbits(flat, bitorder="little")
 
 
 def unpack_signs(packed: np.ndarray, count: int) -> np.ndarray:
-    """The booleans :func:`pack_signs` packed (``True`` = +1), as a 1-D array."""
+    """The booleans :func:`pack_signs` packed (``True`` = −1), as a 1-D array."""
     return np.unpackbits(packed, count=count, bitorder="little").astype(bool)
 
 

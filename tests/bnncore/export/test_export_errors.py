@@ -100,7 +100,7 @@ CORRUPTIONS = {
         "metadata.format",
     ),
     "future version": (
-        edit_header(set_key("__metadata__", "format_version", "2")),
+        edit_header(set_key("__metadata__", "format_version", "3")),
         "format_version",
     ),
     "encodings not JSON": (

@@ -178,7 +178,7 @@ def test_magnitude_aware_sign_is_sign_bits_and_a_scale_per_output_channel() -> N
         "of": "q/kernel",
     }
     bits = np.unpackbits(raw["q/kernel"], bitorder="little")[: w.size]
-    np.testing.assert_array_equal(bits.reshape(w.shape), (w >= 0).astype(int))
+    np.testing.assert_array_equal(bits.reshape(w.shape), (w < 0).astype(int))
     np.testing.assert_allclose(
         raw["q/kernel:scale"], np.abs(w).mean(axis=(0, 1, 2)), rtol=1e-6
     )

@@ -54,7 +54,7 @@ def test_kernel_bytes_are_the_signs_of_the_latent_weights(
         n = latent.size
         assert raw[name].dtype == np.uint8 and raw[name].shape == (math.ceil(n / 8),)
         bits = np.unpackbits(raw[name], bitorder="little")
-        expected = np.where(latent.reshape(-1) < 0, 0, 1)  # sign(0) = +1 → bit 1
+        expected = np.where(latent.reshape(-1) < 0, 1, 0)  # sign(0) = +1 → bit 0
         np.testing.assert_array_equal(bits[:n], expected)
         assert not bits[n:].any()  # padding bits are zero
         assert (latent == 0).any() or name == "dense2/kernel"  # zeros were covered
@@ -83,7 +83,7 @@ def test_metadata_describes_every_tensor(mnist_model: keras.Model) -> None:
     header = json.loads(data[8 : 8 + _header_length(data)])
     metadata = header.pop("__metadata__")
     assert metadata["format"] == "bnncore.weights"
-    assert metadata["format_version"] == "1"
+    assert metadata["format_version"] == "2"
     encodings = json.loads(metadata["encodings"])
     assert set(encodings) == set(header)
     for name, shape in KERNELS.items():

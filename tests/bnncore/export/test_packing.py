@@ -33,14 +33,14 @@ def test_codes_pack_as_the_reference_and_back(bits: int, count: int) -> None:
 
 
 def test_signs_are_bit_i_of_byte_i_over_8() -> None:
-    positive = np.array([True, False, False, True, True, True, False, False, True])
-    packed = packing.pack_signs(positive)
+    negative = np.array([True, False, False, True, True, True, False, False, True])
+    packed = packing.pack_signs(negative)
     # byte 0: elements 0..7 → bits 0,3,4,5 set = 1 + 8 + 16 + 32 = 57; byte 1: bit 0
     assert packed.tolist() == [57, 1]
-    np.testing.assert_array_equal(packing.unpack_signs(packed, 9), positive)
+    np.testing.assert_array_equal(packing.unpack_signs(packed, 9), negative)
 
 
 def test_signs_read_the_array_in_c_order() -> None:
-    positive = np.array([[True, True], [False, False]]).T  # a Fortran-ordered view
+    negative = np.array([[True, True], [False, False]]).T  # a Fortran-ordered view
     # C order of the transposed array: [True, False, True, False] → 0b0101.
-    assert packing.pack_signs(positive).tolist() == [5]
+    assert packing.pack_signs(negative).tolist() == [5]
