@@ -27,7 +27,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import InfoMetricFamily
+from prometheus_client.registry import Collector
 from starlette.routing import Match
+
+from bnncore.engine import kernels
 
 __all__ = ["REJECTION_REASONS", "Metrics", "MetricsMiddleware", "router"]
 
@@ -65,6 +69,26 @@ _LATENCY_BUCKETS = (
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+class _EngineInfo(Collector):
+    """``bnn_engine_info``: the packed engine's instruction-set level, read at
+    each scrape (``BNN_ENGINE_ISA`` or the CPU decides it)."""
+
+    def collect(self) -> Any:
+        family = InfoMetricFamily(
+            "bnn_engine",
+            "Instruction-set level of the packed engine's compiled core.",
+        )
+        family.add_metric(
+            [],
+            {
+                "isa": kernels.isa(),
+                "supported_isas": ",".join(kernels.supported_isas()),
+                "kernel": kernels.kernel(),
+            },
+        )
+        yield family
+
+
 class Metrics:
     """The metrics of one app instance.
 
@@ -79,6 +103,9 @@ class Metrics:
         models_loaded: ``bnn_models_loaded``: models ready to infer in memory.
         rejections: ``bnn_rejections_total{reason}``, reasons in
             :data:`REJECTION_REASONS`.
+
+    ``bnn_engine_info{isa,supported_isas,kernel}`` (always 1) names the packed
+    engine's instruction-set level at the time of the scrape.
     """
 
     def __init__(self) -> None:
@@ -124,6 +151,7 @@ class Metrics:
         )
         for reason in REJECTION_REASONS:
             self.rejections.labels(reason=reason)  # exported from the start, at 0
+        self.registry.register(_EngineInfo())
 
     def reject(self, reason: str) -> None:
         """Counts one rejection."""

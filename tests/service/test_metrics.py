@@ -91,6 +91,27 @@ def test_metrics_after_known_calls(tmp_path):
         assert value(samples, "bnn_rejections_total", reason=reason) == expected
 
 
+def test_the_engine_instruction_set_is_exported_at_each_scrape(tmp_path):
+    from bnncore.engine import kernels
+
+    levels = kernels.supported_isas()
+    assert levels[0] == "portable"
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+        try:
+            for level in levels:
+                kernels.set_isa(level)
+                labels = {
+                    "isa": level,
+                    "supported_isas": ",".join(levels),
+                    "kernel": "generic" if level == "portable" else level,
+                }
+                samples = scrape(client)
+                assert value(samples, "bnn_engine_info", **labels) == 1
+                assert sum(name == "bnn_engine_info" for name, _ in samples) == 1
+        finally:
+            kernels.set_isa("auto")
+
+
 def test_each_app_has_its_own_registry(tmp_path):
     with TestClient(create_app(Settings(data_dir=tmp_path / "a"))) as first:
         register(first, "tiny", TINY)
