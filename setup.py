@@ -31,13 +31,15 @@ _CSRC = [
     "mk_portable.c",
     "pack.c",
     "pool.c",
+    "program.c",
 ]
 _SOURCES = [
     os.path.join(_HERE, "_kernels.c"),
     *(os.path.join(_HERE, "csrc", name) for name in _CSRC),
 ]
 _HEADERS = [
-    os.path.join(_HERE, "csrc", name) for name in ("bnn.h", "pool.h", "simd512.h")
+    os.path.join(_HERE, "csrc", name)
+    for name in ("bnn.h", "pool.h", "program.h", "simd512.h")
 ]
 
 

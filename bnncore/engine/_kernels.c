@@ -14,25 +14,39 @@
 
 #include "csrc/bnn.h"
 #include "csrc/pool.h"
+#include "csrc/program.h"
 
 /* ------------------------------------------------------------------------ */
 /* Python glue                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* The buffers a call (or a program, for its lifetime) holds. */
 typedef struct {
-    Py_buffer views[2 * MAX_OPS + 8];
-    int count;
+    Py_buffer *views;
+    int count, cap;
 } views_t;
 
 static void release_views(views_t *vs) {
     for (int i = 0; i < vs->count; i++) PyBuffer_Release(&vs->views[i]);
-    vs->count = 0;
+    PyMem_Free(vs->views);
+    vs->views = NULL;
+    vs->count = vs->cap = 0;
 }
 
 /* Gets a C-contiguous buffer of at least min_bytes; NULL (with an exception
  * set) on failure. obj == Py_None gives NULL with no exception when allowed. */
 static void *get_buffer(views_t *vs, PyObject *obj, int writable, Py_ssize_t min_bytes,
                         const char *name) {
+    if (vs->count == vs->cap) {
+        const int cap = vs->cap ? 2 * vs->cap : 8;
+        Py_buffer *grown = (Py_buffer *)PyMem_Realloc(vs->views, (size_t)cap * sizeof(Py_buffer));
+        if (!grown) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        vs->views = grown;
+        vs->cap = cap;
+    }
     Py_buffer *view = &vs->views[vs->count];
     int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) != 0) {
@@ -129,42 +143,58 @@ fail:
     return -1;
 }
 
-enum {
-    G_N, G_H, G_W, G_WPP, G_GROUPS, G_CING, G_CWG, G_KH, G_KW, G_SH, G_SW, G_DH, G_DW,
-    G_PT, G_PL, G_OH, G_OW, G_COUT, G_PADMODE, G_GOUT, G_CWOUTG, G_WPPOUT, G_COUNT
-};
+/* The geometry of a binary convolution from an object with the attributes
+ * BNN_GEOM_FIELDS names (bnncore.engine.kernels.ConvGeometry), and the packed
+ * output layout (gout groups of cw_out_g words, wpp_out words per row),
+ * checked; cw_g is derived. 0, or -1 with ValueError set. */
+static int parse_conv(PyObject *obj, int64_t gout, int64_t cw_out_g, int64_t wpp_out,
+                      geom_t *g) {
+    memset(g, 0, sizeof *g);
+#define BNN_READ_FIELD(name, member)                                                 \
+    {                                                                                \
+        PyObject *v = PyObject_GetAttrString(obj, #name);                            \
+        if (!v) return -1;                                                           \
+        const long long x = PyLong_AsLongLong(v);                                    \
+        Py_DECREF(v);                                                                \
+        if (x == -1 && PyErr_Occurred()) return -1;                                  \
+        const int may_be_zero = !strcmp(#name, "pt") || !strcmp(#name, "pl") ||      \
+                                !strcmp(#name, "pad_mode");                          \
+        if (x < (may_be_zero ? 0 : 1)) {                                             \
+            PyErr_Format(PyExc_ValueError, "geometry field %s is %lld; must be %s",  \
+                         #name, x, may_be_zero ? ">= 0" : ">= 1");                   \
+            return -1;                                                               \
+        }                                                                            \
+        g->member = (int64_t)x;                                                      \
+    }
+    BNN_GEOM_FIELDS(BNN_READ_FIELD)
+#undef BNN_READ_FIELD
+    g->cw_g = (g->cin_g + 63) / 64;
+    if (gout < 1 || cw_out_g < 1 || g->cout % g->groups || g->cout % gout ||
+        g->wpp_in < g->groups * g->cw_g || cw_out_g * 64 < g->cout / gout ||
+        wpp_out < gout * cw_out_g || g->pad_mode > 1) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent convolution geometry");
+        return -1;
+    }
+    if (g->kh * g->kw_ * g->cin_g >= (1 << 24) || g->cout > (1 << 24)) {
+        PyErr_SetString(PyExc_ValueError, "dot product length must stay below 2**24");
+        return -1;
+    }
+    return 0;
+}
 
+/* bconv(x, weights, geometry, (gout, cw_out_g, wpp_out), ops, y, y_packed,
+ * residual, threads) */
 static PyObject *py_bconv(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *x_obj, *w_obj, *geom_obj, *ops_obj, *y_obj, *yp_obj, *res_obj;
+    long long gout, cw_out_g, wpp_out;
     int threads;
-    if (!PyArg_ParseTuple(args, "OOOOOOOi", &x_obj, &w_obj, &geom_obj, &ops_obj,
-                          &y_obj, &yp_obj, &res_obj, &threads))
+    if (!PyArg_ParseTuple(args, "OOO(LLL)OOOOi", &x_obj, &w_obj, &geom_obj, &gout,
+                          &cw_out_g, &wpp_out, &ops_obj, &y_obj, &yp_obj, &res_obj,
+                          &threads))
         return NULL;
-    int64_t gv[G_COUNT];
-    if (parse_geometry(geom_obj, gv, G_COUNT, "geometry") != 0) return NULL;
-    for (int i = 0; i < G_COUNT; i++) {
-        const int may_be_zero = i == G_PT || i == G_PL || i == G_PADMODE;
-        if (gv[i] < (may_be_zero ? 0 : 1)) {
-            PyErr_Format(PyExc_ValueError, "geometry field %d is %lld; must be %s", i,
-                         (long long)gv[i], may_be_zero ? ">= 0" : ">= 1");
-            return NULL;
-        }
-    }
-    geom_t g = {gv[G_N], gv[G_H], gv[G_W], gv[G_WPP], gv[G_GROUPS], gv[G_CING],
-                gv[G_CWG], gv[G_KH], gv[G_KW], gv[G_SH], gv[G_SW], gv[G_DH], gv[G_DW],
-                gv[G_PT], gv[G_PL], gv[G_OH], gv[G_OW], gv[G_COUT], gv[G_PADMODE]};
-    if (g.cout % g.groups || g.cout % gv[G_GOUT] || g.cw_g * 64 < g.cin_g ||
-        g.wpp_in < g.groups * g.cw_g || gv[G_CWOUTG] * 64 < g.cout / gv[G_GOUT] ||
-        gv[G_WPPOUT] < gv[G_GOUT] * gv[G_CWOUTG] || g.pad_mode > 1) {
-        PyErr_SetString(PyExc_ValueError, "inconsistent convolution geometry");
-        return NULL;
-    }
-    const int64_t kbits = g.kh * g.kw_ * g.cin_g;
-    if (kbits >= (1 << 24) || g.cout > (1 << 24)) {
-        PyErr_SetString(PyExc_ValueError, "dot product length must stay below 2**24");
-        return NULL;
-    }
+    geom_t g;
+    if (parse_conv(geom_obj, gout, cw_out_g, wpp_out, &g) != 0) return NULL;
     const int64_t rows = g.n * g.oh * g.ow;
     conv_t cv;
     memset(&cv, 0, sizeof(cv));
@@ -174,8 +204,7 @@ static PyObject *py_bconv(PyObject *self, PyObject *args) {
     cv.mk = cfg->mk;
     cv.mkh = cfg->mkh;
 
-    views_t vs;
-    vs.count = 0;
+    views_t vs = {NULL, 0, 0};
     epilogue_t e;
     memset(&e, 0, sizeof(e));
     e.cfg = cfg;
@@ -189,9 +218,9 @@ static PyObject *py_bconv(PyObject *self, PyObject *args) {
         &vs, w_obj, 0, (Py_ssize_t)g.groups * cv.npan_g * cv.kwords * 4 * 8, "weights");
     if (!cv.panels) goto done;
     e.cout = (int)g.cout;
-    e.gout = (int)gv[G_GOUT];
-    e.cw_out_g = (int)gv[G_CWOUTG];
-    e.wpp_out = (int)gv[G_WPPOUT];
+    e.gout = (int)gout;
+    e.cw_out_g = (int)cw_out_g;
+    e.wpp_out = (int)wpp_out;
     if (res_obj != Py_None) {
         e.residual = (const float *)get_buffer(&vs, res_obj, 0,
                                                (Py_ssize_t)(rows * g.cout * 4), "residual");
@@ -250,8 +279,7 @@ static PyObject *py_pack(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "inconsistent packing layout");
         return NULL;
     }
-    views_t vs;
-    vs.count = 0;
+    views_t vs = {NULL, 0, 0};
     const float *x = (const float *)get_buffer(&vs, x_obj, 0, (Py_ssize_t)(rows * ch * 4), "x");
     uint64_t *out = x ? (uint64_t *)get_buffer(&vs, out_obj, 1,
                                                (Py_ssize_t)(rows * groups * cwg * 8), "out")
@@ -276,8 +304,7 @@ static PyObject *py_unpack(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "inconsistent packing layout");
         return NULL;
     }
-    views_t vs;
-    vs.count = 0;
+    views_t vs = {NULL, 0, 0};
     const uint64_t *x = (const uint64_t *)get_buffer(
         &vs, x_obj, 0, (Py_ssize_t)(rows * groups * cwg * 8), "words");
     float *out = x ? (float *)get_buffer(&vs, out_obj, 1, (Py_ssize_t)(rows * ch * 4), "out")
@@ -313,8 +340,7 @@ static PyObject *py_maxpool(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "inconsistent pooling geometry");
         return NULL;
     }
-    views_t vs;
-    vs.count = 0;
+    views_t vs = {NULL, 0, 0};
     const uint64_t *x =
         (const uint64_t *)get_buffer(&vs, x_obj, 0, (Py_ssize_t)(n * h * w * wpp * 8), "x");
     uint64_t *out = x ? (uint64_t *)get_buffer(&vs, out_obj, 1,
@@ -463,8 +489,7 @@ static PyObject *py_fmaxpool(PyObject *self, PyObject *args) {
             return NULL;
         }
     }
-    views_t vs;
-    vs.count = 0;
+    views_t vs = {NULL, 0, 0};
     const float *x =
         (const float *)get_buffer(&vs, x_obj, 0, (Py_ssize_t)(g[0] * g[1] * g[2] * g[3] * 4), "x");
     float *out = x ? (float *)get_buffer(&vs, out_obj, 1,
@@ -500,8 +525,7 @@ static PyObject *py_fconv(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "inconsistent convolution geometry");
         return NULL;
     }
-    views_t vs;
-    vs.count = 0;
+    views_t vs = {NULL, 0, 0};
     const Py_ssize_t kernel_floats = g[4] * g[5] * (depthwise ? g[14] : g[3] * g[14]);
     const float *x = (const float *)get_buffer(
         &vs, x_obj, 0, (Py_ssize_t)(g[0] * g[1] * g[2] * g[3] * 4), "x");
@@ -538,8 +562,7 @@ static PyObject *py_epilogue(PyObject *self, PyObject *args) {
         return NULL;
     }
     const int64_t rows = g[0], cout = g[1];
-    views_t vs;
-    vs.count = 0;
+    views_t vs = {NULL, 0, 0};
     epilogue_t e;
     memset(&e, 0, sizeof(e));
     e.cout = (int)cout;
@@ -592,8 +615,7 @@ static PyObject *head_op(PyObject *args, int softmax) {
                      softmax ? "softmax" : "gap");
         return NULL;
     }
-    views_t vs;
-    vs.count = 0;
+    views_t vs = {NULL, 0, 0};
     PyObject *result = NULL;
     const float *x = (const float *)get_buffer(&vs, x_obj, 0,
                                                (Py_ssize_t)(n * pixels * c * 4), "x");
@@ -655,7 +677,571 @@ static PyObject *py_spin(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS return PyLong_FromUnsignedLongLong(acc);
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* Programs: a plan's native steps held by the core (csrc/program.h)         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD bnn_program_t prog;
+    int64_t *slot_offset; /* per sample, in the arena; -1: always bound */
+    views_t views;        /* the weights, held for the program's lifetime */
+} ProgramObject;
+
+static void program_dealloc(PyObject *obj) {
+    ProgramObject *self = (ProgramObject *)obj;
+    bnn_program_free_steps(&self->prog);
+    PyMem_Free(self->prog.steps);
+    PyMem_Free(self->prog.slot_bytes);
+    PyMem_Free(self->slot_offset);
+    release_views(&self->views);
+    Py_TYPE(obj)->tp_free(obj);
+}
+
+static int long_attr(PyObject *obj, const char *name, long long *out) {
+    PyObject *v = PyObject_GetAttrString(obj, name);
+    if (!v) return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Fills out[0..max) from a sequence attribute of ints; returns the count or -1. */
+static int ints_attr(PyObject *obj, const char *name, int64_t *out, int max) {
+    PyObject *v = PyObject_GetAttrString(obj, name);
+    if (!v) return -1;
+    PyObject *seq = PySequence_Fast(v, "expected a sequence of integers");
+    Py_DECREF(v);
+    if (!seq) return -1;
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    if (count > max) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "step %s: at most %d entries, got %zd", name, max,
+                     count);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const long long x = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (x == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        out[i] = (int64_t)x;
+    }
+    Py_DECREF(seq);
+    return (int)count;
+}
+
+static const char *const step_names[] = {
+#define BNN_STEP_NAME(kind, name, dims) name,
+    BNN_STEP_KINDS(BNN_STEP_NAME)
+#undef BNN_STEP_NAME
+};
+static const char *const step_dims[] = {
+#define BNN_STEP_DIMS(kind, name, dims) dims,
+    BNN_STEP_KINDS(BNN_STEP_DIMS)
+#undef BNN_STEP_DIMS
+};
+
+/* Number of named dims of a kind, and whether a variable tail follows. */
+static int dims_count(int kind, int *variable) {
+    int count = 0;
+    const char *s = step_dims[kind];
+    *variable = 0;
+    while (*s) {
+        while (*s == ' ') s++;
+        if (!*s) break;
+        const char *start = s;
+        while (*s && *s != ' ') s++;
+        if (s[-1] == '*') *variable = 1;
+        else count++;
+        (void)start;
+    }
+    return count;
+}
+
+static int bad_program(const char *what, int index) {
+    PyErr_Format(PyExc_ValueError, "program step %d: %s", index, what);
+    return -1;
+}
+
+/* Slot s is a slot of the program with at least `bytes` bytes per sample. */
+static int need(const ProgramObject *self, int s, int64_t bytes, int index) {
+    if (s < 0 || s >= self->prog.nslots) return bad_program("slot out of range", index);
+    if (self->prog.slot_bytes[s] < bytes) return bad_program("slot too small", index);
+    return 0;
+}
+
+/* One step from its Python description (bnncore.engine.program.CStep), its
+ * sizes checked against the slots. */
+static int parse_step(ProgramObject *self, PyObject *obj, bnn_step_t *st, int index) {
+    long long kind, out, out_packed, residual;
+    if (long_attr(obj, "kind", &kind) || long_attr(obj, "out", &out) ||
+        long_attr(obj, "out_packed", &out_packed) || long_attr(obj, "residual", &residual))
+        return -1;
+    if (kind < 0 || kind >= STEP_KIND_COUNT) return bad_program("unknown kind", index);
+    st->kind = (int)kind;
+    st->out = (int)out;
+    st->out_packed = (int)out_packed;
+    st->residual = (int)residual;
+    int64_t ins[BNN_STEP_MAX_INPUTS];
+    const int nin = ints_attr(obj, "inputs", ins, BNN_STEP_MAX_INPUTS);
+    if (nin < 1) return nin < 0 ? -1 : bad_program("no inputs", index);
+    st->nin = nin;
+    for (int i = 0; i < nin; i++) st->in[i] = (int)ins[i];
+    const int ndims = ints_attr(obj, "dims", st->dims, BNN_STEP_MAX_DIMS);
+    if (ndims < 0) return -1;
+    st->ndims = ndims;
+    int variable;
+    const int fixed = dims_count(st->kind, &variable);
+    if (variable ? ndims != fixed + nin : ndims != fixed)
+        return bad_program("wrong number of dims", index);
+    for (int i = 0; i < ndims; i++)
+        if (st->dims[i] < 0) return bad_program("negative dim", index);
+    PyObject *pad = PyObject_GetAttrString(obj, "pad_value");
+    if (!pad) return -1;
+    st->pad_value = (float)PyFloat_AsDouble(pad);
+    Py_DECREF(pad);
+    if (PyErr_Occurred()) return -1;
+    PyObject *weights = PyObject_GetAttrString(obj, "weights");
+    if (!weights) return -1;
+    PyObject *w0obj = Py_None;
+    if (weights != Py_None) {
+        if (!PyTuple_Check(weights) || PyTuple_GET_SIZE(weights) > 1) {
+            Py_DECREF(weights);
+            return bad_program("weights must be a tuple of at most one array", index);
+        }
+        if (PyTuple_GET_SIZE(weights) == 1) w0obj = PyTuple_GET_ITEM(weights, 0);
+    }
+    Py_INCREF(w0obj);
+    Py_DECREF(weights);
+    int rc = -1;
+    const int64_t *d = st->dims;
+    st->e.cout = 1;
+    st->e.gout = 1;
+    st->e.cw_out_g = 1;
+    st->e.wpp_out = 1;
+    int64_t ops_width = 0; /* channels of the ops' vectors (0: no ops) */
+    int64_t w0_bytes = -1; /* bytes the weight needs (-1: none allowed) */
+    switch (st->kind) {
+        case STEP_PACK:
+            if (d[1] < 1 || d[2] < 1 || d[1] % d[2] || d[3] * 64 < d[1] / d[2]) {
+                bad_program("inconsistent packing layout", index);
+                goto done;
+            }
+            if (need(self, st->in[0], d[0] * d[1] * 4, index) ||
+                need(self, st->out, d[0] * d[2] * d[3] * 8, index))
+                goto done;
+            break;
+        case STEP_BCONV: {
+            PyObject *geometry = PyObject_GetAttrString(obj, "geometry");
+            if (!geometry) goto done;
+            const int bad = parse_conv(geometry, d[0], d[1], d[2], &st->g);
+            Py_DECREF(geometry);
+            if (bad) goto done;
+            const geom_t *g = &st->g;
+            const int64_t rows = g->n * g->oh * g->ow;
+            conv_t cv;
+            memset(&cv, 0, sizeof cv);
+            cv.g = g;
+            bnn_conv_init(&cv);
+            w0_bytes = g->groups * cv.npan_g * cv.kwords * 4 * 8;
+            st->e.cout = (int)g->cout;
+            st->e.gout = (int)d[0];
+            st->e.cw_out_g = (int)d[1];
+            st->e.wpp_out = (int)d[2];
+            ops_width = g->cout;
+            if (need(self, st->in[0], g->n * g->h * g->w * g->wpp_in * 8, index) ||
+                (st->out >= 0 && need(self, st->out, rows * g->cout * 4, index)) ||
+                (st->out_packed >= 0 && need(self, st->out_packed, rows * d[2] * 8, index)) ||
+                (st->residual >= 0 && need(self, st->residual, rows * g->cout * 4, index)))
+                goto done;
+            if (st->out < 0 && st->out_packed < 0) {
+                bad_program("no output", index);
+                goto done;
+            }
+            break;
+        }
+        case STEP_PMAXPOOL:
+            for (int i = 0; i < 12; i++)
+                if (d[i] < (i == 8 || i == 9 ? 0 : 1)) {
+                    bad_program("inconsistent pooling geometry", index);
+                    goto done;
+                }
+            if (need(self, st->in[0], d[0] * d[1] * d[2] * d[3] * 8, index) ||
+                need(self, st->out, d[0] * d[10] * d[11] * d[3] * 8, index))
+                goto done;
+            if (w0obj != Py_None) w0_bytes = d[3] * 8;
+            break;
+        case STEP_FCONV:
+            for (int i = 0; i < 16; i++)
+                if (d[i] < (i == 10 || i == 11 ? 0 : 1)) {
+                    bad_program("inconsistent convolution geometry", index);
+                    goto done;
+                }
+            if (d[16] > 1 || (d[16] ? d[14] != d[3] * d[15] : d[15] != 1)) {
+                bad_program("inconsistent convolution geometry", index);
+                goto done;
+            }
+            w0_bytes = d[4] * d[5] * (d[16] ? d[14] : d[3] * d[14]) * 4;
+            if (need(self, st->in[0], d[0] * d[1] * d[2] * d[3] * 4, index) ||
+                need(self, st->out, d[0] * d[12] * d[13] * d[14] * 4, index))
+                goto done;
+            break;
+        case STEP_EPILOGUE:
+            if (d[1] < 1 || d[2] < 1 || d[1] % d[2] || d[3] * 64 < d[1] / d[2] ||
+                d[4] < d[2] * d[3]) {
+                bad_program("inconsistent epilogue geometry", index);
+                goto done;
+            }
+            st->e.cout = (int)d[1];
+            st->e.gout = (int)d[2];
+            st->e.cw_out_g = (int)d[3];
+            st->e.wpp_out = (int)d[4];
+            ops_width = d[1];
+            if (need(self, st->in[0], d[0] * d[1] * 4, index) ||
+                (st->out >= 0 && need(self, st->out, d[0] * d[1] * 4, index)) ||
+                (st->out_packed >= 0 && need(self, st->out_packed, d[0] * d[4] * 8, index)) ||
+                (st->residual >= 0 && need(self, st->residual, d[0] * d[1] * 4, index)))
+                goto done;
+            break;
+        case STEP_ELEMENTWISE:
+            if (d[1] < 1) {
+                bad_program("no channels", index);
+                goto done;
+            }
+            st->e.cout = (int)d[1];
+            ops_width = d[1];
+            if (need(self, st->in[0], d[0] * d[1] * 4, index) ||
+                need(self, st->out, d[0] * d[1] * 4, index))
+                goto done;
+            break;
+        case STEP_FMAXPOOL:
+            for (int i = 0; i < 12; i++)
+                if (d[i] < (i == 8 || i == 9 ? 0 : 1)) {
+                    bad_program("inconsistent pooling geometry", index);
+                    goto done;
+                }
+            if (need(self, st->in[0], d[0] * d[1] * d[2] * d[3] * 4, index) ||
+                need(self, st->out, d[0] * d[10] * d[11] * d[3] * 4, index))
+                goto done;
+            break;
+        case STEP_ADD:
+            if (nin < 2) {
+                bad_program("an add needs two inputs", index);
+                goto done;
+            }
+            for (int i = 0; i < nin; i++)
+                if (need(self, st->in[i], d[0] * 4, index)) goto done;
+            if (need(self, st->out, d[0] * 4, index)) goto done;
+            break;
+        case STEP_CONCAT: {
+            int64_t width = 0;
+            for (int i = 0; i < nin; i++) {
+                if (need(self, st->in[i], d[0] * d[1 + i] * 4, index)) goto done;
+                width += d[1 + i];
+            }
+            if (need(self, st->out, d[0] * width * 4, index)) goto done;
+            break;
+        }
+        case STEP_GAP:
+            if (d[1] < 1 || d[2] < 1) {
+                bad_program("sizes must be positive", index);
+                goto done;
+            }
+            if (need(self, st->in[0], d[0] * d[1] * d[2] * 4, index) ||
+                need(self, st->out, d[0] * d[2] * 4, index))
+                goto done;
+            break;
+        case STEP_SOFTMAX:
+            if (d[1] < 1) {
+                bad_program("sizes must be positive", index);
+                goto done;
+            }
+            if (need(self, st->in[0], d[0] * d[1] * 4, index) ||
+                need(self, st->out, d[0] * d[1] * 4, index))
+                goto done;
+            break;
+        default:
+            break;
+    }
+    if (st->residual >= 0 && st->kind != STEP_BCONV && st->kind != STEP_EPILOGUE) {
+        bad_program("only convolutions and epilogues read a residual", index);
+        goto done;
+    }
+    if (w0_bytes >= 0) {
+        if (w0obj == Py_None) {
+            bad_program("missing weights", index);
+            goto done;
+        }
+        st->w0 = get_buffer(&self->views, w0obj, 0, (Py_ssize_t)w0_bytes, "weights");
+        if (!st->w0) goto done;
+    } else if (w0obj != Py_None) {
+        bad_program("unexpected weights", index);
+        goto done;
+    }
+    if (ops_width > 0) {
+        PyObject *ops = PyObject_GetAttrString(obj, "ops");
+        if (!ops) goto done;
+        static const float dummy = 0.0f;
+        st->e.residual = st->residual >= 0 ? &dummy : NULL; /* set per run */
+        const int bad = parse_ops(ops, &st->e, &self->views, (int)ops_width);
+        st->e.residual = NULL;
+        Py_DECREF(ops);
+        if (bad) goto done;
+        if (st->kind == STEP_ELEMENTWISE)
+            for (int q = 0; q < st->e.nops; q++)
+                if (st->e.ops[q].code == OP_RESIDUAL) {
+                    bad_program("no residual in elementwise steps", index);
+                    goto done;
+                }
+    }
+    if (st->kind == STEP_BCONV && bnn_program_prepare_bconv(st) != 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    rc = 0;
+done:
+    Py_DECREF(w0obj);
+    return rc;
+}
+
+static PyTypeObject ProgramType;
+
+/* program(slot_bytes, slot_offsets, steps) */
+static PyObject *py_program(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *bytes_obj, *offsets_obj, *steps_obj;
+    if (!PyArg_ParseTuple(args, "OOO", &bytes_obj, &offsets_obj, &steps_obj)) return NULL;
+    PyObject *bytes_seq = PySequence_Fast(bytes_obj, "slot_bytes must be a sequence");
+    if (!bytes_seq) return NULL;
+    PyObject *offsets_seq = PySequence_Fast(offsets_obj, "slot_offsets must be a sequence");
+    PyObject *steps_seq =
+        offsets_seq ? PySequence_Fast(steps_obj, "steps must be a sequence") : NULL;
+    ProgramObject *self = NULL;
+    if (!steps_seq) goto fail;
+    const Py_ssize_t nslots = PySequence_Fast_GET_SIZE(bytes_seq);
+    const Py_ssize_t nsteps = PySequence_Fast_GET_SIZE(steps_seq);
+    if (PySequence_Fast_GET_SIZE(offsets_seq) != nslots) {
+        PyErr_SetString(PyExc_ValueError, "one offset per slot");
+        goto fail;
+    }
+    self = PyObject_New(ProgramObject, &ProgramType);
+    if (!self) goto fail;
+    memset(&self->prog, 0, sizeof self->prog);
+    memset(&self->views, 0, sizeof self->views);
+    self->slot_offset = NULL;
+    self->prog.slot_bytes = (int64_t *)PyMem_Calloc((size_t)nslots + 1, sizeof(int64_t));
+    self->slot_offset = (int64_t *)PyMem_Calloc((size_t)nslots + 1, sizeof(int64_t));
+    self->prog.steps = (bnn_step_t *)PyMem_Calloc((size_t)nsteps + 1, sizeof(bnn_step_t));
+    if (!self->prog.slot_bytes || !self->slot_offset || !self->prog.steps) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    self->prog.nslots = (int)nslots;
+    for (Py_ssize_t i = 0; i < nslots; i++) {
+        const long long b = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(bytes_seq, i));
+        const long long o = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(offsets_seq, i));
+        if (PyErr_Occurred()) goto fail;
+        if (b < 0 || o < -1) {
+            PyErr_SetString(PyExc_ValueError, "slot sizes and offsets must be >= 0");
+            goto fail;
+        }
+        self->prog.slot_bytes[i] = b;
+        self->slot_offset[i] = o;
+    }
+    for (Py_ssize_t i = 0; i < nsteps; i++) {
+        self->prog.nsteps = (int)i + 1; /* freed on failure */
+        if (parse_step(self, PySequence_Fast_GET_ITEM(steps_seq, i), &self->prog.steps[i],
+                       (int)i) != 0)
+            goto fail;
+    }
+    self->prog.nsteps = (int)nsteps;
+    Py_DECREF(bytes_seq);
+    Py_DECREF(offsets_seq);
+    Py_DECREF(steps_seq);
+    return (PyObject *)self;
+fail:
+    Py_XDECREF(self);
+    Py_DECREF(bytes_seq);
+    Py_XDECREF(offsets_seq);
+    Py_XDECREF(steps_seq);
+    return NULL;
+}
+
+/* run(arena, n, bindings, first, last, threads): steps [first, last) on n
+ * samples; bindings: (slot, buffer, writable) for the slots not in the arena
+ * (inputs, outputs). The GIL is released for the whole run. */
+static PyObject *program_run(PyObject *obj, PyObject *args) {
+    ProgramObject *self = (ProgramObject *)obj;
+    PyObject *arena_obj, *bindings;
+    long long n;
+    int first, last, threads;
+    if (!PyArg_ParseTuple(args, "OLO!iii", &arena_obj, &n, &PyTuple_Type, &bindings, &first,
+                          &last, &threads))
+        return NULL;
+    const bnn_program_t *p = &self->prog;
+    if (n < 1 || first < 0 || last > p->nsteps || first > last) {
+        PyErr_SetString(PyExc_ValueError, "bad batch size or step range");
+        return NULL;
+    }
+    views_t vs = {NULL, 0, 0};
+    PyObject *result = NULL;
+    char **base = (char **)PyMem_Calloc((size_t)p->nslots + 1, sizeof(char *));
+    char *arena = NULL;
+    if (!base) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (arena_obj != Py_None) {
+        arena = (char *)get_buffer(&vs, arena_obj, 1, 0, "arena");
+        if (!arena) goto done;
+        const Py_ssize_t len = vs.views[vs.count - 1].len;
+        for (int s = 0; s < p->nslots; s++) {
+            if (self->slot_offset[s] < 0) continue;
+            if ((self->slot_offset[s] + p->slot_bytes[s]) * n > len) {
+                PyErr_SetString(PyExc_ValueError, "arena too small");
+                goto done;
+            }
+            base[s] = arena + self->slot_offset[s] * n;
+        }
+    }
+    /* bound[s]: 0 in the arena, 1 bound read-only, 2 bound writable. */
+    char *bound = (char *)PyMem_Calloc((size_t)p->nslots + 1, 1);
+    if (!bound) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bindings); i++) {
+        PyObject *b = PyTuple_GET_ITEM(bindings, i);
+        int slot, w;
+        PyObject *buf;
+        if (!PyTuple_Check(b) || !PyArg_ParseTuple(b, "iOp", &slot, &buf, &w)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a binding is (slot, buffer, writable)");
+            goto free_bound;
+        }
+        if (slot < 0 || slot >= p->nslots) {
+            PyErr_SetString(PyExc_ValueError, "binding slot out of range");
+            goto free_bound;
+        }
+        base[slot] = (char *)get_buffer(&vs, buf, w, (Py_ssize_t)(p->slot_bytes[slot] * n),
+                                        "bound buffer");
+        if (!base[slot]) goto free_bound;
+        bound[slot] = (char)(w ? 2 : 1);
+    }
+    for (int i = first; i < last; i++) {
+        const bnn_step_t *st = &p->steps[i];
+        int missing = st->residual >= 0 && !base[st->residual];
+        for (int k = 0; k < st->nin; k++) missing |= !base[st->in[k]];
+        const int outs[2] = {st->out, st->out_packed};
+        for (int k = 0; k < 2; k++) {
+            if (outs[k] < 0) continue;
+            missing |= !base[outs[k]];
+            if (bound[outs[k]] == 1) {
+                PyErr_SetString(PyExc_ValueError, "a slot the steps write is bound read-only");
+                goto free_bound;
+            }
+        }
+        if (missing) {
+            PyErr_SetString(PyExc_ValueError,
+                            "a slot the steps use is neither in the arena nor bound");
+            goto free_bound;
+        }
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = bnn_program_run(p, first, last, base, (int64_t)n, threads);
+    Py_END_ALLOW_THREADS if (rc != 0) {
+        PyErr_NoMemory();
+        goto free_bound;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+free_bound:
+    PyMem_Free(bound);
+done:
+    PyMem_Free(base);
+    release_views(&vs);
+    return result;
+}
+
+static PyObject *program_len(PyObject *obj, PyObject *noargs) {
+    (void)noargs;
+    return PyLong_FromLong(((ProgramObject *)obj)->prog.nsteps);
+}
+
+static PyMethodDef program_methods[] = {
+    {"run", program_run, METH_VARARGS,
+     "run(arena, n, bindings, first, last, threads): steps [first, last) on n samples, "
+     "the GIL released; bindings: (slot, buffer, writable) of the slots not in the arena."},
+    {"steps", program_len, METH_NOARGS, "steps(): the number of steps."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject ProgramType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bnncore.engine._kernels.Program",
+    .tp_basicsize = sizeof(ProgramObject),
+    .tp_dealloc = program_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A plan's native steps held by the core; made by program().",
+    .tp_methods = program_methods,
+};
+
+/* The shared step description: kinds with the names of their dims, the
+ * fields of a step, the geometry's fields and the epilogue ops. */
+static PyObject *description(void) {
+    PyObject *kinds = PyTuple_New(STEP_KIND_COUNT);
+    if (!kinds) return NULL;
+    for (int k = 0; k < STEP_KIND_COUNT; k++) {
+        PyObject *item = Py_BuildValue("(ss)", step_names[k], step_dims[k]);
+        if (!item) {
+            Py_DECREF(kinds);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(kinds, k, item);
+    }
+#define BNN_NAME_STR(name) #name,
+#define BNN_GEOM_STR(name, member) #name,
+#define BNN_OP_STR(name, text) text,
+    static const char *const fields[] = {BNN_STEP_FIELDS(BNN_NAME_STR)};
+    static const char *const geometry[] = {BNN_GEOM_FIELDS(BNN_GEOM_STR)};
+    static const char *const ops[] = {BNN_EPILOGUE_OPS(BNN_OP_STR)};
+#undef BNN_NAME_STR
+#undef BNN_GEOM_STR
+#undef BNN_OP_STR
+    const char *const *lists[3] = {fields, geometry, ops};
+    const int counts[3] = {(int)(sizeof fields / sizeof *fields),
+                           (int)(sizeof geometry / sizeof *geometry),
+                           (int)(sizeof ops / sizeof *ops)};
+    PyObject *tuples[3] = {NULL, NULL, NULL};
+    for (int t = 0; t < 3; t++) {
+        tuples[t] = PyTuple_New(counts[t]);
+        if (!tuples[t]) goto fail;
+        for (int i = 0; i < counts[t]; i++) {
+            PyObject *name = PyUnicode_FromString(lists[t][i]);
+            if (!name) goto fail;
+            PyTuple_SET_ITEM(tuples[t], i, name);
+        }
+    }
+    return Py_BuildValue("{s:N,s:N,s:N,s:N}", "step_kinds", kinds, "step_fields", tuples[0],
+                         "geometry_fields", tuples[1], "epilogue_ops", tuples[2]);
+fail:
+    Py_DECREF(kinds);
+    for (int t = 0; t < 3; t++) Py_XDECREF(tuples[t]);
+    return NULL;
+}
+
+static PyObject *py_description(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return description();
+}
+
 static PyMethodDef methods[] = {
+    {"program", py_program, METH_VARARGS,
+     "program(slot_bytes, slot_offsets, steps): a Program (see csrc/program.h)."},
+    {"description", py_description, METH_NOARGS,
+     "description(): the step kinds and their dims, the step fields, the binary "
+     "convolution's geometry fields and the epilogue ops, as the core defines them."},
     {"gap", py_gap, METH_VARARGS,
      "gap(x, out, n, pixels, channels): global average pooling of float rows."},
     {"softmax", py_softmax, METH_VARARGS,
@@ -667,7 +1253,8 @@ static PyMethodDef methods[] = {
     {"spin", py_spin, METH_VARARGS,
      "spin(n): n x 8 dependent additions (about 8n cycles), for clock estimates."},
     {"bconv", py_bconv, METH_VARARGS,
-     "bconv(x, weights, geometry, ops, y, y_packed, residual, threads): binary "
+     "bconv(x, weights, geometry, (gout, cw_out_g, wpp_out), ops, y, y_packed, residual, "
+     "threads): binary "
      "convolution on packed bits with a fused float epilogue."},
     {"pack", py_pack, METH_VARARGS,
      "pack(x, out, rows, channels, groups, words_per_group, threads): sign bits."},
@@ -722,5 +1309,6 @@ static int read_isa_environment(void) {
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     if (read_isa_environment() != 0) return NULL;
+    if (PyType_Ready(&ProgramType) != 0) return NULL;
     return PyModule_Create(&module);
 }

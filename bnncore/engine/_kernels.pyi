@@ -17,7 +17,8 @@ def pool_configure(spin_ns: int, strike_limit: int, /) -> tuple[int, int]: ...
 def bconv(
     x: np.ndarray,
     weights: np.ndarray,
-    geometry: tuple[int, ...],
+    geometry: Any,
+    out_layout: tuple[int, int, int],
     ops: list[tuple[Any, ...]],
     y: np.ndarray | None,
     y_packed: np.ndarray | None,
@@ -81,3 +82,23 @@ def isa() -> str: ...
 def supported_isas() -> list[str]: ...
 def kernel() -> str: ...
 def features() -> dict[str, Any]: ...
+
+class Program:
+    """A plan's native steps held by the core (``csrc/program.h``)."""
+
+    def run(
+        self,
+        arena: np.ndarray | None,
+        n: int,
+        bindings: tuple[tuple[int, np.ndarray, bool], ...],
+        first: int,
+        last: int,
+        threads: int,
+        /,
+    ) -> None: ...
+    def steps(self) -> int: ...
+
+def program(
+    slot_bytes: list[int], slot_offsets: list[int], steps: list[Any], /
+) -> Program: ...
+def description() -> dict[str, Any]: ...

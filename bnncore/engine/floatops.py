@@ -80,12 +80,29 @@ class Native:
             operations are Keras's own).
         monotone: Each output is monotone in each input (so the outputs at
             the ends of input intervals bound the outputs inside them).
+        lowering: What ``fn`` computes, for the compiled core's programs
+            (:mod:`bnncore.engine.program`): ``("add",)``, ``("concat", axis)``,
+            ``("alias",)`` (a view of the input: flatten, identities),
+            ``("fmaxpool", pool, strides, padding)``, ``("elementwise", ops)``,
+            ``("gap",)``, ``("softmax",)``, ``("dense", kernel, bias, ops,
+            softmax)``; None: only ``fn``.
     """
 
     fn: NativeFn
     constants: list[np.ndarray]
     bound: BoundFn = _exact
     monotone: bool = True
+    lowering: tuple[Any, ...] | None = None
+
+
+def window(
+    size: int, k: int, s: int, d: int, padding: str
+) -> tuple[int, int]:  # fmt: skip
+    """``(pad before, output size)`` of one spatial axis of a convolution or
+    pooling window (``"valid"`` or ``"same"``)."""
+    if padding == "same":
+        return same_padding_amounts(size, k, s, d)[0], -(-size // s)
+    return 0, (size - (k - 1) * d - 1) // s + 1
 
 
 # Layers whose ``call(inputs)`` is their whole forward pass at inference.
@@ -138,15 +155,11 @@ def _max_pool(layer: Any, rank: int) -> NativeFn | None:
 
     def run(xs: list[np.ndarray], threads: int) -> np.ndarray:
         x = np.asarray(xs[0], dtype=np.float32)
-        pads, sizes = [], []
-        for size, p, s in zip(x.shape[1:3], pool, strides, strict=True):
-            if padding == "same":
-                pads.append(same_padding_amounts(size, p, s, 1)[0])
-                sizes.append(-(-size // s))
-            else:
-                pads.append(0)
-                sizes.append((size - p) // s + 1)
-        return K.fmaxpool(x, pool, strides, tuple(pads), tuple(sizes), threads)
+        (pt, oh), (pl, ow) = (
+            window(x.shape[1], pool[0], strides[0], 1, padding),
+            window(x.shape[2], pool[1], strides[1], 1, padding),
+        )
+        return K.fmaxpool(x, pool, strides, (pt, pl), (oh, ow), threads)
 
     return run
 
@@ -192,26 +205,29 @@ def native(node: Node, specs: dict[Any, Any], sensitive: bool = True) -> Native 
                 total = np.add(total, np.asarray(x, dtype=np.float32))
             return total
 
-        return Native(add, [])
+        return Native(add, [], lowering=("add",))
     if isinstance(op, keras.layers.Concatenate) and _same_rank(shapes):
         axis = op.axis
 
         def concat(xs: list[np.ndarray], threads: int) -> np.ndarray:
             return np.concatenate([np.asarray(x, dtype=np.float32) for x in xs], axis)
 
-        return Native(concat, [])
+        return Native(concat, [], lowering=("concat", axis))
     if not plain or not isinstance(op, keras.layers.Layer) or shapes[0] is None:
         return None
     rank = len(shapes[0])
     if isinstance(op, keras.layers.Flatten) and op.data_format == "channels_last":
         return Native(
-            lambda xs, threads: np.reshape(xs[0], (np.shape(xs[0])[0], -1)), []
+            lambda xs, threads: np.reshape(xs[0], (np.shape(xs[0])[0], -1)),
+            [],
+            lowering=("alias",),
         )
     if R.is_identity_layer(op):
-        return Native(lambda xs, threads: xs[0], [])
+        return Native(lambda xs, threads: xs[0], [], lowering=("alias",))
     pool = _max_pool(op, rank)
     if pool is not None:
-        return Native(pool, [])
+        return Native(pool, [], lowering=("fmaxpool", tuple(op.pool_size),
+                                          tuple(op.strides), op.padding))  # fmt: skip
     if not sensitive:
         found = _terminal(op, shapes[0])
         if found is not None:
@@ -220,15 +236,20 @@ def native(node: Node, specs: dict[Any, Any], sensitive: bool = True) -> Native 
         constants = R.batch_norm_constants(op, rank)
         if constants is None:
             return None
-        fn = _elementwise([(K.OP_MULADD, *constants)])
-        return None if fn is None else Native(fn, list(constants))
+        muladd: list[tuple[Any, ...]] = [(K.OP_MULADD, *constants)]
+        fn = _elementwise(muladd)
+        return (
+            None
+            if fn is None
+            else Native(fn, list(constants), lowering=("elementwise", muladd))
+        )
     if isinstance(op, quantizers.Quantizer) and not R.is_sign(op):
         return None
     ops = R.elementwise_ops(op, rank)
     if ops is None:
         return None
     fn = _elementwise(ops)
-    return None if fn is None else Native(fn, [])
+    return None if fn is None else Native(fn, [], lowering=("elementwise", ops))
 
 
 def _same_rank(shapes: list[Any]) -> bool:
@@ -281,6 +302,8 @@ class NativeConv:
     ops: list[tuple[Any, ...]]
     bound: Callable[[np.ndarray], np.ndarray]
     spread: Callable[[np.ndarray], np.ndarray]
+    geometry: Callable[[tuple[int, ...]], dict[str, int]] | None = None
+    pad_value: float = 0.0
 
 
 def float_conv(op: Any, shape: tuple | None) -> NativeConv | None:
@@ -305,19 +328,28 @@ def float_conv(op: Any, shape: tuple | None) -> NativeConv | None:
     if max(strides) > 1 and max(dilation) > 1:
         return None
 
+    def windows(shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
+        pt, oh = window(shape[1], ksize[0], strides[0], dilation[0], padding)
+        pl, ow = window(shape[2], ksize[1], strides[1], dilation[1], padding)
+        return (pt, pl), (oh, ow)
+
+    def geometry(shape: tuple[int, ...]) -> dict[str, int]:
+        """The core's fconv dims for an input of ``shape`` (n, h, w, cin)."""
+        (pt, pl), (oh, ow) = windows(shape)
+        n, h, w, cin = shape
+        mult = kernel.shape[3] if depthwise else 1
+        cout = cin * mult if depthwise else kernel.shape[3]
+        return dict(
+            n=n, h=h, w=w, cin=cin, kh=ksize[0], kw=ksize[1], sh=strides[0],
+            sw=strides[1], dh=dilation[0], dw=dilation[1], pt=pt, pl=pl, oh=oh,
+            ow=ow, cout=cout, depth_mult=mult, depthwise=int(depthwise),
+        )  # fmt: skip
+
     def conv(x: np.ndarray, w: np.ndarray, pad: float, threads: int) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
-        pads, sizes = [], []
-        for size, k, s, d in zip(x.shape[1:3], ksize, strides, dilation, strict=True):
-            if padding == "same":
-                pads.append(same_padding_amounts(size, k, s, d)[0])
-                sizes.append(-(-size // s))
-            else:
-                pads.append(0)
-                sizes.append((size - (k - 1) * d - 1) // s + 1)
+        pads, sizes = windows(x.shape)
         return K.fconv(
-            x, w, strides, dilation, tuple(pads), tuple(sizes),
-            depthwise=depthwise, pad_value=pad, threads=threads,
+            x, w, strides, dilation, pads, sizes, depthwise=depthwise, pad_value=pad, threads=threads,
         )  # fmt: skip
 
     def run(x: np.ndarray, threads: int) -> np.ndarray:
@@ -335,7 +367,7 @@ def float_conv(op: Any, shape: tuple | None) -> NativeConv | None:
         total = conv(np.asarray(d, np.float32), magnitudes, 0.0, 1)
         return (1 + 2 * gamma(length)) * total.astype(np.float64)
 
-    return NativeConv(run, kernel, ops, bound, spread)
+    return NativeConv(run, kernel, ops, bound, spread, geometry, pad_value)
 
 
 def _terminal(op: Any, shape: tuple | None) -> Native | None:
@@ -357,7 +389,7 @@ def _terminal(op: Any, shape: tuple | None) -> Native | None:
             mean = np.mean(np.abs(xs[0]), axis=(1, 2), keepdims=keep, dtype=np.float64)
             return np.asarray((gamma(pixels) + 3 * UNIT_ROUNDOFF) * mean)
 
-        return Native(gap, [], gap_bound)
+        return Native(gap, [], gap_bound, lowering=("gap",))
     softmax_layer = isinstance(op, keras.layers.Softmax) and op.axis in (
         -1,
         len(shape) - 1,
@@ -373,7 +405,7 @@ def _terminal(op: Any, shape: tuple | None) -> Native | None:
         def softmax_bound(xs: list[np.ndarray], out: np.ndarray) -> np.ndarray:
             return _softmax_bound(out, np.zeros((*out.shape[:-1], 1)))
 
-        return Native(softmax, [], softmax_bound, monotone=False)
+        return Native(softmax, [], softmax_bound, monotone=False, lowering=("softmax",))
     if type(op) is not keras.layers.Dense and not _is_quant_dense(op):
         return None
     return _dense(op, shape)
@@ -415,6 +447,7 @@ def _dense(op: Any, shape: tuple) -> Native | None:
     bias = np.asarray(op.bias, dtype=np.float32) if op.use_bias else None
     softmax = op.activation is keras.activations.softmax
     act: Callable[[np.ndarray], np.ndarray]
+    ops: list[tuple[Any, ...]] | None = []
     if softmax:
         act = K.softmax
     else:
@@ -452,4 +485,5 @@ def _dense(op: Any, shape: tuple) -> Native | None:
         return logits
 
     constants = [kernel] if bias is None else [kernel, bias]
-    return Native(dense, constants, dense_bound, monotone=False)
+    lowering = ("dense", kernel4, bias, list(ops or []), softmax)
+    return Native(dense, constants, dense_bound, monotone=False, lowering=lowering)

@@ -18,6 +18,7 @@ The instruction-set level (:func:`isa`, :func:`set_isa`, environment variable
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ except ImportError as error:  # pragma: no cover - exercised only on broken inst
     ) from error
 
 __all__ = [
+    "EPILOGUE_OPS",
     "OP_BIAS",
     "OP_CLIP",
     "OP_MULADD",
@@ -45,6 +47,7 @@ __all__ = [
     "OP_SIGN",
     "ConvGeometry",
     "bconv",
+    "description",
     "epilogue",
     "fconv",
     "features",
@@ -53,6 +56,7 @@ __all__ = [
     "isa",
     "kernel",
     "maxpool",
+    "out_layout",
     "pack",
     "pack_weights",
     "set_isa",
@@ -63,7 +67,12 @@ __all__ = [
     "words_for",
 ]
 
-OP_SCALE, OP_BIAS, OP_MULADD, OP_RELU, OP_CLIP, OP_SIGN, OP_RESIDUAL = range(7)
+# The epilogue ops in code order: the core's list (BNN_EPILOGUE_OPS in
+# csrc/bnn.h), checked at import by _check_description().
+EPILOGUE_OPS = ("scale", "bias", "muladd", "relu", "clip", "sign", "residual")
+OP_SCALE, OP_BIAS, OP_MULADD, OP_RELU, OP_CLIP, OP_SIGN, OP_RESIDUAL = range(
+    len(EPILOGUE_OPS)
+)
 
 
 def words_for(bits: int) -> int:
@@ -197,8 +206,9 @@ def pack_weights(negative: np.ndarray, groups: int = 1) -> np.ndarray:
 class ConvGeometry:
     """Shape of a binary convolution over packed NHWC input (dense: 1x1 output).
 
-    Attributes mirror the C core's geometry tuple; ``pad_mode`` is 1 when padded
-    taps count as +1 and 0 when they count as 0 (``pad_values=0``).
+    The core reads it by field name (``BNN_GEOM_FIELDS`` in ``csrc/bnn.h``; the
+    names and their order are checked at import). ``pad_mode`` is 1 when
+    padded taps count as +1 and 0 when they count as 0 (``pad_values=0``).
     """
 
     n: int
@@ -224,31 +234,48 @@ class ConvGeometry:
     def cw_g(self) -> int:
         return words_for(self.cin_g)
 
-    def as_tuple(self, gout: int, cw_out_g: int, wpp_out: int) -> tuple[int, ...]:
-        return (
-            self.n,
-            self.h,
-            self.w,
-            self.wpp_in,
-            self.groups,
-            self.cin_g,
-            self.cw_g,
-            self.kh,
-            self.kw,
-            self.sh,
-            self.sw,
-            self.dh,
-            self.dw,
-            self.pt,
-            self.pl,
-            self.oh,
-            self.ow,
-            self.cout,
-            self.pad_mode,
-            gout,
-            cw_out_g,
-            wpp_out,
+    @property
+    def rows(self) -> int:
+        """Output positions (rows of the dot-product matrix)."""
+        return self.n * self.oh * self.ow
+
+    def with_batch(self, n: int) -> ConvGeometry:
+        """The same convolution over ``n`` images (rows for dense layers)."""
+        return dataclasses.replace(self, n=n)
+
+
+def out_layout(cout: int, groups: int) -> tuple[int, int, int]:
+    """``(groups, words per group, words per row)`` of a packed output."""
+    cw = words_for(cout // groups)
+    return groups, cw, groups * cw
+
+
+def description() -> dict[str, Any]:
+    """The core's step description (``csrc/program.h``, ``csrc/bnn.h``): step
+    kinds with the names of their dims, the fields of a step, the geometry's
+    fields and the epilogue ops."""
+    return dict(_kernels.description())
+
+
+def _check_description() -> None:
+    """The Python names of the shared description are the core's."""
+    found = description()
+    fields = tuple(f.name for f in dataclasses.fields(ConvGeometry))
+    if tuple(found["geometry_fields"]) != fields:
+        raise ImportError(
+            "bnncore.engine: ConvGeometry's fields differ from the core's "
+            f"BNN_GEOM_FIELDS: {fields} vs {found['geometry_fields']}; rebuild the "
+            "core (`python setup.py build_ext --inplace`)."
         )
+    if tuple(found["epilogue_ops"]) != EPILOGUE_OPS:
+        raise ImportError(
+            "bnncore.engine: the epilogue ops differ from the core's "
+            f"BNN_EPILOGUE_OPS: {EPILOGUE_OPS} vs {found['epilogue_ops']}; rebuild "
+            "the core (`python setup.py build_ext --inplace`)."
+        )
+
+
+_check_description()
 
 
 def bconv(
@@ -281,10 +308,9 @@ def bconv(
     g = geometry
     shape = (g.n, g.oh, g.ow)
     y = _empty((*shape, g.cout), dtype=np.float32) if float_out else None
-    gout = packed_groups or 1
-    cw_out_g = words_for(g.cout // gout)
+    layout = out_layout(g.cout, packed_groups or 1)
     yp = (
-        _empty((*shape, gout * cw_out_g), dtype=np.uint64)
+        _empty((*shape, layout[2]), dtype=np.uint64)
         if packed_groups is not None
         else None
     )
@@ -293,7 +319,8 @@ def bconv(
     _kernels.bconv(
         np.ascontiguousarray(x),
         panels,
-        g.as_tuple(gout, cw_out_g, gout * cw_out_g),
+        g,
+        layout,
         ops,
         y,
         yp,

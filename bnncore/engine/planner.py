@@ -425,6 +425,7 @@ def _float_conv_step(node: Node, specs: dict[ValueId, Any]) -> FloatConvStep | N
         ops=list(conv.ops),
         output=node.outputs[0],
         conv=conv.run,
+        native=conv,
         kernel_bytes=int(conv.kernel.nbytes),
         bound=conv.bound,
         spread=conv.spread,

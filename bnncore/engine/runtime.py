@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -13,14 +14,33 @@ from bnncore.engine import kernels as K
 from bnncore.engine.buffers import BufferPool
 from bnncore.engine.graph import Node, UnsupportedGraphError, ValueId, parse, substitute
 from bnncore.engine.planner import build_plan, infer_specs
+from bnncore.engine.program import Program, _Mismatch, build_program
 from bnncore.engine.steps import BinaryStep, Env, FloatStep, Step, WholeModelStep
 
 __all__ = ["PackedModel", "compile"]
 
 _MODES = ("native", "keras")
+THREADS_VARIABLE = "BNN_ENGINE_THREADS"
 
 
 def _default_threads() -> int:
+    """``BNN_ENGINE_THREADS`` when set, else the CPUs available to the process.
+
+    Raises:
+        ValueError: for a value of the variable that is not a positive integer.
+    """
+    value = os.environ.get(THREADS_VARIABLE, "").strip()
+    if value:
+        try:
+            threads = int(value, 10)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise ValueError(
+                f"Expected {THREADS_VARIABLE} to be a positive integer (the number "
+                f"of threads). Received: {THREADS_VARIABLE}={value!r}."
+            )
+        return threads
     return max(
         1,
         len(os.sched_getaffinity(0))
@@ -58,6 +78,10 @@ class PackedModel:
         self.name = name
         self.threads = threads
         self._buffers = BufferPool()
+        # Programs by per-sample input shapes and dtypes (None: the plan runs
+        # step by step for those shapes).
+        self._programs: dict[Any, Program | None] = {}
+        self._programs_lock = threading.Lock()
 
     @property
     def isa(self) -> str:
@@ -132,6 +156,43 @@ class PackedModel:
             ValueError: if the inputs do not match the model's inputs.
         """
         inputs = self._check_inputs(x)
+        program = self.program(inputs)
+        if program is not None:
+            try:
+                results = program.run(inputs, self.threads)
+                return results[0] if len(results) == 1 else results
+            except _Mismatch:
+                pass  # a Keras layer's output changed shape: run step by step
+        return self._predict_steps(inputs)
+
+    __call__ = predict
+
+    def predict_steps(self, x: Any) -> Any:
+        """Runs the plan step by step from Python (each step one kernel call):
+        the reference the whole-plan programs of :meth:`predict` equal bit for
+        bit. Same arguments and results as :meth:`predict`."""
+        return self._predict_steps(self._check_inputs(x))
+
+    def program(self, inputs: list[np.ndarray]) -> Program | None:
+        """The whole-plan program for the (checked) inputs' shapes, made on
+        first use; None when the plan runs step by step."""
+        if self._outputs is None or not all(isinstance(a, np.ndarray) for a in inputs):
+            return None
+        key = tuple((a.shape[1:], a.dtype.str) for a in inputs)
+        try:
+            return self._programs[key]
+        except KeyError:
+            pass
+        with self._programs_lock:
+            if key not in self._programs:
+                if len(self._programs) >= 8:
+                    self._programs.pop(next(iter(self._programs)))
+                self._programs[key] = build_program(
+                    self.steps, self._inputs, self._outputs, inputs
+                )
+            return self._programs[key]
+
+    def _predict_steps(self, inputs: list[Any]) -> Any:
         key = tuple((a.shape, a.dtype.str) for a in inputs if isinstance(a, np.ndarray))
         with self._buffers.lease(key) as lease:
             env = Env()
@@ -147,8 +208,6 @@ class PackedModel:
             del env
         self._buffers.give_back(lease, results)
         return results[0] if len(results) == 1 else results
-
-    __call__ = predict
 
     def step_times(self, x: Any, repeats: int = 5) -> list[tuple[str, float]]:
         """Median wall time of each step over ``repeats`` runs on ``x``.
@@ -228,8 +287,11 @@ def compile(
     Args:
         model: A built Keras model (Functional or Sequential; other models run
             whole in Keras).
-        threads: Worker threads of the binary kernels (default: the CPUs
-            available to this process).
+        threads: Worker threads (default: the environment variable
+            ``BNN_ENGINE_THREADS``, a positive integer, when set; else the CPUs
+            available to this process). A batch of more than one sample is
+            split across the threads (each runs the whole program on its
+            samples); a single sample's layers are split within.
         float_mode: ``"native"`` runs common float layers (batch norm,
             activations, pooling, adds) in exact native code and calls the
             others' Keras ``call``; ``"keras"`` calls every non-binary layer

@@ -203,10 +203,18 @@ class FloatConvStep(ChainStep):
     kind = "float"
 
     def __init__(
-        self, *, conv: Any, kernel_bytes: int, bound: Any, spread: Any, **kwargs: Any
+        self,
+        *,
+        conv: Any,
+        kernel_bytes: int,
+        bound: Any,
+        spread: Any,
+        native: Any = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.conv = conv
+        self.native = native  # the NativeConv (kernel, geometry) for programs
         self.kernel_bytes = kernel_bytes
         self.bound = bound
         self.spread = spread
@@ -262,55 +270,58 @@ class BinaryStep(ChainStep):
         return f"binary {what} {self.name} [{fused}]{extra} -> {self._outputs()}"
 
     def _geometry(self, packed: PackedTensor) -> tuple[K.ConvGeometry, tuple]:
+        """The convolution's geometry on ``packed`` and the output shape: the
+        one place a :class:`~bnncore.engine.kernels.ConvGeometry` is built."""
         s = self.spec
         shape = packed.shape
         kh, kw, cin_g, cout = self.kernel.shape
-        if s.rank == 0:
+        if s.rank == 0:  # a dense layer: one 1 x kw "image" per row
             rows = math.prod(shape[:-1])
             if packed.pixels != kw:
                 raise ValueError(
                     f"{self.name}: packed input has {packed.pixels} pixel(s) per row; "
                     f"the kernel was packed for {kw}."
                 )
+            n, h, w, groups = rows, 1, kw, 1
             wpp = packed.words.size // max(rows * kw, 1)
-            geo = K.ConvGeometry(
-                rows, 1, kw, wpp, 1, cin_g, 1, kw, 1, 1, 1, 1, 0, 0, 1, 1, cout, 1
-            )
-            return geo, (*shape[:-1], cout)
-        wpp = packed.words.shape[-1]
-        if s.rank == 1:
-            n, h, w = shape[0], 1, shape[1]
+            strides, dilation, pad_mode = (1, 1), (1, 1), 1
+            pt, oh, pl, ow = 0, 1, 0, 1
+            out_shape: tuple[int, ...] = (*shape[:-1], cout)
         else:
-            n, h, w = shape[0], shape[1], shape[2]
-        pt, oh = _axis_geometry(h, kh, s.strides[0], s.dilation[0], s.padding)
-        pl, ow = _axis_geometry(w, kw, s.strides[1], s.dilation[1], s.padding)
-        if s.rank == 1:
-            pt, oh = 0, 1
-        if oh < 1 or ow < 1:
-            raise ValueError(
-                f"{self.name}: input spatial size {shape[1:-1]} is smaller than the "
-                f"kernel {self.kernel.shape[:2]} allows with padding={s.padding!r}."
-            )
+            wpp = packed.words.shape[-1]
+            n, groups = shape[0], self.groups
+            h, w = (1, shape[1]) if s.rank == 1 else (shape[1], shape[2])
+            strides, dilation, pad_mode = s.strides, s.dilation, s.pad_mode
+            pt, oh = _axis_geometry(h, kh, strides[0], dilation[0], s.padding)
+            pl, ow = _axis_geometry(w, kw, strides[1], dilation[1], s.padding)
+            if s.rank == 1:
+                pt, oh = 0, 1
+            if oh < 1 or ow < 1:
+                raise ValueError(
+                    f"{self.name}: input spatial size {shape[1:-1]} is smaller than "
+                    f"the kernel {self.kernel.shape[:2]} allows with "
+                    f"padding={s.padding!r}."
+                )
+            out_shape = (n, ow, cout) if s.rank == 1 else (n, oh, ow, cout)
         geo = K.ConvGeometry(
-            n,
-            h,
-            w,
-            wpp,
-            self.groups,
-            cin_g,
-            kh,
-            kw,
-            *s.strides,
-            *s.dilation,
-            pt,
-            pl,
-            oh,
-            ow,
-            cout,
-            s.pad_mode,
-        )
-        out_shape = (n, ow, cout) if s.rank == 1 else (n, oh, ow, cout)
+            n=n, h=h, w=w, wpp_in=wpp, groups=groups, cin_g=cin_g, kh=kh, kw=kw,
+            sh=strides[0], sw=strides[1], dh=dilation[0], dw=dilation[1],
+            pt=pt, pl=pl, oh=oh, ow=ow, cout=cout, pad_mode=pad_mode,
+        )  # fmt: skip
         return geo, out_shape
+
+    def pool_geometry(
+        self, out_shape: tuple[int, ...]
+    ) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``(pads, sizes)`` of the packed max pooling on the output: ``(pt, pl),
+        (oh, ow)``."""
+        if self.pool is None:
+            raise RuntimeError(f"{self.name}: no pooling.")
+        pool, strides, padding, _, _ = self.pool
+        _, h, w, _ = out_shape
+        pt, oh = _axis_geometry(h, pool[0], strides[0], 1, padding)
+        pl, ow = _axis_geometry(w, pool[1], strides[1], 1, padding)
+        return (pt, pl), (oh, ow)
 
     def run(self, env: Env, threads: int) -> None:
         packed = env.packed[(self.source, self.groups)]
@@ -345,11 +356,10 @@ class BinaryStep(ChainStep):
         if yp is None or groups is None:  # the planner pools packed outputs only
             raise RuntimeError(f"{self.name}: max pooling needs a packed output.")
         yp = yp.reshape(*out_shape[:-1], yp.shape[-1])
-        pool, strides, padding, or_mask, target = self.pool
-        _, h, w, c = out_shape
-        pt, oh = _axis_geometry(h, pool[0], strides[0], 1, padding)
-        pl, ow = _axis_geometry(w, pool[1], strides[1], 1, padding)
-        words = K.maxpool(yp, pool, strides, (pt, pl), (oh, ow), or_mask, threads)
+        pool, strides, _, or_mask, target = self.pool
+        c = out_shape[-1]
+        pads, (oh, ow) = self.pool_geometry(out_shape)
+        words = K.maxpool(yp, pool, strides, pads, (oh, ow), or_mask, threads)
         packed = PackedTensor(words, (n, oh, ow, c), groups)
         if self.flatten:
             packed = PackedTensor(words.reshape(n, -1), (n, oh * ow * c), 1, oh * ow)
@@ -375,6 +385,7 @@ class FloatStep(Step):
         self.constants = [] if native is None else native.constants
         self.bound = None if native is None else native.bound
         self.monotone = native is not None and native.monotone
+        self.lowering = None if native is None else native.lowering
         self.direct = direct
         self.node = None if native is not None else node
         self.kind = "float" if native is not None else "keras"

@@ -55,14 +55,24 @@ void bnn_pack_row_avx512(const float *x, int n, uint64_t *out);
 
 /* ---- epilogue (epilogue.c, epilogue_avx512.c) ---------------------------- */
 
+/* The epilogue ops, in code order: X(NAME, "python name"). The one list of
+ * them: the enum below, the names the module exports (_kernels.EPILOGUE_OPS)
+ * and bnncore.engine.kernels' OP_* constants, which are checked against it
+ * at import. */
+#define BNN_EPILOGUE_OPS(X)  \
+    X(SCALE, "scale")        /* y *= v[c]                */ \
+    X(BIAS, "bias")          /* y += v[c]                */ \
+    X(MULADD, "muladd")      /* y = y * v[c] + u[c]      */ \
+    X(RELU, "relu")          /* y = max(y, 0)            */ \
+    X(CLIP, "clip")          /* y = min(max(y, lo), hi)  */ \
+    X(SIGN, "sign")          /* y = y < 0 ? -1 : +1      */ \
+    X(RESIDUAL, "residual")  /* y += r[row, c]           */
+
 enum {
-    OP_SCALE = 0,   /* y *= v[c]                */
-    OP_BIAS = 1,    /* y += v[c]                */
-    OP_MULADD = 2,  /* y = y * v[c] + u[c]      */
-    OP_RELU = 3,    /* y = max(y, 0)            */
-    OP_CLIP = 4,    /* y = min(max(y, lo), hi)  */
-    OP_SIGN = 5,    /* y = y < 0 ? -1 : +1      */
-    OP_RESIDUAL = 6 /* y += r[row, c]           */
+#define BNN_OP_ENUM(name, text) OP_##name,
+    BNN_EPILOGUE_OPS(BNN_OP_ENUM)
+#undef BNN_OP_ENUM
+    OP_COUNT
 };
 
 #define MAX_OPS 32
@@ -181,6 +191,15 @@ void bnn_set_default_isa(int isa);
 int bnn_default_isa(void);
 
 /* ---- convolution (conv.c) ----------------------------------------------- */
+
+/* The fields of a binary convolution's geometry, X(python name, C member), in
+ * the order of bnncore.engine.kernels.ConvGeometry's fields (checked at
+ * import): the module reads a ConvGeometry by these names. cw_g (words per
+ * input group) is derived from cin_g. */
+#define BNN_GEOM_FIELDS(X)                                                         \
+    X(n, n) X(h, h) X(w, w) X(wpp_in, wpp_in) X(groups, groups) X(cin_g, cin_g)     \
+    X(kh, kh) X(kw, kw_) X(sh, sh) X(sw, sw) X(dh, dh) X(dw, dw) X(pt, pt) X(pl, pl) \
+    X(oh, oh) X(ow, ow) X(cout, cout) X(pad_mode, pad_mode)
 
 typedef struct {
     int64_t n, h, w, wpp_in, groups, cin_g, cw_g, kh, kw_, sh, sw, dh, dw, pt, pl,
