@@ -13,13 +13,17 @@ that ``bench/engine.py`` drives over a pipe, one JSON line per request:
   ``larq_compute_engine.convert_keras_model`` once per batch size (a converted
   model has a fixed batch) and open each with
   ``Interpreter(flatbuffer, num_threads=T, use_indirect_bgemm=True,
-  use_xnnpack=True)``, LCE's fastest configuration on x86;
+  use_xnnpack=True)``, LCE's fastest configuration on x86, for T threads (the
+  engine's count) and for one thread: LCE's thread pool makes a call tens of
+  times slower when another process holds one of its cores, one thread does
+  not, so the better of the two is LCE's best on the machine as it is;
 * ``keras`` / ``lce``: the Larq Keras model's / LCE's output for an input
   (``.npy`` files): the first checks that the weights landed where they belong
   (same architecture, same weights: same outputs within float rounding), the
   second compares LCE with the engine;
-* ``time``: wall time of ``n`` calls of the interpreter on a fixed input
-  (float in, float out, as the engine's ``predict``), measured in the peer so
+* ``time``: wall time of ``n`` calls of the interpreter for the ``set_input``
+  input and a thread count (float in, float out, as the engine's ``predict``;
+  one invoke on the whole batch), measured in the peer so
   that the pipe's round trip is not counted. ``bench/engine.py`` asks for one
   call per round, interleaved with its own candidates.
 
@@ -129,6 +133,7 @@ class Peer:
 
     def __init__(self, python: Path, threads: int) -> None:
         self.threads = threads
+        self.thread_counts = sorted({threads, 1}, reverse=True)
         self._dir = tempfile.TemporaryDirectory(prefix="bench-peers-")
         self.dir = Path(self._dir.name)
         self._log = open(self.dir / "peer.log", "wb")  # noqa: SIM115 (closed in close)
@@ -193,10 +198,12 @@ class Peer:
         save_weights(path, weights)
         self.send({"cmd": "load", "arch": arch, "weights": str(path),
                    "input_shape": list(input_shape), "num_classes": num_classes,
-                   "batches": list(batches), "threads": self.threads})  # fmt: skip
+                   "batches": list(batches),
+                   "thread_counts": self.thread_counts})  # fmt: skip
 
     def load_reply(self) -> dict[str, Any]:
-        """Conversion seconds and flatbuffer bytes per batch size."""
+        """Conversion seconds and flatbuffer bytes per batch size; the
+        operators of the converted model (``ops``: name -> count)."""
         return self.reply()
 
     def _run(self, cmd: str, x: np.ndarray) -> np.ndarray:
@@ -210,18 +217,21 @@ class Peer:
         return self._run("keras", x)
 
     def lce(self, x: np.ndarray) -> np.ndarray:
-        """LCE's output (the interpreter converted for ``len(x)``)."""
+        """LCE's output (the model converted for ``len(x)``, ``threads``)."""
         return self._run("lce", x)
 
     def set_input(self, x: np.ndarray) -> None:
-        """The input that ``time`` runs on (its batch picks the interpreter)."""
+        """The input that ``time`` runs on (its batch picks the model)."""
         path = self._array_path("in")
         np.save(path, np.ascontiguousarray(x, dtype=np.float32))
         self.request({"cmd": "set_input", "input": str(path)})
 
-    def time(self, n: int = 1) -> list[float]:
-        """Wall seconds of ``n`` calls on the ``set_input`` input."""
-        return [float(s) for s in self.request({"cmd": "time", "n": n})["seconds"]]
+    def time(self, n: int = 1, threads: int | None = None) -> list[float]:
+        """Wall seconds of ``n`` calls on the ``set_input`` input, on
+        ``threads`` (one of ``thread_counts``; default ``threads``)."""
+        answer = self.request({"cmd": "time", "n": n,
+                               "threads": threads or self.threads})  # fmt: skip
+        return [float(s) for s in answer["seconds"]]
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -295,12 +305,27 @@ def _fixed_batch(model: Any, batch: int) -> Any:
     return tf.keras.Model(inputs, model(inputs, training=False))
 
 
+def _op_counts(flatbuffer: bytes) -> dict[str, int]:
+    """Operators of a converted model by name (TFLite's model analyzer), to show
+    that LCE runs its binary kernels (``LceBconv2d``), not float fallbacks."""
+    import collections
+    import io
+    import re
+
+    import tensorflow as tf
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        tf.lite.experimental.Analyzer.analyze(model_content=flatbuffer)
+    subgraph = text.getvalue().split("Subgraph#1", 1)[0]  # the main subgraph
+    return dict(collections.Counter(re.findall(r"Op#\d+ (\w+)\(", subgraph)))
+
+
 class _Server:
     def __init__(self) -> None:
         self.model: Any = None
-        self.interpreters: dict[int, Any] = {}
+        self.interpreters: dict[tuple[int, int], Any] = {}  # (batch, threads)
         self.input: np.ndarray | None = None
-        self.call: Any = None
 
     def hello(self, _: dict[str, Any]) -> dict[str, Any]:
         from importlib.metadata import version
@@ -312,32 +337,36 @@ class _Server:
         import larq_compute_engine as lce
         from larq_compute_engine.tflite.python.interpreter import Interpreter
 
-        self.model, self.interpreters, self.call = None, {}, None
+        self.model, self.interpreters, self.input = None, {}, None
         arch, shape, classes = req["arch"], req["input_shape"], req["num_classes"]
         weights = load_weights(req["weights"])
         model = _larq_model(arch, shape, classes)
         shapes = [w.shape for w in model.get_weights()]
         model.set_weights(by_position(weights, shapes))
-        convert_seconds, sizes = {}, {}
+        convert_seconds, sizes, ops = {}, {}, {}
         for batch in req["batches"]:
             start = time.perf_counter()
             flatbuffer = lce.convert_keras_model(_fixed_batch(model, batch))
             convert_seconds[batch] = time.perf_counter() - start
             sizes[batch] = len(flatbuffer)
-            self.interpreters[batch] = Interpreter(
-                flatbuffer, num_threads=req["threads"], **INTERPRETER_OPTIONS
-            )
+            ops = ops or _op_counts(flatbuffer)
+            for threads in req["thread_counts"]:
+                self.interpreters[batch, threads] = Interpreter(
+                    flatbuffer, num_threads=threads, **INTERPRETER_OPTIONS
+                )
         self.model = model
         return {"weights": len(weights), "convert_seconds": convert_seconds,
-                "flatbuffer_bytes": sizes}  # fmt: skip
+                "flatbuffer_bytes": sizes, "ops": ops}  # fmt: skip
 
-    def _interpreter(self, batch: int) -> Any:
-        if batch not in self.interpreters:
-            raise ValueError(f"no interpreter for batch {batch}; loaded: "
-                             f"{sorted(self.interpreters)}")  # fmt: skip
+    def _interpreter(self, batch: int, threads: int | None = None) -> Any:
+        if threads is None:  # the most threads loaded
+            threads = max(t for b, t in self.interpreters if b == batch)
+        if (batch, threads) not in self.interpreters:
+            raise ValueError(f"no interpreter for batch {batch}, {threads} threads;"
+                             f" loaded: {sorted(self.interpreters)}")  # fmt: skip
         # The wrapper's own predict (one invoke on the whole input): the Python
         # API's predict() feeds a batch one sample at a time.
-        return self.interpreters[batch].interpreter
+        return self.interpreters[batch, threads].interpreter
 
     def keras(self, req: dict[str, Any]) -> dict[str, Any]:
         x = np.load(req["input"])
@@ -351,16 +380,18 @@ class _Server:
         return {}
 
     def set_input(self, req: dict[str, Any]) -> dict[str, Any]:
-        x = np.load(req["input"])
-        interpreter = self._interpreter(len(x))
-        self.input, self.call = x, lambda: interpreter.predict([x])
+        self.input = np.load(req["input"])
         return {}
 
     def time(self, req: dict[str, Any]) -> dict[str, Any]:
+        if self.input is None:
+            raise ValueError("time before set_input")
+        x = [self.input]
+        interpreter = self._interpreter(len(self.input), int(req["threads"]))
         seconds = []
         for _ in range(int(req["n"])):
             start = time.perf_counter()
-            self.call()
+            interpreter.predict(x)
             seconds.append(time.perf_counter() - start)
         return {"seconds": seconds}
 

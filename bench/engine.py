@@ -11,20 +11,28 @@ all of them alike), medians reported:
   per core of the kernel, with the clock measured by a dependent-add loop;
 * end to end: QuickNet 224×224 (batch 1 and 8), BinaryAlexNet 224×224 and the
   Larq MNIST BNN (batch 1 and 8): engine vs the Keras BNN vs the float twin
-  (same architecture, plain Keras layers).
+  (same architecture, plain Keras layers) vs Larq Compute Engine 0.16, the
+  direct BNN peer, on the same weights (``bench/_peers.py``: LCE runs in its own
+  process from ``.venv-peers``, which ``make bench-peers`` sets up; without it
+  the LCE column says n/a).
 
 Targets (2 cores): QuickNet batch 1 ≤ 10 ms median and ≥ 4.5× faster than its
-float twin; binary kernels ≥ 75 bit-MACs per cycle per core.
+float twin; binary kernels ≥ 75 bit-MACs per cycle per core. With LCE measured:
+QuickNet batch 1 ≥ 5× faster than LCE (and ≥ 8× the float twin on AVX-512
+machines); the MNIST BNN at batch 1 no slower than LCE.
 
 Run: ``python -m bench.engine`` (or ``python -m bench engine``); add
 ``--write-docs`` to put the table into ``docs/engine.md``, ``--quick`` for
-fewer repeats.
+fewer repeats, ``--lce on|off`` to require or skip the peer, ``--models NAME``
+(and ``--no-layers``) to measure only some models while developing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import random
 import re
 import statistics
 import sys
@@ -35,10 +43,14 @@ from typing import Any
 
 import numpy as np
 
+from bench import _peers
+
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "engine.md"
 START, END = "<!-- bench:engine:start -->", "<!-- bench:engine:end -->"
 TARGET_MS, TARGET_SPEEDUP, TARGET_BITMACS = 10.0, 4.5, 75.0
+TARGET_LCE_QUICKNET, TARGET_LCE_MNIST, TARGET_SPEEDUP_AVX512 = 5.0, 1.0, 8.0
+TRANSFER_TOLERANCE = 1e-4  # Larq's Keras model vs ours on the same weights
 SETTLE_SECONDS = 0.1  # pause before a kernel burst (other threads go idle)
 
 
@@ -93,15 +105,36 @@ def least_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return min(_timed_once(fn) for _ in range(repeats))
 
 
+class SelfTimed:
+    """A candidate that returns its own wall seconds: a call in another process,
+    timed there (the pipe's round trip is not counted)."""
+
+    def __init__(self, fn: Callable[[], float]) -> None:
+        self.fn = fn
+
+    def __call__(self) -> float:
+        return self.fn()
+
+
 def interleaved(cands: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds per candidate; one call of each per round, after warm-up."""
+    """Median seconds per candidate; one call of each per round, after warm-up.
+
+    Each round calls the candidates in another order (shuffled, seeded), so
+    that none always follows the same one (a call can leave threads spinning,
+    in its process, that slow down the next call).
+    """
     for fn in cands.values():
         fn()
         fn()
+    names = list(cands)
+    shuffle = random.Random(0).shuffle
     samples: dict[str, list[float]] = {name: [] for name in cands}
     for _ in range(repeats):
-        for name, fn in cands.items():
-            samples[name].append(_timed_once(fn))
+        shuffle(names)
+        for name in names:
+            fn = cands[name]
+            seconds = fn() if isinstance(fn, SelfTimed) else _timed_once(fn)
+            samples[name].append(seconds)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -289,36 +322,60 @@ def bench_layers(repeats: int, hz: float) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_models(repeats: int) -> list[dict[str, Any]]:
+def bench_models(
+    repeats: int, peer: _peers.Peer | None = None, only: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Whole models; with ``peer``, LCE on the same weights in the same rounds."""
     from bnncore import engine, zoo
 
     cases = [
-        ("QuickNet 224", lambda: zoo.QuickNet(input_shape=(224, 224, 3)), (1, 8)),
-        ("BinaryAlexNet 224", lambda: zoo.BinaryAlexNet(input_shape=(224, 224, 3)),
-         (1, 8)),
-        ("MNIST BNN", mnist_bnn, (1, 8)),
+        # table name, peer architecture, builder, batch sizes
+        ("QuickNet 224", "QuickNet",
+         lambda: zoo.QuickNet(input_shape=(224, 224, 3)), (1, 8)),
+        ("BinaryAlexNet 224", "BinaryAlexNet",
+         lambda: zoo.BinaryAlexNet(input_shape=(224, 224, 3)), (1, 8)),
+        ("MNIST BNN", "MNIST BNN", mnist_bnn, (1, 8)),
     ]  # fmt: skip
     rows = []
     rng = np.random.default_rng(1)
-    for name, build, batches in cases:
+    for name, arch, build, batches in cases:
+        if only and not any(o.lower() in name.lower() for o in only):
+            continue
         model = build()
         _randomize_bn(model)
+        shape = tuple(model.inputs[0].shape[1:])
+        if peer is not None:  # the peer converts while we compile
+            classes = int(model.outputs[0].shape[-1])
+            peer.load_send(arch, model.get_weights(), shape, classes, batches)
         twin = float_twin(model)
         packed = engine.compile(model, threads=THREADS)
-        shape = tuple(model.inputs[0].shape[1:])
+        lce_ops = peer.load_reply()["ops"] if peer is not None else {}
         for batch in batches:
             x = rng.normal(size=(batch, *shape)).astype(np.float32)
             reference = np.asarray(model(x, training=False))
-            agree = float(np.max(np.abs(packed.predict(x) - reference)))
-            times = interleaved(
-                {
-                    "engine": lambda x=x, m=packed: m.predict(x),
-                    "keras_bnn": _keras_runner(model, x),
-                    "float_twin": _keras_runner(twin, x),
-                },
-                repeats if batch == 1 else max(5, repeats // 3),
-            )
-            rows.append({"model": name, "batch": batch, **times, "max_abs_diff": agree})
+            ours = packed.predict(x)
+            diff = float(np.max(np.abs(ours - reference)))
+            row: dict[str, Any] = {"model": name, "batch": batch, "max_abs_diff": diff}
+            cands: dict[str, Callable[[], Any]] = {
+                "engine": lambda x=x, m=packed: m.predict(x),
+                "keras_bnn": _keras_runner(model, x),
+                "float_twin": _keras_runner(twin, x),
+            }
+            if peer is not None:
+                # Same weights: Larq's Keras model of the architecture agrees
+                # with ours (float rounding of two TensorFlow versions apart).
+                theirs = peer.keras(x)
+                row["transfer_diff"] = float(np.max(np.abs(theirs - reference)))
+                lce_out = peer.lce(x)
+                row["lce_diff"] = float(np.max(np.abs(lce_out - ours)))
+                row["lce_top1"] = _peers.top1_agreement(lce_out, ours)
+                row["lce_bconv"] = lce_ops.get("LceBconv2d", 0)
+                peer.set_input(x)
+                for threads in peer.thread_counts:
+                    key = "lce" if threads == THREADS else f"lce_{threads}"
+                    cands[key] = SelfTimed(lambda p=peer, t=threads: p.time(1, t)[0])
+            times = interleaved(cands, repeats if batch == 1 else max(5, repeats // 3))
+            rows.append({**row, **times})
     return rows
 
 
@@ -331,19 +388,30 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f}" if seconds < 0.01 else f"{seconds * 1e3:.1f}"
 
 
-def render(
-    layer_rows: list[dict[str, Any]],
-    model_rows: list[dict[str, Any]],
-    hz: float,
-    nominal: float | None,
-    load: str,
-) -> str:
-    from bnncore.engine import kernel_info
+def _ratio(value: float) -> str:
+    return f"{value:.1f}×" if value >= 1 else f"{value:.2f}×"
 
-    info = kernel_info()
-    lines = [
-        f"Machine: {THREADS} cores, kernel `{info['kernel']}`, clock "
-        f"{hz / 1e9:.2f} GHz measured (dependent-add loop, CPU time)"
+
+def _cpu_model() -> str | None:
+    try:
+        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return None
+    return found.group(1).strip() if found else None
+
+
+def machine_line(
+    hz: float, nominal: float | None, load: str, info: dict[str, Any]
+) -> str:
+    """Cores, CPU, the instruction-set level the kernels ran at, clock, load."""
+    isa = info.get("isa", info["kernel"])
+    supported = info.get("supported_isas")
+    cpu = _cpu_model()
+    return (
+        f"Machine: {THREADS} cores" + (f" ({cpu})" if cpu else "")
+        + f", engine instruction set `{isa}`"
+        + (f" (the CPU runs: {', '.join(supported)})" if supported else "")
+        + f", clock {hz / 1e9:.2f} GHz measured (dependent-add loop, CPU time)"
         + (f", {nominal / 1e9:.2f} GHz nominal (/proc/cpuinfo)" if nominal else "")
         + f"; load average before the run: {load}. Times: wall-clock medians of "
         "interleaved runs. Engine kernel: packed bits in, packed sign bits out; "
@@ -351,7 +419,50 @@ def render(
         "bit-MACs per cycle per core: the kernel's bit-MACs over "
         "its least wall time times the clock, on one thread (the kernel's "
         f"efficiency) and on {THREADS} threads (divided by {THREADS}: scaling "
-        "losses included).",
+        "losses included)."
+    )  # fmt: skip
+
+
+def lce_best(row: dict[str, Any]) -> float:
+    """LCE's best time of the row: on the engine's thread count or on one."""
+    return min(row["lce"], row.get("lce_1", row["lce"]))
+
+
+def lce_line(
+    model_rows: list[dict[str, Any]], versions: dict[str, str] | None, reason: str
+) -> str:
+    """What the LCE column is (or why it says n/a)."""
+    transfer = [r["transfer_diff"] for r in model_rows if "transfer_diff" in r]
+    if versions is None or not transfer:
+        return (
+            f"LCE: n/a ({reason}). `make bench-peers` sets up `.venv-peers` with "
+            "Larq Compute Engine 0.16 and runs this benchmark with it."
+        )
+    v = versions
+    bconvs = {r["model"]: r["lce_bconv"] for r in model_rows if "lce_bconv" in r}
+    bconv_text = ", ".join(f"{name} {count}" for name, count in bconvs.items())
+    return (
+        f"LCE: Larq Compute Engine {v['larq-compute-engine']} (TensorFlow "
+        f"{v['tensorflow']}, tf-keras {v['tf-keras']}, larq {v['larq']}, larq-zoo "
+        f"{v['larq-zoo']}; `.venv-peers`, set up by `make bench-peers`) in its own "
+        "process, timed there, interleaved call by call with the other "
+        "candidates. Same weights: the bnncore model's weights set by position "
+        "into the same architecture built with Larq layers (Larq's Keras model "
+        f"agrees with ours within {max(transfer):.1e}), converted with "
+        "`convert_keras_model` for each batch size and run with "
+        f"`Interpreter(num_threads={THREADS} or 1, use_indirect_bgemm=True, "
+        "use_xnnpack=True)`, one invoke per call (binary convolutions, "
+        f"`LceBconv2d`, in LCE's converted models: {bconv_text}); the engine runs on "
+        f"{THREADS} threads. LCE best: the faster of its two thread counts (its "
+        "thread pool slows down many times over when another process holds a core; "
+        "one thread does not). LCE vs engine: largest output difference and "
+        "samples whose top-1 class agrees (LCE computes in its own order, with "
+        "BatchNorm folded into its binary convolutions: not bit for bit)."
+    )
+
+
+def _layer_table(layer_rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
         "",
         "| layer | batch | engine kernel (ms) | engine layer (ms) | TF float (ms) "
         "| Keras BNN (ms) | float / engine | BNN / engine "
@@ -368,39 +479,135 @@ def render(
             f"| {r['bitmacs_per_cycle_core']:.0f} "
             f"| {r['bitmacs_per_cycle_core_all']:.0f} |"
         )
+    return lines
+
+
+def render(
+    layer_rows: list[dict[str, Any]],
+    model_rows: list[dict[str, Any]],
+    hz: float,
+    nominal: float | None,
+    load: str,
+    info: dict[str, Any] | None = None,
+    lce: tuple[dict[str, str] | None, str] = (None, "not run"),
+) -> str:
+    """The Markdown block: machine line, layer table, model table, LCE line.
+
+    ``info`` is ``kernel_info()`` (read here when None); ``lce`` the peer's
+    package versions (None when it did not run) and why it did not.
+    """
+    if info is None:
+        from bnncore.engine import kernel_info
+
+        info = kernel_info()
+    lines = [machine_line(hz, nominal, load, info)]
+    if layer_rows:
+        lines += _layer_table(layer_rows)
     lines += [
         "",
-        "| model | batch | engine (ms) | Keras BNN (ms) | float twin (ms) "
-        "| BNN / engine | float / engine | max abs diff vs Keras |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| model | batch | engine (ms) | LCE, {THREADS} threads (ms) "
+        "| LCE, 1 thread (ms) | Keras BNN (ms) | float twin (ms) "
+        "| LCE best / engine | BNN / engine | float / engine | max abs diff vs Keras "
+        "| LCE vs engine: max abs diff, top-1 agree |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in model_rows:
-        engine_ms, bnn_ms = _ms(r["engine"]), _ms(r["keras_bnn"])
+        if "lce" in r:
+            lce_ms, lce_ratio = _ms(r["lce"]), _ratio(lce_best(r) / r["engine"])
+            lce_1 = _ms(r["lce_1"]) if "lce_1" in r else lce_ms
+            agree, total = r["lce_top1"]
+            lce_agree = f"{r['lce_diff']:.1e}, {agree}/{total}"
+        else:
+            lce_ms = lce_1 = lce_ratio = lce_agree = "n/a"
         lines.append(
-            f"| {r['model']} | {r['batch']} | {engine_ms} | {bnn_ms} "
-            f"| {_ms(r['float_twin'])} | {r['keras_bnn'] / r['engine']:.1f}× "
-            f"| {r['float_twin'] / r['engine']:.1f}× | {r['max_abs_diff']:.1e} |"
+            f"| {r['model']} | {r['batch']} | {_ms(r['engine'])} | {lce_ms} | {lce_1} "
+            f"| {_ms(r['keras_bnn'])} | {_ms(r['float_twin'])} | {lce_ratio} "
+            f"| {_ratio(r['keras_bnn'] / r['engine'])} "
+            f"| {_ratio(r['float_twin'] / r['engine'])} | {r['max_abs_diff']:.1e} "
+            f"| {lce_agree} |"
         )
+    lines += ["", lce_line(model_rows, *lce)]
     return "\n".join(lines)
 
 
-def verdicts(layer_rows, model_rows) -> list[tuple[str, bool]]:
-    quick = next(
-        r for r in model_rows if r["model"].startswith("QuickNet") and r["batch"] == 1
-    )
+def verdicts(layer_rows, model_rows, isa: str | None = None) -> list[tuple[str, bool]]:
+    """(text, met) per target whose rows were measured; the LCE targets only
+    when LCE ran, the float-twin target of AVX-512 machines only at ``isa``
+    ``"avx512"``."""
+
+    def model(prefix: str, batch: int) -> dict[str, Any] | None:
+        rows = [r for r in model_rows if r["model"].startswith(prefix)]
+        return next((r for r in rows if r["batch"] == batch), None)
+
+    out: list[tuple[str, bool]] = []
+    quick = model("QuickNet", 1)
+    if quick is not None:
+        speedup = quick["float_twin"] / quick["engine"]
+        out += [
+            (f"QuickNet batch 1 median {quick['engine'] * 1e3:.2f} ms <= "
+             f"{TARGET_MS} ms",
+             quick["engine"] * 1e3 <= TARGET_MS),
+            (f"QuickNet batch 1 {speedup:.2f}x faster than the float twin >= "
+             f"{TARGET_SPEEDUP}x", speedup >= TARGET_SPEEDUP),
+        ]  # fmt: skip
+        if isa == "avx512":
+            out.append(
+                (f"QuickNet batch 1 {speedup:.2f}x faster than the float twin >= "
+                 f"{TARGET_SPEEDUP_AVX512}x (AVX-512)",
+                 speedup >= TARGET_SPEEDUP_AVX512)
+            )  # fmt: skip
+        if "lce" in quick:
+            ratio = lce_best(quick) / quick["engine"]
+            out.append(
+                (f"QuickNet batch 1 {ratio:.2f}x faster than LCE at its best "
+                 f"({lce_best(quick) * 1e3:.2f} ms) >= {TARGET_LCE_QUICKNET}x",
+                 ratio >= TARGET_LCE_QUICKNET)
+            )  # fmt: skip
     convs = [
         r for r in layer_rows if r["layer"].startswith("conv") and r["batch"] == 32
     ]
-    worst = min(r["bitmacs_per_cycle_core"] for r in convs)
-    return [
-        (f"QuickNet batch 1 median {quick['engine'] * 1e3:.2f} ms <= {TARGET_MS} ms",
-         quick["engine"] * 1e3 <= TARGET_MS),
-        (f"QuickNet batch 1 {quick['float_twin'] / quick['engine']:.2f}x faster than "
-         f"the float twin >= {TARGET_SPEEDUP}x",
-         quick["float_twin"] / quick["engine"] >= TARGET_SPEEDUP),
-        (f"binary conv kernels (batch 32, one thread) >= {TARGET_BITMACS:.0f} "
-         f"bit-MACs/cycle/core: worst {worst:.0f}", worst >= TARGET_BITMACS),
-    ]  # fmt: skip
+    if convs:
+        worst = min(r["bitmacs_per_cycle_core"] for r in convs)
+        out.append(
+            (f"binary conv kernels (batch 32, one thread) >= {TARGET_BITMACS:.0f} "
+             f"bit-MACs/cycle/core: worst {worst:.0f}", worst >= TARGET_BITMACS)
+        )  # fmt: skip
+    mnist = model("MNIST", 1)
+    if mnist is not None and "lce" in mnist:
+        ratio = lce_best(mnist) / mnist["engine"]
+        out.append(
+            (f"MNIST BNN batch 1 engine {mnist['engine'] * 1e3:.3f} ms vs LCE at "
+             f"its best {lce_best(mnist) * 1e3:.3f} ms: {ratio:.2f}x >= "
+             f"{TARGET_LCE_MNIST}x (no slower)", ratio >= TARGET_LCE_MNIST)
+        )  # fmt: skip
+    transfer = [r["transfer_diff"] for r in model_rows if "transfer_diff" in r]
+    if transfer:
+        out.append(
+            (f"same weights in LCE's model: Larq's Keras model vs ours max abs diff "
+             f"{max(transfer):.1e} <= {TRANSFER_TOLERANCE:.0e}",
+             max(transfer) <= TRANSFER_TOLERANCE)
+        )  # fmt: skip
+    return out
+
+
+def start_peer(mode: str) -> tuple[_peers.Peer | None, str]:
+    """The LCE peer (``mode`` auto, on or off), or None and why not."""
+    if mode == "off":
+        return None, "skipped with --lce off"
+    python = _peers.peer_python()
+    if python is None:
+        if mode == "on":
+            raise SystemExit(
+                f"--lce on: {_peers.PEER_VENV} does not exist; run `make bench-peers`"
+            )
+        return None, "the peer environment `.venv-peers` is not set up"
+    try:
+        return _peers.Peer(python, THREADS), ""
+    except (_peers.PeerError, OSError) as error:
+        if mode == "on":
+            raise
+        print(f"LCE peer did not start: {error}", file=sys.stderr)
+        return None, "the peer environment `.venv-peers` did not start"
 
 
 def write_docs(table: str) -> None:
@@ -419,17 +626,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-docs", action="store_true", help="update docs/engine.md"
     )
+    parser.add_argument(
+        "--lce", choices=("auto", "on", "off"), default="auto",
+        help="Larq Compute Engine from .venv-peers: when set up (auto), required "
+        "(on) or not run (off)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--models", nargs="+", metavar="NAME",
+        help="only the models whose name contains one of these",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-layers", action="store_true", help="skip the per-layer section"
+    )
     args = parser.parse_args(argv if argv is not None else [])
+    if args.write_docs and (args.models or args.no_layers):
+        parser.error("--write-docs writes the whole benchmark only")
     repeats = 7 if args.quick else 21
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     hz, nominal = clock_hz()
-    layer_rows = bench_layers(repeats, hz)
-    model_rows = bench_models(repeats)
-    table = render(layer_rows, model_rows, hz, nominal, load)
+    layer_rows = [] if args.no_layers else bench_layers(repeats, hz)
+    peer, reason = start_peer(args.lce)
+    with peer if peer is not None else contextlib.nullcontext():
+        model_rows = bench_models(repeats, peer, args.models)
+    from bnncore.engine import kernel_info
+
+    info = kernel_info()
+    versions = peer.versions if peer is not None else None
+    table = render(layer_rows, model_rows, hz, nominal, load, info, (versions, reason))
     print(table)
     print()
     ok = True
-    for text, passed in verdicts(layer_rows, model_rows):
+    for text, passed in verdicts(layer_rows, model_rows, info.get("isa")):
         print(f"{'OK  ' if passed else 'MISS'} {text}")
         ok &= passed
     if args.write_docs:
