@@ -1,12 +1,19 @@
 # Two commands for a fresh clone:
 #   make serve   -- set up .venv and start the service on http://127.0.0.1:8000
 #   make test    -- set up .venv and run lint, types plus the whole test suite
+# and, for the engine benchmark with Larq Compute Engine beside it:
+#   make bench-peers  -- set up .venv-peers (LCE 0.16, TensorFlow 2.16, Keras 2)
+#                        and run `python -m bench.engine --lce on $(BENCH_ARGS)`
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The peer's environment: bench/_peers.py looks for it at this path.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+BENCH_ARGS  ?=
 
-.PHONY: install test lint format serve bench clean
+.PHONY: install test lint format serve bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +40,16 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+$(PEERS_STAMP): bench/peers-requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet -r bench/peers-requirements.txt
+	touch $(PEERS_STAMP)
+
+# e.g. make bench-peers BENCH_ARGS=--quick (or --write-docs)
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python -m bench.engine --lce on $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
