@@ -118,9 +118,10 @@ def top1_agreement(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
 # ---------------------------------------------------------------------------
 
 
-def peer_python(venv: Path = PEER_VENV) -> Path | None:
-    """The peer environment's interpreter, or None when it was not set up."""
-    python = venv / "bin" / "python"
+def peer_python(venv: Path | None = None) -> Path | None:
+    """The peer environment's interpreter (default ``PEER_VENV``), or None when
+    it was not set up."""
+    python = (venv or PEER_VENV) / "bin" / "python"
     return python if python.exists() and os.access(python, os.X_OK) else None
 
 

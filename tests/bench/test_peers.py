@@ -236,3 +236,12 @@ def test_lce_verdicts_judge_the_ratios():
     rows[0]["float_twin"] = 0.065
     judged = {text: ok for text, ok in bench_engine.verdicts([], rows, "avx512")}
     assert all(ok for ok in judged.values()), judged
+
+
+def test_without_the_peer_environment_lce_is_skipped_or_required(monkeypatch, tmp_path):
+    monkeypatch.setattr(_peers, "PEER_VENV", tmp_path / "missing")
+    peer, reason = bench_engine.start_peer("auto")
+    assert peer is None and "not set up" in reason
+    assert bench_engine.start_peer("off") == (None, "skipped with --lce off")
+    with pytest.raises(SystemExit, match="make bench-peers"):
+        bench_engine.start_peer("on")
