@@ -349,7 +349,8 @@ def float_conv(op: Any, shape: tuple | None) -> NativeConv | None:
         x = np.asarray(x, dtype=np.float32)
         pads, sizes = windows(x.shape)
         return K.fconv(
-            x, w, strides, dilation, pads, sizes, depthwise=depthwise, pad_value=pad, threads=threads,
+            x, w, strides, dilation, pads, sizes,
+            depthwise=depthwise, pad_value=pad, threads=threads,
         )  # fmt: skip
 
     def run(x: np.ndarray, threads: int) -> np.ndarray:
