@@ -457,7 +457,9 @@ def lce_line(
         "thread pool slows down many times over when another process holds a core; "
         "one thread does not). LCE vs engine: largest output difference and "
         "samples whose top-1 class agrees (LCE computes in its own order, with "
-        "BatchNorm folded into its binary convolutions: not bit for bit)."
+        "BatchNorm folded into its binary convolutions: not bit for bit; a sign "
+        "it decides the other way near a threshold carries on through the later "
+        "binary layers)."
     )
 
 
