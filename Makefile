@@ -52,4 +52,4 @@ bench-peers: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python -m bench.engine --lce on $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-peers .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .ruff_cache .mypy_cache
