@@ -35,7 +35,6 @@ from bnncore.engine.steps import (
     FloatStep,
     PackedTensor,
     Step,
-    _axis_geometry,
 )
 
 __all__ = ["Agreement", "StepAgreement", "verify"]
@@ -405,13 +404,10 @@ def _chain_bounds(
     final_wide = np.asarray(wide, np.float64) if np.any(wide) else None
 
     def reshape(bound: np.ndarray, value: ValueId) -> np.ndarray:
-        if step.pool is not None and value == step.pool[-1]:
-            pool, strides, padding, _, _ = step.pool
-            _, h, w, _ = bound.shape
-            pt, oh = _axis_geometry(h, pool[0], strides[0], 1, padding)
-            pl, ow = _axis_geometry(w, pool[1], strides[1], 1, padding)
-            pooled = K.fmaxpool(bound.astype(np.float32), pool, strides, (pt, pl),
-                                (oh, ow))  # fmt: skip
+        if isinstance(step, BinaryStep) and step.pool and value == step.pool[-1]:
+            pool, strides, _, _, _ = step.pool
+            pads, sizes = step.pool_geometry(bound.shape)
+            pooled = K.fmaxpool(bound.astype(np.float32), pool, strides, pads, sizes)
             widened = pooled.astype(np.float64) * (1 + 2**-20)
             return widened.reshape(np.shape(reference[value]))
         return bound.reshape(np.shape(reference[value]))
