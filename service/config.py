@@ -67,6 +67,23 @@ class Settings(BaseSettings):
         batching: Dynamic batching of concurrent small requests per model.
         batch_max_size: Rows of a merged batch (dynamic batching).
         batch_max_wait_ms: Longest wait for companions (dynamic batching).
+        max_concurrent_uploads: ``BNN_MAX_CONCURRENT_UPLOADS``: weights
+            uploads receiving or being checked at once; beyond, 503 with
+            ``Retry-After`` before the body is read.
+        sweep_grace_s: ``BNN_SWEEP_GRACE_S``: at start-up, temporary files and
+            files no committed version refers to are deleted once they are
+            older than this (seconds), so that a file another replica is
+            writing right now is left alone.
+        max_header_bytes: ``BNN_MAX_HEADER_BYTES``: largest request head
+            (request line and headers) the server reads (``python -m
+            service``; 431 or 400 beyond, connection closed).
+        max_connections: ``BNN_MAX_CONNECTIONS``: connections and requests
+            open at once (``python -m service``); beyond, 503 and closed.
+        keep_alive_s: ``BNN_KEEP_ALIVE_S``: idle keep-alive connections are
+            closed after this (``python -m service``).
+        header_timeout_s: ``BNN_HEADER_TIMEOUT_S``: a connection that has not
+            sent a complete request head this long after connecting, or after
+            its previous response, is closed (``python -m service``).
     """
 
     model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
@@ -97,6 +114,12 @@ class Settings(BaseSettings):
     batching: bool = False
     batch_max_size: int = Field(default=8, ge=1, le=4096)
     batch_max_wait_ms: float = Field(default=2.0, ge=0, le=10_000)
+    max_concurrent_uploads: int = Field(default=2, ge=1)
+    sweep_grace_s: float = Field(default=3600.0, ge=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_connections: int = Field(default=1000, ge=1)
+    keep_alive_s: float = Field(default=5.0, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
