@@ -23,6 +23,7 @@ from bnncore import (
     models,
     optimizers,
     quantizers,
+    utils,
     zoo,
 )
 
@@ -42,5 +43,6 @@ __all__ = [
     "models",
     "optimizers",
     "quantizers",
+    "utils",
     "zoo",
 ]
