@@ -245,3 +245,23 @@ def test_without_the_peer_environment_lce_is_skipped_or_required(monkeypatch, tm
     assert bench_engine.start_peer("off") == (None, "skipped with --lce off")
     with pytest.raises(SystemExit, match="make bench-peers"):
         bench_engine.start_peer("on")
+
+
+def test_thread_scaling_column_and_verdict():
+    rows = [_model_row("QuickNet 224", 1, 0.008), _model_row("MNIST BNN", 1, 0.0004)]
+    rows[0]["engine_1"] = 0.012  # two threads faster
+    rows[1]["engine_1"] = 0.0003  # two threads a third slower
+    text = bench_engine.render([], rows, 3e9, None, "0.1 0.1 0.1", AVX2, (None, "off"))
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    header = _cells(table[0])
+    cells = [dict(zip(header, _cells(line), strict=True)) for line in table[2:]]
+    assert [c["engine, 1 thread (ms)"] for c in cells] == ["12.0", "0.300"]
+    judged = dict(bench_engine.verdicts([], rows, "avx2"))
+    scaling = [(t, ok) for t, ok in judged.items() if "never slower than 1" in t]
+    assert len(scaling) == 1 and scaling[0][1] is False and "MNIST BNN" in scaling[0][0]
+    rows[1]["engine_1"] = 0.0004 / (1 + bench_engine.THREAD_SLACK / 2)  # within noise
+    judged = dict(bench_engine.verdicts([], rows, "avx2"))
+    assert [ok for t, ok in judged.items() if "never slower than 1" in t] == [True]
+    del rows[0]["engine_1"], rows[1]["engine_1"]
+    judged = dict(bench_engine.verdicts([], rows, "avx2"))
+    assert not any("never slower" in t for t in judged)

@@ -194,10 +194,60 @@ static int run_step(const bnn_program_t *p, const bnn_step_t *st, char *const *b
     }
 }
 
+/* Below this much work (in multiply-accumulates of a binary convolution's
+ * bits, about 20 microseconds on one AVX2 core), a step runs on the calling
+ * thread alone: waking the pool's workers and sharing the output costs more
+ * than a second core saves, so two threads would be slower than one. */
+#define PAR_MIN_BIT_MACS (4.0 * (1 << 20))
+/* What one float multiply-accumulate, and one value read or written by a
+ * memory-bound step (packing, pooling, epilogue ops), costs in bit-MACs: an
+ * FMA lane does one where an XOR + popcount lane does 64. */
+#define FLOAT_MAC_WEIGHT 16.0
+#define VALUE_WEIGHT 64.0
+
+/* The threads worth using for one step of nb samples run layer by layer: all
+ * of them for a large step, one below PAR_MIN_BIT_MACS. */
+static int step_threads(const bnn_step_t *st, int64_t nb, int threads) {
+    if (threads <= 1) return threads;
+    const int64_t *d = st->dims;
+    double work;
+    switch (st->kind) {
+        case STEP_BCONV: {
+            const geom_t *g = &st->g;
+            work = (double)(g->n * nb) * (double)(g->oh * g->ow) * (double)g->cout *
+                   (double)(g->kh * g->kw_ * g->cin_g);
+            break;
+        }
+        case STEP_FCONV: {
+            const double reduce = (double)(d[4] * d[5]) * (d[16] ? 1.0 : (double)d[3]);
+            work = (double)(d[0] * nb) * (double)(d[12] * d[13]) * (double)d[14] * reduce *
+                   FLOAT_MAC_WEIGHT;
+            break;
+        }
+        case STEP_PACK:
+            work = (double)(d[0] * nb) * (double)d[1] * VALUE_WEIGHT;
+            break;
+        case STEP_PMAXPOOL: /* words of every window */
+        case STEP_FMAXPOOL: /* values of every window */
+            work = (double)(d[0] * nb) * (double)(d[10] * d[11]) * (double)d[3] *
+                   (double)(d[4] * d[5]) * VALUE_WEIGHT;
+            break;
+        case STEP_EPILOGUE:
+        case STEP_ELEMENTWISE:
+            work = (double)(d[0] * nb) * (double)d[1] * (double)(st->e.nops + 1) * VALUE_WEIGHT;
+            break;
+        default: /* ADD, CONCAT, GAP, SOFTMAX run on one thread anyway */
+            return threads;
+    }
+    return work < PAR_MIN_BIT_MACS ? 1 : threads;
+}
+
 static int run_steps(const bnn_program_t *p, int first, int last, char *const *base,
                      int64_t b0, int64_t nb, int threads, const bnn_config_t *cfg) {
-    for (int i = first; i < last; i++)
-        if (run_step(p, &p->steps[i], base, b0, nb, threads, cfg) != 0) return -1;
+    for (int i = first; i < last; i++) {
+        const bnn_step_t *st = &p->steps[i];
+        if (run_step(p, st, base, b0, nb, step_threads(st, nb, threads), cfg) != 0) return -1;
+    }
     return 0;
 }
 
