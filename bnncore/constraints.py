@@ -1,13 +1,19 @@
-"""Weight constraints, and lookup of constraints by name."""
+"""Weight constraints, and lookup of constraints by name.
+
+Importing :mod:`bnncore` makes ``"weight_clip"`` (and ``"WeightClip"``) known to
+``keras.constraints.get``, so plain Keras layers accept
+``kernel_constraint="weight_clip"`` as they do under Larq.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
 from keras import ops
 
-__all__ = ["WeightClip", "get", "serialize"]
+__all__ = ["WeightClip", "get", "serialize", "weight_clip"]
 
 
 @keras.saving.register_keras_serializable(package="bnncore")
@@ -40,6 +46,10 @@ class WeightClip(keras.constraints.Constraint):
         return {"clip_value": self.clip_value}
 
 
+weight_clip = WeightClip
+"""Larq's snake_case name of :class:`WeightClip` (``weight_clip(clip_value=0.5)``)."""
+
+
 _CONSTRAINTS: dict[str, type[keras.constraints.Constraint]] = {
     "WeightClip": WeightClip,
     "weight_clip": WeightClip,
@@ -60,3 +70,33 @@ def get(identifier: Any) -> Any:
 def serialize(constraint: Any) -> Any:
     """Serializes a constraint the way Keras layers do."""
     return keras.constraints.serialize(constraint)
+
+
+def _register_with_keras() -> None:
+    """Makes ``"weight_clip"`` resolvable by ``keras.constraints.get``.
+
+    Keras 3 resolves constraint *strings* only from its own table and offers no
+    public way to extend it, so, as for activations (see
+    :func:`bnncore.activations._register_with_keras`), the names are added to
+    the table ``keras.constraints.get`` reads; guarded: if a future Keras
+    changes it, strings in plain Keras layers stop resolving (with a warning)
+    while bnncore layers keep accepting them. Config dicts naming
+    ``"weight_clip"`` resolve through ``keras.saving.get_custom_objects()``.
+    """
+    custom = keras.saving.get_custom_objects()
+    for name, cls in _CONSTRAINTS.items():
+        custom.setdefault(name, cls)
+    table = getattr(keras.constraints.get, "__globals__", {}).get("ALL_OBJECTS_DICT")
+    if not isinstance(table, dict):
+        warnings.warn(
+            "bnncore could not register 'weight_clip' with Keras; pass "
+            "bnncore.constraints.WeightClip() to plain Keras layers instead.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
+    for name, cls in _CONSTRAINTS.items():
+        table.setdefault(name, cls)
+
+
+_register_with_keras()

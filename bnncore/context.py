@@ -52,7 +52,7 @@ _FLIP_RATIOS = "_bnncore_flip_ratios"
 class _State(threading.local):
     def __init__(self) -> None:
         self.quantize = False
-        self.metrics: frozenset[str] = frozenset()
+        self.metrics: set[str] = set()
 
 
 _state = _State()
@@ -123,7 +123,7 @@ def _check_metric_names(field: str, names: Any) -> frozenset[str]:
 
 
 @contextlib.contextmanager
-def metrics_scope(metrics: Iterable[str] = ()) -> Iterator[frozenset[str]]:
+def metrics_scope(metrics: Iterable[str] = ()) -> Iterator[set[str]]:
     """Turns training metrics on for the kernel quantizers of layers built inside.
 
     The scope acts when a quantized layer is *constructed*: each of its kernel
@@ -139,22 +139,34 @@ def metrics_scope(metrics: Iterable[str] = ()) -> Iterator[frozenset[str]]:
         metrics: Metric names; only ``"flip_ratio"`` exists.
 
     Yields:
-        The set of metric names active inside the scope.
+        The live set of metric names active inside the scope (the one
+        :func:`get_training_metrics` returns).
 
     Raises:
         ValueError: for a name that is not an available metric.
     """
     names = _check_metric_names("metrics", metrics)
-    previous = _state.metrics
-    _state.metrics = previous | names
+    active = _state.metrics
+    previous = set(active)
+    active.update(names)
     try:
-        yield _state.metrics
+        yield active
     finally:
-        _state.metrics = previous
+        active.clear()
+        active.update(previous)
 
 
-def get_training_metrics() -> frozenset[str]:
-    """The training metrics turned on by the enclosing :func:`metrics_scope`."""
+def get_training_metrics() -> set[str]:
+    """The live set of training metrics of the current thread, as in Larq.
+
+    It is the set :func:`metrics_scope` fills and restores; changing it turns
+    metrics on or off for quantized layers constructed afterwards (on this
+    thread) until the enclosing scope ends, which restores the set it found.
+
+    Example:
+        >>> bnncore.context.get_training_metrics().add("flip_ratio")
+        >>> bnncore.context.get_training_metrics().clear()
+    """
     return _state.metrics
 
 

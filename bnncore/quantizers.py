@@ -32,6 +32,7 @@ __all__ = [
     "DoReFaQuantizer",
     "MagnitudeAwareSign",
     "NoOp",
+    "NoOpQuantizer",
     "Quantizer",
     "QuantizerLike",
     "SteHeaviside",
@@ -42,6 +43,7 @@ __all__ = [
     "deserialize",
     "dorefa_quantizer",
     "get",
+    "get_kernel_quantizer",
     "get_precision",
     "magnitude_aware_sign",
     "names",
@@ -623,7 +625,7 @@ DoReFaQuantizer = DoReFa
 """Larq's earlier name for :class:`DoReFa`."""
 
 
-@_register("noop")
+@_register("noop", "NoOpQuantizer")
 class NoOp(Quantizer):
     """Identity with a declared precision (forward and gradient are the identity).
 
@@ -644,6 +646,10 @@ class NoOp(Quantizer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "precision": self.precision}
+
+
+NoOpQuantizer = NoOp
+"""Larq's earlier name for :class:`NoOp`."""
 
 
 # --------------------------------------------------------------------------
@@ -728,6 +734,28 @@ def get(identifier: QuantizerLike) -> Any:
         f"Could not interpret quantizer identifier: {identifier!r}. Expected None, "
         f"a name ({', '.join(names())}), a config dict, a Quantizer or a callable."
     )
+
+
+def get_kernel_quantizer(identifier: QuantizerLike) -> Any:
+    """:func:`get`, plus the metrics of the enclosing ``metrics_scope``.
+
+    What a quantized layer does with its kernel quantizer arguments: a
+    :class:`Quantizer` built inside ``bnncore.context.metrics_scope(["flip_ratio"])``
+    gets ``"flip_ratio"`` added to its ``quantizer_metrics`` (on a copy; the
+    caller's instance is not changed). Plain callables are returned as they are.
+
+    Args:
+        identifier: Anything :func:`get` accepts.
+
+    Returns:
+        ``None``, a :class:`Quantizer` instance, or the callable itself.
+
+    Raises:
+        ValueError: if the identifier is not recognised.
+    """
+    from bnncore import context  # context imports this module
+
+    return context.with_scope_metrics(get(identifier))
 
 
 def function_aliases() -> dict[str, Callable[..., Any]]:

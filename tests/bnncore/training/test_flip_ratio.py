@@ -77,7 +77,7 @@ def test_quantizer_metrics_argument_and_scope_give_layers_the_metric():
             pointwise_quantizer="ste_tern",
             name="d",
         )
-    assert context.get_training_metrics() == frozenset()
+    assert context.get_training_metrics() == set()
     assert shared.quantizer_metrics == []  # the caller's instance is not changed
     assert scoped.kernel_quantizer.quantizer_metrics == ["flip_ratio"]
     assert scoped.input_quantizer.quantizer_metrics == []
@@ -105,7 +105,7 @@ def test_quantizer_metrics_argument_and_scope_give_layers_the_metric():
 def test_metrics_scope_restores_on_error_and_rejects_unknown_names():
     with pytest.raises(RuntimeError), context.metrics_scope(["flip_ratio"]):
         raise RuntimeError
-    assert context.get_training_metrics() == frozenset()
+    assert context.get_training_metrics() == set()
     with pytest.raises(ValueError, match=r"\['accuracy'\]"):
         context.metrics_scope(["accuracy"]).__enter__()
     with pytest.raises(ValueError, match="metrics='flip_ratio'"):
