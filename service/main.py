@@ -23,8 +23,9 @@ from service.limits import BodySizeLimit
 from service.metrics import Metrics, MetricsMiddleware
 from service.metrics import router as metrics_router
 from service.routes import health, inference, models, reports, weights
-from service.runtime import Runtime
+from service.runtime import Runtime, freeze_startup_objects
 from service.store import Store
+from service.uploads import DeferredBody
 
 __all__ = ["app", "create_app"]
 
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings).open()
+        store.sweep(settings.sweep_grace_s)  # what crashed writes left behind
+        freeze_startup_objects()  # cheap collections after model evictions
         runtime = Runtime(settings)
         app.state.store = store
         app.state.runtime = runtime
@@ -87,6 +90,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         ],
     )
+    # Outside the body limit (which buffers what it passes; for uploads it only
+    # checks the declared length): a weights upload's body is left for its
+    # route, which checks the version, the declared length and the uploads in
+    # progress first, then streams it to a file capped as it arrives.
+    app.add_middleware(DeferredBody, routes=[("PUT", weights.WEIGHTS_PATH)])
     # Added after (so outside) the body limit: a request without a valid key
     # is refused before its body is read; CORS outermost, so that preflights
     # and error responses carry its headers.

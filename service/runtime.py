@@ -3,15 +3,30 @@
 TensorFlow work (building a model, profiling it) runs on a small thread pool,
 never on the event loop; at most ``BNN_MAX_PENDING_BUILDS`` jobs may be queued
 or running, beyond which requests get 503 instead of waiting without bound.
+
+A Keras model is a web of reference cycles (layers, their nodes, the model's
+graph), so dropping the last reference to an evicted model frees nothing: its
+weights stay allocated until the cyclic garbage collector runs, and a full
+collection over the ~350,000 objects TensorFlow and Keras create at import
+takes ~0.3 s while holding the GIL. So the cache collects after each eviction
+(on the build thread that evicted, never on the event loop), and
+:func:`freeze_startup_objects` moves the objects that exist at start-up into
+the collector's permanent generation, once per process, which makes those
+collections take milliseconds. ``keras.backend.clear_session()`` is not used:
+it resets Keras' global state (name counters, the TensorFlow default graph)
+for every model in the process, including the ones still cached and serving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,9 +34,31 @@ from service.builder import Plan, build
 from service.config import Settings
 from service.store import StoredWeights
 
-__all__ = ["Built", "BusyError", "ModelCache", "Runtime"]
+__all__ = ["Built", "BusyError", "ModelCache", "Runtime", "freeze_startup_objects"]
 
 T = TypeVar("T")
+log = logging.getLogger("service.runtime")
+
+_frozen = threading.Event()
+
+
+def freeze_startup_objects() -> None:
+    """Collects, then freezes every object alive now (``gc.freeze``), once per
+    process.
+
+    Objects frozen are never scanned again by the cyclic garbage collector, so
+    later collections only walk what was created since (models, requests). The
+    start-up objects (modules, TensorFlow's registries) live as long as the
+    process anyway. Called from the app's lifespan; later apps in the same
+    process (tests) do not freeze again.
+    """
+    if _frozen.is_set():
+        return
+    _frozen.set()
+    import keras  # noqa: F401  (its objects are the ones worth freezing)
+
+    gc.collect()
+    gc.freeze()
 
 
 class BusyError(RuntimeError):
@@ -44,13 +81,20 @@ class Built:
 
 
 class ModelCache:
-    """A thread-safe least-recently-used cache of :class:`Built` by content hash."""
+    """A thread-safe least-recently-used cache of :class:`Built` by content hash.
+
+    What it evicts is freed before :meth:`put` returns (a garbage collection
+    after the eviction), so the memory of built models stays bounded by the
+    cache size. :meth:`put` blocks for that collection: call it from a worker
+    thread, as :meth:`Runtime.built` does.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._items: OrderedDict[str, Built] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        self.evictions = 0
 
     def get(self, key: str) -> Built | None:
         with self._lock:
@@ -63,11 +107,18 @@ class ModelCache:
             return item
 
     def put(self, key: str, item: Built) -> None:
+        evicted: list[Built] = []
         with self._lock:
             self._items[key] = item
             self._items.move_to_end(key)
             while len(self._items) > self.size:
-                self._items.popitem(last=False)
+                evicted.append(self._items.popitem(last=False)[1])
+            self.evictions += len(evicted)
+        if evicted:
+            # The evicted models are cycles: only the collector frees them
+            # (outside the lock, so that readers of the cache do not wait).
+            del evicted
+            gc.collect()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -87,6 +138,7 @@ class Runtime:
             max_workers=settings.build_workers, thread_name_prefix="bnn-build"
         )
         self._pending = 0
+        self._uploads = 0
         self._lock = threading.Lock()
         self.builds = 0
 
@@ -113,6 +165,27 @@ class Runtime:
         finally:
             with self._lock:
                 self._pending -= 1
+
+    @contextmanager
+    def upload_slot(self) -> Iterator[None]:
+        """Holds one of the ``BNN_MAX_CONCURRENT_UPLOADS`` upload slots.
+
+        Raises:
+            BusyError: every slot is taken (→ 503 with ``Retry-After``).
+        """
+        with self._lock:
+            if self._uploads >= self.settings.max_concurrent_uploads:
+                raise BusyError(
+                    f"{self._uploads} weights uploads are already in progress "
+                    "(limit BNN_MAX_CONCURRENT_UPLOADS="
+                    f"{self.settings.max_concurrent_uploads}); retry later"
+                )
+            self._uploads += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._uploads -= 1
 
     def built(self, plan: Plan, weights: StoredWeights | None = None) -> Built:
         """The built model of a plan, from the cache or built now (blocking).

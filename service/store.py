@@ -13,15 +13,24 @@ its row. The commit is the only point where the new state becomes visible:
 a crash before it leaves the old state (plus at most an unreferenced file),
 never half of a version. Version numbers are never reused, even after a
 delete.
+
+What a crash leaves behind (``.tmp-*`` files, definition and weights files no
+committed row refers to) is removed by :meth:`Store.sweep` at start-up, once
+it is older than ``BNN_SWEEP_GRACE_S``: a younger file may belong to a write
+another replica is making right now.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import re
 import tempfile
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +55,24 @@ from sqlalchemy.exc import IntegrityError
 
 from service.config import Settings
 
-__all__ = ["Store", "StoreError", "StoredWeights", "VersionRecord"]
+__all__ = [
+    "Store",
+    "StoreError",
+    "StoredWeights",
+    "SweepReport",
+    "Upload",
+    "VersionRecord",
+]
+
+log = logging.getLogger("service.store")
+
+TMP_PREFIX = ".tmp-"
+"""Prefix of every temporary file the store (or an upload) writes."""
+
+_STORED_NAME = {
+    "definitions": re.compile(r"[0-9a-f]{64}\.json"),
+    "weights": re.compile(r"[0-9a-f]{64}\.safetensors"),
+}
 
 _metadata = MetaData()
 model_names = Table(
@@ -138,6 +164,84 @@ class StoredWeights:
             ) from error
 
 
+@dataclass(frozen=True)
+class SweepReport:
+    """What :meth:`Store.sweep` deleted (paths relative to the data directory).
+
+    Attributes:
+        temporary: ``.tmp-*`` files of interrupted writes.
+        unreferenced: Definition and weights files no committed version
+            refers to.
+        kept_young: Candidates left alone because they are younger than the
+            grace period.
+        bytes: Total size of what was deleted.
+    """
+
+    temporary: list[str] = field(default_factory=list)
+    unreferenced: list[str] = field(default_factory=list)
+    kept_young: int = 0
+    bytes: int = 0
+
+
+class Upload:
+    """An uploaded file being received into a temporary file of the data
+    directory (``weights/.tmp-upload-*``), hashed as it is written.
+
+    :meth:`Store.save_weights` moves it into place (a rename, no copy);
+    :meth:`discard` deletes it. A crash leaves the temporary file, which the
+    start-up sweep removes.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            dir=directory, prefix=f"{TMP_PREFIX}upload-", suffix=".safetensors"
+        )
+        self.path = Path(name)
+        self.size = 0
+        self._file: Any = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self.sha256 = ""
+
+    def write(self, data: bytes) -> None:
+        """Appends ``data`` (blocking file I/O: call it off the event loop).
+
+        Raises:
+            StoreError: the disk refused the write (full, read-only).
+        """
+        try:
+            self._file.write(data)
+        except OSError as error:
+            raise StoreError(f"cannot write the weights file: {error}") from None
+        self._hash.update(data)
+        self.size += len(data)
+
+    def finish(self) -> str:
+        """Flushes the file to disk and closes it; its sha256 (hex).
+
+        Raises:
+            StoreError: the disk refused the write.
+        """
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as error:
+            raise StoreError(f"cannot write the weights file: {error}") from None
+        self.sha256 = self._hash.hexdigest()
+        return self.sha256
+
+    def read(self) -> bytes:
+        """The received bytes (after :meth:`finish`)."""
+        return self.path.read_bytes()
+
+    def discard(self) -> None:
+        """Deletes the temporary file (nothing happens once it was saved)."""
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
 def _record(row: Any) -> VersionRecord:
     io = json.loads(row.io_json)
     return VersionRecord(
@@ -225,7 +329,11 @@ class Store:
     def save_definition(self, content_hash: str, normalized: dict[str, Any]) -> None:
         """Stores a normalized definition under its hash (atomic, idempotent)."""
         path = self._definition_path(content_hash)
-        if not path.exists():
+        try:
+            # Reused: refresh its age, so that a start-up sweep (of another
+            # replica) does not take it for a leftover.
+            os.utime(path)
+        except FileNotFoundError:
             text = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
             atomic_write(path, text.encode())
 
@@ -313,6 +421,9 @@ class Store:
                     )
             except IntegrityError:
                 continue  # another process registered concurrently; look again
+            # A sweep racing the commit may have taken the file for a leftover:
+            # the row now refers to it, so it is written again if it went.
+            self.save_definition(content_hash, normalized)
             record = self.get(name, version)
             assert record is not None
             return record, True
@@ -432,29 +543,39 @@ class Store:
             ).first()
         return None if row is None else self._stored(row)
 
-    def save_weights(
-        self, name: str, version: int, sha256: str, data: bytes
-    ) -> tuple[StoredWeights, str | None] | None:
-        """Stores checked weights for a version, replacing any previous upload.
+    def new_upload(self) -> Upload:
+        """A temporary file in the data directory to receive an upload into."""
+        return Upload(self.data_dir / "weights")
 
-        The file is written atomically (temporary file, fsync, rename) under
-        its sha256, then one transaction points the version at it: readers see
-        the previous weights until the commit and the new ones after it.
+    def save_weights(
+        self, name: str, version: int, upload: Upload
+    ) -> tuple[StoredWeights, str | None] | None:
+        """Stores a received and checked upload for a version, replacing any
+        previous one.
+
+        The finished temporary file is renamed to its place under its sha256
+        (it was fsynced: readers never see half a file), then one transaction
+        points the version at it: readers see the previous weights until the
+        commit and the new ones after it.
+
+        Args:
+            upload: The received file, :meth:`Upload.finish` called.
 
         Returns:
             The stored weights and the sha256 they replaced (``None``: the
             version had initial weights), or ``None`` if the version does not
             exist (deleted meanwhile).
+
+        Raises:
+            StoreError: the file could not be moved into place.
         """
+        sha256 = upload.sha256
         path = self._weights_path(sha256)
         with self._lock:
-            if not path.exists():
-                try:
-                    atomic_write(path, data)
-                except OSError as error:
-                    raise StoreError(
-                        f"cannot write the weights file: {error}"
-                    ) from None
+            try:
+                self._place(upload, path)
+            except OSError as error:
+                raise StoreError(f"cannot write the weights file: {error}") from None
             with self.engine.begin() as connection:
                 exists = connection.execute(
                     select(model_versions.c.id).where(
@@ -471,18 +592,41 @@ class Store:
                             name=name,
                             version=version,
                             sha256=sha256,
-                            size=len(data),
+                            size=upload.size,
                             uploaded_at=datetime.now(UTC).isoformat(),
                         )
                     )
             if exists is None:
                 self._unlink_unused_weights(sha256)
+                upload.discard()
                 return None
+            if not path.exists() and upload.path.exists():
+                # The identical file reused above was taken for a leftover by a
+                # sweep racing the commit; the row now refers to it.
+                self._place(upload, path)
+            upload.discard()
             if previous != sha256:
                 self._unlink_unused_weights(previous)
         stored = self.weights(name, version)
         assert stored is not None
         return stored, previous
+
+    @staticmethod
+    def _place(upload: Upload, path: Path) -> None:
+        """Renames the upload to ``path``, or refreshes the age of the
+        identical file already there (content-addressed: never rewritten)."""
+        try:
+            os.utime(path)
+            return
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(upload.path, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     def _drop_weights(self, connection: Any, name: str, version: int) -> str | None:
         """Deletes the weights row of a version (inside a transaction); its sha256."""
@@ -509,3 +653,106 @@ class Store:
             ).scalar_one()
         if not used:
             self._weights_path(sha256).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------
+    # Crash leftovers
+    # ------------------------------------------------------------------
+
+    def sweep(self, grace_s: float) -> SweepReport:
+        """Deletes what interrupted writes left behind (called at start-up).
+
+        Deleted, once their modification time is more than ``grace_s`` seconds
+        old: ``.tmp-*`` files under ``definitions/`` and ``weights/``, and
+        definition or weights files (named by their hash) that no committed
+        version refers to. Anything else in the data directory, and every file
+        a committed row refers to, is never touched. A candidate's age is read
+        again after the database is asked, just before deleting it, and a
+        registration refreshes the age of a file it reuses, so a file that a
+        concurrent registration picks up again is kept (and recreated after
+        its commit if it went anyway: see :meth:`register`).
+
+        Returns:
+            What was deleted.
+        """
+        now = time.time()
+        temporary: list[Path] = []
+        stored: dict[str, list[tuple[str, Path]]] = {"definitions": [], "weights": []}
+        kept_young = 0
+        for kind, pattern in _STORED_NAME.items():
+            root = self.data_dir / kind
+            if not root.is_dir():
+                continue
+            for path in root.rglob("*"):
+                is_tmp = path.name.startswith(TMP_PREFIX)
+                if not (is_tmp or pattern.fullmatch(path.name)):
+                    continue
+                if not path.is_file() or path.is_symlink():
+                    continue
+                if not _older(path, now, grace_s):
+                    kept_young += 1
+                elif is_tmp:
+                    temporary.append(path)
+                else:
+                    stored[kind].append((path.name.split(".")[0], path))
+        column = {
+            "definitions": model_versions.c.content_hash,
+            "weights": model_weights.c.sha256,
+        }
+        unreferenced: list[Path] = []
+        with self.engine.connect() as connection:
+            for kind, candidates in stored.items():
+                for start in range(0, len(candidates), 500):
+                    batch = candidates[start : start + 500]
+                    used = {
+                        row[0]
+                        for row in connection.execute(
+                            select(column[kind])
+                            .distinct()
+                            .where(column[kind].in_([h for h, _ in batch]))
+                        )
+                    }
+                    unreferenced += [p for h, p in batch if h not in used]
+        deleted: dict[str, list[str]] = {"temporary": [], "unreferenced": []}
+        total = 0
+        for bucket, paths in (("temporary", temporary), ("unreferenced", unreferenced)):
+            for path in paths:
+                try:
+                    size = path.stat().st_size
+                    if not _older(path, time.time(), grace_s):
+                        continue  # picked up again since it was listed
+                    path.unlink()
+                except FileNotFoundError:
+                    continue  # another replica swept it first
+                except OSError as error:
+                    log.warning("sweep: could not delete %s: %s", path, error)
+                    continue
+                deleted[bucket].append(str(path.relative_to(self.data_dir)))
+                total += size
+        report = SweepReport(
+            temporary=deleted["temporary"],
+            unreferenced=deleted["unreferenced"],
+            kept_young=kept_young,
+            bytes=total,
+        )
+        if report.temporary or report.unreferenced:
+            shown = (report.temporary + report.unreferenced)[:20]
+            more = len(report.temporary) + len(report.unreferenced) - len(shown)
+            log.warning(
+                "sweep: deleted %d temporary and %d unreferenced files (%d bytes) "
+                "older than %g s left by interrupted writes: %s%s",
+                len(report.temporary),
+                len(report.unreferenced),
+                report.bytes,
+                grace_s,
+                ", ".join(shown),
+                f" and {more} more" if more > 0 else "",
+            )
+        return report
+
+
+def _older(path: Path, now: float, grace_s: float) -> bool:
+    """Whether ``path`` was last modified more than ``grace_s`` before ``now``."""
+    try:
+        return now - path.stat().st_mtime > grace_s
+    except OSError:
+        return False

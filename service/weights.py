@@ -34,6 +34,7 @@ __all__ = [
     "WeightsRefusedError",
     "check",
     "load_into",
+    "max_file_bytes",
     "read",
 ]
 
@@ -67,6 +68,22 @@ class CheckedWeights:
     sha256: str
     size: int
     format: str  # "bnncore" or "float32"
+
+
+def max_file_bytes(params: int, max_weights_bytes: int) -> int:
+    """The largest weights file that can fit a model of ``params`` values.
+
+    A file that fits holds at most 4 bytes (float32) per value, plus the
+    extra tensors still worth listing as differences and a JSON header, so
+    anything larger is refused before it is read (and the memory of checking
+    an upload is bounded by the model's size, not by what a client sends).
+
+    Args:
+        params: The model's parameter count (its version record's ``params``).
+        max_weights_bytes: ``BNN_MAX_WEIGHTS_BYTES``.
+    """
+    fits = 4 * (params + _EXTRA_ELEMENTS) + 8 + container.MAX_HEADER_BYTES
+    return min(max_weights_bytes, fits)
 
 
 def _model_elements(model: Any) -> int:
@@ -142,13 +159,16 @@ def read(data: bytes, *, max_bytes: int, max_elements: int) -> tuple[dict, str]:
     return dict(arrays), "float32"
 
 
-def check(model: Any, data: bytes, max_bytes: int) -> CheckedWeights:
+def check(
+    model: Any, data: bytes, max_bytes: int, sha256: str | None = None
+) -> CheckedWeights:
     """Reads ``data`` and checks it against ``model`` (nothing is assigned).
 
     Args:
         model: The version's built model.
         data: The uploaded file.
         max_bytes: Largest file accepted (``BNN_MAX_WEIGHTS_BYTES``).
+        sha256: The file's digest when already known (hashed while received).
 
     Raises:
         WeightsRefusedError: 400 for an unreadable file; 422 listing every
@@ -177,7 +197,7 @@ def check(model: Any, data: bytes, max_bytes: int) -> CheckedWeights:
         )
     return CheckedWeights(
         arrays=arrays,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
         size=len(data),
         format=kind,
     )

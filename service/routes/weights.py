@@ -8,19 +8,26 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter
+from starlette.requests import ClientDisconnect
 
 from service.builder import plan
+from service.config import Settings
 from service.deps import ModelName, RuntimeDep, SettingsDep, StoreDep, VersionNumber
 from service.errors import ERROR_RESPONSES, NotFoundError, error
+from service.runtime import Runtime
 from service.schemas.definitions import Definition
-from service.weights import WeightsRefusedError, check
+from service.store import Store, Upload
+from service.uploads import TooLargeError, body_stream, receive_into
+from service.weights import WeightsRefusedError, check, max_file_bytes
 
 __all__ = ["WEIGHTS_PATH", "router"]
 
 router = APIRouter(prefix="/v2/models", tags=["weights"])
 
 WEIGHTS_PATH = r"/v2/models/[^/]+/versions/[^/]+/weights"
-"""Regex of the upload path (its body limit is ``BNN_MAX_WEIGHTS_BYTES``)."""
+"""Regex of the upload path: its body is left unread by the middleware
+(``service.uploads.DeferredBody``) and streamed by the route after its checks,
+up to ``BNN_MAX_WEIGHTS_BYTES``."""
 
 _ACCEPTED_TYPES = ("application/octet-stream", "")
 _definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
@@ -89,7 +96,12 @@ async def upload_weights(
     version's built model, then stores it atomically: until the new file is
     committed the previous weights (or the initial ones) keep serving, and a
     refused file changes nothing. 201 for a version's first upload, 200 when
-    it replaces earlier weights (or is the same file again)."""
+    it replaces earlier weights (or is the same file again).
+
+    The content type, the version, the declared length and the number of
+    uploads in progress are checked before the body is read; the body is then
+    streamed into a temporary file, its size capped as it arrives, and checked
+    from there."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if content_type.lower() not in _ACCEPTED_TYPES:
         return error(
@@ -102,22 +114,80 @@ async def upload_weights(
     record = await run_in_threadpool(store.get, name, version)
     if record is None:
         raise NotFoundError(f"{name!r} version {version} is not registered")
-    data = await request.body()
+    cap = max_file_bytes(record.params, settings.max_weights_bytes)
+    limit = (
+        f"BNN_MAX_WEIGHTS_BYTES={settings.max_weights_bytes}"
+        if cap == settings.max_weights_bytes
+        else f"the most a weights file of {name!r} version {version} "
+        f"({record.params:,} params) can need: 4 bytes a value plus a header "
+        "and a few extra tensors"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        return error(
+            413,
+            f"request body of {int(declared):,} bytes exceeds the limit of "
+            f"{cap:,} bytes ({limit})",
+        )
+    with runtime.upload_slot():
+        upload = await run_in_threadpool(store.new_upload)
+        try:
+            return await _receive_check_store(
+                name,
+                version,
+                request,
+                response,
+                settings,
+                store,
+                runtime,
+                upload,
+                cap,
+                limit,
+            )
+        finally:
+            await run_in_threadpool(upload.discard)
+
+
+async def _receive_check_store(
+    name: str,
+    version: int,
+    request: Request,
+    response: Response,
+    settings: Settings,
+    store: Store,
+    runtime: Runtime,
+    upload: Upload,
+    cap: int,
+    limit: str,
+) -> Any:
+    """The body into ``upload``, checked against the built model, then stored."""
+    try:
+        await receive_into(body_stream(request), upload, cap, limit)
+    except TooLargeError as too_large:
+        return error(413, str(too_large))
+    except ClientDisconnect:
+        return error(400, "the client disconnected before the whole body arrived")
+    record = await run_in_threadpool(store.get, name, version)
+    if record is None:
+        raise NotFoundError(f"{name!r} version {version} is not registered")
     normalized = await run_in_threadpool(store.load_definition, record.content_hash)
     model_plan = plan(_definition_adapter.validate_python(normalized), settings)
     built = await runtime.run(runtime.built, model_plan)
+    data = await run_in_threadpool(upload.read)
     try:
         checked = await runtime.run(
-            check, built.model, data, settings.max_weights_bytes
+            check, built.model, data, settings.max_weights_bytes, upload.sha256
         )
     except WeightsRefusedError as refused:
         body: dict[str, Any] = {"error": str(refused)}
         if refused.differences:
             body["differences"] = refused.differences
         return JSONResponse(body, status_code=refused.status)
-    saved = await run_in_threadpool(
-        store.save_weights, name, version, checked.sha256, data
-    )
+    finally:
+        del data
+    tensors, kind = len(checked.arrays), checked.format
+    del checked  # the decoded arrays: not needed to store the file
+    saved = await run_in_threadpool(store.save_weights, name, version, upload)
     if saved is None:
         raise NotFoundError(f"{name!r} version {version} is not registered")
     stored, previous = saved
@@ -127,8 +197,8 @@ async def upload_weights(
         version=version,
         sha256=stored.sha256,
         size=stored.size,
-        format=checked.format,  # type: ignore[arg-type]
-        tensors=len(checked.arrays),
+        format=kind,  # type: ignore[arg-type]
+        tensors=tensors,
         uploaded_at=stored.uploaded_at,
         replaced=previous if previous != stored.sha256 else None,
     )

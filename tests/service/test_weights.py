@@ -299,10 +299,11 @@ def test_a_failed_write_keeps_the_previous_weights(
     assert app_client.put(URL, content=models["file_a"]).status_code == 201
     store = app_client.app.state.store
 
-    def full_disk(path: Path, data: bytes) -> None:
+    def full_disk(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("service.store.atomic_write", full_disk)
+    # The upload is streamed to a temporary file; the disk refuses its flush.
+    monkeypatch.setattr("service.store.os.fsync", full_disk)
     reply = app_client.put(URL, content=models["file_b"])
     assert reply.status_code == 503
     assert "No space left" in reply.json()["error"]
