@@ -185,7 +185,12 @@ def with_scope_metrics(quantizer: Any) -> Any:
     missing = sorted(scope.difference(current))
     if not missing:
         return quantizer
-    config = {**quantizer.get_config(), "metrics": current + missing}
+    # The copy keeps the name: the flip-ratio metric is named after it.
+    config = {
+        **quantizer.get_config(),
+        "metrics": current + missing,
+        "name": quantizer.name,
+    }
     return type(quantizer).from_config(config)
 
 
@@ -209,9 +214,10 @@ def attach_kernel_aids(layer: Any) -> None:
     Each kernel variable learns its quantizer (read back by
     :func:`kernel_quantizer`, which :meth:`bnncore.optimizers.Bop.is_binary_variable`
     uses). Each kernel whose quantizer lists ``"flip_ratio"`` gets a
-    :class:`bnncore.metrics.FlipRatio` named ``flip_ratio/<layer name>``
-    (``flip_ratio/<layer name>/<kernel>`` on layers with several kernels),
-    tracked by the layer so that it reaches ``model.metrics`` and ``fit``'s logs.
+    :class:`bnncore.metrics.FlipRatio` named ``flip_ratio/<quantizer name>``
+    as in Larq (e.g. ``flip_ratio/ste_sign_1``: a quantizer is a Keras layer
+    named after its class), tracked by the layer so that it reaches
+    ``model.metrics`` and ``fit``'s logs. ``layer.metrics`` lists a layer's own.
 
     Args:
         layer: A built layer with a ``kernel_quantizers`` mapping.
@@ -223,9 +229,7 @@ def attach_kernel_aids(layer: Any) -> None:
         setattr(variable, _QUANTIZER_TAG, quantizer)
         if "flip_ratio" not in getattr(quantizer, "quantizer_metrics", ()):
             continue
-        name = f"flip_ratio/{layer.name}"
-        if len(kernels) > 1:
-            name = f"{name}/{attribute}"
+        name = f"flip_ratio/{quantizer.name}"
         binary = quantizers.get_precision(quantizer) == 1
         flip_ratios[attribute] = FlipRatio(
             values_shape=tuple(variable.shape),

@@ -4,7 +4,9 @@ These metrics watch a layer's kernels rather than ``(y_true, y_pred)``, so they
 are not passed to ``model.compile``: a kernel quantizer asks for them with
 ``metrics=["flip_ratio"]``, or every kernel quantizer of the layers constructed
 inside :func:`bnncore.context.metrics_scope` gets them. The layer then owns one
-metric per kernel, named ``flip_ratio/<layer name>``, and ``model.fit`` logs it.
+metric per kernel, named as in Larq ``flip_ratio/<quantizer name>`` (a quantizer
+is a Keras layer named after its class: ``ste_sign``, ``ste_sign_1``, ...), and
+``model.fit`` logs it; ``layer.metrics`` lists the ones of a layer.
 
 Example:
     >>> with bnncore.context.metrics_scope(["flip_ratio"]):
@@ -14,7 +16,7 @@ Example:
     ...     ])
     >>> model.compile("adam", "mse")
     >>> history = model.fit(x, y, epochs=3)
-    >>> history.history["flip_ratio/quant_dense"]
+    >>> history.history["flip_ratio/ste_sign"]
 """
 
 from __future__ import annotations
@@ -32,24 +34,27 @@ __all__ = ["FlipRatio"]
 class FlipRatio(keras.metrics.Metric):
     """The mean fraction of values that changed between consecutive updates.
 
-    Each ``update_state(values)`` after the first compares ``values`` with the
-    previous call's and adds the fraction that differ; the result is the mean
-    of these fractions since the last ``reset_state()``. The previous values
-    survive ``reset_state()`` (called by Keras at each epoch start), so the
-    first step of an epoch counts the flips since the last step of the one
-    before. Values are compared after a cast to ``values_dtype``.
+    Larq's definition: each ``update_state(values)`` compares ``values`` with
+    the previous call's and adds the fraction that differ, except the first
+    update after construction or ``reset_state()``, which only records the
+    values. ``count`` is the number of updates since the last reset (the first
+    included); the result is ``total / (count - 1)``, the mean over the
+    compared pairs, 0 before two updates. Keras resets metrics at the start of
+    each epoch, so in ``fit`` the first step of an epoch is not compared with
+    the last step of the one before. Values are compared after a cast to
+    ``values_dtype``.
 
     Example:
         >>> m = FlipRatio()
         >>> m.update_state([1, 1])  # nothing to compare with yet
         >>> m.update_state([2, 2])  # 2 of 2 changed
         >>> m.update_state([1, 2])  # 1 of 2 changed
-        >>> float(m.result())  # (1 + 0.5) / 2
-        0.75
+        >>> float(m.result()), float(m.count)  # (1 + 0.5) / 2, three updates
+        (0.75, 3.0)
 
     Args:
         values_shape: Shape of the tracked tensor. ``None`` creates the state
-            on the first (eager) ``update_state``.
+            on :meth:`build` or on the first (eager) ``update_state``.
         values_dtype: Dtype the values are stored and compared in; ``"int8"``
             suits signs, use the tensor's dtype for k-bit values.
         name: Name of the metric (the key in ``fit``'s logs).
@@ -71,9 +76,25 @@ class FlipRatio(keras.metrics.Metric):
         self.count = self._state_variable((), self.dtype, "count")
         self.has_previous = self._state_variable((), self.dtype, "has_previous")
         if values_shape is not None:
-            self._build(values_shape)
+            self.build(values_shape)
 
-    def _build(self, values_shape: Sequence[int]) -> None:
+    def build(self, values_shape: Sequence[int]) -> None:
+        """Creates the state for values of ``values_shape`` (as Larq's ``build``).
+
+        Args:
+            values_shape: A fully defined shape.
+
+        Raises:
+            ValueError: if the shape has unknown or non-integer dimensions, or
+                the state already exists with another shape.
+        """
+        if self.values_shape is not None:
+            if tuple(values_shape) != self.values_shape:
+                raise ValueError(
+                    f"{self.name} is built for values of shape {self.values_shape}. "
+                    f"Received: values_shape={tuple(values_shape)!r}"
+                )
+            return
         shape = tuple(values_shape)
         if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
             raise ValueError(
@@ -111,7 +132,7 @@ class FlipRatio(keras.metrics.Metric):
             )
         values = ops.cast(values, self.values_dtype)
         if self.values_shape is None:
-            self._build(values.shape)
+            self.build(values.shape)
         if tuple(values.shape) != self.values_shape:
             raise ValueError(
                 f"{self.name}: expected values of shape {self.values_shape}. "
@@ -122,18 +143,24 @@ class FlipRatio(keras.metrics.Metric):
         )
         counted = ops.cast(self.has_previous, self.dtype)
         self.total.assign_add(changed * counted)
-        self.count.assign_add(counted)
+        self.count.assign_add(ops.ones_like(self.count))
         self.previous_values.assign(values)
         self.has_previous.assign(ops.ones_like(self.has_previous))
 
+    @property
+    def _previous_values(self) -> Any:
+        # Larq's name of the previous values (its tests read it).
+        return self.previous_values
+
     def result(self) -> Any:
         """The mean flip fraction since the last reset (0 before two updates)."""
-        return ops.divide_no_nan(self.total, self.count)
+        compared = ops.maximum(self.count - self.has_previous, 0.0)
+        return ops.divide_no_nan(self.total, compared)
 
     def reset_state(self) -> None:
-        """Clears the running mean; the previous values are kept."""
-        self.total.assign(ops.zeros_like(self.total))
-        self.count.assign(ops.zeros_like(self.count))
+        """Clears the running mean; the next update only records its values."""
+        for variable in (self.total, self.count, self.has_previous):
+            variable.assign(ops.zeros_like(variable))
 
     def get_config(self) -> dict[str, Any]:
         return {

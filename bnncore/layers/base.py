@@ -107,9 +107,11 @@ class QuantizerBase:
 
         super().__init__(**arguments, **extra)
 
-        self.input_quantizer = _get_quantizer("input_quantizer", input_quantizer)
+        # Kernel quantizers first, as Larq creates them: a quantizer's automatic
+        # name (ste_sign, ste_sign_1, ...) names its flip-ratio metric.
         for name, value in kernel_quantizers.items():
             setattr(self, name, context.with_scope_metrics(_get_quantizer(name, value)))
+        self.input_quantizer = _get_quantizer("input_quantizer", input_quantizer)
         if self._takes_pad_values:
             self.pad_values = _check_pad_values(pad_values)
         self._warn_about_starved_weights()

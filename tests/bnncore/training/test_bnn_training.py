@@ -85,7 +85,7 @@ def test_bnn_with_bop_and_adam_learns_and_flips_less_over_time():
     assert accuracy >= 0.85, accuracy
 
     for layer in (first, second):
-        flips = history[f"flip_ratio/{layer.name}"]
+        flips = history[f"flip_ratio/{layer.kernel_quantizer.name}"]
         assert len(flips) == 6 and flips[0] > 0.01
         assert flips[-1] < flips[0] / 4, flips
         assert model.optimizer.optimizer_for(layer.kernel) is bop

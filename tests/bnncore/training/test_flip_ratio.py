@@ -23,10 +23,49 @@ def test_flip_ratio_is_the_mean_changed_fraction_since_reset():
     for v in values[:3]:
         metric.update_state(v)
     assert float(metric.result()) == pytest.approx(np.mean(fractions[:2]))
-    metric.reset_state()  # keeps the previous values: the next update counts
+    assert float(metric.count) == 3.0  # updates since the reset, as in Larq
+    metric.reset_state()  # the next update only records its values (Larq)
     for v in values[3:]:
         metric.update_state(v)
-    assert float(metric.result()) == pytest.approx(np.mean(fractions[2:]))
+    # values[2] -> values[3] is not compared: fractions[2] is left out.
+    assert float(metric.result()) == pytest.approx(np.mean(fractions[3:]))
+    assert float(metric.count) == 3.0
+
+
+@pytest.mark.parametrize(
+    ("updates", "expected", "count"),
+    [
+        # Larq 0.14 (TF 2.16) gives these: 3 updates, (1 + 1/2) / 2.
+        pytest.param([[1, 1], [2, 2], [1, 2]], 0.75, 3.0, id="three-updates"),
+        # A reset forgets the past: [2, 2] -> [2, 1] is not a flip of this period.
+        pytest.param([[1, 1], [2, 2], None, [2, 1], [2, 1]], 0.0, 2.0, id="reset"),
+        pytest.param([[1, 1], [2, 2], None, [2, 1], [1, 1], [1, 2]], 0.5, 3.0, id="r3"),
+        pytest.param([[1, 1]], 0.0, 1.0, id="one-update"),
+        pytest.param([[1, 1], None], 0.0, 0.0, id="reset-only"),
+    ],
+)
+def test_flip_ratio_matches_larqs_numbers(updates, expected, count):
+    metric = FlipRatio()
+    metric.build((2,))
+    for values in updates:
+        if values is None:
+            metric.reset_state()
+        else:
+            metric.update_state(np.array(values))
+    assert float(metric.result()) == expected
+    assert float(metric.count) == count
+    if updates[-1] is not None:
+        np.testing.assert_array_equal(metric._previous_values.numpy(), updates[-1])
+
+
+def test_flip_ratio_build_checks_the_shape():
+    metric = FlipRatio()
+    metric.build((3,))
+    metric.build([3])  # the same shape again is fine
+    with pytest.raises(ValueError, match=r"values_shape=\(2,\)"):
+        metric.build((2,))
+    with pytest.raises(ValueError, match=r"values.shape=\(2,\)"):
+        metric.update_state(np.array([1, 1]))
 
 
 def test_flip_ratio_worked_example_and_lazy_shape():
@@ -41,7 +80,8 @@ def test_flip_ratio_worked_example_and_lazy_shape():
         metric.update_state([1, 2], sample_weight=[1.0, 1.0])
     with pytest.raises(ValueError, match=r"values_shape=\(None, 2\)"):
         FlipRatio(values_shape=(None, 2))
-    clone = FlipRatio.from_config(FlipRatio((3, 2), "float32", "fr").get_config())
+    original = FlipRatio(values_shape=(3, 2), values_dtype="float32", name="fr")
+    clone = FlipRatio.from_config(original.get_config())
     assert (clone.values_shape, clone.values_dtype, clone.name) == (
         (3, 2),
         "float32",
@@ -58,7 +98,9 @@ def test_quantizer_metrics_argument_and_scope_give_layers_the_metric():
         3, kernel_quantizer=quantizers.SteSign(metrics=["flip_ratio"]), name="a"
     )
     explicit.build((None, 4))
-    assert list(flip_metrics(explicit)) == ["flip_ratio/a"]
+    assert list(flip_metrics(explicit)) == [
+        f"flip_ratio/{explicit.kernel_quantizer.name}"
+    ]
 
     plain = QuantDense(3, kernel_quantizer="ste_sign", name="b")
     plain.build((None, 4))
@@ -86,20 +128,19 @@ def test_quantizer_metrics_argument_and_scope_give_layers_the_metric():
     ]
     scoped.build((None, 4))
     separable.build((None, 6, 2))
-    assert list(flip_metrics(scoped)) == ["flip_ratio/c"]
-    assert sorted(flip_metrics(separable)) == [
-        "flip_ratio/d/depthwise_kernel",
-        "flip_ratio/d/pointwise_kernel",
-    ]
+    # Named after the kernel quantizer, as in Larq (the scope's copy keeps it).
+    assert scoped.kernel_quantizer.name == shared.name
+    assert list(flip_metrics(scoped)) == [f"flip_ratio/{shared.name}"]
+    depthwise = f"flip_ratio/{separable.depthwise_quantizer.name}"
+    pointwise = f"flip_ratio/{separable.pointwise_quantizer.name}"
+    assert depthwise.startswith("flip_ratio/ste_sign")
+    assert pointwise.startswith("flip_ratio/ste_tern")
     # Binary kernels are stored as signs, k-bit ones by value.
     dtypes = {n: m.values_dtype for n, m in flip_metrics(separable).items()}
-    assert dtypes == {
-        "flip_ratio/d/depthwise_kernel": "int8",
-        "flip_ratio/d/pointwise_kernel": "float32",
-    }
+    assert dtypes == {depthwise: "int8", pointwise: "float32"}
     reloaded = QuantDense.from_config(scoped.get_config())
     reloaded.build((None, 4))
-    assert list(flip_metrics(reloaded)) == ["flip_ratio/c"]
+    assert [m.values_shape for m in flip_metrics(reloaded).values()] == [(4, 3)]
 
 
 def test_metrics_scope_restores_on_error_and_rejects_unknown_names():
@@ -152,13 +193,17 @@ def test_fit_logs_the_flip_ratio_of_each_kernel():
         return np.where(w >= 0.1, 1, np.where(w <= -0.1, -1, 0))
 
     views = {"sign": np.sign, "scaled": np.sign, "tern": ternary}
+    keys = {layer.name: f"flip_ratio/{layer.kernel_quantizer.name}" for layer in layers}
+    assert sorted(keys.values()) == sorted(k for k in history.history if "flip" in k)
+    first = recorder.steps_per_epoch[0]
     for name, view in views.items():
         quantized = [view(k) for k in recorder.kernels[name]]
-        changes = [
-            np.mean(a != b) for a, b in zip(quantized[1:], quantized[:-1], strict=True)
-        ]
-        first = recorder.steps_per_epoch[0] - 1  # the very first step has no past
-        expected = [np.mean(changes[:first]), np.mean(changes[first:])]
-        logged = history.history[f"flip_ratio/{name}"]
+        expected = []
+        # Keras resets metrics at each epoch start; as in Larq, the first step of
+        # an epoch is then not compared with the last step of the one before.
+        for epoch in (quantized[:first], quantized[first:]):
+            pairs = zip(epoch[1:], epoch[:-1], strict=True)
+            expected.append(np.mean([np.mean(a != b) for a, b in pairs]))
+        logged = history.history[keys[name]]
         np.testing.assert_allclose(logged, expected, rtol=1e-5, atol=1e-7)
         assert max(logged) > 0  # something flipped: the check is not vacuous
