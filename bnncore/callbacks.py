@@ -39,7 +39,7 @@ class HyperparameterScheduler(keras.callbacks.Callback):
     ``iterations``, which counts steps across ``fit`` calls), the
     hyperparameter is set to ``schedule(index)`` or
     ``schedule(index, current_value)``. Its value at the end of each epoch is
-    added to the logs under ``hyperparameter``.
+    added to the logs under ``log_name`` (default: ``hyperparameter``).
 
     Only hyperparameters held in a variable can change during training, since
     plain Python numbers are frozen into the compiled training step:
@@ -58,6 +58,10 @@ class HyperparameterScheduler(keras.callbacks.Callback):
         optimizer: The optimizer to change; ``None`` means the model's.
         update_freq: ``"epoch"`` or ``"step"``.
         verbose: ``0`` quiet, ``1`` prints each change.
+        log_name: Key of the value in the logs (and so in ``history`` and
+            TensorBoard); ``None`` means ``hyperparameter``. Use it to tell
+            apart two schedules of the same hyperparameter on different
+            optimizers (Larq's argument).
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class HyperparameterScheduler(keras.callbacks.Callback):
         optimizer: keras.optimizers.Optimizer | None = None,
         update_freq: str = "epoch",
         verbose: int = 0,
+        log_name: str | None = None,
     ) -> None:
         super().__init__()
         if not callable(schedule):
@@ -90,11 +95,16 @@ class HyperparameterScheduler(keras.callbacks.Callback):
             )
         if verbose not in (0, 1):
             raise ValueError(f"Expected verbose to be 0 or 1. Received: {verbose!r}")
+        if log_name is not None and (not isinstance(log_name, str) or not log_name):
+            raise ValueError(
+                f"Expected a non-empty string or None. Received: log_name={log_name!r}"
+            )
         self.schedule = schedule
         self.hyperparameter = hyperparameter
         self.optimizer = optimizer
         self.update_freq = update_freq
         self.verbose = verbose
+        self.log_name = log_name or hyperparameter
         self._arity = _arity(schedule)
 
     def _target(self) -> keras.optimizers.Optimizer:
@@ -136,7 +146,7 @@ class HyperparameterScheduler(keras.callbacks.Callback):
         variable.assign(value)
         if self.verbose and value != current:
             print(
-                f"{self.update_freq.capitalize()} {index}: {self.hyperparameter} "
+                f"{self.update_freq.capitalize()} {index}: {self.log_name} "
                 f"changed from {current:.6g} to {value:.6g}."
             )
 
@@ -156,4 +166,4 @@ class HyperparameterScheduler(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
-            logs[self.hyperparameter] = float(ops.convert_to_numpy(self._variable()))
+            logs[self.log_name] = float(ops.convert_to_numpy(self._variable()))
