@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -28,11 +29,17 @@ from bnncore import math as bmath
 from bnncore import quantizers
 from bnncore.context import kernel_quantizer
 
-__all__ = ["Bop", "CaseOptimizer", "is_binary_variable"]
+__all__ = ["Bop", "CaseOptimizer", "OptimizerTypeError", "is_binary_variable"]
 
 log = logging.getLogger("bnncore")
 
 _register = keras.saving.register_keras_serializable(package="bnncore")
+
+
+class OptimizerTypeError(TypeError, ValueError):
+    """An argument of the wrong type: a ``TypeError`` as in Larq, and a
+    ``ValueError`` as bnncore raised before (so either ``except`` catches it)."""
+
 
 Predicate = Callable[[Any], bool]
 
@@ -287,10 +294,12 @@ class CaseOptimizer(keras.optimizers.Optimizer):
     """Trains each variable with the first optimizer whose predicate accepts it.
 
     The routing is decided once, when the optimizer is built on the model's
-    trainable variables: a variable goes to the first ``(predicate, optimizer)``
-    pair whose ``predicate(variable)`` is true, else to ``default_optimizer``;
-    with no default it is not trained (a warning names it). Each wrapped
-    optimizer is built on, and updates, only its own variables, with its own
+    trainable variables: a variable goes to the optimizer of the one
+    ``(predicate, optimizer)`` pair whose ``predicate(variable)`` is true, else
+    to ``default_optimizer``; with no default it is not trained (a warning
+    names it). As in Larq, it is an error for two predicates to claim one
+    variable, or for a predicate to claim none. Each wrapped optimizer is
+    built on, and updates, only its own variables, with its own
     hyperparameters, clipping and constraints; any Keras 3 optimizer works.
 
     The routes (variable path → optimizer) are part of the config, so a loaded
@@ -305,6 +314,12 @@ class CaseOptimizer(keras.optimizers.Optimizer):
         routes: Variable path → optimizer index (``len(pairs)`` is the default
             optimizer; ``None`` is untrained). Filled by building; given back by
             :meth:`from_config`.
+
+    Raises:
+        OptimizerTypeError: (a ``TypeError``, as in Larq) for a predicate that
+            is not callable or an optimizer that is not a Keras optimizer.
+        ValueError: for other bad arguments; when built, if two predicates
+            claim one variable or a predicate claims none.
     """
 
     def __init__(
@@ -324,7 +339,7 @@ class CaseOptimizer(keras.optimizers.Optimizer):
         if default_optimizer is not None and not isinstance(
             default_optimizer, keras.optimizers.Optimizer
         ):
-            raise ValueError(
+            raise OptimizerTypeError(
                 "Expected a keras.optimizers.Optimizer or None. Received: "
                 f"default_optimizer={default_optimizer!r}"
             )
@@ -407,12 +422,23 @@ class CaseOptimizer(keras.optimizers.Optimizer):
         saved = self._saved_route(key)
         if saved is not _MISSING:
             return saved
-        for index, predicate in enumerate(self.predicates):
-            if predicate(variable):
-                return index
+        claims = [i for i, p in enumerate(self.predicates) if p(variable)]
+        if len(claims) > 1:
+            names = [self.optimizers[i].name for i in claims]
+            raise ValueError(
+                f"{self.name}: variable {key!r} is claimed by several predicates "
+                f"(pairs {claims}, optimizers {names}); each variable may be "
+                "claimed by one predicate only."
+            )
+        if claims:
+            return claims[0]
         if self._has_default:
             return len(self.optimizers) - 1
-        log.warning("%s: no optimizer trains variable %s", self.name, key)
+        warnings.warn(
+            f"{self.name}: no optimizer trains variable {key!r} (no predicate "
+            "claims it and there is no default_optimizer).",
+            stacklevel=2,
+        )
         return None
 
     def build(self, variables: list[Any]) -> None:
@@ -429,6 +455,18 @@ class CaseOptimizer(keras.optimizers.Optimizer):
             by_id[id(variable)] = index
             if index is not None:
                 shares[index].append(variable)
+        if self._routes is None:  # routes just decided by the predicates
+            unclaimed = [
+                f"{index} ({self.optimizers[index].name})"
+                for index in range(len(self.predicates))
+                if not shares[index]
+            ]
+            if unclaimed:
+                raise ValueError(
+                    f"{self.name}: the predicate of pair(s) {', '.join(unclaimed)} "
+                    f"claimed none of the {len(variables)} variables; each "
+                    "predicate must claim at least one."
+                )
         for index, (optimizer, share) in enumerate(
             zip(self.optimizers, shares, strict=True)
         ):
@@ -544,18 +582,19 @@ def _check_pairs(
     optimizers: list[keras.optimizers.Optimizer] = []
     for i, pair in enumerate(pairs):
         if not isinstance(pair, tuple | list) or len(pair) != 2:
-            raise ValueError(
+            error = ValueError if isinstance(pair, tuple | list) else OptimizerTypeError
+            raise error(
                 "Expected a (predicate, optimizer) tuple. Received: "
                 f"predicate_optimizer_pairs[{i}]={pair!r}"
             )
         predicate, optimizer = pair
         if not callable(predicate):
-            raise ValueError(
+            raise OptimizerTypeError(
                 "Expected a callable predicate. Received: "
                 f"predicate_optimizer_pairs[{i}][0]={predicate!r}"
             )
         if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise ValueError(
+            raise OptimizerTypeError(
                 "Expected a keras.optimizers.Optimizer. Received: "
                 f"predicate_optimizer_pairs[{i}][1]={optimizer!r}"
             )
