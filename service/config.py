@@ -58,6 +58,18 @@ class Settings(BaseSettings):
         max_tensor_elements: Most input elements of one inference request,
             summed over its inputs (413 beyond); checked on the declared shapes
             before the data is converted.
+        max_request_bytes: ``BNN_MAX_REQUEST_BYTES``: most memory one
+            inference request may take: batch × the model's per-row peak
+            (every tensor live at once, intermediates included, see
+            ``service/peak.py``) plus batch-independent temporaries plus the
+            encoded response (24 bytes per JSON value); 413 before any work
+            beyond, and a merged dynamic batch never exceeds it. A model that
+            cannot serve one row within it is refused at registration (413).
+            Default 1 GiB: with the default 2 ``inference_workers`` requests
+            hold at most about 2 GiB at once, which leaves room for the model
+            cache in a 4–6 GB container, while a full batch
+            (``max_batch`` = 256 rows) of a model with a 4 MB per-row peak
+            still fits.
         inference_workers: Model executions running at once (threads).
         max_pending_inferences: Executions running or queued; beyond, 503 at
             once.
@@ -118,6 +130,7 @@ class Settings(BaseSettings):
     sweep_grace_s: float = Field(default=3600.0, ge=0)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     max_connections: int = Field(default=1000, ge=1)
+    max_request_bytes: int = Field(default=1024**3, ge=1024 * 1024)
     keep_alive_s: float = Field(default=5.0, gt=0)
     header_timeout_s: float = Field(default=10.0, gt=0)
 

@@ -6,6 +6,11 @@ MACs and activation elements per layer — without building or allocating
 anything, and refuses it as soon as a configured limit is passed. The
 numbers follow the counting rules of ``bnncore.models.profile`` so that the
 estimate of a definition equals the profile of the model built from it.
+
+:func:`estimate_with_peak` also returns the peak memory of running the model
+(:mod:`service.peak`): the per-row bytes and the batch-independent bytes that
+bound what one inference request may allocate. A model whose single row does
+not fit ``BNN_MAX_REQUEST_BYTES`` is refused here, at registration.
 """
 
 from __future__ import annotations
@@ -15,13 +20,28 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from service.config import Settings
+from service.peak import (
+    JSON_BYTES_PER_VALUE,
+    LayerPeak,
+    Peak,
+    RequestCost,
+    layer_peak,
+    model_peak,
+)
 from service.schemas import layers as L
 from service.schemas.common import size_tuple
 from service.schemas.components import quantizer_bits
 from service.schemas.definitions import Graph
 from service.schemas.reports import Estimate, EstimateTotals, LayerEstimate, Weight
 
-__all__ = ["DefinitionError", "LimitError", "estimate", "estimate_layer"]
+__all__ = [
+    "DefinitionError",
+    "LimitError",
+    "estimate",
+    "estimate_layer",
+    "estimate_with_peak",
+    "request_cost",
+]
 
 Shape = tuple[int, ...]
 
@@ -290,11 +310,20 @@ def estimate_layer(
 ) -> tuple[LayerEstimate, Shape]:
     """The estimate of one layer given its input shapes (batch excluded)."""
     _check_sizes(where, layer, settings)
+    if isinstance(layer, L._Depthwise):
+        # input channels × depth_multiplier is a channel count: the output of
+        # a depthwise layer, the intermediate of a separable one.
+        _limit(
+            f"{where}.depth_multiplier",
+            f"channels (input channels {shapes[0][-1]:,} × depth_multiplier "
+            f"{layer.depth_multiplier:,})",
+            shapes[0][-1] * layer.depth_multiplier,
+            settings.max_filters,
+            "max_filters",
+        )
     out = _output_shape(where, layer, shapes)
     for n in out:
         _limit(where, "output dimension", n, settings.max_dimension, "max_dimension")
-    if isinstance(layer, L._Depthwise) and not isinstance(layer, L._Separable):
-        _limit(where, "output channels", out[-1], settings.max_filters, "max_filters")
     weights, terms = _weights_and_macs(where, layer, shapes[0], out)
     input_bits = quantizer_bits(getattr(layer, "input_quantizer", None))
     macs = bops = 0
@@ -350,8 +379,21 @@ def estimate(graph: Graph, settings: Settings, offset: int = 0) -> Estimate:
 
     Raises:
         LimitError: a configured limit is exceeded (checked as the walk goes,
-            so a huge definition is refused after the first offending layer).
+            so a huge definition is refused after the first offending layer),
+            including a model whose one row would not fit
+            ``BNN_MAX_REQUEST_BYTES``.
         DefinitionError: shapes that do not fit (rank, sizes, merges).
+    """
+    return estimate_with_peak(graph, settings, offset)[0]
+
+
+def estimate_with_peak(
+    graph: Graph, settings: Settings, offset: int = 0
+) -> tuple[Estimate, Peak]:
+    """:func:`estimate` and the model's peak memory (:class:`service.peak.Peak`).
+
+    Raises:
+        LimitError / DefinitionError: as :func:`estimate`.
     """
     layers = [layer for layer in graph.layers if not isinstance(layer, L.Input)]
     _limit(
@@ -363,6 +405,7 @@ def estimate(graph: Graph, settings: Settings, offset: int = 0) -> Estimate:
     )
     shapes: dict[str, Shape] = {}
     rows: list[LayerEstimate] = []
+    peaks: dict[str, LayerPeak] = {}
     params = elements = 0
     for index, layer in enumerate(graph.layers):
         where = f"definition.layers[{index - offset}]"
@@ -379,9 +422,8 @@ def estimate(graph: Graph, settings: Settings, offset: int = 0) -> Estimate:
             shapes[layer.name] = shape  # type: ignore[index]
             elements += math.prod(shape)
             continue
-        row, out = estimate_layer(
-            where, layer, [shapes[name] for name in layer.inputs or []], settings
-        )
+        inputs = [shapes[name] for name in layer.inputs or []]
+        row, out = estimate_layer(where, layer, inputs, settings)
         params += row.params
         elements += row.activation_elements
         _limit(where, "total params", params, settings.max_params, "max_params")
@@ -392,14 +434,55 @@ def estimate(graph: Graph, settings: Settings, offset: int = 0) -> Estimate:
             settings.max_activation_elements,
             "max_activation_elements",
         )
+        working = layer_peak(layer, inputs, out, row.weights)
+        _limit(
+            where,
+            f"working memory of one row ({layer.type}: inputs, intermediates and "
+            "output, bytes)",
+            working.working_bytes + working.fixed_bytes,
+            settings.max_request_bytes,
+            "max_request_bytes",
+        )
+        peaks[layer.name] = working
         shapes[layer.name] = out
         rows.append(row)
-    return Estimate(
+    result = Estimate(
         name=graph.name,
         inputs=[[None, *shapes[i.name]] for i in graph.inputs()],  # type: ignore[index]
         outputs=[[None, *shapes[name]] for name in graph.outputs],
         layers=rows,
         totals=_totals(rows),
+    )
+    peak = model_peak(
+        graph.layers,
+        peaks,
+        {name: math.prod(shape) for name, shape in shapes.items()},
+        [i.name for i in graph.inputs()],  # type: ignore[misc]
+        graph.outputs,
+    )
+    one_row = request_cost(peak, result).request_bytes(
+        1, range(len(graph.outputs)), JSON_BYTES_PER_VALUE
+    )
+    _limit(
+        "definition",
+        "memory of a one-row request (peak of the model at batch 1 plus its "
+        "JSON response, bytes)",
+        one_row,
+        settings.max_request_bytes,
+        "max_request_bytes",
+    )
+    return result, peak
+
+
+def request_cost(peak: Peak, result: Estimate) -> RequestCost:
+    """The :class:`RequestCost` of a model from its peak and its estimate."""
+    return RequestCost(
+        row_bytes=peak.row_bytes,
+        fixed_bytes=peak.fixed_bytes,
+        output_elements=tuple(
+            math.prod(int(n) for n in shape[1:] if n is not None)
+            for shape in result.outputs
+        ),
     )
 
 
