@@ -1,9 +1,21 @@
-"""Model-level tools: the profile of a model and its printed summary.
+"""Model-level tools: Larq's ``summary`` and ``ModelProfile``, and bnncore's profile.
+
+Two views of the same counts:
+
+* :func:`summary` and :class:`ModelProfile` are Larq's: the text Larq prints
+  and the objects it prints from, with Larq's rules (BatchNorm's beta/gamma
+  folded out of the totals, memory / float-32 as the "compression ratio").
+  A Larq user's snapshot of ``lq.models.summary(model)`` still matches.
+* :func:`profile` is bnncore's richer report: Keras's parameter counts,
+  inference parameters, the compression factor, BOPs, activation memory,
+  shared layers, as frozen data that :func:`bnncore.analysis.render` prints
+  as text, JSON, CSV, Markdown or HTML.
 
 Example:
     >>> import bnncore as lq
-    >>> lq.models.summary(model)                  # Larq's entry point
-    >>> report = lq.models.profile(model)         # the numbers, as data
+    >>> lq.models.summary(model)                  # Larq's text
+    >>> lq.models.ModelProfile(model).op_count("mac", 1)
+    >>> report = lq.models.profile(model)         # bnncore's numbers, as data
     >>> report.totals.memory_bytes
     >>> lq.analysis.render(report, format="markdown")
 """
@@ -15,40 +27,39 @@ from typing import Any
 
 import keras
 
-from bnncore.analysis.counting import profile_model
-from bnncore.analysis.records import ModelProfile
-from bnncore.analysis.render import to_text
+from bnncore.analysis import records
+from bnncore.analysis.counting import check_built, profile_model
+from bnncore.analysis.larq_profile import (
+    LayerProfile,
+    ModelProfile,
+    OperationProfile,
+    WeightProfile,
+)
+from bnncore.analysis.larq_text import (
+    bitsize_as_str,
+    number_as_readable_str,
+    summary_tables,
+)
 
-__all__ = ["profile", "summary"]
+__all__ = [
+    "LayerProfile",
+    "ModelProfile",
+    "OperationProfile",
+    "WeightProfile",
+    "profile",
+    "summary",
+]
 
-
-def _check_built(model: Any) -> None:
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            "Expected a keras.Model (Sequential, functional or subclassed). "
-            f"Received: model={model!r} of type {type(model).__name__}"
-        )
-    how = (
-        "Build it first: call it on a batch of inputs (model(x)), call "
-        "model.build(input_shape), or start it with keras.Input(shape)."
-    )
-    if not model.built:
-        raise ValueError(
-            f"Model '{model.name}' is not built, so its weights and shapes are "
-            f"unknown. {how}"
-        )
-    for layer in model.layers:
-        if not layer.built:
-            raise ValueError(
-                f"Layer '{layer.name}' of model '{model.name}' is not built, so its "
-                f"weights are unknown. {how}"
-            )
+# Larq's private helpers, under Larq's names (Larq's own tests call them).
+_bitsize_as_str = bitsize_as_str
+_number_as_readable_str = number_as_readable_str
 
 
-def profile(model: keras.Model) -> ModelProfile:
+def profile(model: keras.Model) -> records.ModelProfile:
     """Profiles a model: per-layer bit widths, parameters, memory and MACs.
 
-    See ``docs/profile.md`` for the counting rules and the JSON schema of
+    bnncore's report (not Larq's :class:`ModelProfile`). See
+    ``docs/profile.md`` for the counting rules and the JSON schema of
     ``profile(model).to_dict()``.
 
     Args:
@@ -56,13 +67,13 @@ def profile(model: keras.Model) -> ModelProfile:
             subclassed).
 
     Returns:
-        A frozen :class:`~bnncore.analysis.ModelProfile`.
+        A frozen :class:`bnncore.analysis.ModelProfile`.
 
     Raises:
         TypeError: if ``model`` is not a ``keras.Model``.
         ValueError: if the model or one of its layers is not built.
     """
-    _check_built(model)
+    check_built(model)
     return profile_model(model)
 
 
@@ -71,21 +82,27 @@ def summary(
     print_fn: Callable[[str], Any] | None = None,
     include_macs: bool = True,
 ) -> None:
-    """Prints the text report of :func:`profile` (Larq's ``summary`` signature).
+    """Prints Larq's summary of a model: its layer table, then its totals.
 
-    The report has one row per layer (nested layers indented): input precision,
-    output shape, parameters by bit width, memory in KiB and MACs by precision;
-    then the totals: parameter counts, model size, float-32 equivalent,
-    compression, MACs, binarized MAC ratio, BOPs and peak activation memory.
+    The text is Larq's, character for character: per layer the input
+    precision, output shape, weights by bit width, memory in kB (8·1024 bits)
+    and MACs by precision; then total, trainable and non-trainable weights,
+    model size (also with float weights at 8 bits), float-32 equivalent, the
+    ratio of memory to float-32 memory, the number of MACs and the ratios of
+    binarized and ternarized MACs. BatchNormalization's beta and gamma are
+    left out, as Larq folds them. For bnncore's richer report, use
+    :func:`profile` and :func:`bnncore.analysis.render`.
 
     Args:
         model: A built ``keras.Model``.
-        print_fn: Called once with the whole report (default: ``print``).
-        include_macs: Whether to show MAC counts.
+        print_fn: Called once per table (default: ``print``).
+        include_macs: Whether the totals show the MAC lines (the layer table
+            always has the MAC columns, as in Larq).
 
     Raises:
         TypeError: if ``model`` is not a ``keras.Model``.
-        ValueError: if the model is not built.
+        ValueError: if the model or one of its layers is not built.
     """
-    text = to_text(profile(model), include_macs=include_macs)
-    (print_fn or print)(text.rstrip("\n"))
+    printer = print_fn or print
+    for table in summary_tables(ModelProfile(model), include_macs=include_macs):
+        printer(table)

@@ -35,7 +35,13 @@ from typing import Any
 import keras
 
 from bnncore import quantizers
-from bnncore.analysis.graph import Call, call_sites, flat_shapes, model_kind
+from bnncore.analysis.graph import (
+    Call,
+    call_sites,
+    flat_shapes,
+    model_kind,
+    recorded_call,
+)
 from bnncore.analysis.records import (
     LayerProfile,
     ModelProfile,
@@ -47,10 +53,12 @@ from bnncore.analysis.records import (
 from bnncore.layers.locally_connected import LocallyConnected1D, LocallyConnected2D
 
 __all__ = [
+    "check_built",
     "dtype_bits",
     "input_precision",
     "is_mac_layer",
     "output_precision",
+    "profile_layer",
     "profile_model",
 ]
 
@@ -409,7 +417,8 @@ def _nested_row(
         name=model.name,
         type=type(model).__name__,
         calls=len(calls),
-        input_precision=None,
+        # As Larq: what the model's first layer quantizes its input to.
+        input_precision=children[0].input_precision if children else None,
         output_precision=out_bits,
         input_shapes=calls[0].input_shapes if calls else (),
         output_shapes=calls[0].output_shapes if calls else (),
@@ -580,3 +589,52 @@ def profile_model(model: keras.Model) -> ModelProfile:
         totals=_totals(rows),
         notes=tuple(notes),
     )
+
+
+def check_built(model: Any) -> None:
+    """Raises unless ``model`` is a built ``keras.Model`` with built layers.
+
+    Raises:
+        TypeError: if ``model`` is not a ``keras.Model``.
+        ValueError: if the model or one of its layers is not built.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "Expected a keras.Model (Sequential, functional or subclassed). "
+            f"Received: model={model!r} of type {type(model).__name__}"
+        )
+    how = (
+        "Build it first: call it on a batch of inputs (model(x)), call "
+        "model.build(input_shape), or start it with keras.Input(shape)."
+    )
+    if not model.built:
+        raise ValueError(
+            f"Model '{model.name}' is not built, so its weights and shapes are "
+            f"unknown. {how}"
+        )
+    for layer in model.layers:
+        if not layer.built:
+            raise ValueError(
+                f"Layer '{layer.name}' of model '{model.name}' is not built, so its "
+                f"weights are unknown. {how}"
+            )
+
+
+def profile_layer(layer: Any) -> LayerProfile:
+    """The profile row of one layer (or model) on its own.
+
+    Counted as called once, with the shapes Keras recorded for its first call
+    (none for layers only called eagerly). Its weights are all counted.
+
+    Args:
+        layer: A built Keras layer or model.
+
+    Returns:
+        Its :class:`LayerProfile` (a nested model's has its layers' rows).
+    """
+    context = _Context(trainable_ids={id(v) for v in layer.trainable_weights})
+    calls = (recorded_call(layer),)
+    sources: dict[str | None, int] = {None: DEFAULT_BITS}
+    if isinstance(layer, keras.Model):
+        return _nested_row(layer, calls, context, sources)
+    return _layer_row(layer, calls, context, sources)

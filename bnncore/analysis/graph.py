@@ -20,7 +20,7 @@ from typing import Any
 
 import keras
 
-__all__ = ["Call", "Site", "call_sites", "flat_shapes", "model_kind"]
+__all__ = ["Call", "Site", "call_sites", "flat_shapes", "model_kind", "recorded_call"]
 
 Shape = tuple[int | None, ...]
 TensorKey = tuple[str, int, int]  # (operation name, call index, output index)
@@ -74,6 +74,16 @@ def _recorded(op: Any, attribute: str) -> tuple[Shape, ...] | None:
         return flat_shapes(getattr(op, attribute))
     except (AttributeError, ValueError, RuntimeError):
         return None
+
+
+def recorded_call(op: Any) -> Call:
+    """One call of ``op`` with the shapes Keras recorded (empty when none).
+
+    For profiling a layer on its own, outside of any model's graph.
+    """
+    input_shapes = _recorded(op, "input") or ()
+    output_shapes = _recorded(op, "output") or ()
+    return Call(input_shapes, (None,) * len(input_shapes), output_shapes)
 
 
 def _is_shape(value: Any) -> bool:

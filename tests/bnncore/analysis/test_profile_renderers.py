@@ -252,15 +252,22 @@ def test_json_document_has_every_documented_key(report):
     assert doc == json.loads(json.dumps(report.to_dict()))
 
 
-def test_summary_prints_the_text_report():
+def test_summary_prints_larqs_tables_and_render_the_rich_report():
+    # summary() is Larq's text (tests/bnncore/analysis/test_larq_summary.py);
+    # bnncore's own text report is render(profile(model), "text").
     inputs = keras.Input((5,))
     model = keras.Model(inputs, bl.QuantDense(3, kernel_quantizer="ste_sign")(inputs))
     printed = []
     models.summary(model, print_fn=printed.append)
-    assert printed == [analysis.render(models.profile(model), "text").rstrip("\n")]
+    assert len(printed) == 2
+    assert printed[0].startswith(f"+{model.name} stats-")
+    assert printed[1].startswith(f"+{model.name} summary-")
+    assert "Number of MACs" in printed[1]
     printed.clear()
     models.summary(model, print_fn=printed.append, include_macs=False)
-    assert "MACs" not in printed[0]
+    assert "Number of MACs" not in printed[1]
+    text = analysis.render(models.profile(model), "text")
+    assert text.startswith(f"Model: {model.name} (Functional)")
 
 
 def test_html_report_escapes_and_has_the_totals(report):
