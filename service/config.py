@@ -96,6 +96,17 @@ class Settings(BaseSettings):
         header_timeout_s: ``BNN_HEADER_TIMEOUT_S``: a connection that has not
             sent a complete request head this long after connecting, or after
             its previous response, is closed (``python -m service``).
+        max_definition_keys: ``BNN_MAX_DEFINITION_KEYS``: most object keys in
+            the JSON body of a definition route (``POST /v2/models``,
+            ``/v2/summary``, ``/v2/estimate``), counted from the body's bytes
+            before it is parsed (422 beyond). A zoo model's ``to_json()`` has
+            about 50 keys per layer, so the default leaves room for
+            ``max_layers`` such layers twice over.
+        max_json_depth: ``BNN_MAX_JSON_DEPTH``: deepest nesting of objects
+            and arrays in such a body (422 beyond; Keras JSON needs 12).
+        validation_workers: ``BNN_VALIDATION_WORKERS``: threads parsing and
+            validating request bodies (off the event loop); further requests
+            wait for one.
     """
 
     model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
@@ -133,6 +144,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1024**3, ge=1024 * 1024)
     keep_alive_s: float = Field(default=5.0, gt=0)
     header_timeout_s: float = Field(default=10.0, gt=0)
+    max_definition_keys: int = Field(default=50_000, ge=100)
+    max_json_depth: int = Field(default=32, ge=4, le=256)
+    validation_workers: int = Field(default=2, ge=1)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

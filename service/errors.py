@@ -57,10 +57,20 @@ def _received(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def format_validation_errors(errors: Sequence[Mapping[str, Any]]) -> str:
-    """One message for pydantic errors: ``path: message (received value)``."""
+def format_validation_errors(
+    errors: Sequence[Mapping[str, Any]], total: int | None = None
+) -> str:
+    """One message for pydantic errors: ``path: message (received value)``.
+
+    Args:
+        errors: Pydantic's error dicts; only the first few are formatted.
+        total: How many errors there are in all, when ``errors`` is a part
+            (``ValidationError.error_count()``); default ``len(errors)``.
+    """
     seen: dict[str, str] = {}
-    for item in errors:
+    for item in errors[: _MAX_ERRORS * 4]:
+        if len(seen) >= _MAX_ERRORS:
+            break
         where = _location(tuple(item.get("loc", ())))
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
         if (
@@ -72,9 +82,10 @@ def format_validation_errors(errors: Sequence[Mapping[str, Any]]) -> str:
         key = f"{where}: {message}"
         seen.setdefault(key, key)
     messages = list(seen)
-    text = "; ".join(messages[:_MAX_ERRORS])
-    if len(messages) > _MAX_ERRORS:
-        text += f"; and {len(messages) - _MAX_ERRORS} more"
+    text = "; ".join(messages)
+    more = max(len(errors) if total is None else total, len(messages)) - len(messages)
+    if more > 0:
+        text += f"; and {more:,} more"
     return text
 
 

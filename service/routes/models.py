@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
@@ -18,7 +18,13 @@ from service.deps import (
     VersionNumber,
 )
 from service.errors import ERROR_RESPONSES, NotFoundError
-from service.routes.reports import REPORT_RESPONSES, render_response
+from service.jsonbody import (
+    StrictJSONRoute,
+    documented_as,
+    run_validation,
+    validate_off_loop,
+)
+from service.routes.reports import REPORT_RESPONSES, checked_plan, render_response
 from service.runtime import Built
 from service.schemas.definitions import Definition
 from service.schemas.reports import (
@@ -34,10 +40,14 @@ from service.store import Store, VersionRecord
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v2/models", tags=["models"])
+# Bodies are parsed (strict JSON) and validated in a worker thread, never on
+# the event loop (service/jsonbody.py); OpenAPI still documents the model.
+router = APIRouter(prefix="/v2/models", tags=["models"], route_class=StrictJSONRoute)
 
 PLATFORM = "bnncore_keras"
 _definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
+_register_adapter: TypeAdapter[RegisterRequest] = TypeAdapter(RegisterRequest)
+RegisterBody = Annotated[Any, Body(), documented_as(RegisterRequest)]
 
 
 def _registered(record: VersionRecord, created: bool) -> RegisteredModel:
@@ -124,9 +134,11 @@ async def _metadata(store: Store, record: VersionRecord, all_versions: bool) -> 
 async def _built(
     store: Store, runtime: Any, settings: Any, record: VersionRecord
 ) -> Built:
-    normalized = await run_in_threadpool(store.load_definition, record.content_hash)
-    definition = _definition_adapter.validate_python(normalized)
-    return await runtime.run(runtime.built, plan(definition, settings))
+    def load() -> Plan:
+        normalized = store.load_definition(record.content_hash)
+        return plan(_definition_adapter.validate_python(normalized), settings)
+
+    return await runtime.run(runtime.built, await run_in_threadpool(load))
 
 
 @router.post(
@@ -140,7 +152,8 @@ async def _built(
     summary="Register a definition under a name (idempotent)",
 )
 async def register(
-    request: RegisterRequest,
+    http_request: Request,
+    body: RegisterBody,
     response: Response,
     settings: SettingsDep,
     store: StoreDep,
@@ -149,7 +162,10 @@ async def register(
     """Validates, estimates and builds the definition, then stores it as the next
     version of ``name`` (201). The same definition again returns its existing
     version (200, ``created: false``)."""
-    model_plan = plan(request.definition, settings)
+    request = await validate_off_loop(http_request, _register_adapter, body)
+    model_plan = await run_validation(
+        http_request, checked_plan, request.definition, settings
+    )
     existing = await run_in_threadpool(
         store.find, request.name, model_plan.content_hash
     )

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
+from pydantic import TypeAdapter
 
-from service.builder import plan
+from service.builder import Plan, plan
 from service.deps import FormatQuery, RuntimeDep, SettingsDep
 from service.errors import ERROR_RESPONSES
+from service.jsonbody import (
+    StrictDefinitionRoute,
+    documented_as,
+    run_validation,
+    validate_off_loop,
+)
+from service.keras_json import check_shapes
 from service.schemas.definitions import Definition
 from service.schemas.reports import Estimate, ProfileReport
 
-__all__ = ["REPORT_RESPONSES", "render_response", "router"]
+__all__ = ["REPORT_RESPONSES", "checked_plan", "render_response", "router"]
 
-router = APIRouter(prefix="/v2", tags=["reports"])
+# The body is parsed (strict JSON) and validated in a worker thread, never on
+# the event loop (service/jsonbody.py); OpenAPI still documents a Definition.
+router = APIRouter(prefix="/v2", tags=["reports"], route_class=StrictDefinitionRoute)
+
+DefinitionBody = Annotated[Any, Body(), documented_as(Definition)]
+_definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -37,6 +50,21 @@ REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def checked_plan(definition: Any, settings: Any) -> Plan:
+    """:func:`service.builder.plan`, then the shapes a Keras JSON definition
+    states (``build_config``, tensor references) checked against the
+    estimate's."""
+    model_plan = plan(definition, settings)
+    check_shapes(definition, model_plan.estimate)
+    return model_plan
+
+
+async def definition_plan(request: Request, body: Any, settings: Any) -> Plan:
+    """A dry run's body validated and planned in a validation thread."""
+    definition = await validate_off_loop(request, _definition_adapter, body)
+    return await run_validation(request, checked_plan, definition, settings)
+
+
 def render_response(profile: Any, format: str) -> Response:
     """The profile rendered by ``bnncore.analysis.render`` as an HTTP response."""
     from bnncore.analysis import render
@@ -51,14 +79,15 @@ def render_response(profile: Any, format: str) -> Response:
     summary="Dry run: the report of a definition (nothing stored)",
 )
 async def summary(
-    definition: Annotated[Definition, Body()],
+    request: Request,
+    definition: DefinitionBody,
     settings: SettingsDep,
     runtime: RuntimeDep,
     format: FormatQuery = "json",
 ) -> Response:
     """Validates, estimates (refusing anything over the limits), builds and
     profiles the definition, and returns its report."""
-    model_plan = plan(definition, settings)
+    model_plan = await definition_plan(request, definition, settings)
     built = await runtime.run(runtime.built, model_plan)
     return render_response(built.profile, format)
 
@@ -69,14 +98,14 @@ async def summary(
     responses=ERROR_RESPONSES,
     summary="The analytic estimate of a definition, without building it",
 )
-def estimate(
-    definition: Annotated[Definition, Body()], settings: SettingsDep
+async def estimate(
+    request: Request, definition: DefinitionBody, settings: SettingsDep
 ) -> Estimate:
     """Parameters, memory, MACs and activation elements computed from the
     definition alone (not available for zoo definitions: 422)."""
     from service.estimate import DefinitionError
 
-    model_plan = plan(definition, settings)
+    model_plan = await definition_plan(request, definition, settings)
     if model_plan.estimate is None:
         raise DefinitionError(
             "definition.zoo: zoo models have no analytic estimate; use /v2/summary"

@@ -14,7 +14,15 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Strict, Tag, model_validator
+from pydantic import (
+    Discriminator,
+    FailFast,
+    Field,
+    PrivateAttr,
+    Strict,
+    Tag,
+    model_validator,
+)
 
 from service.schemas.common import Bool, Dim, Name, StrictModel
 from service.schemas.layers import LAYER_TYPES, AnyLayer, Input, LayerSpec
@@ -31,7 +39,11 @@ __all__ = [
 
 HARD_MAX_LAYERS = 4096
 Shape = Annotated[list[Dim], Field(min_length=1, max_length=4)]
-Layers = Annotated[list[AnyLayer], Field(min_length=1, max_length=HARD_MAX_LAYERS)]
+# Fail fast: the errors of the first invalid layer only (a body of thousands
+# of bad layers costs one layer's errors).
+Layers = Annotated[
+    list[AnyLayer], Field(min_length=1, max_length=HARD_MAX_LAYERS), FailFast()
+]
 
 
 def content_hash(normalized: dict[str, Any]) -> str:
@@ -215,17 +227,24 @@ class KerasJSON(_Definition):
     compile_config: dict[str, Any] | None = None
 
     _graph: Graph | None = None
+    _claims: list[Any] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _translate(self) -> KerasJSON:
-        from service.keras_json import translate
+        from service.keras_json import translate_with_claims
 
-        self._graph = translate(self.model_dump())
+        self._graph, self._claims = translate_with_claims(self.model_dump())
         return self
 
     def graph(self) -> Graph:
         assert self._graph is not None
         return self._graph
+
+    def shape_claims(self) -> list[Any]:
+        """The shapes the document states (``build_config``, tensor
+        references), as :class:`service.keras_json.ShapeClaim` s; checked
+        against the estimate by :func:`service.keras_json.check_shapes`."""
+        return list(self._claims)
 
     def normalized(self) -> dict[str, Any]:
         return self.graph().normalized()

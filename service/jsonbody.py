@@ -1,0 +1,321 @@
+"""Strict JSON request bodies, parsed and validated off the event loop.
+
+FastAPI decodes a JSON body with ``json.loads`` on the event loop, lets the
+last of two duplicate keys win and validates the result on the loop too: a
+2 MB body of 200,000 keys then holds the loop for seconds. Routes of
+:class:`StrictJSONRoute` instead:
+
+* refuse a body with more object keys than ``BNN_MAX_DEFINITION_KEYS`` from a
+  count of its bytes, before it is parsed (milliseconds);
+* parse it with :func:`loads_strict` in a worker thread (at most
+  ``BNN_VALIDATION_WORKERS`` at once): duplicate keys and nesting deeper than
+  ``BNN_MAX_JSON_DEPTH`` are refused, naming their path;
+* validate it in that thread too (:func:`validate_off_loop`), through a body
+  parameter declared with :func:`documented_as`, which FastAPI documents as
+  the model but passes through unvalidated.
+
+Every refusal is a 422 ``{"error": "<path>: <message>"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+from fastapi import HTTPException, Request, Response
+from fastapi.routing import APIRoute
+from pydantic import PlainValidator, TypeAdapter, ValidationError
+
+__all__ = [
+    "JSONBodyError",
+    "JSONLimits",
+    "StrictJSONRequest",
+    "StrictJSONRoute",
+    "documented_as",
+    "json_limits",
+    "loads_strict",
+    "run_validation",
+    "validate_off_loop",
+]
+
+T = TypeVar("T")
+
+# A JSON string, escapes included (the unrolled-loop form: linear time).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_CONTAINERS = frozenset({dict, list})
+
+
+class JSONBodyError(ValueError):
+    """A body that is not strict JSON within the limits.
+
+    Attributes:
+        path: Where in the body (``definition.layers[2].units``; ``body`` for
+            the whole body).
+        message: What is wrong, with the value received and what is allowed.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class JSONLimits:
+    """Caps of :func:`loads_strict`.
+
+    Attributes:
+        max_keys: Most object keys in the whole body.
+        max_depth: Deepest nesting of objects and arrays (the body itself is
+            level 1); ``None``: not walked (only Python's recursion limit).
+        keys_setting: Setting named when ``max_keys`` is exceeded.
+        depth_setting: Setting named when ``max_depth`` is exceeded.
+    """
+
+    max_keys: int
+    max_depth: int | None
+    keys_setting: str = "BNN_MAX_DEFINITION_KEYS"
+    depth_setting: str = "BNN_MAX_JSON_DEPTH"
+
+
+def json_limits(settings: Any) -> JSONLimits:
+    """The :class:`JSONLimits` of a :class:`service.config.Settings`."""
+    return JSONLimits(settings.max_definition_keys, settings.max_json_depth)
+
+
+def _path(root: str, parts: Sequence[str | int]) -> str:
+    text = root
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f"{'.' if text else ''}{part}"
+    return text or "body"
+
+
+def _count_keys(raw: bytes, limit: int) -> int:
+    """Object keys in a JSON text: its ``:`` outside strings. The plain count
+    of ``:`` is an upper bound taken first (a C loop, no allocation)."""
+    upper = raw.count(b":")
+    if upper <= limit:
+        return upper
+    return _STRING.sub(b'""', raw).count(b":")
+
+
+def _find(
+    root: Any, max_depth: int | None, target: int | None
+) -> tuple[str, list[str | int]] | None:
+    """Walks the containers of a parsed body (iteratively, arrays of scalars
+    skipped in C): ``("deep", path)`` for the first spot deeper than
+    ``max_depth``, ``("duplicate", path)`` for the object whose ``id`` is
+    ``target``, else ``None``."""
+    stack: list[tuple[Any, list[str | int]]] = [(root, [])]
+    while stack:
+        node, path = stack.pop()
+        if id(node) == target:
+            return "duplicate", path
+        if max_depth is not None and len(path) + 1 > max_depth:
+            return "deep", path
+        if type(node) is dict:
+            items: Any = node.items()
+        elif any(map(_CONTAINERS.__contains__, map(type, node))):
+            items = enumerate(node)
+        else:
+            continue
+        children = [
+            (value, [*path, key]) for key, value in items if type(value) in _CONTAINERS
+        ]
+        stack.extend(reversed(children))
+    return None
+
+
+def loads_strict(raw: bytes | str, limits: JSONLimits, root: str = "") -> Any:
+    """Parses a JSON body strictly.
+
+    Args:
+        raw: The body.
+        limits: Key and depth caps.
+        root: Prefix of the paths in messages (``"definition"`` for a body that
+            is a definition; ``""`` for one whose keys are field names).
+
+    Returns:
+        The parsed value (``dict``, ``list`` and scalars, as ``json.loads``).
+
+    Raises:
+        JSONBodyError: not JSON; more keys than ``limits.max_keys`` (counted
+            before parsing); a key twice in one object; nesting deeper than
+            ``limits.max_depth``.
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    keys = _count_keys(data, limits.max_keys)
+    if keys > limits.max_keys:
+        raise JSONBodyError(
+            root or "body",
+            f"{keys:,} object keys, more than the limit of {limits.max_keys:,} "
+            f"({limits.keys_setting})",
+        )
+    duplicate: list[Any] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) != len(pairs) and not duplicate:
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    duplicate.extend((id(result), key))
+                    break
+                seen.add(key)
+        return result
+
+    try:
+        value = json.loads(data, object_pairs_hook=pairs_hook)
+    except json.JSONDecodeError as exc:
+        raise JSONBodyError(
+            root or "body",
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
+    except UnicodeDecodeError:
+        raise JSONBodyError(root or "body", "not valid UTF-8 text") from None
+    except RecursionError:
+        raise JSONBodyError(
+            root or "body",
+            f"nested deeper than {limits.max_depth} levels ({limits.depth_setting})",
+        ) from None
+    if duplicate:
+        found = _find(value, None, duplicate[0])
+        where = _path(root, found[1] if found else [])
+        raise JSONBodyError(
+            f"{where}.{duplicate[1]}" if where != "body" else duplicate[1],
+            f"duplicate key {duplicate[1]!r}: a key may appear once in an object",
+        )
+    if limits.max_depth is not None and type(value) in _CONTAINERS:
+        found = _find(value, limits.max_depth, None)
+        if found is not None:
+            raise JSONBodyError(
+                _path(root, found[1]),
+                f"nested deeper than {limits.max_depth} levels "
+                f"({limits.depth_setting})",
+            )
+    return value
+
+
+def _limiter(request: Request) -> anyio.CapacityLimiter:
+    """The app's limiter of validation threads (``BNN_VALIDATION_WORKERS``),
+    created on first use (on the event loop, so without a race)."""
+    state = request.app.state
+    limiter = getattr(state, "validation_limiter", None)
+    if limiter is None:
+        limiter = anyio.CapacityLimiter(state.settings.validation_workers)
+        state.validation_limiter = limiter
+    return limiter
+
+
+async def run_validation(request: Request, func: Callable[..., T], *args: Any) -> T:
+    """Runs ``func(*args)`` in a validation thread (bounded by
+    ``BNN_VALIDATION_WORKERS``), never on the event loop."""
+    return await anyio.to_thread.run_sync(func, *args, limiter=_limiter(request))
+
+
+class StrictJSONRequest(Request):
+    """A request whose :meth:`json` is :func:`loads_strict`, in a thread."""
+
+    root: str = ""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_strict_json"):
+            body = await self.body()
+            limits = json_limits(self.app.state.settings)
+            try:
+                self._strict_json = await run_validation(
+                    self, loads_strict, body, limits, self.root
+                )
+            except JSONBodyError as exc:
+                # FastAPI passes an HTTPException raised here through.
+                raise HTTPException(422, str(exc)) from None
+        return self._strict_json
+
+
+class _DefinitionRequest(StrictJSONRequest):
+    root = "definition"
+
+
+class StrictJSONRoute(APIRoute):
+    """A route whose JSON body FastAPI reads through :class:`StrictJSONRequest`
+    (FastAPI's documented extension point for custom body decoding).
+
+    Paths in messages start at the body's fields; use
+    :class:`StrictDefinitionRoute` for a body that is a definition.
+    """
+
+    request_class: type[StrictJSONRequest] = StrictJSONRequest
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        request_class = self.request_class
+
+        async def route_handler(request: Request) -> Response:
+            return await handler(request_class(request.scope, request.receive))
+
+        return route_handler
+
+
+class StrictDefinitionRoute(StrictJSONRoute):
+    """:class:`StrictJSONRoute` for a body that is a definition (paths in
+    messages start with ``definition``)."""
+
+    request_class = _DefinitionRequest
+
+
+def _passthrough(value: Any) -> Any:
+    return value
+
+
+def documented_as(model: Any) -> PlainValidator:
+    """Makes a body parameter that OpenAPI documents as ``model`` but that
+    FastAPI does not validate: validate it with :func:`validate_off_loop`.
+
+    Example:
+        ``body: Annotated[Any, Body(), documented_as(RegisterRequest)]``
+    """
+    return PlainValidator(_passthrough, json_schema_input_type=model)
+
+
+def _validate(adapter: TypeAdapter[T], data: Any, loc: tuple[str | int, ...]) -> T:
+    from service.errors import format_validation_errors
+    from service.estimate import DefinitionError
+
+    if isinstance(data, bytes | bytearray):
+        # FastAPI hands over the bytes of a body that is not declared JSON.
+        raise DefinitionError(
+            "body: expected a JSON object (Content-Type: application/json)"
+        )
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+        located = [{**e, "loc": (*loc, *e["loc"])} for e in errors]
+        raise DefinitionError(
+            format_validation_errors(located, total=exc.error_count())
+        ) from None
+
+
+async def validate_off_loop(
+    request: Request,
+    adapter: TypeAdapter[T],
+    data: Any,
+    loc: tuple[str | int, ...] = ("body",),
+) -> T:
+    """Validates parsed JSON with ``adapter`` in a validation thread.
+
+    Args:
+        request: The request (for the app's limiter).
+        adapter: The type to validate against.
+        data: The parsed body.
+        loc: Location prefix of the errors (as FastAPI's ``("body",)``).
+
+    Raises:
+        service.estimate.DefinitionError: the validation errors in one
+            message (422), formatted in the thread, at most a few listed.
+    """
+    return await run_validation(request, _validate, adapter, data, loc)
