@@ -6,17 +6,33 @@ The document is read as plain data by this module: every layer's
 or ``bnncore``), and every configuration key must be an argument of the
 allow-listed layer (or one of a few Keras bookkeeping keys holding their
 harmless default). Nothing is ever passed to Keras deserialization.
+
+Nothing in the document is silently dropped: every key is either read,
+checked to hold a harmless default, or refused. What the document states
+about shapes (each layer's ``build_config``, the ``shape`` of each tensor
+reference, the model's ``build_config`` and ``build_input_shape``) is
+collected as :class:`ShapeClaim` s and compared with the estimate's shapes by
+:func:`check_shapes`. ``compile_config`` (training configuration: optimizer,
+loss, metrics) is refused unless empty: the service builds models for
+inference only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from service.schemas.layers import LAYER_TYPES
 
-__all__ = ["TranslationError", "translate"]
+__all__ = [
+    "ShapeClaim",
+    "TranslationError",
+    "check_shapes",
+    "translate",
+    "translate_with_claims",
+]
 
 _ANY = object()
 _TOP_MODULES = {None, "keras", "keras.models", "keras.src.models.functional"}
@@ -47,6 +63,38 @@ _BENIGN = {
     "output_axes": None,
 }
 _CLASS_ALIASES = {"InputLayer": "Input"}
+_ENTRY_KEYS = {"module", "class_name", "config", "registered_name"}
+_LAYER_KEYS = _ENTRY_KEYS | {"build_config", "name", "inbound_nodes"}
+_TENSOR_KEYS = {"class_name", "config"}
+_TENSOR_CONFIG_KEYS = {"shape", "dtype", "keras_history"}
+_NODE_KEYS = {"args", "kwargs"}
+_MODEL_CONFIG_KEYS = {
+    "name",
+    "trainable",
+    "dtype",
+    "layers",
+    "input_layers",
+    "output_layers",
+    "build_input_shape",
+}
+
+
+@dataclass(frozen=True)
+class ShapeClaim:
+    """A shape the document states, to be checked against the model's.
+
+    Attributes:
+        path: Where it is stated (``config.layers[2].build_config.input_shape``).
+        sources: The layers whose output shapes it states, in order.
+        value: What the document says: one shape (batch first, ``null``) for
+            one source, a list of shapes for several (or when ``many``).
+        many: Whether ``value`` is a list of shapes even for one source.
+    """
+
+    path: str
+    sources: tuple[str, ...]
+    value: Any
+    many: bool = False
 
 
 class TranslationError(ValueError):
@@ -60,17 +108,29 @@ def _fail(path: str, message: str) -> TranslationError:
     return TranslationError(f"{path}: {message}")
 
 
+def _keys(path: str, value: dict[str, Any], allowed: set[str]) -> None:
+    extra = set(value) - allowed
+    if extra:
+        raise _fail(
+            path,
+            f"unexpected keys {sorted(extra)} (allowed: {', '.join(sorted(allowed))})",
+        )
+
+
 def _dtype(path: str, value: Any) -> None:
     if value in (None, "float32"):
         return
     if (
         isinstance(value, dict)
+        and set(value) <= _ENTRY_KEYS
         and value.get("class_name") == "DTypePolicy"
         and value.get("module") in (None, "keras")
         and value.get("registered_name") is None
         and value.get("config") == {"name": "float32"}
     ):
         return
+    if isinstance(value, dict):
+        _keys(path, value, _ENTRY_KEYS)
     raise _fail(path, f"only float32 is supported, received {value!r}")
 
 
@@ -152,8 +212,15 @@ def _layer(path: str, entry: Any) -> tuple[dict[str, Any], Any]:
     module = entry.get("module")
     registered = entry.get("registered_name")
     if from_bnncore:
-        if not (isinstance(module, str) and module.startswith("bnncore.")):
-            raise _fail(f"{path}.module", f"expected a bnncore module for {class_name}")
+        # Exactly the module the class is defined in (what Keras writes) or
+        # the package that exports it; never a prefix match.
+        modules = (target.__module__, "bnncore.layers")
+        if module not in modules:
+            raise _fail(
+                f"{path}.module",
+                f"expected {' or '.join(map(repr, modules))} for {class_name}, "
+                f"received {module!r}",
+            )
         if registered != f"bnncore>{class_name}":
             raise _fail(
                 f"{path}.registered_name",
@@ -164,20 +231,15 @@ def _layer(path: str, entry: Any) -> tuple[dict[str, Any], Any]:
             raise _fail(f"{path}.module", f"expected 'keras.layers', got {module!r}")
         if registered is not None:
             raise _fail(f"{path}.registered_name", f"unexpected {registered!r}")
-    extra = set(entry) - {
-        "module",
-        "class_name",
-        "config",
-        "registered_name",
-        "build_config",
-        "name",
-        "inbound_nodes",
-    }
-    if extra:
-        raise _fail(path, f"unexpected keys {sorted(extra)}")
+    _keys(path, entry, _LAYER_KEYS)
     config = entry.get("config")
     if not isinstance(config, dict):
         raise _fail(f"{path}.config", "expected an object")
+    if "name" in entry and entry["name"] != config.get("name"):
+        raise _fail(
+            f"{path}.name",
+            f"{entry['name']!r} differs from config.name {config.get('name')!r}",
+        )
     config = _strip_benign(f"{path}.config", config)
     data: dict[str, Any] = {"type": type_name}
     for key, value in config.items():
@@ -201,13 +263,31 @@ def _layer(path: str, entry: Any) -> tuple[dict[str, Any], Any]:
     return data, entry.get("inbound_nodes")
 
 
-def _history(path: str, tensor: Any) -> str:
+def _input_shape(path: str, build_config: Any) -> Any:
+    """The ``input_shape`` a layer's or model's ``build_config`` states
+    (``None``: it states nothing)."""
+    if build_config is None:
+        return None
+    if not isinstance(build_config, dict):
+        raise _fail(path, f"expected an object, received {build_config!r}")
+    _keys(path, build_config, {"input_shape"})
+    return build_config.get("input_shape")
+
+
+def _history(path: str, tensor: Any, claims: list[ShapeClaim]) -> str:
     if not (
         isinstance(tensor, dict)
         and tensor.get("class_name") == "__keras_tensor__"
         and isinstance(tensor.get("config"), dict)
     ):
         raise _fail(path, "expected a __keras_tensor__ reference")
+    _keys(path, tensor, _TENSOR_KEYS)
+    _keys(f"{path}.config", tensor["config"], _TENSOR_CONFIG_KEYS)
+    if tensor["config"].get("dtype") not in (None, "float32"):
+        raise _fail(
+            f"{path}.config.dtype",
+            f"only float32 is supported, received {tensor['config']['dtype']!r}",
+        )
     history = tensor["config"].get("keras_history")
     if not (
         isinstance(history, list)
@@ -216,13 +296,19 @@ def _history(path: str, tensor: Any) -> str:
         and history[1:] == [0, 0]
     ):
         raise _fail(f"{path}.config.keras_history", "expected [layer_name, 0, 0]")
+    if tensor["config"].get("shape") is not None:
+        claims.append(
+            ShapeClaim(f"{path}.config.shape", (history[0],), tensor["config"]["shape"])
+        )
     return history[0]
 
 
-def _sources(path: str, nodes: Any) -> list[str]:
+def _sources(path: str, nodes: Any, claims: list[ShapeClaim]) -> list[str]:
     if not isinstance(nodes, list) or len(nodes) != 1:
         raise _fail(path, "expected exactly one inbound node (no shared layers)")
     node = nodes[0]
+    if isinstance(node, dict):
+        _keys(f"{path}[0]", node, _NODE_KEYS)
     kwargs = node.get("kwargs") if isinstance(node, dict) else None
     if not isinstance(node, dict) or not (
         kwargs is None
@@ -238,23 +324,27 @@ def _sources(path: str, nodes: Any) -> list[str]:
         raise _fail(f"{path}[0].args", "expected one positional argument")
     arg = args[0]
     if isinstance(arg, list):
-        return [_history(f"{path}[0].args[0][{i}]", t) for i, t in enumerate(arg)]
-    return [_history(f"{path}[0].args[0]", arg)]
+        return [
+            _history(f"{path}[0].args[0][{i}]", t, claims) for i, t in enumerate(arg)
+        ]
+    return [_history(f"{path}[0].args[0]", arg, claims)]
 
 
-def _endpoint_names(path: str, value: Any) -> list[str]:
-    if (
+def _endpoint(value: Any) -> bool:
+    return (
         isinstance(value, list)
         and len(value) == 3
         and isinstance(value[0], str)
         and value[1:] == [0, 0]
-    ):
+    )
+
+
+def _endpoint_names(path: str, value: Any) -> list[str]:
+    """``[name, 0, 0]`` or a list of them (one level, as Keras writes)."""
+    if _endpoint(value):
         return [value[0]]
-    if isinstance(value, list) and value:
-        names: list[str] = []
-        for i, item in enumerate(value):
-            names.extend(_endpoint_names(f"{path}[{i}]", item))
-        return names
+    if isinstance(value, list) and value and all(map(_endpoint, value)):
+        return [item[0] for item in value]
     raise _fail(path, "expected [layer_name, 0, 0] or a list of them")
 
 
@@ -271,6 +361,34 @@ def translate(document: dict[str, Any]) -> Any:
     Raises:
         TranslationError: naming the path of the first offending field.
     """
+    return translate_with_claims(document)[0]
+
+
+def _model_claims(
+    document: dict[str, Any], config: dict[str, Any], inputs: list[str]
+) -> list[ShapeClaim]:
+    """What the model's ``build_config`` and ``build_input_shape`` state:
+    the input shape (one input) or the list of them."""
+    claims = []
+    for path, value in (
+        (
+            "build_config.input_shape",
+            _input_shape("build_config", document.get("build_config")),
+        ),
+        ("config.build_input_shape", config.get("build_input_shape")),
+    ):
+        if value is not None:
+            claims.append(ShapeClaim(path, tuple(inputs), value, many=len(inputs) > 1))
+    return claims
+
+
+def translate_with_claims(document: dict[str, Any]) -> tuple[Any, list[ShapeClaim]]:
+    """:func:`translate`, and the shapes the document states
+    (:class:`ShapeClaim`), for :func:`check_shapes` once the estimate is known.
+
+    Raises:
+        TranslationError: naming the path of the first offending field.
+    """
     from service.schemas.definitions import Graph
 
     if document.get("module") not in _TOP_MODULES:
@@ -282,55 +400,91 @@ def translate(document: dict[str, Any]) -> Any:
         )
     if document.get("registered_name") not in (None, *_TOP_CLASSES):
         raise _fail("registered_name", f"unexpected {document['registered_name']!r}")
+    compile_config = document.get("compile_config")
+    if compile_config not in (None, {}):
+        shown = sorted(compile_config) if isinstance(compile_config, dict) else None
+        raise _fail(
+            "compile_config",
+            "training configuration is not accepted (received "
+            f"{'keys ' + repr(shown) if shown else repr(compile_config)}); the "
+            "service builds models for inference only: send to_json() of the "
+            "model before compile(), or leave compile_config out",
+        )
     config = document["config"]
     entries = config.get("layers")
     if not isinstance(entries, list) or not entries:
         raise _fail("config.layers", "expected a non-empty list of layers")
     name = config.get("name", "model")
     _dtype("config.dtype", config.get("dtype"))
-    extra = set(config) - {
-        "name",
-        "trainable",
-        "dtype",
-        "layers",
-        "input_layers",
-        "output_layers",
-        "build_input_shape",
-    }
-    if extra:
-        raise _fail("config", f"unexpected keys {sorted(extra)}")
+    _keys("config", config, _MODEL_CONFIG_KEYS)
+    if config.get("trainable", True) is not True:
+        raise _fail(
+            "config.trainable",
+            f"only true is supported, received {config['trainable']!r}",
+        )
 
+    claims: list[ShapeClaim] = []
     layers: list[dict[str, Any]] = []
     outputs: list[Any]  # layer names, checked by Graph
-    if class_name == "Sequential":
-        previous = None
-        for index, entry in enumerate(entries):
-            data, _ = _layer(f"config.layers[{index}]", entry)
-            if data["type"] == "Input":
+    for index, entry in enumerate(entries):
+        where = f"config.layers[{index}]"
+        data, nodes = _layer(where, entry)
+        if data["type"] == "Input":
+            if class_name == "Sequential":
                 if index != 0:
-                    raise _fail(f"config.layers[{index}]", "Input must come first")
+                    raise _fail(where, "Input must come first")
                 data.setdefault("name", "input")
-            elif previous is None:
+            if entry.get("build_config") is not None:
+                raise _fail(f"{where}.build_config", "not expected on an InputLayer")
+            if nodes not in (None, []):
+                raise _fail(f"{where}.inbound_nodes", "expected [] for an InputLayer")
+        elif class_name == "Sequential":
+            if not layers:
                 raise _fail(
                     "config.layers[0]",
                     "the model has no input shape (build it with keras.Input first)",
                 )
-            else:
-                data["inputs"] = [previous]
-            previous = data.get("name")
-            layers.append(data)
-        outputs = [previous]
-    else:
-        for index, entry in enumerate(entries):
-            data, nodes = _layer(f"config.layers[{index}]", entry)
-            if data["type"] != "Input":
-                data["inputs"] = _sources(
-                    f"config.layers[{index}].inbound_nodes", nodes
+            if nodes is not None:
+                raise _fail(
+                    f"{where}.inbound_nodes", "not expected in a Sequential model"
                 )
-            layers.append(data)
+            data["inputs"] = [layers[-1].get("name")]
+        else:
+            data["inputs"] = _sources(f"{where}.inbound_nodes", nodes, claims)
+        if data["type"] != "Input":
+            stated = _input_shape(f"{where}.build_config", entry.get("build_config"))
+            if stated is not None:
+                claims.append(
+                    ShapeClaim(
+                        f"{where}.build_config.input_shape",
+                        tuple(data["inputs"]),
+                        stated,
+                        many=LAYER_TYPES[data["type"]]._min_inputs > 1,
+                    )
+                )
+        layers.append(data)
+    inputs = [str(d.get("name")) for d in layers if d["type"] == "Input"]
+    if class_name == "Sequential":
+        outputs = [layers[-1].get("name")]
+        for key in ("input_layers", "output_layers"):
+            if key in config:
+                raise _fail(f"config.{key}", "not expected in a Sequential model")
+    else:
         outputs = _endpoint_names("config.output_layers", config.get("output_layers"))
+        if "build_input_shape" in config:
+            raise _fail(
+                "config.build_input_shape", "not expected in a Functional model"
+            )
+        stated = _endpoint_names("config.input_layers", config.get("input_layers"))
+        if stated != inputs:
+            raise _fail(
+                "config.input_layers",
+                f"names {stated} but the model's InputLayers are {inputs}, in that "
+                "order",
+            )
+    claims.extend(_model_claims(document, config, inputs))
     try:
-        return Graph.model_validate(
+        graph = Graph.model_validate(
             {"name": name, "layers": layers, "outputs": outputs}
         )
     except ValidationError as error:
@@ -344,3 +498,38 @@ def translate(document: dict[str, Any]) -> Any:
         elif loc:
             where = "config." + ".".join(loc)
         raise _fail(where, first["msg"]) from None
+    return graph, claims
+
+
+def check_shapes(definition: Any, estimate: Any) -> None:
+    """Compares the shapes a Keras JSON definition states with the estimate's.
+
+    Args:
+        definition: Any validated definition (only Keras JSON states shapes).
+        estimate: Its :class:`service.schemas.reports.Estimate` (``None`` for a
+            zoo definition).
+
+    Raises:
+        service.estimate.DefinitionError: the first stated shape that is not
+            the model's, naming its path (422).
+    """
+    from service.estimate import DefinitionError
+
+    claims: list[ShapeClaim] = getattr(definition, "shape_claims", lambda: [])()
+    if not claims or estimate is None:
+        return
+    graph = definition.graph()
+    shapes: dict[str, list[int | None]] = {
+        layer.name: list(shape)
+        for layer, shape in zip(graph.inputs(), estimate.inputs, strict=True)
+    }
+    shapes.update((row.name, list(row.output_shape)) for row in estimate.layers)
+    for claim in claims:
+        expected: Any = [shapes[name] for name in claim.sources]
+        if not claim.many:
+            expected = expected[0]
+        if claim.value != expected:
+            raise DefinitionError(
+                f"definition: {claim.path}: states {claim.value!r} but the model's "
+                f"shape there is {expected!r}"
+            )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 __all__ = [
     "InferenceRequest",
@@ -24,7 +24,8 @@ __all__ = [
 Parameters = dict[str, Any]
 """OIP ``$parameters``: key/value pairs (values: string, number or boolean)."""
 
-Dim = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Dim = Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
+"""A dimension: a JSON integer (not ``1.0``, not ``"1"``, not ``true``)."""
 
 
 class _Strict(BaseModel):

@@ -11,7 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 import keras
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from bnncore import layers as blayers
 from bnncore import quantizers as bquantizers
@@ -53,7 +60,9 @@ __all__ = ["LAYER_TYPES", "AnyLayer", "LayerSpec"]
 
 ChannelsLast = Literal["channels_last"]
 Pad = Literal["valid", "same"]
-Pair = tuple[Annotated[int, Field(ge=0, le=4096)], Annotated[int, Field(ge=0, le=4096)]]
+Rank4 = Annotated[int, Strict(), Field(ge=1, le=4)]
+PadInt = Annotated[int, Strict(), Field(ge=0, le=4096)]
+Pair = tuple[PadInt, PadInt]
 
 
 class LayerSpec(StrictModel):
@@ -429,12 +438,7 @@ class PReLU(LayerSpec):
     alpha_initializer: Initializer = "zeros"
     alpha_regularizer: Regularizer | None = None
     alpha_constraint: Constraint | None = None
-    shared_axes: (
-        Annotated[
-            list[Annotated[int, Field(ge=1, le=4)]], Field(min_length=1, max_length=4)
-        ]
-        | None
-    ) = None
+    shared_axes: Annotated[list[Rank4], Field(min_length=1, max_length=4)] | None = None
 
 
 # --------------------------------------------------------------------------
@@ -598,7 +602,7 @@ class Reshape(LayerSpec):
     _keras = keras.layers.Reshape
     type: Literal["Reshape"]
     target_shape: Annotated[
-        tuple[Annotated[int, Field(ge=-1, le=1 << 20)], ...],
+        tuple[Annotated[int, Strict(), Field(ge=-1, le=1 << 20)], ...],
         Field(min_length=1, max_length=4),
     ]
 
@@ -617,9 +621,7 @@ class Permute(LayerSpec):
 
     _keras = keras.layers.Permute
     type: Literal["Permute"]
-    dims: Annotated[
-        tuple[Annotated[int, Field(ge=1, le=4)], ...], Field(min_length=1, max_length=4)
-    ]
+    dims: Annotated[tuple[Rank4, ...], Field(min_length=1, max_length=4)]
 
     @field_validator("dims")
     @classmethod
@@ -636,7 +638,7 @@ class ZeroPadding1D(LayerSpec):
 
     _keras = keras.layers.ZeroPadding1D
     type: Literal["ZeroPadding1D"]
-    padding: Annotated[int, Field(ge=0, le=4096)] | Pair = 1
+    padding: PadInt | Pair = 1
     data_format: ChannelsLast = "channels_last"
 
     @field_validator("padding")
@@ -645,12 +647,12 @@ class ZeroPadding1D(LayerSpec):
         return (value, value) if isinstance(value, int) else tuple(value)
 
 
-PadItem = Annotated[int, Field(ge=0, le=4096)] | Pair
+PadItem = PadInt | Pair
 
 
 class _ZeroPaddingND(LayerSpec):
     data_format: ChannelsLast = "channels_last"
-    padding: Annotated[int, Field(ge=0, le=4096)] | tuple[PadItem, ...] = 1
+    padding: PadInt | tuple[PadItem, ...] = 1
 
     @field_validator("padding")
     @classmethod
@@ -688,7 +690,7 @@ class UpSampling1D(LayerSpec):
 
     _keras = keras.layers.UpSampling1D
     type: Literal["UpSampling1D"]
-    size: Annotated[int, Field(ge=1, le=64)] = 2
+    size: Annotated[int, Strict(), Field(ge=1, le=64)] = 2
 
 
 class UpSampling2D(LayerSpec):
@@ -697,8 +699,8 @@ class UpSampling2D(LayerSpec):
     _keras, _rank, _sizes = keras.layers.UpSampling2D, 2, ("size",)
     type: Literal["UpSampling2D"]
     size: (
-        Annotated[int, Field(ge=1, le=64)]
-        | tuple[Annotated[int, Field(ge=1, le=64)], ...]
+        Annotated[int, Strict(), Field(ge=1, le=64)]
+        | tuple[Annotated[int, Strict(), Field(ge=1, le=64)], ...]
     ) = 2
     data_format: ChannelsLast = "channels_last"
     interpolation: Literal["nearest", "bilinear"] = "nearest"
