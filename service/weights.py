@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ __all__ = [
     "CheckedWeights",
     "WeightsRefusedError",
     "check",
+    "check_file",
     "load_into",
     "max_file_bytes",
     "read",
@@ -179,15 +182,7 @@ def check(
     arrays, kind = read(data, max_bytes=max_bytes, max_elements=limit)
     differences = export.mismatches(model, arrays)
     if differences:
-        shown = "\n".join(f"  - {d}" for d in differences[:50])
-        more = len(differences) - 50
-        raise WeightsRefusedError(
-            422,
-            f"the weights file does not fit the model ({len(differences)} "
-            f"difference{'s' if len(differences) > 1 else ''}; nothing was "
-            f"stored):\n{shown}" + (f"\n  ... and {more} more" if more > 0 else ""),
-            differences,
-        )
+        raise _refuse_mismatch(differences)
     not_finite = sorted(n for n, a in arrays.items() if not np.isfinite(a).all())
     if not_finite:
         raise WeightsRefusedError(
@@ -201,6 +196,80 @@ def check(
         size=len(data),
         format=kind,
     )
+
+
+def _refuse_mismatch(differences: list[str]) -> WeightsRefusedError:
+    shown = "\n".join(f"  - {d}" for d in differences[:50])
+    more = len(differences) - 50
+    return WeightsRefusedError(
+        422,
+        f"the weights file does not fit the model ({len(differences)} "
+        f"difference{'s' if len(differences) > 1 else ''}; nothing was "
+        f"stored):\n{shown}" + (f"\n  ... and {more} more" if more > 0 else ""),
+        differences,
+    )
+
+
+def _header_shapes(header: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """Each tensor of a plain file's header as a zero-memory array of its shape
+    and dtype (for :func:`bnncore.export.mismatches`); ``None`` when an entry
+    is not plainly readable (the full check then names the problem)."""
+    shapes: dict[str, np.ndarray] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict):
+            return None
+        dtype = container.DTYPES.get(entry.get("dtype"))  # type: ignore[arg-type]
+        shape = entry.get("shape")
+        if (
+            dtype is None
+            or not isinstance(shape, list)
+            or not all(type(n) is int and 0 <= n <= 2**31 for n in shape)
+        ):
+            return None
+        shapes[name] = np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape))
+    return shapes
+
+
+def check_file(
+    model: Any, path: Path, max_bytes: int, sha256: str | None = None
+) -> CheckedWeights:
+    """:func:`check` of a received file, reading only its header first.
+
+    A plain file whose header already shows that it does not fit the model
+    (names, shapes, dtypes) is refused without reading its tensors; any other
+    file is then read whole and checked by :func:`check` (the caller bounds
+    its size by :func:`max_file_bytes`).
+
+    Raises:
+        WeightsRefusedError: as :func:`check`.
+    """
+    size = os.stat(path).st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if 0 <= length <= container.MAX_HEADER_BYTES and 8 + length <= size:
+            try:
+                header = container.load_json("header", handle.read(length))
+            except export.WeightsFileError as error:
+                raise WeightsRefusedError(400, f"weights file: {error}") from None
+            metadata = header.get("__metadata__") if isinstance(header, dict) else None
+            bnncore_file = isinstance(metadata, dict) and (
+                metadata.get("format") == export.FORMAT or "encodings" in metadata
+            )
+            if isinstance(header, dict) and not bnncore_file:
+                shapes = _header_shapes(header)
+                if shapes is not None:
+                    differences = export.mismatches(model, shapes)
+                    if differences:
+                        raise _refuse_mismatch(differences)
+                if "__metadata__" not in header:
+                    # What read() would do, without holding the file twice.
+                    text = json.dumps({"__metadata__": {}, **header}).encode()
+                    data = len(text).to_bytes(8, "little") + text + handle.read()
+                    return check(model, data, max_bytes + len(text) - length, sha256)
+    return check(model, path.read_bytes(), max_bytes, sha256)
 
 
 def load_into(model: Any, data: bytes, settings: Any) -> CheckedWeights:

@@ -1,0 +1,140 @@
+"""The server runner: ``python -m service`` serves the app with the connection
+limits of :class:`~service.config.Settings`.
+
+``uvicorn service.main:app`` still works, but with uvicorn's defaults, which
+leave a server open to a few cheap attacks: with httptools (picked by
+``--http auto`` when installed) a request head of any size is read into
+memory, and a connection that never finishes its request head is held for
+ever. This runner passes:
+
+* ``BNN_MAX_HEADER_BYTES`` → the h11 implementation with
+  ``h11_max_incomplete_event_size``: a longer request head gets 400 and the
+  connection is closed;
+* ``BNN_MAX_CONNECTIONS`` → ``limit_concurrency``: beyond it, requests get 503
+  at once;
+* ``BNN_KEEP_ALIVE_S`` → ``timeout_keep_alive``;
+* ``BNN_HEADER_TIMEOUT_S`` → a header-read deadline uvicorn does not have
+  (see :class:`HeaderTimeoutProtocol`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from service.config import Settings
+
+__all__ = ["HeaderTimeoutProtocol", "main", "uvicorn_options"]
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request head.
+
+    A connection must deliver a complete request head within
+    :attr:`header_timeout_s` of being opened, or of the end of its previous
+    response; otherwise it is closed (the slow-loris attack: many connections
+    each sending a header byte now and then). The deadline is not extended by
+    the bytes that do arrive. It relies on uvicorn's ``H11Protocol`` keeping
+    its ``h11.Connection`` as ``conn`` and calling ``on_response_complete``
+    (uvicorn 0.2x–0.55); ``tests/service/hostile`` checks the behaviour
+    against a real server.
+    """
+
+    header_timeout_s: float = 10.0
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _watch_head(self) -> None:
+        """Arms the deadline while a request head is awaited, else cancels it."""
+        if self.transport.is_closing():
+            self._cancel_head_timer()
+        elif self.conn.their_state is h11.IDLE:
+            if self._head_timer is None:  # a new wait: a fresh deadline
+                self._head_timer = self.loop.call_later(
+                    self.header_timeout_s, self._head_timed_out
+                )
+        else:
+            self._cancel_head_timer()
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.logger.info(
+                "closing a connection that sent no complete request head in "
+                "%g s (BNN_HEADER_TIMEOUT_S)",
+                self.header_timeout_s,
+            )
+            self.transport.close()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments of ``uvicorn.run`` that apply the connection limits.
+
+    Args:
+        settings: The service's settings (``BNN_*``).
+    """
+    protocol = type(
+        "HeaderTimeoutProtocol",
+        (HeaderTimeoutProtocol,),
+        {"header_timeout_s": settings.header_timeout_s},
+    )
+    return {
+        "http": protocol,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "limit_concurrency": settings.max_connections,
+        "timeout_keep_alive": settings.keep_alive_s,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m service [--host H] [--port P]``: serves ``service.main:app``
+    with the limits of the ``BNN_*`` settings (one worker; scale with
+    replicas)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="Serve the bnncore model service; settings are BNN_* "
+        "environment variables (docs/deployment.md).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="default: 8000")
+    parser.add_argument(
+        "--log-level", default="info", help="uvicorn's log level (default: info)"
+    )
+    args = parser.parse_args(argv)
+    import uvicorn
+
+    from service.main import app  # reads the BNN_* settings
+
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        **uvicorn_options(app.state.settings),
+    )
