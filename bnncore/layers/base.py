@@ -53,14 +53,18 @@ class QuantizerBase:
     ``_kernel_quantizers`` (argument name → weight attribute), says whether it
     takes ``pad_values``, and names the function computing its operation from
     the (already quantized) inputs and kernels. Its signature is its Keras
-    parent's with the quantizer arguments added as keyword-only parameters.
+    parent's with the quantizer arguments inserted where Larq has them, so
+    positional calls bind as in Larq: ``pad_values`` after ``padding``, then
+    ``input_quantizer`` and the kernel quantizers after ``use_bias``; Keras's
+    own parameters keep their order.
 
     Args:
         input_quantizer: Quantizer applied to the layer's input.
         kernel_quantizer (or ``depthwise_quantizer`` / ``pointwise_quantizer``):
             Quantizer applied to the kernel in the forward pass.
-        pad_values: Constant used for implicit padding (``padding="same"``, and
-            ``"causal"`` for 1D convolutions); ``1.0`` gives "same-one" padding.
+        pad_values: Constant used for implicit padding (``padding="same"``);
+            ``1.0`` gives "same-one" padding. ``padding="causal"`` pads with
+            zeros only: other values are refused, as in Larq.
     """
 
     _kernel_quantizers: ClassVar[dict[str, str]] = {"kernel_quantizer": "kernel"}
@@ -114,6 +118,12 @@ class QuantizerBase:
         self.input_quantizer = _get_quantizer("input_quantizer", input_quantizer)
         if self._takes_pad_values:
             self.pad_values = _check_pad_values(pad_values)
+            if getattr(self, "padding", None) == "causal" and self.pad_values != 0.0:
+                raise ValueError(
+                    "Causal padding with `pad_values != 0` is not supported (as in "
+                    "Larq): padding='causal' pads with zeros. Received: "
+                    f"padding='causal', pad_values={pad_values!r}"
+                )
         self._warn_about_starved_weights()
 
     def _warn_about_starved_weights(self) -> None:
@@ -198,19 +208,38 @@ class QuantizerBase:
 def _quantized_signature(
     parent: type[keras.layers.Layer], cls: type[QuantizerBase]
 ) -> inspect.Signature:
-    """The parent's ``__init__`` signature plus the quantizer keyword arguments."""
+    """The parent's ``__init__`` signature with the quantizer arguments inserted.
+
+    Larq's order: ``pad_values`` right after ``padding``; ``input_quantizer``
+    and the kernel quantizers right after ``use_bias`` (at the end if the
+    parent has no such parameter). Every parent parameter after them has a
+    default, so the inserted ones (defaults ``0.0`` / ``None``) keep the
+    signature valid.
+    """
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
     params = list(inspect.signature(parent.__init__).parameters.values())[1:]
     var_keyword = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
     params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    extra_names = ["input_quantizer", *cls._kernel_quantizers]
-    extras = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
-        for name in extra_names
+    quantizer_params = [
+        inspect.Parameter(name, positional, default=None)
+        for name in ["input_quantizer", *cls._kernel_quantizers]
     ]
+    insertions: dict[str, list[inspect.Parameter]] = {"use_bias": quantizer_params}
     if cls._takes_pad_values:
-        extras.append(
-            inspect.Parameter("pad_values", inspect.Parameter.KEYWORD_ONLY, default=0.0)
-        )
+        insertions["padding"] = [
+            inspect.Parameter("pad_values", positional, default=0.0)
+        ]
+    merged: list[inspect.Parameter] = []
+    for param in params:
+        merged.append(param)
+        merged.extend(insertions.pop(param.name, []))
+    # Parameters without an anchor go last, before any keyword-only ones.
+    leftovers = [p for group in insertions.values() for p in group]
+    first_kw_only = next(
+        (i for i, p in enumerate(merged) if p.kind is inspect.Parameter.KEYWORD_ONLY),
+        len(merged),
+    )
+    merged[first_kw_only:first_kw_only] = leftovers
     if not var_keyword:
         var_keyword = [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
-    return inspect.Signature([*params, *extras, *var_keyword])
+    return inspect.Signature([*merged, *var_keyword])

@@ -36,7 +36,7 @@ LAYERS = [
     ),
     pytest.param(
         bl.QuantConv1D,
-        {"filters": 2, "kernel_size": 3, "padding": "causal", "pad_values": 1.0},
+        {"filters": 2, "kernel_size": 3, "padding": "causal", "dilation_rate": 2},
         (2, 5, 2),
         id="conv1d",
     ),
@@ -202,9 +202,7 @@ def _sequential_2d():
 
 def _functional_residual():
     inputs = keras.Input((8, 3))
-    x = bl.QuantConv1D(
-        3, 3, padding="causal", pad_values=1.0, kernel_quantizer="ste_sign"
-    )(inputs)
+    x = bl.QuantConv1D(3, 3, padding="causal", kernel_quantizer="ste_sign")(inputs)
     x = KL.Add()([x, inputs])  # residual connection
     shortcut = x
     x = bl.QuantDepthwiseConv1D(

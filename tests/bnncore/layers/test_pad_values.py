@@ -187,6 +187,11 @@ CASES = [
 ]
 
 
+# Causal padding with pad_values != 0 is refused, as in Larq.
+NONZERO_CASES = [case for case in CASES if case.values[2]["padding"] != "causal"]
+CAUSAL_CASES = [case for case in CASES if case.values[2]["padding"] == "causal"]
+
+
 def _valid(kwargs):
     return {**kwargs, "padding": "valid"}
 
@@ -209,7 +214,7 @@ def test_hand_padding_reproduces_keras_zero_padding(
 
 
 @pytest.mark.parametrize("value", [1.0, -1.0])
-@pytest.mark.parametrize(("quant_cls", "parent_cls", "kwargs", "shape"), CASES)
+@pytest.mark.parametrize(("quant_cls", "parent_cls", "kwargs", "shape"), NONZERO_CASES)
 def test_pad_values_equals_hand_padded_input(
     quant_cls, parent_cls, kwargs, shape, value
 ):
@@ -226,7 +231,7 @@ def test_pad_values_equals_hand_padded_input(
 
 @pytest.mark.parametrize(
     ("quant_cls", "parent_cls", "kwargs", "shape"),
-    [CASES[2], CASES[5], CASES[10], CASES[14]],
+    [CASES[1], CASES[5], CASES[10], CASES[14]],
 )
 def test_same_one_padding_with_sign_input_quantizer(
     quant_cls, parent_cls, kwargs, shape
@@ -292,3 +297,16 @@ def test_pad_values_with_spatial_size_unknown_when_traced(
         np.testing.assert_allclose(
             traced(x), valid(hand_pad(x, kwargs, 1.0)), rtol=1e-5, atol=1e-5
         )
+
+
+@pytest.mark.parametrize(("quant_cls", "parent_cls", "kwargs", "shape"), CAUSAL_CASES)
+def test_causal_padding_pads_with_zeros_only(quant_cls, parent_cls, kwargs, shape):
+    for value in (1.0, -1.0, 0.5):
+        with pytest.raises(ValueError, match=rf"padding='causal'.*pad_values={value}"):
+            quant_cls(**kwargs, pad_values=value)
+    rng = np.random.default_rng(9)
+    quant = build(quant_cls(**kwargs, pad_values=0.0), shape)
+    parent = build(parent_cls(**kwargs), shape)
+    set_random_weights([quant, parent], rng)
+    x = random_array(shape, rng)
+    np.testing.assert_allclose(quant(x), parent(x), rtol=1e-5, atol=1e-5)
