@@ -35,8 +35,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# python -m service: uvicorn with the connection limits of the BNN_* settings
 serve: $(STAMP)
-	$(BIN)/uvicorn service.main:app --host 127.0.0.1 --port 8000
+	$(BIN)/python -m service --host 127.0.0.1 --port 8000
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

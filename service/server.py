@@ -29,7 +29,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service.config import Settings
 
-__all__ = ["HeaderTimeoutProtocol", "main", "uvicorn_options"]
+__all__ = ["HeaderTimeoutProtocol", "main", "parse_args", "uvicorn_options"]
 
 
 class HeaderTimeoutProtocol(H11Protocol):
@@ -112,10 +112,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m service [--host H] [--port P]``: serves ``service.main:app``
-    with the limits of the ``BNN_*`` settings (one worker; scale with
-    replicas)."""
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line of ``python -m service`` (``--host``, ``--port``,
+    ``--log-level``); everything else is a ``BNN_*`` setting."""
     parser = argparse.ArgumentParser(
         prog="python -m service",
         description="Serve the bnncore model service; settings are BNN_* "
@@ -126,7 +125,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--log-level", default="info", help="uvicorn's log level (default: info)"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m service [--host H] [--port P]``: serves ``service.main:app``
+    with the limits of the ``BNN_*`` settings (one worker; scale with
+    replicas)."""
+    args = parse_args(argv)
     import uvicorn
 
     from service.main import app  # reads the BNN_* settings

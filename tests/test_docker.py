@@ -1,7 +1,9 @@
 """docker/Dockerfile and docker/compose.yaml against the code (no Docker engine here).
 
-Checked: the container runs the entry point ``make serve`` runs
-(``uvicorn service.main:app``), in exec form, one worker, as a non-root user,
+Checked: the container runs the command ``make serve`` runs
+(``python -m service``, which serves ``service.main:app`` in one uvicorn
+worker with the connection limits of the settings), in exec form, as a
+non-root user,
 with its health check on an open route of that app on the port it serves;
 the compose file's settings are settings of the service; and the files the
 build stage copies are enough to build the wheel, which then holds the entry
@@ -41,7 +43,7 @@ def _instructions(name: str) -> list[str]:
 def _serve_command() -> list[str]:
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\nserve:", 1)[1].split("\n\n", 1)[0]
-    line = next(x for x in recipe.splitlines() if "uvicorn" in x)
+    line = next(x for x in recipe.splitlines() if "-m service" in x)
     return line.split()
 
 
@@ -49,17 +51,20 @@ def test_the_container_runs_the_makefile_entry_point() -> None:
     (cmd,) = _instructions("CMD")
     command = json.loads(cmd)  # exec form: a JSON array, no shell
     serve = _serve_command()
-    assert command[0] == "uvicorn" and serve[0].endswith("/uvicorn")
-    app = [a for a in command if ":" in a and not a.startswith("-")]
-    assert app == ["service.main:app"] == [a for a in serve if a.endswith(":app")]
-    assert command[command.index("--workers") + 1] == "1"
+    assert command[:3] == ["python", "-m", "service"]
+    assert serve[0].endswith("/python") and serve[1:3] == ["-m", "service"]
+    assert "--workers" not in command  # the runner serves one worker
     assert command[command.index("--host") + 1] == "0.0.0.0"
-    module, _, attribute = app[0].partition(":")
     from fastapi import FastAPI
 
-    assert isinstance(
-        getattr(__import__(module, fromlist=[attribute]), attribute), FastAPI
-    )
+    import service.main
+    from service.server import parse_args
+
+    assert isinstance(service.main.app, FastAPI)
+    # The runner accepts both command lines (an unknown option exits).
+    container, make = parse_args(command[3:]), parse_args(serve[3:])
+    assert (container.host, container.port) == ("0.0.0.0", 8000)
+    assert (make.host, make.port) == ("127.0.0.1", 8000)
 
 
 def test_healthcheck_port_user_and_stages(tmp_path: Path) -> None:
