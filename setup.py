@@ -1,4 +1,9 @@
-"""Build of the compiled core of ``bnncore.engine`` (metadata lives in pyproject.toml).
+"""Build of the compiled core (metadata lives in pyproject.toml).
+
+The core's sources live in ``bnncore/engine/csrc``; the extension module is
+``bnncore_runtime._kernels``, shared by ``bnncore.engine`` and the
+TensorFlow-free runtime ``bnncore_runtime`` (which ``runtime/setup.py``
+builds from the same sources when the runtime is installed on its own).
 
 The extension uses only the CPython C API and the buffer protocol, and POSIX
 threads for its worker pool. No floating-point contraction
@@ -67,7 +72,7 @@ class BuildExt(build_ext):
 
 setup(
     ext_modules=[
-        Extension("bnncore.engine._kernels", sources=_SOURCES, depends=_HEADERS)
+        Extension("bnncore_runtime._kernels", sources=_SOURCES, depends=_HEADERS)
     ],
     cmdclass={"build_ext": BuildExt},
 )

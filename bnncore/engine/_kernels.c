@@ -1,5 +1,5 @@
 /*
- * bnncore.engine._kernels: Python bindings of the bit-packed binary kernels.
+ * bnncore_runtime._kernels (shared by bnncore.engine): Python bindings of the bit-packed binary kernels.
  *
  * The kernels live in csrc/ (micro-kernels, convolution driver, thread pool);
  * this file only converts arguments. Only the CPython C API and the buffer
@@ -1178,7 +1178,7 @@ static PyMethodDef program_methods[] = {
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject ProgramType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bnncore.engine._kernels.Program",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "bnncore_runtime._kernels.Program",
     .tp_basicsize = sizeof(ProgramObject),
     .tp_dealloc = program_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -1285,7 +1285,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT,
                                     "_kernels",
-                                    "Bit-packed binary kernels of bnncore.engine.",
+                                    "The compiled core of bnncore_runtime and bnncore.engine.",
                                     -1,
                                     methods,
                                     NULL,

@@ -9,99 +9,34 @@ raises :class:`UnsupportedGraphError` and is run whole by Keras.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 
-__all__ = ["Graph", "Node", "UnsupportedGraphError", "ValueId", "parse"]
+from bnncore_runtime.graph import (
+    Graph,
+    Node,
+    TensorRef,
+    UnsupportedGraphError,
+    ValueId,
+    add_extra_outputs,
+    identity,
+    prune,
+    resolve_aliases,
+    substitute,
+    tensor_refs,
+    toposort,
+)
 
-ValueId = tuple[Any, ...]
-
-
-class UnsupportedGraphError(Exception):
-    """The model's structure cannot be read as a graph of layer calls."""
-
-
-@dataclass(frozen=True)
-class TensorRef:
-    """A placeholder for a graph value inside a node's call arguments."""
-
-    value: ValueId
-    shape: tuple[int | None, ...] | None
-
-
-@dataclass
-class Node:
-    """One call of an operation (a layer or a Keras op) in the graph.
-
-    Attributes:
-        op: The Keras layer or operation that is called.
-        args: Positional arguments, with :class:`TensorRef` for graph values.
-        kwargs: Keyword arguments, likewise.
-        outputs: Values produced, in the order of ``keras.tree.flatten``.
-    """
-
-    op: Any
-    args: list[Any]
-    kwargs: dict[str, Any]
-    outputs: list[ValueId]
-    inputs: list[ValueId] = field(default_factory=list)
-    input_shapes: list[tuple[int | None, ...] | None] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        refs = list(_refs((self.args, self.kwargs)))
-        self.inputs = [r.value for r in refs]
-        self.input_shapes = [r.shape for r in refs]
-
-    @property
-    def name(self) -> str:
-        return str(self.op.name)
-
-
-@dataclass
-class Graph:
-    """Nodes in topological order, with the model's input and output values."""
-
-    nodes: list[Node]
-    inputs: list[ValueId]
-    outputs: list[ValueId]
-    input_shapes: list[tuple[int | None, ...]]
-
-    def consumers(self) -> dict[ValueId, list[Node]]:
-        table: dict[ValueId, list[Node]] = {}
-        for node in self.nodes:
-            for value in node.inputs:
-                table.setdefault(value, []).append(node)
-        return table
-
-    def producer(self) -> dict[ValueId, Node]:
-        return {value: node for node in self.nodes for value in node.outputs}
-
-
-def _refs(structure: Any) -> Iterator[TensorRef]:
-    if isinstance(structure, TensorRef):
-        yield structure
-    elif isinstance(structure, list | tuple):
-        for item in structure:
-            yield from _refs(item)
-    elif isinstance(structure, dict):
-        for item in structure.values():
-            yield from _refs(item)
-
-
-def substitute(structure: Any, env: dict[ValueId, Any]) -> Any:
-    """Replaces every :class:`TensorRef` in ``structure`` by ``env[ref.value]``."""
-    if isinstance(structure, TensorRef):
-        return env[structure.value]
-    if isinstance(structure, list):
-        return [substitute(item, env) for item in structure]
-    if isinstance(structure, tuple):
-        return tuple(substitute(item, env) for item in structure)
-    if isinstance(structure, dict):
-        return {key: substitute(item, env) for key, item in structure.items()}
-    return structure
+__all__ = [
+    "Graph",
+    "Node",
+    "TensorRef",
+    "UnsupportedGraphError",
+    "ValueId",
+    "parse",
+    "substitute",
+]
 
 
 def _is_functional(model: Any) -> bool:
@@ -186,7 +121,7 @@ def _parse_functional(
 def _expand(op: Any, args: list[Any], kwargs: dict[str, Any], out: tuple) -> list[Node]:
     """A call node, or the inlined graph of a nested model."""
     nested = isinstance(op, keras.Sequential) or _is_functional(op)
-    refs = list(_refs((args, kwargs)))
+    refs = list(tensor_refs((args, kwargs)))
     if not nested or not refs:
         return [Node(op, args, kwargs, [(*out, 0)])]
     scope = (*out, "in")
@@ -203,22 +138,8 @@ def _expand(op: Any, args: list[Any], kwargs: dict[str, Any], out: tuple) -> lis
     nodes, _, sub_outputs = _parse_functional(op, scope, bound)
     # Alias the nested outputs to this call's output ids.
     for index, value in enumerate(sub_outputs):
-        nodes.append(_identity((*out, index), value))
+        nodes.append(identity((*out, index), value))
     return nodes
-
-
-class _Identity:
-    """Stand-in operation that forwards its input (aliases a nested output)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, x: Any) -> Any:
-        return x
-
-
-def _identity(target: ValueId, source: ValueId) -> Node:
-    return Node(_Identity("identity"), [TensorRef(source, None)], {}, [target])
 
 
 def _sequential_nodes(
@@ -236,42 +157,8 @@ def _sequential_nodes(
         expanded = _expand(layer, [current], {}, target)
         nodes.extend(expanded)
         current = TensorRef((*target, 0), None)
-    nodes.append(_identity((*out, 0), current.value))
+    nodes.append(identity((*out, 0), current.value))
     return nodes
-
-
-def _toposort(nodes: list[Node], inputs: list[ValueId]) -> list[Node]:
-    available = set(inputs)
-    pending = list(nodes)
-    ordered: list[Node] = []
-    while pending:
-        progressed = False
-        remaining = []
-        for node in pending:
-            if all(v in available for v in node.inputs):
-                ordered.append(node)
-                available.update(node.outputs)
-                progressed = True
-            else:
-                remaining.append(node)
-        if not progressed:
-            missing = sorted(
-                {str(v) for n in remaining for v in n.inputs} - set(map(str, available))
-            )
-            raise UnsupportedGraphError(f"unresolved graph values: {missing[:3]}")
-        pending = remaining
-    return ordered
-
-
-def _prune(nodes: list[Node], outputs: list[ValueId]) -> list[Node]:
-    """Drops nodes whose values never reach an output."""
-    needed = set(outputs)
-    kept: list[Node] = []
-    for node in reversed(nodes):
-        if any(v in needed for v in node.outputs):
-            kept.append(node)
-            needed.update(node.inputs)
-    return list(reversed(kept))
 
 
 def parse(model: Any) -> Graph:
@@ -297,57 +184,7 @@ def parse(model: Any) -> Graph:
         raise UnsupportedGraphError(
             f"{type(model).__name__} is not Functional or Sequential"
         )
-    nodes, outputs = _resolve_aliases(nodes, outputs)
-    _add_extra_outputs(nodes, outputs)
-    nodes = _prune(_toposort(nodes, inputs), outputs)
+    nodes, outputs = resolve_aliases(nodes, outputs)
+    add_extra_outputs(nodes, outputs)
+    nodes = prune(toposort(nodes, inputs), outputs)
     return Graph(nodes, inputs, outputs, shapes)
-
-
-def _resolve_aliases(
-    nodes: list[Node], outputs: list[ValueId]
-) -> tuple[list[Node], list[ValueId]]:
-    """Removes identity nodes, pointing their readers at the aliased value."""
-    alias = {
-        node.outputs[0]: node.inputs[0]
-        for node in nodes
-        if isinstance(node.op, _Identity)
-    }
-
-    def resolve(value: ValueId) -> ValueId:
-        seen = set()
-        while value in alias and value not in seen:
-            seen.add(value)
-            value = alias[value]
-        return value
-
-    def rewrite(structure: Any) -> Any:
-        if isinstance(structure, TensorRef):
-            return TensorRef(resolve(structure.value), structure.shape)
-        if isinstance(structure, list):
-            return [rewrite(item) for item in structure]
-        if isinstance(structure, tuple):
-            return tuple(rewrite(item) for item in structure)
-        if isinstance(structure, dict):
-            return {key: rewrite(item) for key, item in structure.items()}
-        return structure
-
-    kept = [
-        Node(node.op, rewrite(node.args), rewrite(node.kwargs), node.outputs)
-        for node in nodes
-        if not isinstance(node.op, _Identity)
-    ]
-    return kept, [resolve(v) for v in outputs]
-
-
-def _add_extra_outputs(nodes: list[Node], outputs: list[ValueId]) -> None:
-    """Declares the further outputs (tensor index > 0) that other nodes read."""
-    referenced = set(outputs)
-    for node in nodes:
-        referenced.update(node.inputs)
-    for node in nodes:
-        prefix = node.outputs[0][:-1]
-        count = 1 + max(
-            (v[-1] for v in referenced if v[:-1] == prefix and isinstance(v[-1], int)),
-            default=0,
-        )
-        node.outputs = [(*prefix, t) for t in range(count)]

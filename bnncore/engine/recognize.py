@@ -15,7 +15,6 @@ add of a residual tensor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -27,13 +26,18 @@ from bnncore import math as bmath
 from bnncore import quantizers
 from bnncore.engine import kernels as K
 from bnncore.layers import QuantConv1D, QuantConv2D, QuantDense
+from bnncore_runtime import natives
+from bnncore_runtime.natives import decreasing_channels, is_monotone_op
+from bnncore_runtime.steps import BinaryKernel
 
 __all__ = [
     "BinaryKernel",
     "activation_ops",
     "binary_kernel",
+    "decreasing_channels",
     "elementwise_ops",
     "is_identity_layer",
+    "is_monotone_op",
     "is_sign",
 ]
 
@@ -137,40 +141,6 @@ def elementwise_ops(op: Any, rank: int | None) -> list[tuple[Any, ...]] | None:
     return None
 
 
-def is_monotone_op(code: int) -> bool:
-    """Ops that act per channel and keep or reverse the order of values."""
-    return code in (K.OP_SCALE, K.OP_BIAS, K.OP_MULADD, K.OP_RELU, K.OP_CLIP, K.OP_SIGN)
-
-
-def decreasing_channels(ops: list[tuple[Any, ...]], channels: int) -> np.ndarray:
-    """Channels on which the composition of monotone ``ops`` is non-increasing."""
-    flip = np.zeros(channels, dtype=bool)
-    for op in ops:
-        if op[0] in (K.OP_SCALE, K.OP_MULADD):
-            flip ^= np.asarray(op[1]) < 0
-    return flip
-
-
-@dataclass
-class BinaryKernel:
-    """Packed kernel of a binary layer.
-
-    Attributes:
-        panels: uint64 weights from :func:`bnncore.engine.kernels.pack_weights`.
-        scale: float32 per-output-channel magnitude, or None when it is 1.
-        shape: (kh, kw, cin_per_group, cout) of the kernel as a convolution.
-    """
-
-    panels: np.ndarray
-    scale: np.ndarray | None
-    shape: tuple[int, int, int, int]
-
-    @property
-    def nbytes(self) -> int:
-        extra = 0 if self.scale is None else self.scale.nbytes
-        return int(self.panels.nbytes) + extra
-
-
 def _binary_layer_kind(layer: Any) -> str | None:
     if isinstance(layer, QuantDense):
         return "dense"
@@ -205,18 +175,5 @@ def binary_kernel(layer: Any, kind: str, pixels: int = 1) -> BinaryKernel | None
             convolution of width ``pixels``.
     """
     values = np.asarray(layer.quantized_weights["kernel"], dtype=np.float32)
-    cout = values.shape[-1]
-    if kind == "dense":
-        values = values.reshape(1, pixels, values.shape[0] // pixels, cout)
-    elif values.ndim == 3:  # Conv1D (k, cin, cout) -> (1, k, cin, cout)
-        values = values[np.newaxis]
-    magnitude = np.abs(values).reshape(-1, cout)
-    scale = magnitude[0]
-    if not np.all(magnitude == scale) or not np.all(scale > 0):
-        return None
-    if np.any(~np.isfinite(scale)):
-        return None
-    groups = getattr(layer, "groups", 1)
-    panels = K.pack_weights(values < 0, groups)
-    scale_vec = None if np.all(scale == 1.0) else np.ascontiguousarray(scale)
-    return BinaryKernel(panels, scale_vec, tuple(values.shape))
+    groups = int(getattr(layer, "groups", 1))
+    return natives.binary_kernel(values, kind, pixels, groups)

@@ -32,9 +32,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from bnncore_runtime.codec import BATCHNORM_VARIABLES
+
 __all__ = ["VARIABLES", "fold", "foldable", "unfold"]
 
-VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
+VARIABLES = BATCHNORM_VARIABLES
 """The variables of a BatchNormalization layer, in the order they are recorded."""
 
 _SEARCH_ULPS = 8

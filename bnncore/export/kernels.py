@@ -15,7 +15,6 @@ quantized kernel; a kernel that fails is written as its float32 latent instead
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import numpy as np
@@ -23,13 +22,11 @@ from keras import ops
 
 from bnncore import quantizers
 from bnncore.export import packing
+from bnncore_runtime.codec import MAX_LEVEL_BITS, decode_kernel
 
 __all__ = ["MAX_LEVEL_BITS", "canonical_levels", "decode_kernel", "encode_kernel"]
 
 log = logging.getLogger("bnncore")
-
-MAX_LEVEL_BITS = 8
-"""Widest quantizer stored as level codes; wider kernels are stored as float32."""
 
 # A magnitude-aware scale is the mean of |latent| over a channel; loading the
 # latent ±s recomputes that mean, which float32 summation can move by a few
@@ -175,30 +172,3 @@ def _encode(
     if latent_levels is not None:
         entry["latent_levels"] = latent_levels
     return {name: packing.pack_codes(codes, bits)}, {name: entry}
-
-
-def decode_kernel(
-    entry: dict[str, Any],
-    packed: np.ndarray,
-    scale: np.ndarray | None = None,
-    set_bit_is_negative: bool = True,
-) -> np.ndarray:
-    """The latent float32 kernel to assign for a ``sign_bits``/``levels`` entry.
-
-    The entry must already be validated (see :mod:`bnncore.export.codec`).
-    ``set_bit_is_negative=False`` reads format version 1, where a set bit
-    meant +1.
-    """
-    shape = tuple(entry["shape"])
-    count = math.prod(shape)
-    if entry["encoding"] == "sign_bits":
-        negative = packing.unpack_signs(packed, count).reshape(shape)
-        if not set_bit_is_negative:
-            negative = ~negative
-        values = np.where(negative, np.float32(-1), np.float32(1))
-        if scale is not None:
-            values = values * np.asarray(scale, dtype=np.float32)
-        return values.astype(np.float32)
-    codes = packing.unpack_codes(packed, entry["bits"], count)
-    table = np.asarray(entry.get("latent_levels") or entry["levels"], np.float32)
-    return table[codes].reshape(shape)

@@ -1,0 +1,36 @@
+"""A TensorFlow-free runtime for exported 1-bit models: NumPy and the compiled
+core only.
+
+Example:
+    >>> import bnncore_runtime
+    >>> model = bnncore_runtime.load("exported/")   # bnncore.export.save(...)
+    >>> probs = model.predict(images)                # NumPy in, NumPy out
+    >>> model.inputs, model.outputs, model.isa, model.memory_bytes
+
+Every layer of the model must be one the compiled core runs (see
+``docs/runtime.md``); :func:`load` refuses any other, naming it. The plan is
+the one ``bnncore.engine.compile`` makes for the same model (one planner, one
+core), so predictions are the engine's, bit for bit. Nothing here imports
+Keras or TensorFlow.
+"""
+
+from bnncore_runtime.container import WeightsFileError
+from bnncore_runtime.definition import DefinitionError
+from bnncore_runtime.kernels import isa, set_isa, supported_isas
+from bnncore_runtime.layers import SUPPORTED_LAYERS, UnsupportedLayerError
+from bnncore_runtime.model import Model, TensorSpec, load
+
+__all__ = [
+    "SUPPORTED_LAYERS",
+    "DefinitionError",
+    "Model",
+    "TensorSpec",
+    "UnsupportedLayerError",
+    "WeightsFileError",
+    "isa",
+    "load",
+    "set_isa",
+    "supported_isas",
+]
+
+__version__ = "0.1.0"

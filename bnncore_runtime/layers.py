@@ -1,0 +1,571 @@
+"""The planner's front end for an export: layers read from their class name,
+config and decoded weights (no Keras).
+
+Each supported class has a reader that checks its config (types, ranges,
+``channels_last``), computes its output shape and the shapes its weights must
+have. :class:`ExportFrontend` then answers the planner's questions
+(:class:`bnncore_runtime.planner.Frontend`) with the same native
+implementations and the same binary-layer construction the Keras front end
+uses, so the plan is the one ``bnncore.engine.compile`` makes for the model.
+A layer the core cannot run raises :class:`UnsupportedLayerError` naming it:
+the runtime never falls back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from bnncore_runtime import kernels as K
+from bnncore_runtime import natives
+from bnncore_runtime.container import _short
+from bnncore_runtime.definition import DefinitionError, LayerSpec
+from bnncore_runtime.geometry import window
+from bnncore_runtime.graph import Graph, Node, TensorRef, ValueId
+from bnncore_runtime.natives import Native, NativeConv
+from bnncore_runtime.planner import BinaryLayer, binary_layer
+from bnncore_runtime.steps import BinaryKernel, FloatStep
+
+__all__ = [
+    "SUPPORTED_LAYERS",
+    "ExportFrontend",
+    "Spec",
+    "UnsupportedLayerError",
+    "infer_shapes",
+    "weight_shapes",
+]
+
+Shape = tuple[int | None, ...]
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer the compiled core cannot run (the runtime has no fallback)."""
+
+
+class Spec:
+    """A value's shape (batch axis ``None``) and dtype, as the planner reads them."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, shape: Shape) -> None:
+        self.shape = shape
+        self.dtype = "float32"
+
+
+_CONV = ("Conv2D", "QuantConv2D")
+_DEPTHWISE = ("DepthwiseConv2D",)
+_DENSE = ("Dense", "QuantDense")
+_IDENTITIES = (
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+)
+_POOLS = ("MaxPooling2D", "MaxPool2D")
+_SAME_SHAPE = ("BatchNormalization", "Activation", "ReLU", "Softmax", *_IDENTITIES)
+SUPPORTED_LAYERS = (
+    *_CONV,
+    *_DEPTHWISE,
+    *_DENSE,
+    *_SAME_SHAPE,
+    *_POOLS,
+    "GlobalAveragePooling2D",
+    "Flatten",
+    "Add",
+    "Concatenate",
+)
+"""Layer classes the runtime reads (each still has to be one the core runs)."""
+
+_SIGNS = {"ste_sign", "approx_sign", "swish_sign", "sign"}
+_SIGN_CLASSES = {"SteSign", "ApproxSign", "SwishSign"}
+
+
+def _where(layer: LayerSpec, key: str = "") -> str:
+    return f"layer {layer.name!r} ({layer.class_name})" + (f".{key}" if key else "")
+
+
+def _bad(layer: LayerSpec, key: str, value: Any, allowed: str) -> DefinitionError:
+    return DefinitionError(
+        f"{_where(layer, key)}: received {_short(value)}, allowed: {allowed}"
+    )
+
+
+def _get(layer: LayerSpec, key: str, default: Any = None) -> Any:
+    return layer.config.get(key, default)
+
+
+def _int(layer: LayerSpec, key: str, default: Any = None, low: int = 1) -> int:
+    value = _get(layer, key, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not low <= value <= 2**31
+    ):
+        raise _bad(layer, key, value, f"an integer from {low} to 2**31")
+    return value
+
+
+def _pair(layer: LayerSpec, key: str, default: Any = None) -> tuple[int, int]:
+    value = _get(layer, key, default)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**16
+            for v in value
+        )
+    ):
+        raise _bad(layer, key, value, "two integers from 1 to 65536")
+    return int(value[0]), int(value[1])
+
+
+def _bool(layer: LayerSpec, key: str, default: bool) -> bool:
+    value = _get(layer, key, default)
+    if not isinstance(value, bool):
+        raise _bad(layer, key, value, "true or false")
+    return value
+
+
+def _choice(layer: LayerSpec, key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _get(layer, key, default)
+    if value is None:
+        value = default
+    if value not in allowed:
+        raise _bad(layer, key, value, ", ".join(repr(a) for a in allowed))
+    return str(value)
+
+
+def _channels_last(layer: LayerSpec) -> None:
+    _choice(layer, "data_format", "channels_last", ("channels_last",))
+
+
+def _function_name(value: Any) -> str | None:
+    """The name of a serialized function or quantizer (None for null)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if value.get("class_name") == "function":
+            config = value.get("config")
+            return config if isinstance(config, str) else "?"
+        name = value.get("class_name")
+        return name if isinstance(name, str) else "?"
+    return "?"
+
+
+def _activation_ops(name: str | None) -> list[tuple[Any, ...]] | None:
+    """Epilogue ops of an activation by name (as the engine's
+    ``recognize.activation_ops``), None if it does not fold."""
+    if name in (None, "linear"):
+        return []
+    if name == "relu":
+        return [(K.OP_RELU,)]
+    if name == "relu6":
+        return [(K.OP_CLIP, 0.0, 6.0)]
+    if name == "hard_tanh":
+        return [(K.OP_CLIP, -1.0, 1.0)]
+    if name in _SIGNS or name in _SIGN_CLASSES:
+        return [(K.OP_SIGN,)]
+    return None
+
+
+def _is_sign(value: Any) -> bool:
+    name = _function_name(value)
+    return name in _SIGNS or name in _SIGN_CLASSES
+
+
+def _last_axis(layer: LayerSpec, rank: int) -> bool:
+    axis = _get(layer, "axis", -1)
+    axes = axis if isinstance(axis, list) else [axis]
+    if not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
+        raise _bad(layer, "axis", axis, "an integer")
+    return [a + rank if a < 0 else a for a in axes] == [rank - 1]
+
+
+def _conv_out(layer: LayerSpec, shape: Shape, channels: int) -> Shape:
+    if len(shape) != 4:
+        raise DefinitionError(
+            f"{_where(layer)}: expected an input of rank 4 (batch, height, width, "
+            f"channels), received shape {list(shape)}"
+        )
+    _channels_last(layer)
+    k = _pair(layer, "kernel_size")
+    s = _pair(layer, "strides", [1, 1])
+    d = _pair(layer, "dilation_rate", [1, 1])
+    padding = _choice(layer, "padding", "valid", ("valid", "same"))
+    sizes = []
+    for axis in (0, 1):
+        size = shape[1 + axis]
+        if size is None:
+            raise DefinitionError(
+                f"{_where(layer)}: the input's spatial size is unknown"
+            )
+        _, out = window(size, k[axis], s[axis], d[axis], padding)
+        if out < 1:
+            raise DefinitionError(
+                f"{_where(layer)}: input {list(shape[1:3])} is smaller than the "
+                f"window {list(k)} with padding={padding!r}"
+            )
+        sizes.append(out)
+    return (shape[0], sizes[0], sizes[1], channels)
+
+
+def _output_shape(layer: LayerSpec, shapes: list[Shape]) -> Shape:
+    """The layer's output shape for its input shapes (checks its config)."""
+    cls = layer.class_name
+    if cls not in SUPPORTED_LAYERS:
+        raise UnsupportedLayerError(
+            f"{_where(layer)}: the runtime does not run this layer class; "
+            f"supported: {', '.join(SUPPORTED_LAYERS)} (run the model with "
+            "bnncore.engine, which falls back to Keras)"
+        )
+    if cls in ("Add", "Concatenate"):
+        if len(shapes) < 2:
+            raise DefinitionError(f"{_where(layer)}: expected at least 2 inputs")
+        if cls == "Add":
+            if any(s != shapes[0] for s in shapes):
+                raise DefinitionError(
+                    f"{_where(layer)}: inputs of different shapes "
+                    f"{[list(s) for s in shapes]}"
+                )
+            return shapes[0]
+        rank = len(shapes[0])
+        axis = _get(layer, "axis", -1)
+        if (
+            not isinstance(axis, int)
+            or isinstance(axis, bool)
+            or not -rank < axis < rank
+        ):
+            raise _bad(layer, "axis", axis, f"an axis of rank {rank}")
+        axis = axis % rank
+        if axis == 0 or any(
+            len(s) != rank
+            or s[:axis] + s[axis + 1 :] != shapes[0][:axis] + shapes[0][axis + 1 :]
+            for s in shapes
+        ):
+            raise DefinitionError(
+                f"{_where(layer)}: inputs {[list(s) for s in shapes]} cannot be "
+                f"concatenated on axis {axis}"
+            )
+        total = sum(int(s[axis] or 0) for s in shapes)
+        return (*shapes[0][:axis], total, *shapes[0][axis + 1 :])
+    if len(shapes) != 1:
+        raise DefinitionError(
+            f"{_where(layer)}: expected 1 input, received {len(shapes)}"
+        )
+    (shape,) = shapes
+    if any(d is None for d in shape[1:]):
+        raise DefinitionError(
+            f"{_where(layer)}: input shape {list(shape)} is not fully known"
+        )
+    if cls in _CONV:
+        return _conv_out(layer, shape, _int(layer, "filters"))
+    if cls in _DEPTHWISE:
+        mult = _int(layer, "depth_multiplier", 1)
+        return _conv_out(layer, shape, int(shape[3] or 0) * mult)
+    if cls in _DENSE:
+        return (*shape[:-1], _int(layer, "units"))
+    if cls in _SAME_SHAPE:
+        return shape
+    if cls in _POOLS:
+        if len(shape) != 4:
+            raise DefinitionError(f"{_where(layer)}: expected an input of rank 4")
+        _channels_last(layer)
+        pool = _pair(layer, "pool_size", [2, 2])
+        strides = _pair(layer, "strides", list(pool))
+        padding = _choice(layer, "padding", "valid", ("valid", "same"))
+        (_, oh), (_, ow) = (
+            window(int(shape[1] or 0), pool[0], strides[0], 1, padding),
+            window(int(shape[2] or 0), pool[1], strides[1], 1, padding),
+        )
+        if oh < 1 or ow < 1:
+            raise DefinitionError(f"{_where(layer)}: input smaller than the pool")
+        return (shape[0], oh, ow, shape[3])
+    if cls == "GlobalAveragePooling2D":
+        if len(shape) != 4:
+            raise DefinitionError(f"{_where(layer)}: expected an input of rank 4")
+        _channels_last(layer)
+        if _bool(layer, "keepdims", False):
+            return (shape[0], 1, 1, shape[3])
+        return (shape[0], shape[3])
+    # Flatten
+    _channels_last(layer)
+    return (shape[0], math.prod(int(d or 0) for d in shape[1:]))
+
+
+def weight_shapes(layer: LayerSpec, shape: Shape) -> dict[str, tuple[int, ...]]:
+    """The variables a layer must have in the file, and their shapes, for an
+    input of ``shape``."""
+    cls = layer.class_name
+    channels = int(shape[-1] or 0)
+    found: dict[str, tuple[int, ...]] = {}
+    if cls in _CONV:
+        groups = _int(layer, "groups", 1)
+        filters = _int(layer, "filters")
+        if channels % groups or filters % groups:
+            raise _bad(
+                layer, "groups", groups, f"a divisor of {channels} and {filters}"
+            )
+        found["kernel"] = (*_pair(layer, "kernel_size"), channels // groups, filters)
+        units = filters
+    elif cls in _DEPTHWISE:
+        mult = _int(layer, "depth_multiplier", 1)
+        found["kernel"] = (*_pair(layer, "kernel_size"), channels, mult)
+        units = channels * mult
+    elif cls in _DENSE:
+        units = _int(layer, "units")
+        found["kernel"] = (channels, units)
+    else:
+        return found
+    if _bool(layer, "use_bias", True):
+        found["bias"] = (units,)
+    return found
+
+
+def infer_shapes(graph: Graph) -> dict[ValueId, Spec]:
+    """Every value's shape, computed from the layers' configs (the shapes a
+    definition states are not trusted)."""
+    specs: dict[ValueId, Spec] = {
+        value: Spec(shape)
+        for value, shape in zip(graph.inputs, graph.input_shapes, strict=True)
+    }
+    for node in graph.nodes:
+        shapes = []
+        for value in node.inputs:
+            if value not in specs:
+                raise DefinitionError(
+                    f"{_where(node.op)}: reads {value[0]!r}, whose output is unknown"
+                )
+            shapes.append(specs[value].shape)
+        if not shapes:
+            raise DefinitionError(f"{_where(node.op)}: a call without tensor inputs")
+        out = _output_shape(node.op, shapes)
+        if len(node.outputs) != 1:
+            raise DefinitionError(f"{_where(node.op)}: more than one output is read")
+        specs[node.outputs[0]] = Spec(out)
+    return specs
+
+
+def _forward_kernel(layer: LayerSpec) -> np.ndarray | None:
+    """The kernel as the forward pass uses it, when the file says."""
+    kernel = layer.weights.get("kernel")
+    if kernel is None:
+        return None
+    quantized = _get(layer, "kernel_quantizer") is not None
+    if quantized and layer.encodings.get("kernel") == "float32":
+        return None  # a latent kernel whose quantizer would need Python code
+    return kernel
+
+
+class ExportFrontend:
+    """Answers the planner's questions for :class:`LayerSpec` operations."""
+
+    def is_layer(self, op: Any) -> bool:
+        return isinstance(op, LayerSpec)
+
+    def is_add(self, node: Node) -> bool:
+        return node.op.class_name == "Add"
+
+    def is_flatten(self, op: Any) -> bool:
+        return op.class_name == "Flatten"
+
+    def max_pool_window(
+        self, op: Any
+    ) -> tuple[tuple[int, int], tuple[int, int], str] | None:
+        if op.class_name not in _POOLS:
+            return None
+        pool = _pair(op, "pool_size", [2, 2])
+        strides = _pair(op, "strides", list(pool))
+        return pool, strides, _choice(op, "padding", "valid", ("valid", "same"))
+
+    def binary(self, op: Any, rank: int) -> BinaryLayer | None:
+        layer: LayerSpec = op
+        cls = layer.class_name
+        if cls not in ("QuantConv2D", "QuantDense"):
+            return None
+        if not _is_sign(_get(layer, "input_quantizer")):
+            return None
+        if layer.encodings.get("kernel") != "sign_bits":
+            return None  # not a 1-bit ±s kernel
+        kind = "conv" if cls == "QuantConv2D" else "dense"
+        if kind == "conv":
+            pad = _get(layer, "pad_values", 0.0)
+            if isinstance(pad, bool) or not isinstance(pad, int | float):
+                raise _bad(layer, "pad_values", pad, "a number")
+            if rank != 4 or float(pad) not in (0.0, 1.0):
+                return None
+        values = layer.weights["kernel"]
+        groups = _int(layer, "groups", 1) if kind == "conv" else 1
+        kernel = natives.binary_kernel(values, kind, 1, groups)
+        act = _activation_ops(_function_name(_get(layer, "activation")))
+        conv = kind == "conv"
+        return binary_layer(
+            kind,
+            kernel,
+            conv_rank=2 if conv else 0,
+            kernel_size=_pair(layer, "kernel_size") if conv else (1, 1),
+            strides=_pair(layer, "strides", [1, 1]) if conv else (1, 1),
+            dilation=_pair(layer, "dilation_rate", [1, 1]) if conv else (1, 1),
+            padding=_choice(layer, "padding", "valid", ("valid", "same"))
+            if conv
+            else "valid",
+            pad_value=float(_get(layer, "pad_values", 0.0)) if conv else 0.0,
+            bias=layer.weights.get("bias"),
+            act=act,
+            groups=groups,
+        )
+
+    def binary_kernel(self, op: Any, pixels: int) -> BinaryKernel | None:
+        return natives.binary_kernel(op.weights["kernel"], "dense", pixels)
+
+    def elementwise_ops(
+        self, op: Any, rank: int | None
+    ) -> list[tuple[Any, ...]] | None:
+        layer: LayerSpec = op
+        cls = layer.class_name
+        if cls in _IDENTITIES:
+            return []
+        if cls == "BatchNormalization":
+            if rank is None or layer.batchnorm is None or not _last_axis(layer, rank):
+                return None
+            return [(K.OP_MULADD, *layer.batchnorm)]
+        if cls == "Activation":
+            return _activation_ops(_function_name(_get(layer, "activation")))
+        if cls == "ReLU":
+            slope = _get(layer, "negative_slope", 0.0)
+            threshold = _get(layer, "threshold", 0.0)
+            if slope == 0 and threshold == 0 and _get(layer, "max_value") is None:
+                return [(K.OP_RELU,)]
+        return None
+
+    def float_conv(self, op: Any, shape: tuple | None) -> NativeConv | None:
+        layer: LayerSpec = op
+        cls = layer.class_name
+        if cls not in (*_CONV, *_DEPTHWISE) or shape is None or len(shape) != 4:
+            return None
+        if cls == "QuantConv2D" and _get(layer, "input_quantizer") is not None:
+            return None
+        if cls in _CONV and _int(layer, "groups", 1) != 1:
+            return None
+        kernel = _forward_kernel(layer)
+        act = _activation_ops(_function_name(_get(layer, "activation")))
+        if kernel is None or act is None:
+            return None
+        ops: list[tuple[Any, ...]] = []
+        bias = layer.weights.get("bias")
+        if bias is not None:
+            ops.append((K.OP_BIAS, np.ascontiguousarray(bias, dtype=np.float32)))
+        ops.extend(act)
+        pad = _get(layer, "pad_values", 0.0) if cls == "QuantConv2D" else 0.0
+        if (
+            isinstance(pad, bool)
+            or not isinstance(pad, int | float)
+            or not math.isfinite(pad)
+        ):
+            raise _bad(layer, "pad_values", pad, "a finite number")
+        return natives.conv(
+            kernel, cls in _DEPTHWISE, float(pad), ops, _pair(layer, "kernel_size"),
+            _pair(layer, "strides", [1, 1]), _pair(layer, "dilation_rate", [1, 1]),
+            _choice(layer, "padding", "valid", ("valid", "same")),
+        )  # fmt: skip
+
+    def float_step(
+        self, node: Node, specs: dict[ValueId, Any], mode: str, sensitive: bool
+    ) -> FloatStep:
+        found = self._native(node, specs, sensitive)
+        if found is None:
+            layer: LayerSpec = node.op
+            terminal = layer.class_name in (
+                *_DENSE,
+                "Softmax",
+                "GlobalAveragePooling2D",
+            )
+            terminal |= _function_name(_get(layer, "activation")) == "softmax"
+            why = (
+                "its result reaches a binarization, where the core's summation "
+                "order could decide a sign differently from Keras"
+                if sensitive and terminal
+                else _detail(layer)
+            )
+            raise UnsupportedLayerError(
+                f"{_where(layer)} cannot run in the compiled core: {why}; run the "
+                "model with bnncore.engine, which falls back to Keras"
+            )
+        return FloatStep(node, native=found)
+
+    def _native(
+        self, node: Node, specs: dict[ValueId, Any], sensitive: bool
+    ) -> Native | None:
+        layer: LayerSpec = node.op
+        cls = layer.class_name
+        shapes = [specs[v].shape for v in node.inputs]
+        plain = len(node.args) == 1 and isinstance(node.args[0], TensorRef)
+        if cls == "Add":
+            return natives.add()
+        if cls == "Concatenate":
+            return natives.concat(_get(layer, "axis", -1))
+        if not plain:
+            return None
+        shape = shapes[0]
+        if cls == "Flatten":
+            return natives.flatten()
+        if cls in _IDENTITIES:
+            return natives.alias()
+        window_ = self.max_pool_window(layer)
+        if window_ is not None:
+            return natives.max_pool(*window_)
+        if not sensitive:
+            found = self._terminal(layer, shape)
+            if found is not None:
+                return found
+        ops = self.elementwise_ops(layer, len(shape))
+        if ops is None:
+            return None
+        return natives.elementwise_native(ops)
+
+    def _terminal(self, layer: LayerSpec, shape: Shape) -> Native | None:
+        cls = layer.class_name
+        if cls == "GlobalAveragePooling2D":
+            return natives.global_avg_pool(
+                tuple(int(d or 0) for d in shape), _bool(layer, "keepdims", False)
+            )
+        softmax = _function_name(_get(layer, "activation")) == "softmax"
+        if (cls == "Softmax" and _get(layer, "axis", -1) in (-1, len(shape) - 1)) or (
+            cls == "Activation" and softmax
+        ):
+            return natives.softmax()
+        if cls not in _DENSE:
+            return None
+        if cls == "QuantDense" and _get(layer, "input_quantizer") is not None:
+            return None
+        kernel = _forward_kernel(layer)
+        if kernel is None:
+            return None
+        ops = (
+            None
+            if softmax
+            else _activation_ops(_function_name(_get(layer, "activation")))
+        )
+        return natives.dense(kernel, layer.weights.get("bias"), ops, softmax)
+
+
+def _detail(layer: LayerSpec) -> str:
+    cls = layer.class_name
+    if cls in (*_CONV, *_DENSE) and _get(layer, "input_quantizer") is not None:
+        return (
+            f"input_quantizer {_short(_function_name(_get(layer, 'input_quantizer')))} "
+            "with a kernel that is not stored as 1-bit signs"
+        )
+    if cls in (*_CONV, *_DEPTHWISE, *_DENSE) and _forward_kernel(layer) is None:
+        return "a kernel quantizer whose values the file does not store"
+    if cls == "BatchNormalization" and layer.batchnorm is None:
+        return "not stored folded (renorm, or not float32)"
+    if cls in ("Activation", *_CONV, *_DEPTHWISE, *_DENSE):
+        return f"activation {_short(_get(layer, 'activation'))}"
+    return "an option the core does not implement"
