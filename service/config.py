@@ -62,7 +62,7 @@ class Settings(BaseSettings):
             inference request may take: batch × the model's per-row peak
             (every tensor live at once, intermediates included, see
             ``service/peak.py``) plus batch-independent temporaries plus the
-            encoded response (24 bytes per JSON value); 413 before any work
+            encoded response (28 bytes per JSON value); 413 before any work
             beyond, and a merged dynamic batch never exceeds it. A model that
             cannot serve one row within it is refused at registration (413).
             Default 1 GiB: with the default 2 ``inference_workers`` requests
@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_batch: int = Field(default=256, ge=1)
     max_tensor_elements: int = Field(default=4_000_000, ge=1)
+    max_request_bytes: int = Field(default=1024**3, ge=1024 * 1024)
     inference_workers: int = Field(default=2, ge=1)
     max_pending_inferences: int = Field(default=32, ge=1)
     inference_timeout_s: float = Field(default=30.0, gt=0)
@@ -141,7 +142,6 @@ class Settings(BaseSettings):
     sweep_grace_s: float = Field(default=3600.0, ge=0)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     max_connections: int = Field(default=1000, ge=1)
-    max_request_bytes: int = Field(default=1024**3, ge=1024 * 1024)
     keep_alive_s: float = Field(default=5.0, gt=0)
     header_timeout_s: float = Field(default=10.0, gt=0)
     max_definition_keys: int = Field(default=50_000, ge=100)

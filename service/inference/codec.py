@@ -9,6 +9,14 @@ finiteness) while it is converted to the models' ``float32`` inputs.
 
 Every refusal is an :class:`InferenceError` whose message names the field, the
 value received and what is allowed.
+
+The memory a request may take is known once its batch size and requested
+outputs are: the version's :class:`~service.peak.RequestCost` times the rows
+plus the JSON response must fit ``BNN_MAX_REQUEST_BYTES``, or the request is
+refused (413) before its data is converted. Responses are written by orjson
+straight from the NumPy outputs: no Python object per value; each float32 is
+written as the shortest decimal of its exact value (what ``json.dumps`` of
+``tolist()`` wrote), which reads back as the same float32.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from service.inference.schemas import InferenceRequest, PredictRequest
+from service.peak import JSON_BYTES_PER_VALUE, RequestCost
 
 __all__ = [
     "DATATYPES",
@@ -32,6 +42,7 @@ __all__ = [
     "decode_tfs",
     "encode_oip",
     "encode_tfs",
+    "to_json",
 ]
 
 DATATYPES: dict[str, np.dtype] = {
@@ -84,10 +95,14 @@ def bad(message: str) -> InferenceError:
 
 @dataclass(frozen=True)
 class Limits:
-    """Request limits (``BNN_MAX_BATCH``, ``BNN_MAX_TENSOR_ELEMENTS``)."""
+    """Request limits (``BNN_MAX_BATCH``, ``BNN_MAX_TENSOR_ELEMENTS``,
+    ``BNN_MAX_REQUEST_BYTES``) and the version's cost (``None``: not checked).
+    """
 
     max_batch: int
     max_tensor_elements: int
+    max_request_bytes: int | None = None
+    cost: RequestCost | None = None
 
 
 @dataclass
@@ -138,6 +153,33 @@ def _check_limits(rows: int, elements: int, limits: Limits, where: str) -> None:
             "request",
             reason="elements_limit",
         )
+
+
+def _check_memory(rows: int, outputs: list[int], limits: Limits, where: str) -> None:
+    """413 when ``rows`` rows with ``outputs`` in JSON do not fit
+    ``BNN_MAX_REQUEST_BYTES`` (nothing converted or run yet)."""
+    cost, limit = limits.cost, limits.max_request_bytes
+    if cost is None or limit is None:
+        return
+    needed = cost.request_bytes(rows, outputs, JSON_BYTES_PER_VALUE)
+    if needed <= limit:
+        return
+    response = cost.response_row_bytes(outputs, JSON_BYTES_PER_VALUE)
+    fits = cost.max_rows(limit, outputs, JSON_BYTES_PER_VALUE)
+    raise InferenceError(
+        413,
+        f"{where}: a batch of {rows:,} rows needs up to {needed:,} bytes "
+        f"({rows:,} × ({cost.row_bytes:,} bytes of model peak per row + "
+        f"{response:,} bytes of JSON response per row) + {cost.fixed_bytes:,} "
+        f"bytes independent of the batch), over the limit {limit:,} "
+        f"(BNN_MAX_REQUEST_BYTES); "
+        + (
+            f"at most {fits:,} rows fit: split the request"
+            if fits
+            else "not one row fits: request fewer outputs or raise the limit"
+        ),
+        reason="memory_limit",
+    )
 
 
 def _first_offender(data: Any, ok: Any) -> Any:
@@ -376,6 +418,7 @@ def decode_oip(
                 raise bad(f"{where}.name: {wanted.name!r} is requested twice")
             _no_binary(wanted.parameters, f"{where}.parameters")
             selected.append(position)
+    _check_memory(rows, selected, limits, "inputs")
 
     arrays = [
         _tensor(
@@ -504,6 +547,8 @@ def decode_tfs(
         _check_limits(rows, 0, limits, "inputs")
     known = sum(rows * math.prod(abs(d) for d in meta[n][1:]) for n in names)
     _check_limits(rows, known, limits, "instances" if rows_format else "inputs")
+    every = list(range(len(limits.cost.output_elements))) if limits.cost else []
+    _check_memory(rows, every, limits, "instances" if rows_format else "inputs")
     arrays = [_column(columns[n], where[n], meta[n], n) for n in names]
     elements = sum(a.size for a in arrays)
     _check_limits(rows, elements, limits, "instances" if rows_format else "inputs")
@@ -521,51 +566,64 @@ def _datatype(dtype: np.dtype) -> str:
     return _NAMES.get(np.dtype(dtype), "FP32")
 
 
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous array orjson writes as today's responses read: floats
+    widened to float64 (exact), so each value is written as the shortest
+    decimal of the float32's exact value, as ``json.dumps(array.tolist())``
+    wrote it; it reads back as the same float32."""
+    if array.dtype.kind == "f" or array.dtype.kind not in "biu":
+        with np.errstate(invalid="ignore"):  # signalling NaNs stay NaN (null)
+            return np.ascontiguousarray(array, dtype=np.float64)
+    return np.ascontiguousarray(array)
+
+
+def to_json(content: Any) -> bytes:
+    """``content`` as compact JSON; NumPy arrays are written by orjson without
+    a Python object per value (non-finite floats as ``null``)."""
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def encode_oip(
     arrays: list[np.ndarray], selected: list[int], outputs: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], int]:
     """OIP ``$response_output`` objects, and the count of non-finite values.
 
-    Non-finite values (NaN, ±Inf), which JSON cannot carry, are sent as
-    ``null``; the output's ``parameters.nonfinite`` counts them.
+    ``data`` is the flat NumPy array, for :func:`to_json`. Non-finite values
+    (NaN, ±Inf), which JSON cannot carry, are sent as ``null``; the output's
+    ``parameters.nonfinite`` counts them.
     """
     encoded = []
     total = 0
     for index in selected:
         array = arrays[index]
-        flat = array.reshape(-1)
-        data: list[Any] = flat.tolist()
         item: dict[str, Any] = {
             "name": outputs[index]["name"],
             "shape": list(array.shape),
             "datatype": _datatype(array.dtype),
         }
+        flat = _contiguous(array).reshape(-1)
         mask = _nonfinite(flat)
         if mask is not None:
-            positions = np.flatnonzero(mask)
-            for position in positions.tolist():
-                data[position] = None
-            item["parameters"] = {"nonfinite": int(positions.size)}
-            total += int(positions.size)
-        item["data"] = data
+            count = int(np.count_nonzero(mask))
+            item["parameters"] = {"nonfinite": count}
+            total += count
+        item["data"] = flat
         encoded.append(item)
     return encoded, total
 
 
-def _nested(array: np.ndarray) -> tuple[Any, int]:
+def _nested(array: np.ndarray) -> tuple[np.ndarray, int]:
     mask = _nonfinite(array)
-    if mask is None:
-        return array.tolist(), 0
-    values = array.astype(object)
-    values[mask] = None
-    return values.tolist(), int(mask.sum())
+    count = 0 if mask is None else int(np.count_nonzero(mask))
+    return _contiguous(array), count
 
 
 def encode_tfs(
     arrays: list[np.ndarray], outputs: list[dict[str, Any]], rows_format: bool
 ) -> tuple[dict[str, Any], int]:
     """The TF Serving answer (``predictions`` or ``outputs``) and the count of
-    non-finite values (sent as ``null``)."""
+    non-finite values (sent as ``null``); tensors stay NumPy arrays, nested
+    by :func:`to_json`."""
     names = [t["name"] for t in outputs]
     nested = [_nested(a) for a in arrays]
     nonfinite = sum(count for _, count in nested)

@@ -11,7 +11,9 @@ interrupted and keeps its slot until it ends, so a stuck model saturates into
 :class:`Batcher` (``BNN_BATCHING=true``) merges concurrent small requests for
 the same model and engine into one execution of up to ``BNN_BATCH_MAX_SIZE``
 rows, waiting at most ``BNN_BATCH_MAX_WAIT_MS`` for companions, and gives each
-request its own rows back.
+request its own rows back. A caller may cap a group's rows lower
+(``max_rows``: the rows whose memory fits ``BNN_MAX_REQUEST_BYTES``), so a
+merged batch never costs more than one request may.
 """
 
 from __future__ import annotations
@@ -140,7 +142,12 @@ class Batcher:
         return rows < self.max_size
 
     async def submit(
-        self, key: Any, arrays: list[np.ndarray], rows: int, execute: Execute
+        self,
+        key: Any,
+        arrays: list[np.ndarray],
+        rows: int,
+        execute: Execute,
+        max_rows: int | None = None,
     ) -> list[np.ndarray]:
         """Adds a request to its group and waits for its own output rows.
 
@@ -149,16 +156,21 @@ class Batcher:
             arrays: The request's inputs (batch first).
             rows: Its batch size.
             execute: ``await execute(arrays, rows)`` runs a merged batch.
+            max_rows: Most rows of a merged batch for this group, when lower
+                than ``max_size`` (a request of more rows runs alone).
         """
+        capacity = self.max_size if max_rows is None else min(self.max_size, max_rows)
+        if rows >= capacity:
+            return await execute(arrays, rows)
         loop = asyncio.get_running_loop()
         queue = self._queues.setdefault(key, _Queue())
-        if queue.rows + rows > self.max_size:
+        if queue.rows + rows > capacity:
             self._flush(key, execute)  # no room: run what waits, start anew
             queue = self._queues.setdefault(key, _Queue())
         waiting = _Waiting(arrays, rows, loop.create_future())
         queue.items.append(waiting)
         queue.rows += rows
-        if queue.rows >= self.max_size:
+        if queue.rows >= capacity:
             self._flush(key, execute)
         elif queue.timer is None:
             queue.timer = loop.call_later(self.max_wait_s, self._flush, key, execute)

@@ -8,6 +8,14 @@ per (definition, weights) pair. A model qualifies for the packed engine when it
 compiles to a plan with at least one layer on packed bits; the others, and
 requests with ``parameters.engine = "keras"``, run through TensorFlow
 (``model.predict_on_batch``).
+
+Before a request is decoded its version's :class:`~service.peak.RequestCost`
+is looked up (:meth:`InferenceService.cost`): the per-row peak and the
+batch-independent bytes of running the model, from the analytic estimate of
+its definition (nothing is built for it), or for a zoo model from the layers of
+the built model. The codec refuses a batch whose cost is over
+``BNN_MAX_REQUEST_BYTES`` (413) before converting its data, and a merged
+dynamic batch is capped to the rows that fit.
 """
 
 from __future__ import annotations
@@ -26,11 +34,13 @@ from pydantic import TypeAdapter
 from service.builder import plan
 from service.config import Settings
 from service.errors import NotFoundError
+from service.estimate import estimate_with_peak, request_cost
 from service.inference.codec import Decoded, InferenceError
 from service.inference.scheduler import Batcher, Scheduler
 from service.metrics import Metrics
+from service.peak import JSON_BYTES_PER_VALUE, RequestCost, keras_model_cost
 from service.runtime import Runtime
-from service.schemas.definitions import Definition
+from service.schemas.definitions import Definition, Sequential, Zoo
 from service.store import Store, VersionRecord
 
 __all__ = ["InferenceService", "Served"]
@@ -38,6 +48,9 @@ __all__ = ["InferenceService", "Served"]
 log = logging.getLogger("service")
 
 _definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
+
+_COSTS_KEPT = 4096
+"""Request costs cached (a few integers each, keyed by content hash)."""
 
 
 @dataclass
@@ -127,6 +140,7 @@ class InferenceService:
             else None
         )
         self._served: OrderedDict[tuple[str, str | None], Served] = OrderedDict()
+        self._costs: OrderedDict[str, RequestCost] = OrderedDict()
         self._loading: dict[tuple[str, str | None], asyncio.Future[Served]] = {}
         metrics.track_models(lambda: len(self._served))
 
@@ -183,6 +197,41 @@ class InferenceService:
             self._served.popitem(last=False)
         return served
 
+    async def cost(self, record: VersionRecord) -> RequestCost:
+        """What a request to ``record`` costs per row and in fixed bytes.
+
+        From the stored definition's estimate (cached by content hash, never
+        building anything); a zoo model, which has no analytic estimate, is
+        loaded and its built layers are counted (:func:`keras_model_cost`).
+
+        Raises:
+            LimitError: the definition is over the current limits (413).
+        """
+        hit = self._costs.get(record.content_hash)
+        if hit is not None:
+            self._costs.move_to_end(record.content_hash)
+            return hit
+
+        def from_definition() -> RequestCost | None:
+            normalized = self.store.load_definition(record.content_hash)
+            definition = _definition_adapter.validate_python(normalized)
+            if isinstance(definition, Zoo):
+                return None
+            offset = 1 if isinstance(definition, Sequential) else 0
+            result, peak = estimate_with_peak(
+                definition.graph(), self.settings, offset=offset
+            )
+            return request_cost(peak, result)
+
+        cost = await run_in_threadpool(from_definition)
+        if cost is None:
+            served = await self.served(record)
+            cost = keras_model_cost(served.model)
+        self._costs[record.content_hash] = cost
+        while len(self._costs) > _COSTS_KEPT:
+            self._costs.popitem(last=False)
+        return cost
+
     async def _load(
         self, record: VersionRecord, weights: Any, key: tuple[str, str | None]
     ) -> Served:
@@ -197,10 +246,19 @@ class InferenceService:
         )
 
     async def infer(
-        self, record: VersionRecord, served: Served, decoded: Decoded
+        self,
+        record: VersionRecord,
+        served: Served,
+        decoded: Decoded,
+        cost: RequestCost | None = None,
     ) -> tuple[list[np.ndarray], str]:
         """Runs a decoded request: the outputs (all of them, batch first) and the
         engine that ran.
+
+        Args:
+            cost: The version's request cost: a merged dynamic batch holds at
+                most the rows whose cost fits ``BNN_MAX_REQUEST_BYTES`` (every
+                output's JSON counted for each row).
 
         Raises:
             InferenceError: 400 (engine), 503 (queue full), 504 (timeout).
@@ -220,8 +278,17 @@ class InferenceService:
             return await self.scheduler.run(execute_now, arrays, rows)
 
         if self.batcher is not None and self.batcher.accepts(decoded.rows):
+            max_rows = None
+            if cost is not None:
+                every = range(len(cost.output_elements))
+                limit = self.settings.max_request_bytes
+                max_rows = cost.max_rows(limit, every, JSON_BYTES_PER_VALUE)
             outputs = await self.batcher.submit(
-                (served.key, engine), decoded.arrays, decoded.rows, execute
+                (served.key, engine),
+                decoded.arrays,
+                decoded.rows,
+                execute,
+                max_rows=max_rows,
             )
         else:
             outputs = await execute(decoded.arrays, decoded.rows)

@@ -5,11 +5,14 @@ status ``GET /v1/models/...`` and metadata ``GET /v1/models/.../metadata``).
 Every refusal is ``{"error": "<message>"}``: 400 for a request that does not
 fit the model (malformed bodies included, as the OIP specifies), 404 for an
 unknown model or version, 413 over a limit, 503 when busy, 504 on timeout.
+
+The memory bound (``BNN_MAX_REQUEST_BYTES``) is checked by the codec, from the
+version's request cost looked up before the body is decoded, so an oversized
+batch is refused before its data is converted or anything runs.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypedDict, TypeVar
 
@@ -31,6 +34,7 @@ from service.inference.codec import (
     decode_tfs,
     encode_oip,
     encode_tfs,
+    to_json,
 )
 from service.inference.schemas import (
     InferenceRequest,
@@ -44,6 +48,7 @@ from service.inference.schemas import (
 )
 from service.inference.tfserving import model_metadata, model_status
 from service.metrics import MODEL_STATE_KEY
+from service.peak import RequestCost
 from service.runtime import BusyError
 from service.schemas.reports import ErrorResponse
 from service.store import VersionRecord
@@ -102,7 +107,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for status, description in (
         (400, "The request does not fit the model; the message names the field"),
         (404, "Unknown model or version"),
-        (413, "Body, batch or element count over a limit"),
+        (413, "Body, batch, element count or request memory over a limit"),
         (503, "Too busy (retry later) or the model cannot be loaded"),
         (504, "Inference timed out"),
     )
@@ -121,16 +126,20 @@ def _parse(raw: bytes, model: type[B]) -> B:
 
 
 def _json(content: Any, engine: str, nonfinite: int) -> Response:
-    text = json.dumps(content, allow_nan=False, separators=(",", ":"))
     return Response(
-        text.encode(),
+        to_json(content),
         media_type="application/json",
         headers=_headers(engine, nonfinite),
     )
 
 
-def _limits(settings: Any) -> Limits:
-    return Limits(settings.max_batch, settings.max_tensor_elements)
+def _limits(settings: Any, cost: RequestCost) -> Limits:
+    return Limits(
+        settings.max_batch,
+        settings.max_tensor_elements,
+        settings.max_request_bytes,
+        cost,
+    )
 
 
 async def _record(
@@ -159,7 +168,8 @@ async def _infer(
 ) -> Response:
     record = await _record(request, service, name, version)
     raw = await request.body()
-    limits = _limits(settings)
+    cost = await service.cost(record)
+    limits = _limits(settings, cost)
 
     def decode() -> tuple[InferenceRequest, Decoded]:
         body = _parse(raw, InferenceRequest)
@@ -170,7 +180,7 @@ async def _infer(
     # Parsing, checking and encoding large tensors take milliseconds: off the loop.
     body, decoded = await run_in_threadpool(decode)
     served = await service.served(record)
-    outputs, engine = await service.infer(record, served, decoded)
+    outputs, engine = await service.infer(record, served, decoded, cost)
     _check_arity(record, outputs)
 
     def encode() -> Response:
@@ -278,7 +288,8 @@ async def _predict(
 ) -> Response:
     record = await _record(request, service, name, version)
     raw = await request.body()
-    limits = _limits(settings)
+    cost = await service.cost(record)
+    limits = _limits(settings, cost)
 
     def decode() -> tuple[Decoded, bool]:
         body = _parse(raw, PredictRequest)
@@ -286,7 +297,7 @@ async def _predict(
 
     decoded, rows_format = await run_in_threadpool(decode)
     served = await service.served(record)
-    outputs, engine = await service.infer(record, served, decoded)
+    outputs, engine = await service.infer(record, served, decoded, cost)
     _check_arity(record, outputs)
 
     def encode() -> Response:

@@ -16,20 +16,35 @@ estimate they are refused by.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
+import re
+import tracemalloc
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import TypeAdapter
 from tf_memory_oracle import largest_tensor, layer_bytes, simulated_peak, trace
 
 from service.builder import build, plan
 from service.config import Settings
 from service.estimate import LimitError, estimate_layer, estimate_with_peak
-from service.peak import ACTIVATION_FACTORS, QUANTIZER_FACTORS
+from service.inference.codec import encode_oip, encode_tfs, to_json
+from service.inference.scheduler import Batcher
+from service.main import create_app
+from service.peak import (
+    ACTIVATION_FACTORS,
+    JSON_BYTES_PER_VALUE,
+    QUANTIZER_FACTORS,
+    RequestCost,
+)
 from service.schemas.components import ACTIVATION_ALIASES
 from service.schemas.definitions import Definition
 from service.schemas.layers import AnyLayer
@@ -331,3 +346,398 @@ def test_the_oracle_sees_the_depthwise_intermediate() -> None:
     )
     json.dumps(definition)
     np.testing.assert_equal(peak.layers[0].output_elements, 64)
+
+
+# --------------------------------------------------------------------------
+# Finding 1: a layer whose intermediate no limit counted
+# --------------------------------------------------------------------------
+
+BOMB_TYPES = [
+    ("SeparableConv2D", [64, 64, 1], {"filters": 1}),
+    ("QuantSeparableConv2D", [64, 64, 1], {"filters": 1}),
+    ("DepthwiseConv2D", [64, 64, 1], {}),
+    ("QuantDepthwiseConv2D", [64, 64, 1], {}),
+    ("SeparableConv1D", [4096, 1], {"filters": 1}),
+    ("QuantSeparableConv1D", [4096, 1], {"filters": 1}),
+    ("DepthwiseConv1D", [4096, 1], {}),
+]
+
+
+def _bomb(kind: str, shape: list[int], extra: dict[str, Any], dm: int) -> Any:
+    return {
+        "input_shape": shape,
+        "layers": [{"type": kind, "kernel_size": 1, "depth_multiplier": dm, **extra}],
+    }
+
+
+@pytest.mark.parametrize(("kind", "shape", "extra"), BOMB_TYPES, ids=lambda v: v)
+@pytest.mark.parametrize("route", ["/v2/models", "/v2/estimate"])
+def test_separable_depth_multiplier_bomb_is_refused(
+    client: Any, kind: str, shape: list[int], extra: dict[str, Any], route: str
+) -> None:
+    definition = _bomb(kind, shape, extra, 1_048_576)
+    body = {"name": "bomb", "definition": definition}
+    response = client.post(route, json=body if route == "/v2/models" else definition)
+    assert response.status_code == 413, response.text
+    message = response.json()["error"]
+    assert "definition.layers[0].depth_multiplier" in message
+    assert "1,048,576" in message and "BNN_MAX_FILTERS" in message
+    assert client.get("/v2/models").json()["total"] == 0
+
+
+def test_depthwise_channels_at_the_filter_limit_are_accepted(client: Any) -> None:
+    """The limit is the channel count: input channels × depth_multiplier."""
+    limit = Settings(data_dir="unused").max_filters
+    fits = _bomb("SeparableConv2D", [4, 4, 2], {"filters": 1}, limit // 2)
+    over = _bomb("SeparableConv2D", [4, 4, 2], {"filters": 1}, limit // 2 + 1)
+    assert client.post("/v2/estimate", json=fits).status_code == 200
+    response = client.post("/v2/estimate", json=over)
+    assert response.status_code == 413
+    assert (
+        f"input channels 2 × depth_multiplier {limit // 2 + 1:,}"
+        in (response.json()["error"])
+    )
+
+
+def test_separable_intermediate_counts_toward_the_request_memory(
+    tmp_path: Any,
+) -> None:
+    """Within the filter limit, the depthwise intermediate (64×64×8192 floats,
+    128 MiB a row) is what the request memory is made of."""
+    settings = Settings(data_dir=tmp_path / "data", max_request_bytes=64 * 2**20)
+    definition = _bomb("SeparableConv2D", [64, 64, 1], {"filters": 1}, 8192)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v2/estimate", json=definition)
+    assert response.status_code == 413
+    message = response.json()["error"]
+    assert "definition.layers[0]" in message and "BNN_MAX_REQUEST_BYTES" in message
+    figure = int(re.search(r"bytes\) ([\d,]+) exceeds", message)[1].replace(",", ""))
+    assert figure >= 64 * 64 * 8192 * 4
+
+
+# --------------------------------------------------------------------------
+# Finding 2: a request's memory (batch × peak + response) is bounded
+# --------------------------------------------------------------------------
+
+UPSAMPLING_BOMB = {
+    "input_shape": [16, 16, 1],
+    "layers": [
+        {"type": "UpSampling2D", "size": 64},
+        {"type": "UpSampling2D", "size": 13},
+    ],
+}
+"""178M output elements a row: under ``BNN_MAX_ACTIVATION_ELEMENTS``."""
+
+UPSAMPLING_BATCH = {
+    "input_shape": [16, 16, 1],
+    "layers": [
+        {"type": "UpSampling2D", "size": 64},
+        {"type": "UpSampling2D", "size": 4},
+    ],
+}
+"""16.8M output elements (64 MiB as float32, about 400 MB as JSON) a row."""
+
+WIDE_ANSWER = {
+    "input_shape": [16, 16, 1],
+    "layers": [{"type": "UpSampling2D", "size": 16}],
+}
+"""256 values in, 65,536 out a row: the response is what costs."""
+
+WIDER_ANSWER = {
+    "input_shape": [16, 16, 1],
+    "layers": [{"type": "UpSampling2D", "size": 32}],
+}
+"""256 values in, 262,144 out a row: 256 rows would answer 67M values (about
+1.6 GB of JSON) to a request of 64K zeros."""
+
+
+def _register(client: Any, name: str, definition: Any) -> dict[str, Any]:
+    response = client.post("/v2/models", json={"name": name, "definition": definition})
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def _oip(rows: int, shape: tuple[int, ...] = (16, 16, 1)) -> dict[str, Any]:
+    x = np.zeros((rows, *shape), np.float32)
+    return {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": x.reshape(-1).tolist(),
+            }
+        ]
+    }
+
+
+def _input_name(client: Any, name: str) -> str:
+    return client.get(f"/v2/models/{name}").json()["inputs"][0]["name"]
+
+
+def _figures(message: str) -> tuple[int, int]:
+    """(needed, limit) from a BNN_MAX_REQUEST_BYTES refusal."""
+    needed = re.search(r"needs up to ([\d,]+) bytes", message)
+    limit = re.search(r"over the limit ([\d,]+) \(BNN_MAX_REQUEST_BYTES\)", message)
+    assert needed and limit, message
+    return int(needed[1].replace(",", "")), int(limit[1].replace(",", ""))
+
+
+def test_upsampling_bomb_is_refused_at_registration(client: Any) -> None:
+    response = client.post(
+        "/v2/models", json={"name": "bomb", "definition": UPSAMPLING_BOMB}
+    )
+    assert response.status_code == 413, response.text
+    message = response.json()["error"]
+    assert "definition.layers[1]" in message and "BNN_MAX_REQUEST_BYTES" in message
+    # Its output alone is 13,312² floats.
+    figure = int(re.search(r"bytes\) ([\d,]+) exceeds", message)[1].replace(",", ""))
+    assert figure >= 13_312**2 * 4
+
+
+@pytest.fixture
+def memory_app(tmp_path: Any) -> Iterator[Any]:
+    settings = Settings(data_dir=tmp_path / "data")
+    with TestClient(create_app(settings)) as client:
+        _register(client, "upsample", UPSAMPLING_BATCH)
+        _register(client, "wide", WIDE_ANSWER)
+        _register(client, "wider", WIDER_ANSWER)
+        yield client
+
+
+def _assert_413_before_work(client: Any, response: Any, rows: int) -> None:
+    assert response.status_code == 413, response.text[:500]
+    message = response.json()["error"]
+    needed, limit = _figures(message)
+    assert limit == Settings(data_dir="unused").max_request_bytes
+    assert needed > limit
+    assert f"a batch of {rows:,} rows" in message
+    assert client.app.state.inference.loaded == 0  # nothing built, nothing run
+    metrics = client.get("/metrics").text
+    assert re.search(r'bnn_rejections_total\{reason="memory_limit"\} [1-9]', metrics)
+
+
+def test_upsampling_bomb_batch_is_413_before_work(memory_app: Any) -> None:
+    client = memory_app
+    body = _oip(8)
+    body["inputs"][0]["name"] = _input_name(client, "upsample")
+    response = client.post("/v2/models/upsample/infer", json=body)
+    _assert_413_before_work(client, response, 8)
+    # The figure: 8 rows × (the 64 MiB output, held twice, plus its JSON).
+    needed, _ = _figures(response.json()["error"])
+    assert needed >= 8 * 16_777_216 * (2 * 4 + 24)
+
+
+def test_upsampling_bomb_batch_is_413_on_tf_serving_routes(memory_app: Any) -> None:
+    client = memory_app
+    x = np.zeros((8, 16, 16, 1), np.float32).tolist()
+    for body in ({"instances": x}, {"inputs": x}):
+        response = client.post("/v1/models/upsample:predict", json=body)
+        _assert_413_before_work(client, response, 8)
+        response = client.post("/v1/models/upsample/versions/1:predict", json=body)
+        _assert_413_before_work(client, response, 8)
+
+
+def test_wide_answer_batch_is_413_before_work(memory_app: Any) -> None:
+    """64K zeros in, 256 × 262,144 values out: the JSON response alone would
+    be over 1.6 GB, counted before anything runs."""
+    client = memory_app
+    body = _oip(256)
+    body["inputs"][0]["name"] = _input_name(client, "wider")
+    response = client.post("/v2/models/wider/versions/1/infer", json=body)
+    _assert_413_before_work(client, response, 256)
+    assert "rows fit: split the request" in response.json()["error"]
+
+
+def test_a_batch_that_fits_is_served(memory_app: Any) -> None:
+    client = memory_app
+    body = _oip(2)
+    body["inputs"][0]["name"] = _input_name(client, "wide")
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 1)).astype(np.float32)
+    body["inputs"][0]["data"] = x.reshape(-1).tolist()
+    response = client.post("/v2/models/wide/infer", json=body)
+    assert response.status_code == 200, response.text[:300]
+    (out,) = response.json()["outputs"]
+    expected = x.repeat(16, axis=1).repeat(16, axis=2)
+    got = np.asarray(out["data"], np.float64).astype(np.float32)
+    assert out["shape"] == [2, 256, 256, 1]
+    assert got.view(np.uint32).tolist() == expected.reshape(-1).view(np.uint32).tolist()
+
+
+def test_request_memory_counts_only_the_requested_outputs(tmp_path: Any) -> None:
+    """Two outputs, one 256× larger: asking only for the small one fits."""
+    definition = {
+        "layers": [
+            {"type": "Input", "name": "x", "shape": [16, 16, 1]},
+            {"type": "UpSampling2D", "name": "big", "inputs": ["x"], "size": 16},
+            {"type": "GlobalAveragePooling2D", "name": "small", "inputs": ["x"]},
+        ],
+        "outputs": ["big", "small"],
+    }
+    settings = Settings(data_dir=tmp_path / "data", max_request_bytes=48 * 2**20)
+    with TestClient(create_app(settings)) as client:
+        _register(client, "two", definition)
+        cost = asyncio.run(_cost(client, "two"))
+        rows = cost.max_rows(settings.max_request_bytes, [1], JSON_BYTES_PER_VALUE)
+        assert cost.max_rows(settings.max_request_bytes, [0, 1], 28) < rows <= 256
+        body = _oip(rows)
+        body["inputs"][0]["name"] = "x"
+        both = client.post("/v2/models/two/infer", json=body)
+        assert both.status_code == 413, both.text[:300]
+        body["outputs"] = [{"name": "small"}]
+        one = client.post("/v2/models/two/infer", json=body)
+        assert one.status_code == 200, one.text[:300]
+        body["inputs"][0]["shape"][0] = rows + 1
+        body["inputs"][0]["data"] += [0.0] * 256
+        over = client.post("/v2/models/two/infer", json=body)
+        assert over.status_code == 413
+
+
+async def _cost(client: Any, name: str) -> RequestCost:
+    service = client.app.state.inference
+    return await service.cost(await service.record(name, None))
+
+
+def test_merged_dynamic_batch_respects_the_request_memory() -> None:
+    """Requests of 1 row each, for a model where 3 rows fit: the batcher never
+    merges more than 3, though ``max_size`` allows 8."""
+    batcher = Batcher(max_size=8, max_wait_s=0.05)
+    seen: list[int] = []
+
+    async def execute(arrays: list[np.ndarray], rows: int) -> list[np.ndarray]:
+        seen.append(rows)
+        await asyncio.sleep(0)
+        return [arrays[0] * 2]
+
+    async def run() -> list[list[np.ndarray]]:
+        jobs = [
+            batcher.submit("m", [np.full((1, 2), i, np.float32)], 1, execute, 3)
+            for i in range(7)
+        ]
+        return await asyncio.gather(*jobs)
+
+    results = asyncio.run(run())
+    assert max(seen) == 3 and sum(seen) == 7
+    for i, (out,) in enumerate(results):
+        assert out.tolist() == [[2.0 * i, 2.0 * i]]
+
+
+def test_merged_dynamic_batch_is_capped_by_the_service(tmp_path: Any) -> None:
+    """Through the service: concurrent 1-row requests to a model where 2 rows
+    fit are merged 2 at most (the batch-size histogram's largest bucket)."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        batching=True,
+        batch_max_size=16,
+        batch_max_wait_ms=200,
+        max_request_bytes=6 * 2**20,  # a row of WIDE_ANSWER takes 0.6 + 1.8 MB
+    )
+    with TestClient(create_app(settings)) as client:
+        _register(client, "wide", WIDE_ANSWER)
+        cost = asyncio.run(_cost(client, "wide"))
+        fits = cost.max_rows(settings.max_request_bytes, [0], 28)
+        assert fits == 2
+        body = _oip(1)
+        body["inputs"][0]["name"] = _input_name(client, "wide")
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(
+                pool.map(
+                    lambda _: client.post("/v2/models/wide/infer", json=body),
+                    range(6),
+                )
+            )
+        assert [r.status_code for r in codes] == [200] * 6
+        buckets = {}
+        for family in text_string_to_metric_families(client.get("/metrics").text):
+            for s in family.samples:
+                if s.name == "bnn_inference_batch_size_bucket":
+                    buckets[float(s.labels["le"])] = s.value
+                if s.name == "bnn_inference_batch_size_count":
+                    runs = s.value
+        assert buckets[2.0] == runs >= 3  # every run had at most 2 rows
+        assert buckets[1.0] < runs  # and some were merged
+
+
+# --------------------------------------------------------------------------
+# Responses without a Python object per value
+# --------------------------------------------------------------------------
+
+
+def _extreme_float32(count: int) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, count, dtype=np.uint64).astype(np.uint32)
+    values = bits.view(np.float32).copy()
+    values[:6] = [np.nan, np.inf, -np.inf, -0.0, 1.4e-45, -3.4028235e38]
+    return values
+
+
+def test_json_response_round_trips_float32_bit_for_bit() -> None:
+    values = _extreme_float32(200_000).reshape(2, 100_000)
+    meta = [{"name": "y", "shape": [-1, 100_000]}]
+    encoded, nonfinite = encode_oip([values], [0], meta)
+    text = to_json({"outputs": encoded})
+    data = json.loads(text)["outputs"][0]
+    finite = np.isfinite(values.reshape(-1))
+    assert nonfinite == data["parameters"]["nonfinite"] == int((~finite).sum())
+    assert data["shape"] == [2, 100_000] and data["datatype"] == "FP32"
+    decoded = [np.nan if v is None else v for v in data["data"]]
+    back = np.asarray(decoded, np.float64).astype(np.float32)
+    assert np.array_equal(
+        back[finite].view(np.uint32), values.reshape(-1)[finite].view(np.uint32)
+    )
+    assert all(data["data"][i] is None for i in np.flatnonzero(~finite))
+    # Today's text: each value as json.dumps wrote float(value).
+    sample = values.reshape(-1)[finite][:1000]
+    expected = json.dumps([float(v) for v in sample], separators=(",", ":"))
+    assert json.loads(to_json(sample.astype(np.float64))) == json.loads(expected)
+    # The bound used for the request memory holds for every value written.
+    array = text.decode().split('"data":[')[1].split("]")[0]
+    longest = max(len(t) for t in array.split(","))
+    assert longest >= 20 and longest + 1 <= JSON_BYTES_PER_VALUE
+
+
+def test_tf_serving_response_nests_arrays_as_lists() -> None:
+    a = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    b = np.array([[np.inf], [1.5]], np.float32)
+    meta = [{"name": "a"}, {"name": "b"}]
+    rows, nonfinite = encode_tfs([a, b], meta, rows_format=True)
+    assert nonfinite == 1
+    assert json.loads(to_json(rows)) == {
+        "predictions": [
+            {"a": [float(v) for v in a[0]], "b": [None]},
+            {"a": [float(v) for v in a[1]], "b": [1.5]},
+        ]
+    }
+    columns, _ = encode_tfs([a], meta[:1], rows_format=False)
+    assert json.loads(to_json(columns)) == {"outputs": a.astype(float).tolist()}
+
+
+def _traced_peak(fn: Any) -> tuple[int, bytes]:
+    tracemalloc.start()
+    try:
+        out = fn()
+        return tracemalloc.get_traced_memory()[1], out
+    finally:
+        tracemalloc.stop()
+
+
+def test_response_encoding_allocates_no_python_float_per_value() -> None:
+    """The encoder's peak traced allocation is the float64 copy and the JSON
+    text (orjson's buffer, then the bytes), well under what a list of Python
+    floats took (``tolist()`` + ``json.dumps``, the encoder before)."""
+    n = 250_000
+    values = np.random.default_rng(3).normal(size=(1, n)).astype(np.float32)
+    meta = [{"name": "y", "shape": [-1, n]}]
+
+    def new() -> bytes:
+        encoded, _ = encode_oip([values], [0], meta)
+        return to_json({"outputs": encoded})
+
+    def old() -> bytes:
+        data = values.reshape(-1).tolist()
+        return json.dumps({"outputs": [{"data": data}]}).encode()
+
+    peak, text = _traced_peak(new)
+    before, _ = _traced_peak(old)
+    assert peak <= 8 * n + 2 * len(text) + 2**20, (peak, len(text))
+    assert peak < 0.75 * before, (peak, before)
