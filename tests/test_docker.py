@@ -147,4 +147,5 @@ def test_the_build_stage_files_build_a_wheel_with_the_entry_point(
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "service/main.py" in names and "bnncore/client.py" in names
-    assert any(n.startswith("bnncore/engine/_kernels") for n in names)
+    assert any(n.startswith("bnncore_runtime/_kernels") for n in names)
+    assert "bnncore_runtime/model.py" in names
