@@ -179,6 +179,15 @@ def no_weights(lq: Any, keras: Any) -> Any:
     )
 
 
+def long_title(lq: Any, keras: Any) -> Any:
+    """A name longer than the tables are wide: Larq leaves the titles out."""
+    del lq
+    return keras.Sequential(
+        [keras.Input((3,)), keras.layers.Activation("relu", name="relu")],
+        name="a_model_whose_name_is_longer_than_its_summary_tables_are_wide",
+    )
+
+
 MODELS = {
     "mnist_tutorial": mnist_tutorial,
     "mixed_precision": mixed_precision,
@@ -186,6 +195,7 @@ MODELS = {
     "functional": functional,
     "subclassed": subclassed,
     "no_weights": no_weights,
+    "long_title": long_title,
 }
 """Fixture name → builder."""
 
@@ -198,5 +208,6 @@ CASES = {
     "functional": ("functional", True),
     "subclassed": ("subclassed", True),
     "no_weights": ("no_weights", True),
+    "long_title": ("long_title", True),
 }
 """Each fixture text: which model, and the ``include_macs`` it was printed with."""
