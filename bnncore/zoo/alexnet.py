@@ -97,7 +97,8 @@ def BinaryAlexNet(  # noqa: N802 (Keras applications naming)
         include_top: Whether to add the classifier head (flatten, three binary
             dense layers with BatchNorm, softmax).
         weights: ``None`` (random initialisation) or the path of a local
-            weights file, loaded with ``model.load_weights``.
+            weights file: Keras 3 (``model.load_weights``) or a Larq Zoo /
+            tf-keras ``.h5`` (:func:`bnncore.zoo.load_larq_weights`).
 
     Returns:
         A functional ``keras.Model``.

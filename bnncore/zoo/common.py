@@ -14,6 +14,8 @@ from typing import Any
 
 import keras
 
+from bnncore.zoo.larq_weights import is_larq_weights_file, load_larq_weights
+
 __all__ = ["DEFAULT_SIZE", "INPUT_NAME", "Body", "build", "softmax"]
 
 DEFAULT_SIZE = 224
@@ -75,10 +77,17 @@ def _check_weights(name: str, weights: Any) -> str | None:
         )
     path = os.fspath(weights)
     if not os.path.isfile(path):
+        hint = (
+            " Larq Zoo's 'imagenet' weights are files of its GitHub releases "
+            "(e.g. quicknet_weights.h5): download one yourself and pass its path."
+            if path == "imagenet"
+            else ""
+        )
         raise ValueError(
             f"{name}: weights={path!r} is not an existing file. Expected None "
             "(random initialisation) or the path of a local weights file "
-            "(.weights.h5 or .keras); bnncore never downloads weights."
+            "(.weights.h5 or .keras, or a Larq Zoo / tf-keras .h5); bnncore "
+            f"never downloads weights.{hint}"
         )
     return path
 
@@ -135,7 +144,9 @@ def build(
         input_tensor: A Keras tensor to use as the model's input, or ``None``.
         num_classes: Number of classes of the classifier head (positive int).
         include_top: Whether to add the classifier head.
-        weights: ``None`` or the path of a local weights file.
+        weights: ``None`` or the path of a local weights file: a Larq Zoo /
+            tf-keras ``.h5`` (loaded with :func:`load_larq_weights`), else
+            anything ``model.load_weights`` reads.
 
     Returns:
         A functional ``keras.Model``.
@@ -172,7 +183,10 @@ def build(
         ) from error
     model = keras.Model(inputs=inputs, outputs=outputs, name=model_name)
     if path is not None:
-        model.load_weights(path)
+        if is_larq_weights_file(path):
+            load_larq_weights(model, path)
+        else:
+            model.load_weights(path)
     return model
 
 

@@ -155,7 +155,8 @@ def MeliusNet22(  # noqa: N802 (Keras applications naming)
         include_top: Whether to add the classifier head (global average
             pooling, dense, softmax).
         weights: ``None`` (random initialisation) or the path of a local
-            weights file, loaded with ``model.load_weights``.
+            weights file: Keras 3 (``model.load_weights``) or a Larq Zoo /
+            tf-keras ``.h5`` (:func:`bnncore.zoo.load_larq_weights`).
 
     Returns:
         A functional ``keras.Model``.

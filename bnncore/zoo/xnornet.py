@@ -135,7 +135,8 @@ def XNORNet(  # noqa: N802 (Keras applications naming)
         include_top: Whether to add the classifier head (binary 1×1 conv, BN,
             ReLU, flatten, dense, softmax).
         weights: ``None`` (random initialisation) or the path of a local
-            weights file, loaded with ``model.load_weights``.
+            weights file: Keras 3 (``model.load_weights``) or a Larq Zoo /
+            tf-keras ``.h5`` (:func:`bnncore.zoo.load_larq_weights`).
 
     Returns:
         A functional ``keras.Model``.
