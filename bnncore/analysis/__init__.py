@@ -2,6 +2,10 @@
 
 Use :func:`bnncore.models.profile` to build a :class:`ModelProfile` and
 :func:`render` to format it as text, JSON, CSV, Markdown or HTML.
+
+Larq's view of the same records, behind ``bnncore.models.summary`` and
+``bnncore.models.ModelProfile``, is in :mod:`bnncore.analysis.larq_profile`
+(Larq's counting rules) and :mod:`bnncore.analysis.larq_text` (Larq's tables).
 """
 
 from bnncore.analysis.counting import profile_model
