@@ -231,10 +231,6 @@ class Upload:
         self.sha256 = self._hash.hexdigest()
         return self.sha256
 
-    def read(self) -> bytes:
-        """The received bytes (after :meth:`finish`)."""
-        return self.path.read_bytes()
-
     def discard(self) -> None:
         """Deletes the temporary file (nothing happens once it was saved)."""
         if not self._file.closed:

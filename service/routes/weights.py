@@ -18,7 +18,7 @@ from service.runtime import Runtime
 from service.schemas.definitions import Definition
 from service.store import Store, Upload
 from service.uploads import TooLargeError, body_stream, receive_into
-from service.weights import WeightsRefusedError, check, max_file_bytes
+from service.weights import WeightsRefusedError, check_file, max_file_bytes
 
 __all__ = ["WEIGHTS_PATH", "router"]
 
@@ -173,18 +173,19 @@ async def _receive_check_store(
     normalized = await run_in_threadpool(store.load_definition, record.content_hash)
     model_plan = plan(_definition_adapter.validate_python(normalized), settings)
     built = await runtime.run(runtime.built, model_plan)
-    data = await run_in_threadpool(upload.read)
     try:
         checked = await runtime.run(
-            check, built.model, data, settings.max_weights_bytes, upload.sha256
+            check_file,
+            built.model,
+            upload.path,
+            settings.max_weights_bytes,
+            upload.sha256,
         )
     except WeightsRefusedError as refused:
         body: dict[str, Any] = {"error": str(refused)}
         if refused.differences:
             body["differences"] = refused.differences
         return JSONResponse(body, status_code=refused.status)
-    finally:
-        del data
     tensors, kind = len(checked.arrays), checked.format
     del checked  # the decoded arrays: not needed to store the file
     saved = await run_in_threadpool(store.save_weights, name, version, upload)
