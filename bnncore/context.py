@@ -3,10 +3,11 @@
 Two switches, both thread-local and restored when their ``with`` block ends
 (also when it ends with an exception):
 
-* :func:`quantized_scope` — inside ``quantized_scope(True)``, a quantized
-  layer's ``get_weights()`` and every weight save (``model.save``,
-  ``model.save_weights``) see the *quantized* kernels (e.g. exactly ±1);
-  outside, they see the latent float kernels that training updates.
+* :func:`quantized_scope` — inside ``quantized_scope(True)``, every read of a
+  quantized kernel (a :class:`bnncore.quantized_variable.QuantizedVariable`):
+  ``get_weights()``, ``kernel.numpy()``, every weight save (``model.save``,
+  ``model.save_weights``) sees the *quantized* kernel (e.g. exactly ±1);
+  outside, reads see the latent float kernels that training updates.
 * :func:`metrics_scope` — quantized layers *constructed* inside
   ``metrics_scope(["flip_ratio"])`` track the flip ratio of every kernel
   quantizer (see :class:`bnncore.metrics.FlipRatio`).
@@ -74,9 +75,12 @@ def quantized_scope(quantize: bool) -> Iterator[bool]:
         ...     kernel = model.layers[1].get_weights()[0]
 
     Only reads change: the forward pass, training and ``set_weights`` work on
-    the latent kernels in both states. Keras 3's ``model.get_weights()`` reads
-    the variables directly, without asking the layers, so it always returns
-    latent values; ask each layer (``layer.get_weights()``) or save the model.
+    the latent kernels in both states. A quantized layer's kernels are
+    :class:`bnncore.quantized_variable.QuantizedVariable` objects, so
+    ``model.get_weights()``, ``layer.kernel.numpy()`` and arithmetic on the
+    kernel are quantized too; ``layer.kernel.latent_variable`` always reads
+    the latent values. Train outside the scope: inside it, Keras optimizers
+    would read the quantized kernel.
 
     Args:
         quantize: ``True`` for quantized kernels, ``False`` for latent ones.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import keras
 
 from bnncore import activations, constraints, context, quantizers
+from bnncore.quantized_variable import quantize_in_place
 
 __all__ = ["QuantizerBase"]
 
@@ -161,10 +162,15 @@ class QuantizerBase:
 
     @property
     def quantized_weights(self) -> dict[str, Any]:
-        """Weight attribute name → the kernel as used in the forward pass."""
+        """Weight attribute name → the kernel as used in the forward pass.
+
+        The quantizer is applied to the latent kernel (with its
+        pseudo-gradient) in both states of ``quantized_scope``.
+        """
         views = {}
         for attribute, quantizer in self.kernel_quantizers.items():
-            latent = quantizers.as_tensor(getattr(self, attribute))
+            with context.quantized_scope(False):  # the latent kernel
+                latent = quantizers.as_tensor(getattr(self, attribute))
             views[attribute] = latent if quantizer is None else quantizer(latent)
         return views
 
@@ -174,6 +180,12 @@ class QuantizerBase:
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)  # type: ignore[misc]
+        # Quantized kernels become QuantizedVariables (same objects, as in Larq:
+        # layer.kernel.precision, quantized reads inside quantized_scope(True)).
+        for attribute, quantizer in self.kernel_quantizers.items():
+            variable = getattr(self, attribute)
+            if quantizer is not None and isinstance(variable, keras.Variable):
+                quantize_in_place(variable, quantizer)
         context.attach_kernel_aids(self)  # kernel tags for Bop, flip-ratio metrics
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
