@@ -72,7 +72,7 @@ def tiny_alexnet(weights=None) -> keras.Model:
 
 
 def before_softmax(model: keras.Model, layer: str) -> keras.Model:
-    return keras.Model(model.input, model.get_layer(layer).output)
+    return keras.Model(model.inputs, model.get_layer(layer).output)
 
 
 def close(actual, expected):
@@ -122,6 +122,64 @@ def test_meliusnet_group_convolutions_merge_into_a_grouped_conv2d():
     assert sum("groupconv_conv" in w.layer for w in layout) == 4 + 8
     zoo.load_larq_weights(stem, FIXTURES / "meliusnet_stem.h5")
     close(stem.predict(data["inputs"], verbose=0), data["outputs"])
+
+
+def mnist_tutorial() -> keras.Model:
+    """The BNN of Larq's MNIST tutorial in bnncore layers."""
+    from bnncore.layers import QuantConv2D, QuantDense
+
+    kwargs = {
+        "input_quantizer": "ste_sign",
+        "kernel_quantizer": "ste_sign",
+        "kernel_constraint": "weight_clip",
+        "use_bias": False,
+    }
+    bn = keras.layers.BatchNormalization
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            QuantConv2D(
+                32, 3, kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+                use_bias=False,
+            ),
+            keras.layers.MaxPooling2D(2),
+            bn(scale=False),
+            QuantConv2D(64, 3, **kwargs),
+            keras.layers.MaxPooling2D(2),
+            bn(scale=False),
+            QuantConv2D(64, 3, **kwargs),
+            bn(scale=False),
+            keras.layers.Flatten(),
+            QuantDense(64, **kwargs),
+            bn(scale=False),
+            QuantDense(10, **kwargs),
+            bn(scale=False, name="last_bn"),
+            keras.layers.Activation("softmax"),
+        ]
+    )  # fmt: skip
+
+
+def test_a_larq_users_own_model_loads_too():
+    data = np.load(FIXTURES / "mnist_bnn.npz")
+    model = mnist_tutorial()
+    zoo.load_larq_weights(model, FIXTURES / "mnist_bnn.h5")
+    logits = before_softmax(model, "last_bn").predict(data["inputs"], verbose=0)
+    close(logits, data["logits"])
+    close(model.predict(data["inputs"], verbose=0), data["outputs"])
+
+
+def test_name_lists_split_in_chunks_as_tf_keras_does_are_read(tmp_path):
+    # tf-keras splits an attribute over 64 KiB into name0, name1, ...
+    path = tmp_path / "chunked.h5"
+    shutil.copy(FIXTURES / "quicknet_tiny.h5", path)
+    with h5py.File(path, "a") as f:
+        names = [_text(n) for n in f.attrs["layer_names"]]
+        del f.attrs["layer_names"]
+        for i, part in enumerate((names[:30], names[30:60], names[60:])):
+            f.attrs[f"layer_names{i}"] = np.array(part, dtype=h5py.string_dtype())
+    assert zoo.is_larq_weights_file(path)
+    chunked = zoo.larq_weights_layout(path)
+    assert chunked == zoo.larq_weights_layout(FIXTURES / "quicknet_tiny.h5")
 
 
 # ---------------------------------------------------------------------------
