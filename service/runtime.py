@@ -13,8 +13,9 @@ takes ~0.3 s while holding the GIL. So the cache collects after each eviction
 :func:`freeze_startup_objects` moves the objects that exist at start-up into
 the collector's permanent generation, once per process, which makes those
 collections take milliseconds. ``keras.backend.clear_session()`` is not used:
-it resets Keras' global state (name counters, the TensorFlow default graph)
-for every model in the process, including the ones still cached and serving.
+it resets Keras' name counters, TensorFlow's default graph and its eager
+kernel cache, which the models still cached and serving use; what it frees is
+freed by the ``gc.collect()`` it ends with, which the cache runs itself.
 """
 
 from __future__ import annotations
