@@ -193,10 +193,17 @@ class Upload:
     """
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            dir=directory, prefix=f"{TMP_PREFIX}upload-", suffix=".safetensors"
-        )
+        """
+        Raises:
+            StoreError: the temporary file cannot be created.
+        """
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(
+                dir=directory, prefix=f"{TMP_PREFIX}upload-", suffix=".safetensors"
+            )
+        except OSError as error:
+            raise StoreError(f"cannot write the weights file: {error}") from None
         self.path = Path(name)
         self.size = 0
         self._file: Any = os.fdopen(fd, "wb")
