@@ -358,6 +358,9 @@ class _Decoder:
                 f"{list(scale_entry.shape)} (the scale's)",
             )
         if self.unfold is None:  # forward values: the folded scale and offset
+            # Counted against max_elements as the variables they stand for.
+            stored = sum(target is not None for target in variables.values())
+            self.budget -= (stored - 2) * scale_entry.shape[0]
             return {
                 name: np.array(self.arrays[name], dtype=np.float32),
                 offset_name: np.array(self.arrays[offset_name], dtype=np.float32),

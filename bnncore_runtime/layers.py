@@ -33,6 +33,7 @@ __all__ = [
     "ExportFrontend",
     "Spec",
     "UnsupportedLayerError",
+    "batchnorm_axis",
     "infer_shapes",
     "weight_shapes",
 ]
@@ -180,12 +181,20 @@ def _is_sign(value: Any) -> bool:
     return name in _SIGNS or name in _SIGN_CLASSES
 
 
-def _last_axis(layer: LayerSpec, rank: int) -> bool:
+def batchnorm_axis(layer: LayerSpec, rank: int) -> int:
+    """The one axis a BatchNormalization normalizes (``axis``, non-negative)."""
     axis = _get(layer, "axis", -1)
     axes = axis if isinstance(axis, list) else [axis]
-    if not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
-        raise _bad(layer, "axis", axis, "an integer")
-    return [a + rank if a < 0 else a for a in axes] == [rank - 1]
+    if len(axes) != 1 or not all(
+        isinstance(a, int) and not isinstance(a, bool) and -rank < a < rank
+        for a in axes
+    ):
+        raise _bad(layer, "axis", axis, f"one axis of the rank-{rank} input")
+    return axes[0] % rank
+
+
+def _last_axis(layer: LayerSpec, rank: int) -> bool:
+    return batchnorm_axis(layer, rank) == rank - 1
 
 
 def _conv_out(layer: LayerSpec, shape: Shape, channels: int) -> Shape:
@@ -566,6 +575,9 @@ def _detail(layer: LayerSpec) -> str:
         return "a kernel quantizer whose values the file does not store"
     if cls == "BatchNormalization" and layer.batchnorm is None:
         return "not stored folded (renorm, or not float32)"
+    if cls == "BatchNormalization":
+        axis = _get(layer, "axis")
+        return f"it normalizes axis {_short(axis)}; the core normalizes the last axis"
     if cls in ("Activation", *_CONV, *_DEPTHWISE, *_DENSE):
         return f"activation {_short(_get(layer, 'activation'))}"
     return "an option the core does not implement"

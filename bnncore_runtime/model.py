@@ -14,11 +14,18 @@ from bnncore_runtime import kernels as K
 from bnncore_runtime.container import WeightsFileError, _short
 from bnncore_runtime.definition import (
     MAX_DEFINITION_BYTES,
+    DefinitionError,
     LayerSpec,
     parse_definition,
 )
 from bnncore_runtime.graph import Graph, ValueId
-from bnncore_runtime.layers import ExportFrontend, Spec, infer_shapes, weight_shapes
+from bnncore_runtime.layers import (
+    ExportFrontend,
+    Spec,
+    batchnorm_axis,
+    infer_shapes,
+    weight_shapes,
+)
 from bnncore_runtime.plan import CompiledPlan, default_threads
 from bnncore_runtime.steps import FloatStep
 
@@ -101,19 +108,24 @@ class Model(CompiledPlan):
         )
 
 
-def read_file(path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
-    """The whole file, refused (before it is read) when larger than ``max_bytes``."""
+def read_file(
+    path: str | os.PathLike,
+    max_bytes: int,
+    what: str,
+    error: type[ValueError] = WeightsFileError,
+) -> bytes:
+    """The whole file, refused (before it is read) when larger than ``max_bytes``.
+
+    Raises:
+        error: naming ``what``, its size and the limit.
+    """
     size = os.stat(path).st_size
     if size > max_bytes:
-        raise WeightsFileError(
-            f"{what}: {size:,} bytes exceeds the limit {max_bytes:,}"
-        )
+        raise error(f"{what}: {size:,} bytes exceeds the limit {max_bytes:,}")
     with open(path, "rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:  # grew while being read
-        raise WeightsFileError(
-            f"{what}: more than {max_bytes:,} bytes exceeds the limit {max_bytes:,}"
-        )
+        raise error(f"{what}: more than {max_bytes:,} bytes exceeds the limit")
     return data
 
 
@@ -166,7 +178,7 @@ def _attach(
                 )
             scale_name, offset_name = decoded.batchnorms[paths[0]]
             scale, offset = decoded.values[scale_name], decoded.values[offset_name]
-            channels = shape[-1]
+            channels = shape[batchnorm_axis(layer, len(shape))]
             if scale.shape != (channels,):
                 raise WeightsFileError(
                     f"{scale_name}: shape {list(scale.shape)} in the file, "
@@ -229,7 +241,10 @@ def load(
             f"Expected an export directory ({DEFINITION_FILE} and {WEIGHTS_FILE}). "
             f"Received: path={str(path)!r}, which is not a directory."
         )
-    text = read_file(directory / DEFINITION_FILE, MAX_DEFINITION_BYTES, DEFINITION_FILE)
+    text = read_file(
+        directory / DEFINITION_FILE, MAX_DEFINITION_BYTES, DEFINITION_FILE,
+        DefinitionError,
+    )  # fmt: skip
     name, graph = parse_definition(text)
     data = read_file(directory / WEIGHTS_FILE, max_bytes, "file")
     metadata, entries, arrays = container.parse(data, max_header_bytes=max_header_bytes)
