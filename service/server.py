@@ -11,10 +11,11 @@ ever. This runner passes:
   ``h11_max_incomplete_event_size``: a longer request head gets 400 and the
   connection is closed;
 * ``BNN_MAX_CONNECTIONS`` → ``limit_concurrency``: beyond it, requests get 503
-  at once;
+  at once; and a new connection at the cap closes the one that has waited
+  longest for its request head (see :class:`LimitedH11Protocol`);
 * ``BNN_KEEP_ALIVE_S`` → ``timeout_keep_alive``;
 * ``BNN_HEADER_TIMEOUT_S`` → a header-read deadline uvicorn does not have
-  (see :class:`HeaderTimeoutProtocol`).
+  (see :class:`LimitedH11Protocol`).
 """
 
 from __future__ import annotations
@@ -29,28 +30,44 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service.config import Settings
 
-__all__ = ["HeaderTimeoutProtocol", "main", "parse_args", "uvicorn_options"]
+__all__ = ["LimitedH11Protocol", "main", "parse_args", "uvicorn_options"]
 
 
-class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request head.
+class LimitedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request head, and room
+    made for new connections at the cap.
 
-    A connection must deliver a complete request head within
-    :attr:`header_timeout_s` of being opened, or of the end of its previous
-    response; otherwise it is closed (the slow-loris attack: many connections
-    each sending a header byte now and then). The deadline is not extended by
-    the bytes that do arrive. It relies on uvicorn's ``H11Protocol`` keeping
-    its ``h11.Connection`` as ``conn`` and calling ``on_response_complete``
-    (uvicorn 0.2x–0.55); ``tests/service/hostile`` checks the behaviour
-    against a real server.
+    * A connection must deliver a complete request head within
+      :attr:`header_timeout_s` of being opened, or of the end of its previous
+      response; otherwise it is closed (the slow-loris attack: many
+      connections each sending a header byte now and then). Bytes that do
+      arrive do not extend the deadline.
+    * When a new connection would make more than :attr:`max_connections`,
+      the connection that has waited longest for its request head is closed
+      to make room, so that a flood of idle or slow connections cannot keep a
+      health probe (or anyone) out. Connections with a request in progress
+      are never closed for this; when every connection has one, uvicorn's
+      ``limit_concurrency`` answers 503.
+
+    It relies on uvicorn's ``H11Protocol`` keeping its ``h11.Connection`` as
+    ``conn`` and calling ``on_response_complete`` (uvicorn 0.2x to 0.55);
+    ``tests/service/hostile/test_hostile_resources.py`` checks the behaviour
+    against a real server. :func:`uvicorn_options` makes the subclass that
+    carries the settings and its own connection registry.
     """
 
     header_timeout_s: float = 10.0
+    max_connections: int = 1000
+    _open: set[LimitedH11Protocol] = set()  # noqa: RUF012 (per subclass)
+    _waiting: dict[LimitedH11Protocol, None] = {}  # noqa: RUF012 (per subclass)
 
     _head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._open.add(self)
+        if len(self._open) > self.max_connections:
+            self._make_room()
         self._watch_head()
 
     def data_received(self, data: bytes) -> None:
@@ -62,8 +79,23 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._watch_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._open.discard(self)
         self._cancel_head_timer()
         super().connection_lost(exc)
+
+    def _make_room(self) -> None:
+        """Closes the connection that has waited longest for a request head."""
+        for other in self._waiting:
+            if other is not self and not other.transport.is_closing():
+                other._cancel_head_timer()
+                other.transport.close()
+                self.logger.info(
+                    "%d connections (BNN_MAX_CONNECTIONS=%d): closed the one "
+                    "waiting longest for its request head",
+                    len(self._open),
+                    self.max_connections,
+                )
+                return
 
     def _watch_head(self) -> None:
         """Arms the deadline while a request head is awaited, else cancels it."""
@@ -74,16 +106,19 @@ class HeaderTimeoutProtocol(H11Protocol):
                 self._head_timer = self.loop.call_later(
                     self.header_timeout_s, self._head_timed_out
                 )
+                self._waiting[self] = None
         else:
             self._cancel_head_timer()
 
     def _cancel_head_timer(self) -> None:
+        self._waiting.pop(self, None)
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
+        self._waiting.pop(self, None)
         if not self.transport.is_closing():
             self.logger.info(
                 "closing a connection that sent no complete request head in "
@@ -100,14 +135,21 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         settings: The service's settings (``BNN_*``).
     """
     protocol = type(
-        "HeaderTimeoutProtocol",
-        (HeaderTimeoutProtocol,),
-        {"header_timeout_s": settings.header_timeout_s},
+        "LimitedH11Protocol",
+        (LimitedH11Protocol,),
+        {
+            "header_timeout_s": settings.header_timeout_s,
+            "max_connections": settings.max_connections,
+            "_open": set(),
+            "_waiting": {},
+        },
     )
     return {
         "http": protocol,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
-        "limit_concurrency": settings.max_connections,
+        # uvicorn answers 503 from this many connections (or requests) on:
+        # up to BNN_MAX_CONNECTIONS are served.
+        "limit_concurrency": settings.max_connections + 1,
         "timeout_keep_alive": settings.keep_alive_s,
     }
 

@@ -15,7 +15,9 @@ replays from the red-team report, and checks the server afterwards:
 * ``head_*`` and ``slow_*``: a request head over ``BNN_MAX_HEADER_BYTES`` gets
   400 and the connection is closed; a connection that never finishes its head
   is closed after ``BNN_HEADER_TIMEOUT_S``; connections beyond
-  ``BNN_MAX_CONNECTIONS`` get 503 until the slow ones are gone.
+  ``BNN_MAX_CONNECTIONS`` make room by closing the connection that has waited
+  longest for its head, and get 503 when every connection has a request in
+  progress.
 
 RSS and peak RSS are read from ``/proc/<pid>/status`` (Linux); the peak is
 reset by writing 5 to ``/proc/<pid>/clear_refs``.
@@ -418,31 +420,61 @@ def test_slow_second_head_on_a_keep_alive_connection_is_closed(server: Server) -
     assert closed_after is not None and closed_after < timeout + 2.5, closed_after
 
 
-def test_slow_connections_beyond_max_connections_get_503_then_health_recovers(
+def test_slow_connections_flooding_max_connections_do_not_keep_health_out(
     server: Server,
 ) -> None:
+    """At the cap, a new connection closes the one that has waited longest for
+    its request head: 3 x BNN_MAX_CONNECTIONS slow connections, then health
+    answers at once, and every slow connection but the newest cap-1 is gone."""
     cap = int(LIMITS["BNN_MAX_CONNECTIONS"])
-    slow = [server.connect() for _ in range(cap)]
+    slow = []
     try:
-        for sock in slow:
+        for _ in range(3 * cap):
+            sock = server.connect()
             sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+            slow.append(sock)
         time.sleep(0.3)
+        started = time.monotonic()
+        reply = server.get("/v2/health/ready")
+        assert reply.status_code == 200
+        assert time.monotonic() - started < 1
+        closed = [_read_reply(sock, timeout=0.05)[1] for sock in slow]
+        assert all(closed[: 2 * cap + 1]), closed  # the oldest made room
+        assert not any(closed[2 * cap + 1 :]), closed
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_connections_beyond_max_connections_with_requests_in_progress_get_503(
+    server: Server,
+) -> None:
+    """Connections with a request in progress (a body still arriving) are never
+    closed to make room: beyond the cap, a request gets 503 at once; once they
+    finish, the server answers again."""
+    cap = int(LIMITS["BNN_MAX_CONNECTIONS"])
+    busy = []
+    try:
+        for _ in range(cap):
+            sock = server.connect()
+            sock.sendall(
+                b"POST /v2/estimate HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            )
+            busy.append(sock)
+        time.sleep(0.5)
         with server.connect() as sock:
             started = time.monotonic()
             sock.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
             reply, _ = _read_reply(sock, timeout=5)
             assert _status(reply) == 503, reply[:200]
             assert time.monotonic() - started < 2
-        # The header timeout frees the slots: the server answers again.
-        deadline = time.monotonic() + float(LIMITS["BNN_HEADER_TIMEOUT_S"]) + 3
-        while time.monotonic() < deadline:
-            if server.get("/v2/health/ready").status_code == 200:
-                break
-            time.sleep(0.2)
-        assert server.get("/v2/health/ready").status_code == 200
-        for sock in slow:
-            _, closed = _read_reply(sock, timeout=1)
-            assert closed
     finally:
-        for sock in slow:
+        for sock in busy:
             sock.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if server.get("/v2/health/ready").status_code == 200:
+            break
+        time.sleep(0.2)
+    assert server.get("/v2/health/ready").status_code == 200
