@@ -24,7 +24,7 @@ storage (TensorFlow backend).
 Differences from Larq (Keras 3 removed what they rely on): ``value`` is a
 property, not a method (Keras 3's ``Variable.value``); there is no graph mode,
 ``sparse_read``/``gather_nd``/``scatter_*``, ``op`` or distribution-strategy
-subclass; ``assign`` returns the value read back, not a variable to chain.
+subclass.
 """
 
 from __future__ import annotations
@@ -172,21 +172,33 @@ class QuantizedVariable(keras.Variable):
 
     # -- writes: always to the latent value ------------------------------------
 
-    def assign(self, value: Any) -> Any:
-        """Sets the latent value; returns the variable's value read back."""
+    def assign(self, value: Any, read_value: bool = True) -> Any:
+        """Sets the latent value.
+
+        Returns:
+            This variable (as Larq and ``tf.Variable`` do, so calls chain and
+            reading the result is quantized inside the scope), or ``None``
+            with ``read_value=False``.
+        """
         if self._wrapped is not _NO_WRAPPED:
             self._wrapped.assign(value)
         else:
             super().assign(value)
-        return self.value
+        return self if read_value else None
 
-    def assign_add(self, value: Any) -> Any:
-        """Adds ``value`` to the latent value; returns the value read back."""
-        return self.assign(self._read_latent() + value)
+    def assign_add(self, value: Any, read_value: bool = True) -> Any:
+        """Adds ``value`` to the latent value; returns as :meth:`assign`."""
+        return self.assign(self._read_latent() + value, read_value=read_value)
 
-    def assign_sub(self, value: Any) -> Any:
-        """Subtracts ``value`` from the latent value; returns the value read back."""
-        return self.assign(self._read_latent() - value)
+    def assign_sub(self, value: Any, read_value: bool = True) -> Any:
+        """Subtracts ``value`` from the latent value; returns as :meth:`assign`."""
+        return self.assign(self._read_latent() - value, read_value=read_value)
+
+    @property
+    def initializer(self) -> Any:
+        """The backend variable's initializer (``None``: Keras 3 variables are
+        initialized when created). Larq code evaluates it before reading."""
+        return getattr(self._read_latent(), "initializer", None)
 
     # -- attributes of the wrapped variable ------------------------------------
 

@@ -119,11 +119,20 @@ def test_assignments_change_the_latent_value(quantized):
     x = wrapped(0.0)
     factor = 2.0 if quantized else 1.0
     with context.quantized_scope(quantized):
-        assert float(x.assign(3.0)) == pytest.approx(3.0 * factor)
-        assert float(x.assign_add(1.5)) == pytest.approx(4.5 * factor)
-        assert float(x.assign_sub(0.5)) == pytest.approx(4.0 * factor)
+        assert float(x.assign(3.0).numpy()) == pytest.approx(3.0 * factor)
+        assert float(x.assign_add(1.5).numpy()) == pytest.approx(4.5 * factor)
+        assert float(x.assign_sub(0.5).numpy()) == pytest.approx(4.0 * factor)
         assert float(x.latent_variable.numpy()) == pytest.approx(4.0)
         assert float(x.numpy()) == pytest.approx(4.0 * factor)
+        # Calls chain (Larq, tf.Variable); read_value=False returns None.
+        chained = x.assign(1.0).assign_add(3.0).assign_add(3.0).assign_sub(2.0)
+        assert chained is x
+        assert float(x.numpy()) == pytest.approx(5.0 * factor)
+        assert x.assign(0.5, read_value=False) is None
+        assert x.assign_add(0.5, read_value=False) is None
+        assert x.assign_sub(0.25, read_value=False) is None
+        assert float(x.latent_variable.numpy()) == pytest.approx(0.75)
+    assert x.initializer is None  # Keras 3 variables are initialized eagerly
 
 
 def test_invalid_arguments_are_refused_with_larqs_messages():
