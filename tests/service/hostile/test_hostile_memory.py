@@ -741,3 +741,29 @@ def test_response_encoding_allocates_no_python_float_per_value() -> None:
     before, _ = _traced_peak(old)
     assert peak <= 8 * n + 2 * len(text) + 2**20, (peak, len(text))
     assert peak < 0.75 * before, (peak, before)
+
+
+def test_zoo_model_batch_is_costed_from_its_layers(tmp_path: Any) -> None:
+    """A zoo architecture has no analytic estimate: its cost is counted from
+    the built layers, bounds what TensorFlow's graph holds, and a batch over
+    the limit is 413 before it runs."""
+    settings = Settings(data_dir=tmp_path / "data", max_request_bytes=400 * 2**20)
+    zoo = {"zoo": "BinaryAlexNet", "input_shape": [64, 64, 3], "num_classes": 10}
+    with TestClient(create_app(settings)) as client:
+        _register(client, "alex", zoo)
+        service = client.app.state.inference
+        record = asyncio.run(service.record("alex", None))
+        cost = asyncio.run(service.cost(record))
+        model = asyncio.run(service.served(record)).model
+        for batch in (1, 2):
+            live = simulated_peak(trace(model, batch))
+            assert live <= cost.fixed_bytes + batch * cost.row_bytes
+        fits = cost.max_rows(settings.max_request_bytes, [0], JSON_BYTES_PER_VALUE)
+        assert 1 <= fits < 256
+        x = np.zeros((fits + 1, 64, 64, 3), np.float32).tolist()
+        response = client.post("/v1/models/alex:predict", json={"instances": x})
+        assert response.status_code == 413, response.text[:300]
+        needed, limit = _figures(response.json()["error"])
+        assert needed > limit == settings.max_request_bytes
+        x = np.zeros((1, 64, 64, 3), np.float32).tolist()
+        assert client.post("/v1/models/alex:predict", json={"instances": x}).is_success
