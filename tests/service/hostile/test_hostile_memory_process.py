@@ -104,7 +104,7 @@ def server(tmp_path_factory: Any) -> Iterator[tuple[str, subprocess.Popen]]:
             "127.0.0.1",
             "--port",
             str(port),
-        ],  # fmt: skip
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
