@@ -272,3 +272,15 @@ def test_standalone_layer_profile():
     assert profile.weight_count(1) == 24 and profile.weight_count(32) == 4
     assert profile.op_count("mac", 1) == 24
     assert [w.is_bias() for w in profile.weight_profiles] == [False, True]
+
+
+def test_quicknet_summary_totals_match_larq_zoos():
+    # Larq Zoo's QuickNet printed by Larq (larq_summaries/quicknet_larq_zoo.txt):
+    # the totals table verbatim, and the numbers of the layer table's Total row
+    # (the row is wider in bnncore because its layer names are longer).
+    total_row, *totals = (FIXTURES / "quicknet_larq_zoo.txt").read_text().splitlines()
+    printed: list[str] = []
+    models.summary(lq.zoo.QuickNet(), print_fn=printed.append)
+    assert printed[1].splitlines() == totals
+    row = next(line for line in printed[0].splitlines() if line.startswith("| Total"))
+    assert row.split() == total_row.split()
