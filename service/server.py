@@ -10,9 +10,9 @@ ever. This runner passes:
 * ``BNN_MAX_HEADER_BYTES`` → the h11 implementation with
   ``h11_max_incomplete_event_size``: a longer request head gets 400 and the
   connection is closed;
-* ``BNN_MAX_CONNECTIONS`` → ``limit_concurrency``: beyond it, requests get 503
-  at once; and a new connection at the cap closes the one that has waited
-  longest for its request head (see :class:`LimitedH11Protocol`);
+* ``BNN_MAX_CONNECTIONS``: a new connection at the cap closes the one that
+  has waited longest for its request head (:class:`LimitedH11Protocol`);
+  when none is waiting, requests get 503 at once (:class:`ConnectionCap`);
 * ``BNN_KEEP_ALIVE_S`` → ``timeout_keep_alive``;
 * ``BNN_HEADER_TIMEOUT_S`` → a header-read deadline uvicorn does not have
   (see :class:`LimitedH11Protocol`).
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +31,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service.config import Settings
 
-__all__ = ["LimitedH11Protocol", "main", "parse_args", "uvicorn_options"]
+__all__ = [
+    "ConnectionCap",
+    "LimitedH11Protocol",
+    "main",
+    "parse_args",
+    "uvicorn_options",
+]
 
 
 class LimitedH11Protocol(H11Protocol):
@@ -46,8 +53,8 @@ class LimitedH11Protocol(H11Protocol):
       the connection that has waited longest for its request head is closed
       to make room, so that a flood of idle or slow connections cannot keep a
       health probe (or anyone) out. Connections with a request in progress
-      are never closed for this; when every connection has one, uvicorn's
-      ``limit_concurrency`` answers 503.
+      are never closed for this; when every connection has one,
+      :class:`ConnectionCap` answers 503.
 
     It relies on uvicorn's ``H11Protocol`` keeping its ``h11.Connection`` as
     ``conn`` and calling ``on_response_complete`` (uvicorn 0.2x to 0.55);
@@ -66,7 +73,7 @@ class LimitedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._open.add(self)
-        if len(self._open) > self.max_connections:
+        if self.active_connections() > self.max_connections:
             self._make_room()
         self._watch_head()
 
@@ -82,6 +89,11 @@ class LimitedH11Protocol(H11Protocol):
         self._open.discard(self)
         self._cancel_head_timer()
         super().connection_lost(exc)
+
+    @classmethod
+    def active_connections(cls) -> int:
+        """Open connections of this class, those being closed not counted."""
+        return sum(1 for p in cls._open if not p.transport.is_closing())
 
     def _make_room(self) -> None:
         """Closes the connection that has waited longest for a request head."""
@@ -128,8 +140,53 @@ class LimitedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class ConnectionCap:
+    """ASGI wrapper answering 503 (``Retry-After: 1``, connection closed) while
+    more than ``BNN_MAX_CONNECTIONS`` connections are open, which happens only
+    when none of them is waiting for a request head (those are closed to make
+    room, see :class:`LimitedH11Protocol`).
+
+    uvicorn's own ``limit_concurrency`` counts connections until their close
+    has completed, so right after room was made it can refuse a request the
+    cap allows; it is kept only as a backstop at twice the cap.
+    """
+
+    def __init__(self, app: Any, protocol: type[LimitedH11Protocol]) -> None:
+        self.app = app
+        self.protocol = protocol
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            active = self.protocol.active_connections()
+            cap = self.protocol.max_connections
+            if active > cap:
+                body = json.dumps(
+                    {
+                        "error": f"{active} connections are open, all with a "
+                        f"request in progress (limit BNN_MAX_CONNECTIONS={cap}); "
+                        "retry later"
+                    }
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 503,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"retry-after", b"1"),
+                            (b"connection", b"close"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The keyword arguments of ``uvicorn.run`` that apply the connection limits.
+    """The keyword arguments of ``uvicorn.run`` that apply the connection limits
+    (the app must be wrapped in :class:`ConnectionCap` with ``["http"]``).
 
     Args:
         settings: The service's settings (``BNN_*``).
@@ -147,9 +204,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "http": protocol,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
-        # uvicorn answers 503 from this many connections (or requests) on:
-        # up to BNN_MAX_CONNECTIONS are served.
-        "limit_concurrency": settings.max_connections + 1,
+        "limit_concurrency": 2 * settings.max_connections + 1,  # a backstop
         "timeout_keep_alive": settings.keep_alive_s,
     }
 
@@ -179,10 +234,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from service.main import app  # reads the BNN_* settings
 
+    options = uvicorn_options(app.state.settings)
     uvicorn.run(
-        app,
+        ConnectionCap(app, options["http"]),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        **uvicorn_options(app.state.settings),
+        **options,
     )
