@@ -2,8 +2,8 @@
 
 Both behave like ``larq_zoo.preprocess_input`` and
 ``larq_zoo.decode_predictions`` (Larq Zoo 2.4). The ImageNet class index ships
-with bnncore (``bnncore/zoo/data/imagenet_class_index.json``, byte for byte the
-file Keras downloads; see ``data/README.md`` for its provenance), so nothing is
+with bnncore (``bnncore/zoo/resources/imagenet_class_index.json``, byte for byte the
+file Keras downloads; see ``resources/README.md`` for its provenance), so nothing is
 downloaded.
 """
 
@@ -48,7 +48,7 @@ NUM_CLASSES = 1000
 def _class_index() -> tuple[tuple[str, str], ...]:
     text = (
         resources.files("bnncore.zoo")
-        .joinpath("data", "imagenet_class_index.json")
+        .joinpath("resources", "imagenet_class_index.json")
         .read_text(encoding="utf8")
     )
     index = json.loads(text)

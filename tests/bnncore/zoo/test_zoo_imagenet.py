@@ -26,7 +26,9 @@ KERAS_CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
 
 
 def test_the_shipped_class_index_is_keras_file_byte_for_byte():
-    data = resources.files("bnncore.zoo").joinpath("data", "imagenet_class_index.json")
+    data = resources.files("bnncore.zoo").joinpath(
+        "resources", "imagenet_class_index.json"
+    )
     assert hashlib.md5(data.read_bytes()).hexdigest() == KERAS_CLASS_INDEX_MD5
     classes = zoo.imagenet_classes()
     assert len(classes) == 1000
