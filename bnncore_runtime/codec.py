@@ -45,6 +45,7 @@ __all__ = [
     "MAX_LEVEL_BITS",
     "READABLE_VERSIONS",
     "Decoded",
+    "SignBits",
     "decode",
     "decode_kernel",
     "metadata_for",
@@ -195,7 +196,7 @@ class _Decoder:
         self.budget = max_elements
         self.out: dict[str, np.ndarray] = {}
 
-    def put(self, where: str, name: str, value: np.ndarray) -> None:
+    def put(self, where: str, name: str, value: Any) -> None:
         if name in self.out:
             raise _fail(where, f"variable {_short(name)} is decoded twice")
         self.budget -= value.size
@@ -266,7 +267,7 @@ class _Decoder:
                 f"received {_short(spec['bit_order'])}, allowed: 'little'",
             )
 
-    def sign_bits(self, where: str, name: str, spec: dict[str, Any]) -> np.ndarray:
+    def sign_bits(self, where: str, name: str, spec: dict[str, Any]) -> Any:
         self.bit_order(where, spec)
         shape = self.shape(f"{where}.shape", spec["shape"])
         entry = self.tensor(where, name, "U8", rank1=True)
@@ -287,6 +288,8 @@ class _Decoder:
                     f"[{channels}] (one per output channel)",
                 )
             scale = self.arrays[scale_name]
+        if self.forward:  # unpacked when the layer is planned, one at a time
+            return SignBits(self.arrays[name], shape, scale, self.set_bit_is_negative)
         spec = {**spec, "shape": list(shape)}
         return decode_kernel(spec, self.arrays[name], scale, self.set_bit_is_negative)
 
@@ -378,6 +381,41 @@ class _Decoder:
         return {variables[key]: value for key, value in values.items()}
 
 
+class SignBits:
+    """A validated ``sign_bits`` kernel kept packed until it is used.
+
+    Attributes:
+        shape: The kernel's shape.
+        size: Its number of values.
+        scale: The per-output-channel scale, or None (1).
+    """
+
+    def __init__(
+        self,
+        packed: np.ndarray,
+        shape: tuple[int, ...],
+        scale: np.ndarray | None,
+        set_bit_is_negative: bool = True,
+    ) -> None:
+        self.packed = packed
+        self.shape = tuple(shape)
+        self.size = math.prod(self.shape)
+        self.scale = None if scale is None else np.asarray(scale, dtype=np.float32)
+        self.set_bit_is_negative = set_bit_is_negative
+
+    def negative(self) -> np.ndarray:
+        """Booleans, True where the value is negative, in the kernel's shape."""
+        bits = packing.unpack_signs(self.packed, self.size).reshape(self.shape)
+        return bits if self.set_bit_is_negative else ~bits
+
+    def values(self) -> np.ndarray:
+        """The float32 values: ``±1``, times the scale when there is one."""
+        values = np.where(self.negative(), np.float32(-1), np.float32(1))
+        if self.scale is not None:
+            values = values * self.scale
+        return values.astype(np.float32)
+
+
 @dataclass
 class Decoded:
     """A file's forward values (:func:`decode` without ``unfold``).
@@ -391,7 +429,7 @@ class Decoded:
             ``sign_bits``, ``levels``).
     """
 
-    values: dict[str, np.ndarray]
+    values: dict[str, Any]  # np.ndarray, or SignBits for sign_bits kernels
     batchnorms: dict[str, tuple[str, str]]
     encodings: dict[str, str]
 

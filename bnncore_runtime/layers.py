@@ -20,6 +20,7 @@ import numpy as np
 
 from bnncore_runtime import kernels as K
 from bnncore_runtime import natives
+from bnncore_runtime.codec import SignBits
 from bnncore_runtime.container import _short
 from bnncore_runtime.definition import DefinitionError, LayerSpec
 from bnncore_runtime.geometry import window
@@ -369,7 +370,19 @@ def _forward_kernel(layer: LayerSpec) -> np.ndarray | None:
     quantized = _get(layer, "kernel_quantizer") is not None
     if quantized and layer.encodings.get("kernel") == "float32":
         return None  # a latent kernel whose quantizer would need Python code
-    return kernel
+    return kernel.values() if isinstance(kernel, SignBits) else kernel
+
+
+def _packed_kernel(
+    layer: LayerSpec, kind: str, pixels: int, groups: int
+) -> BinaryKernel | None:
+    """A ``sign_bits`` kernel packed for the core, straight from its bits."""
+    kernel = layer.weights["kernel"]
+    if not isinstance(kernel, SignBits):
+        return natives.binary_kernel(kernel, kind, pixels, groups)
+    return natives.binary_kernel_from_signs(
+        kernel.negative(), kernel.scale, kind, pixels, groups
+    )
 
 
 class ExportFrontend:
@@ -409,9 +422,8 @@ class ExportFrontend:
                 raise _bad(layer, "pad_values", pad, "a number")
             if rank != 4 or float(pad) not in (0.0, 1.0):
                 return None
-        values = layer.weights["kernel"]
         groups = _int(layer, "groups", 1) if kind == "conv" else 1
-        kernel = natives.binary_kernel(values, kind, 1, groups)
+        kernel = _packed_kernel(layer, kind, 1, groups)
         act = _activation_ops(_function_name(_get(layer, "activation")))
         conv = kind == "conv"
         return binary_layer(
@@ -431,7 +443,7 @@ class ExportFrontend:
         )
 
     def binary_kernel(self, op: Any, pixels: int) -> BinaryKernel | None:
-        return natives.binary_kernel(op.weights["kernel"], "dense", pixels)
+        return _packed_kernel(op, "dense", pixels, 1)
 
     def elementwise_ops(
         self, op: Any, rank: int | None

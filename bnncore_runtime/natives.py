@@ -39,6 +39,7 @@ __all__ = [
     "add",
     "alias",
     "binary_kernel",
+    "binary_kernel_from_signs",
     "concat",
     "conv",
     "decreasing_channels",
@@ -428,3 +429,37 @@ def decreasing_channels(ops: list[tuple[Any, ...]], channels: int) -> np.ndarray
         if op[0] in (K.OP_SCALE, K.OP_MULADD):
             flip ^= np.asarray(op[1]) < 0
     return flip
+
+
+def binary_kernel_from_signs(
+    negative: np.ndarray,
+    scale: np.ndarray | None,
+    kind: str,
+    pixels: int = 1,
+    groups: int = 1,
+) -> BinaryKernel | None:
+    """:func:`binary_kernel` of the values ``where(negative, -1, 1) * scale``,
+    made from the signs without the float values (a file's packed kernel).
+
+    Args:
+        negative: Booleans in the kernel's Keras layout.
+        scale: The per-output-channel magnitude, or None for 1.
+        kind, pixels, groups: As for :func:`binary_kernel`.
+    """
+    negative = np.asarray(negative, dtype=bool)
+    cout = negative.shape[-1]
+    if kind == "dense":
+        negative = negative.reshape(1, pixels, negative.shape[0] // pixels, cout)
+    elif negative.ndim == 3:
+        negative = negative[np.newaxis]
+    scale_vec = None
+    if scale is not None:
+        scale = np.asarray(scale, dtype=np.float32).reshape(-1)
+        if scale.shape != (cout,) or not np.all(scale > 0):
+            return None
+        if np.any(~np.isfinite(scale)):
+            return None
+        scale_vec = None if np.all(scale == 1.0) else np.ascontiguousarray(scale)
+    panels = K.pack_weights(negative, groups)
+    kh, kw, cin_g, _ = negative.shape
+    return BinaryKernel(panels, scale_vec, (kh, kw, cin_g, cout))

@@ -101,3 +101,43 @@ def test_a_layer_the_core_does_not_run_is_refused_by_name(case, tmp_path):
     # The engine runs that layer through Keras: never natively.
     name = message.split("'")[1]
     assert f"keras {name}" in engine.compile(model).describe().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("shape", "kind", "pixels", "groups", "scale"),
+    [
+        ((3, 3, 70, 5), "conv", 1, 1, None),
+        ((3, 3, 8, 6), "conv", 1, 2, "ones"),
+        ((1, 3, 130, 4), "conv", 1, 1, "random"),
+        ((48, 7), "dense", 1, 1, "random"),
+        ((48, 7), "dense", 4, 1, None),
+        ((3, 3, 4, 5), "conv", 1, 1, "a zero"),
+    ],
+)
+def test_kernels_packed_from_their_bits_equal_those_packed_from_values(
+    shape, kind, pixels, groups, scale
+):
+    from bnncore_runtime import natives
+
+    rng = np.random.default_rng(7)
+    negative = rng.random(shape) < 0.5
+    channel = {
+        None: None,
+        "ones": np.ones(shape[-1], np.float32),
+        "random": rng.uniform(0.1, 2.0, shape[-1]).astype(np.float32),
+        "a zero": np.r_[np.zeros(1), np.ones(shape[-1] - 1)].astype(np.float32),
+    }[scale]
+    values = np.where(negative, np.float32(-1), np.float32(1))
+    if channel is not None:
+        values = values * channel
+    want = natives.binary_kernel(values, kind, pixels, groups)
+    got = natives.binary_kernel_from_signs(negative, channel, kind, pixels, groups)
+    if want is None:
+        assert got is None
+        return
+    assert got is not None and got.shape == want.shape
+    np.testing.assert_array_equal(got.panels, want.panels)
+    if want.scale is None:
+        assert got.scale is None
+    else:
+        np.testing.assert_array_equal(got.scale, want.scale)
