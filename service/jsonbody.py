@@ -6,9 +6,9 @@ last of two duplicate keys win and validates the result on the loop too: a
 :class:`StrictJSONRoute` instead:
 
 * refuse a body with more object keys than ``BNN_MAX_DEFINITION_KEYS`` from a
-  count of its ``:`` bytes, before it is parsed (a millisecond for 2 MB; a
-  regular expression that skipped strings took 250 ms, holding the
-  interpreter lock);
+  count of its ``:`` bytes, before it is parsed, on the event loop (a
+  fraction of a millisecond; a regular expression that skipped strings took
+  250 ms, holding the interpreter lock);
 * parse it with :func:`loads_strict` in a worker thread (at most
   ``BNN_VALIDATION_WORKERS`` at once): duplicate keys and nesting deeper than
   ``BNN_MAX_JSON_DEPTH`` are refused, naming their path;
@@ -94,12 +94,23 @@ def _path(root: str, parts: Sequence[str | int]) -> str:
     return text or "body"
 
 
-def _colons(raw: bytes) -> int:
-    """An upper bound of the object keys in a JSON text: each key is followed
-    by one ``:`` (a C loop over the bytes, no allocation: about a millisecond
-    for 2 MB). It is exact for a definition: no string of the definition
-    language may contain ``:`` (names, types and modules do not)."""
-    return raw.count(b":")
+_WINDOW = 256 * 1024
+
+
+def _over_key_limit(raw: bytes, limit: int) -> bool:
+    """Whether a JSON text may hold more than ``limit`` object keys, from its
+    ``:`` bytes (each key takes one): C scans of 256 KiB windows, stopping as
+    soon as the count passes the limit. A text shorter than 4 bytes a key
+    (``"":0,``) is not scanned. The count is exact for a definition: no
+    string of the definition language may contain ``:``."""
+    if len(raw) < 4 * limit:
+        return False
+    count = 0
+    for start in range(0, len(raw), _WINDOW):
+        count += raw.count(b":", start, start + _WINDOW)
+        if count > limit:
+            return True
+    return False
 
 
 def _find(
@@ -131,18 +142,17 @@ def _find(
 
 def check_key_count(raw: bytes, limits: JSONLimits, root: str = "") -> None:
     """Refuses a body with more ``:`` than ``limits.max_keys`` without parsing
-    it (about a millisecond for 2 MB, cheap enough for the event loop).
+    it (a 2 MB body of 200,000 keys: the first 600 kB are scanned, a fraction
+    of a millisecond; cheap enough for the event loop).
 
     Raises:
         JSONBodyError: naming the count, the limit and its setting.
     """
-    colons = _colons(raw)
-    if colons > limits.max_keys:
+    if _over_key_limit(raw, limits.max_keys):
         raise JSONBodyError(
             root or "body",
-            f"{colons:,} ':' characters, more than the limit of "
-            f"{limits.max_keys:,} object keys ({limits.keys_setting}; each key "
-            "takes one ':')",
+            f"more than {limits.max_keys:,} object keys ({limits.keys_setting}; "
+            "counted by the ':' characters, one for each key)",
         )
 
 

@@ -305,10 +305,9 @@ def test_more_keys_than_the_limit_are_refused_before_parsing(
     body = {"input_shape": [6], "layers": [{"type": "Dense", "units": 1, **extra}]}
     text = json.dumps(body)
     message = refused(client, "keys", text.encode(), "body")
-    colons = len(f'{{"name": "keys", "definition": {text}}}'.split(":")) - 1
     assert message == (
-        f"body: {colons:,} ':' characters, more than the limit of {MAX_KEYS:,} "
-        "object keys (BNN_MAX_DEFINITION_KEYS; each key takes one ':')"
+        f"body: more than {MAX_KEYS:,} object keys (BNN_MAX_DEFINITION_KEYS; "
+        "counted by the ':' characters, one for each key)"
     )
     # One under the limit is parsed (and refused for its unknown fields).
     extra = {f"k{i}": 0 for i in range(MAX_KEYS - 8)}
