@@ -7,7 +7,9 @@ app sees an empty body, and the route finds the real ``receive`` with
 :func:`body_stream`. The route checks everything that does not need the body
 (name, version, content type, declared length, concurrent uploads) and only
 then streams the body, chunk by chunk, into a temporary file with
-:func:`receive_into`, enforcing its size cap as the bytes arrive.
+:func:`receive_into`, enforcing its size cap as the bytes arrive. A reply
+sent before the whole body arrived says ``Connection: close``, so the server
+closes the connection instead of reading the rest.
 """
 
 from __future__ import annotations
@@ -56,7 +58,16 @@ class DeferredBody:
         if scope["type"] != "http" or not self._matches(scope):
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})[_STATE_KEY] = receive
+        received_all = False
+
+        async def body() -> dict[str, Any]:
+            nonlocal received_all
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                received_all = True
+            return message
+
+        scope.setdefault("state", {})[_STATE_KEY] = body
         delivered = False
 
         async def empty() -> dict[str, Any]:
@@ -66,7 +77,17 @@ class DeferredBody:
                 return {"type": "http.request", "body": b"", "more_body": False}
             return await receive()
 
-        await self.app(scope, empty, send)
+        async def send_closing(message: dict[str, Any]) -> None:
+            # A reply before the whole body arrived (a refusal) closes the
+            # connection: otherwise the server would go on reading and
+            # discarding what the client still sends.
+            if message["type"] == "http.response.start" and not received_all:
+                headers = list(message.get("headers") or [])
+                headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, empty, send_closing)
 
 
 def body_stream(request: Request) -> AsyncIterator[bytes]:

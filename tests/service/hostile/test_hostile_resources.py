@@ -232,10 +232,12 @@ def test_upload_250mb_to_a_missing_model_is_404_before_the_body(server: Server) 
     with server.connect() as sock:
         started = time.monotonic()
         sock.sendall(_put_head("nobody", 250 * MB) + b"\0" * 1000)
-        reply, _ = _read_reply(sock, timeout=10)
+        reply, closed = _read_reply(sock, timeout=10)
         elapsed = time.monotonic() - started
     assert _status(reply) == 404, reply[:300]
     assert b"is not registered" in reply
+    # ... and closed at once, so the rest of the body is not read either.
+    assert closed and b"connection: close" in reply.lower()
     assert elapsed < 3, f"the 404 took {elapsed:.1f} s"
     assert server.alive()
 
