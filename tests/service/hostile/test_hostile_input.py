@@ -11,6 +11,7 @@ accepted (so a test cannot pass by refusing everything).
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,9 +19,12 @@ from typing import Any
 import keras
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bnncore.layers import QuantDense
 from service.config import Settings
+from service.jsonbody import JSONBodyError, check_duplicate_keys
 from service.main import create_app
 
 MAX_KEYS = 2_000
@@ -362,3 +366,64 @@ def test_oip_shape_float_is_refused(
     assert response.status_code == 400, response.text
     index = next(i for i, d in enumerate(shape) if type(d) is not int)
     assert f"inputs[0].shape[{index}]" in response.json()["error"]
+
+
+# check_duplicate_keys is the check the inference routes can run after
+# pydantic's JSON parser (which keeps the last of duplicate keys). Its oracle:
+# json.loads with a hook that sees every object's pairs.
+KEYS = st.sampled_from(["a", "b", "a\\", 'q"', "{", "}", ":", "é", "ü"])
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+VALUES = st.recursive(
+    SCALARS | KEYS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(st.tuples(KEYS, inner), max_size=4).map(lambda p: ("object", p))
+    ),
+    max_leaves=20,
+)
+
+
+def render(value: Any, ascii_keys: bool) -> str:
+    """JSON text of nested values, objects as pair lists (duplicates kept);
+    keys are written alternately escaped (``\\u00e9``) and as they are, so
+    that the same key appears in both spellings."""
+    flip = itertools.count(int(ascii_keys))
+
+    def text(node: Any) -> str:
+        if isinstance(node, tuple):
+            pairs = (
+                f"{json.dumps(k, ensure_ascii=next(flip) % 2 == 1)} :{text(v)}"
+                for k, v in node[1]
+            )
+            return "{" + ", ".join(pairs) + "}"
+        if isinstance(node, list):
+            return "[" + ",".join(text(v) for v in node) + "]"
+        return json.dumps(node)
+
+    return text(value)
+
+
+def has_duplicates(text: str) -> bool:
+    found = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found.append(len({k for k, _ in pairs}) != len(pairs))
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=hook)
+    return any(found)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=VALUES, ascii_keys=st.booleans())
+def test_duplicate_keys_found_without_parsing_match_the_parser(
+    value: Any, ascii_keys: bool
+) -> None:
+    text = render(value, ascii_keys)
+    try:
+        check_duplicate_keys(text.encode())
+        refused = False
+    except JSONBodyError as error:
+        refused = True
+        assert "duplicate key" in str(error)
+    assert refused == has_duplicates(text)
