@@ -89,8 +89,10 @@ class Settings(BaseSettings):
         max_header_bytes: ``BNN_MAX_HEADER_BYTES``: largest request head
             (request line and headers) the server reads (``python -m
             service``; 431 or 400 beyond, connection closed).
-        max_connections: ``BNN_MAX_CONNECTIONS``: connections and requests
-            open at once (``python -m service``); beyond, 503 and closed.
+        max_connections: ``BNN_MAX_CONNECTIONS``: connections open at once
+            (``python -m service``); a new one beyond closes the connection
+            waiting longest for its request head, or, if every connection
+            has a request in progress, gets 503.
         keep_alive_s: ``BNN_KEEP_ALIVE_S``: idle keep-alive connections are
             closed after this (``python -m service``).
         header_timeout_s: ``BNN_HEADER_TIMEOUT_S``: a connection that has not
