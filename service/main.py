@@ -90,11 +90,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         ],
     )
-    # Outside the body limit (which buffers what it passes; for uploads it only
-    # checks the declared length): a weights upload's body is left for its
-    # route, which checks the version, the declared length and the uploads in
-    # progress first, then streams it to a file capped as it arrives.
-    app.add_middleware(DeferredBody, routes=[("PUT", weights.WEIGHTS_PATH)])
     # Added after (so outside) the body limit: a request without a valid key
     # is refused before its body is read; CORS outermost, so that preflights
     # and error responses carry its headers.
@@ -111,6 +106,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.public_docs
         else frozenset(),
     )
+    # Outside the body limit (which buffers what it passes; for uploads it only
+    # checks the declared length) and the key check: a weights upload's body
+    # is left for its route, which checks the version, the declared length
+    # and the uploads in progress first, then streams it to a file capped as
+    # it arrives; any reply before the whole body (401 and 403 too) closes
+    # the connection.
+    app.add_middleware(DeferredBody, routes=[("PUT", weights.WEIGHTS_PATH)])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -143,3 +143,34 @@ def test_upload_valid_plain_file_is_renamed_into_place(
     np.testing.assert_allclose(
         output, x @ arrays["d/kernel"] + arrays["d/bias"], rtol=1e-5, atol=1e-5
     )
+
+
+def test_upload_refused_before_its_body_closes_the_connection(tmp_path: Path) -> None:
+    """A refusal sent before the body was read says ``Connection: close`` (the
+    server then closes instead of reading the rest): unknown version, no key,
+    a key without the admin scope, a declared length over the setting."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        api_keys="admin-key:admin,reader:read",
+        max_weights_bytes=2**20,
+    )
+    admin = {"authorization": "Bearer admin-key", **OCTETS}
+    with TestClient(create_app(settings)) as test_client:
+        for headers, url, status, content in [
+            (admin, "/v2/models/nobody/versions/1/weights", 404, b"\0" * 100),
+            (OCTETS, URL, 401, b"\0" * 100),
+            ({"authorization": "Bearer reader", **OCTETS}, URL, 403, b"\0" * 100),
+            (admin, URL, 413, b"\0" * (2**20 + 1)),
+        ]:
+            reply = test_client.put(url, content=content, headers=headers)
+            assert reply.status_code == status, reply.text
+            assert reply.headers.get("connection") == "close", status
+        # A reply after the whole body was read keeps the connection.
+        test_client.post(
+            "/v2/models",
+            json={"name": "dense", "definition": DEFINITION},
+            headers={"authorization": "Bearer admin-key"},
+        )
+        reply = test_client.put(URL, content=b"\x07" * 100, headers=admin)
+        assert reply.status_code == 400
+        assert reply.headers.get("connection") != "close"
