@@ -18,7 +18,9 @@ Two figures bound what one request costs:
   run (inputs and outputs, the latter twice: TensorFlow's tensor and NumPy's).
 * **fixed bytes**: temporaries whose size does not depend on the batch:
   quantized copies of kernels (``kernel_quantizer`` and friends), summed over
-  layers since nothing says when TensorFlow frees them.
+  layers since nothing says when TensorFlow frees them, plus
+  :data:`SCRATCH_BYTES` for the kernels' own working buffers, which no graph
+  shows.
 
 A request of ``rows`` rows then costs at most ``fixed + rows × per_row`` to
 run, plus its encoded response (:meth:`RequestCost.request_bytes`). Every
@@ -44,6 +46,7 @@ from service.schemas.common import size_tuple
 __all__ = [
     "BYTES_PER_ELEMENT",
     "JSON_BYTES_PER_VALUE",
+    "SCRATCH_BYTES",
     "LayerPeak",
     "Peak",
     "RequestCost",
@@ -63,6 +66,12 @@ written as the shortest decimal of the float32's exact (float64) value: at
 most 24 characters (``-0.000048632944526616484``; measured over 5 million
 random float32 bit patterns), plus a comma and, in the nested TF Serving
 layout, brackets."""
+
+SCRATCH_BYTES = 16 * 2**20
+"""Working buffers of TensorFlow's kernels, outside any tensor of the graph
+(matrix-multiply packing, oneDNN scratchpads, per-thread buffers): a
+4096×8192 dense layer's run grows the resident set by 6 MB whatever the
+batch."""
 
 SMALL_TENSOR_BYTES = 1024
 """Allowance per layer for the small tensors its operations create whatever
@@ -389,7 +398,7 @@ def model_peak(
     return Peak(
         layers=ordered,
         row_bytes=best,
-        fixed_bytes=sum(p.fixed_bytes for p in ordered),
+        fixed_bytes=SCRATCH_BYTES + sum(p.fixed_bytes for p in ordered),
         peak_layer=where,
     )
 
@@ -408,7 +417,7 @@ def keras_model_cost(model: Any) -> RequestCost:
     set, each layer counted as its inputs, its output and
     :data:`DEFAULT_FACTOR` temporaries the size of the larger of the two.
     Fixed: each quantized kernel times its quantizer's factor, plus
-    :data:`SMALL_TENSOR_BYTES` per layer.
+    :data:`SMALL_TENSOR_BYTES` per layer and :data:`SCRATCH_BYTES`.
     """
     inputs = _elements(model.inputs)
     outputs = _elements(model.outputs)
@@ -432,6 +441,6 @@ def keras_model_cost(model: Any) -> RequestCost:
     row = 2 * inputs + held + outputs + working
     return RequestCost(
         row_bytes=row * BYTES_PER_ELEMENT,
-        fixed_bytes=fixed,
+        fixed_bytes=SCRATCH_BYTES + fixed,
         output_elements=tuple(_elements(t) for t in model.outputs),
     )

@@ -43,6 +43,7 @@ from service.peak import (
     ACTIVATION_FACTORS,
     JSON_BYTES_PER_VALUE,
     QUANTIZER_FACTORS,
+    SCRATCH_BYTES,
     RequestCost,
 )
 from service.schemas.components import ACTIVATION_ALIASES
@@ -630,7 +631,7 @@ def test_merged_dynamic_batch_is_capped_by_the_service(tmp_path: Any) -> None:
         batching=True,
         batch_max_size=16,
         batch_max_wait_ms=200,
-        max_request_bytes=6 * 2**20,  # a row of WIDE_ANSWER takes 0.6 + 1.8 MB
+        max_request_bytes=SCRATCH_BYTES + 6 * 2**20,  # a row: 0.6 + 1.8 MB
     )
     with TestClient(create_app(settings)) as client:
         _register(client, "wide", WIDE_ANSWER)

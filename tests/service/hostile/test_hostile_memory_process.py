@@ -12,6 +12,7 @@ and its peak resident memory (``VmHWM``) must have grown by less than
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -203,3 +204,54 @@ def test_memory_attacks_get_4xx_and_the_capped_server_survives(server: Any) -> N
     assert http.post("/v2/models/wider/infer", json=_oip("input", 2)).is_success
     growth = _status(process.pid, "VmHWM") - baseline
     assert growth < RSS_GROWTH_BOUND, (growth, refused)
+
+
+HEAVY = {
+    "conv": {"input_shape": [128, 128, 32], "layers": [
+        {"type": "QuantConv2D", "filters": 64, "kernel_size": 3, "padding": "same",
+         "input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign",
+         "pad_values": 1.0}]},
+    "transposed": {"input_shape": [64, 64, 32], "layers": [
+        {"type": "Conv2DTranspose", "filters": 32, "kernel_size": 4, "strides": 2}]},
+    "separable": {"input_shape": [128, 128, 16], "layers": [
+        {"type": "SeparableConv2D", "filters": 16, "kernel_size": 3,
+         "depth_multiplier": 8, "padding": "same"}]},
+    "depthwise": {"input_shape": [128, 128, 16], "layers": [
+        {"type": "DepthwiseConv2D", "kernel_size": 3, "depth_multiplier": 8,
+         "padding": "same"}]},
+    "upsampling": {"input_shape": [64, 64, 16], "layers": [
+        {"type": "UpSampling2D", "size": 8}]},
+}  # fmt: skip
+"""Layers whose intermediates and outputs dwarf their inputs."""
+
+
+def test_measured_rss_of_heavy_layers_is_within_the_estimate() -> None:
+    """What TensorFlow really takes (the growth of the peak resident set over
+    one run of 8 rows, in a fresh process) is at most the estimate."""
+    cases = [{"name": k, "definition": d, "rows": 8} for k, d in HEAVY.items()]
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": str(ROOT),
+        # Large blocks mapped and unmapped: a run cannot reuse what the
+        # previous case freed, so each growth is its own.
+        "MALLOC_MMAP_THRESHOLD_": "131072",
+        "MALLOC_TRIM_THRESHOLD_": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("rss_probe.py"))],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["name"] for r in results] == list(HEAVY)
+    for result in results:
+        # Each run really allocates (at least its output) ...
+        assert result["growth"] >= 4 * result["out"] // 2, result
+        # ... and no more than estimated.
+        assert result["growth"] <= result["estimate"], result
