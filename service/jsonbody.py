@@ -17,6 +17,10 @@ last of two duplicate keys win and validates the result on the loop too: a
   the model but passes through unvalidated.
 
 Every refusal is a 422 ``{"error": "<path>: <message>"}``.
+
+Routes that parse their bodies with pydantic's faster JSON parser (the
+inference routes: large tensors) can refuse duplicate keys after it with
+:func:`check_duplicate_keys`, which does not parse the values.
 """
 
 from __future__ import annotations
