@@ -165,6 +165,22 @@ def _candidates(rng: random.Random, rank: int) -> list[dict[str, Any]]:
             {"type": "ZeroPadding2D", "padding": [[1, 0], [2, 1]]},
             {"type": "Flatten"},
         ]  # fmt: skip
+    if rank == 4:
+        s = _spatial(rng, 3)
+        out += [
+            {"type": "Conv3D", "filters": f, **s, **act},
+            {"type": "QuantConv3D", "filters": f, **s,
+             **_quant(rng, "input_quantizer", "kernel_quantizer"),
+             "pad_values": rng.choice([0.0, 1.0])},
+            {"type": "Conv3DTranspose", "filters": f, "kernel_size": 2,
+             "strides": 2},
+            {"type": "QuantConv3DTranspose", "filters": f, "kernel_size": 3,
+             **_quant(rng, "input_quantizer", "kernel_quantizer")},
+            {"type": "MaxPooling3D", "padding": "same"},
+            {"type": "AveragePooling3D"},
+            {"type": "GlobalAveragePooling3D"},
+            {"type": "ZeroPadding3D", "padding": [[1, 0], [0, 1], [2, 2]]},
+        ]  # fmt: skip
     return out
 
 
@@ -245,7 +261,7 @@ def wide_definition(seed: int, rank: int) -> dict[str, Any]:
     """Every candidate layer type of ``rank`` applied to one input, side by side,
     and each merge type over the input and a copy of it."""
     rng = random.Random(seed)
-    shape = [9] * (rank - 1) + [3]
+    shape = [9 if rank < 4 else 5] * (rank - 1) + [3]
     items: list[dict[str, Any]] = [
         {"type": "Input", "name": "in0x", "shape": shape},
         {"type": "Identity", "name": "idx", "inputs": ["in0x"]},
@@ -264,7 +280,7 @@ def wide_definition(seed: int, rank: int) -> dict[str, Any]:
     return {"layers": items, "outputs": outputs}
 
 
-@pytest.mark.parametrize("rank", [2, 3], ids=["1d", "2d"])
+@pytest.mark.parametrize("rank", [2, 3, 4], ids=["1d", "2d", "3d"])
 def test_peak_estimate_bounds_tensorflow_for_every_layer_type(rank: int) -> None:
     _check_against_tensorflow(wide_definition(rank, rank))
 
