@@ -44,7 +44,9 @@ from service.peak import (
     JSON_BYTES_PER_VALUE,
     QUANTIZER_FACTORS,
     SCRATCH_BYTES,
+    LayerPeak,
     RequestCost,
+    model_peak,
 )
 from service.schemas.components import ACTIVATION_ALIASES
 from service.schemas.definitions import Definition
@@ -784,3 +786,39 @@ def test_zoo_model_batch_is_costed_from_its_layers(tmp_path: Any) -> None:
         assert needed > limit == settings.max_request_bytes
         x = np.zeros((1, 64, 64, 3), np.float32).tolist()
         assert client.post("/v1/models/alex:predict", json={"instances": x}).is_success
+
+
+def test_live_set_holds_tensors_a_later_layer_needs() -> None:
+    """``model_peak`` by hand: while ``b`` runs (a large working set), ``a``'s
+    output is still held for ``d``; the inputs are held twice throughout and
+    the outputs twice at the end."""
+    specs = [
+        LAYER.validate_python(item)
+        for item in (
+            {"type": "Input", "name": "x", "shape": [10]},
+            {"type": "Dense", "name": "a", "inputs": ["x"], "units": 100},
+            {"type": "Dense", "name": "b", "inputs": ["x"], "units": 5},
+            {"type": "Dense", "name": "c", "inputs": ["b"], "units": 5},
+            {"type": "Add", "name": "d", "inputs": ["a", "c"]},
+        )
+    ]
+    sizes = {"x": 10, "a": 100, "b": 5, "c": 5, "d": 100}
+
+    def lp(name: str, inputs: int, inter: int, out: int) -> LayerPeak:
+        return LayerPeak(name, "T", inputs, inter, out, fixed_bytes=7)
+
+    peaks = {
+        "a": lp("a", 10, 0, 100),
+        "b": lp("b", 10, 1000, 5),
+        "c": lp("c", 5, 0, 5),
+        "d": lp("d", 105, 0, 100),
+    }
+    peak = model_peak(specs, peaks, sizes, ["x"], ["d"])
+    assert peak.peak_layer == "b"
+    assert peak.row_bytes == 4 * (2 * 10 + 100) + 4 * (10 + 1000 + 5)
+    assert peak.fixed_bytes == SCRATCH_BYTES + 4 * 7
+    small = {**peaks, "b": lp("b", 10, 0, 5)}
+    peak = model_peak(specs, small, sizes, ["x"], ["d"])
+    assert (peak.peak_layer, peak.row_bytes) == ("d", 4 * (2 * 10) + 4 * 205)
+    peak = model_peak(specs, small, {**sizes, "d": 400}, ["x"], ["d"])
+    assert (peak.peak_layer, peak.row_bytes) == ("", 4 * (2 * 10 + 2 * 400))
