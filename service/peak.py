@@ -271,7 +271,6 @@ def _intermediates(layer: Any, shapes: list[Shape], out: Shape) -> int:
     """Elements of every tensor a layer's operations create besides its output."""
     shape = shapes[0]
     first = math.prod(shape)
-    inputs = sum(math.prod(s) for s in shapes)
     o = math.prod(out)
     total = quantizer_factor(getattr(layer, "input_quantizer", None)) * first
     total += activation_factor(getattr(layer, "activation", None)) * o
@@ -313,9 +312,9 @@ def _intermediates(layer: Any, shapes: list[Shape], out: Shape) -> int:
         return total + 2 * o
     if isinstance(layer, L.Softmax):
         return total + 3 * o
-    if type(layer).__name__ == "ActivationLayer" or layer.type == "Activation":
+    if isinstance(layer, L.ActivationLayer):
         return total  # its factor is counted above (``activation`` field)
-    if quantizer_factor(layer) and layer.type in QUANTIZER_FACTORS:
+    if layer.type in QUANTIZER_FACTORS:  # a quantizer used as a layer
         return total + quantizer_factor(layer) * first
     if isinstance(layer, L.UpSampling1D):
         return total + o
@@ -326,9 +325,8 @@ def _intermediates(layer: Any, shapes: list[Shape], out: Shape) -> int:
         return total + 2 * first_step + o
     if isinstance(layer, L.Concatenate):
         return total
-    if isinstance(layer, L._Merge):
-        return total + (len(shapes) - 1) * o + o
-    del inputs
+    if isinstance(layer, L._Merge):  # a running sum (or extreme), then a mean
+        return total + len(shapes) * o
     return total
 
 
