@@ -305,6 +305,7 @@ def test_model_weights_and_saves_are_quantized_in_the_scope(tmp_path):
     with context.quantized_scope(True):
         quantized = model.get_weights()
         model.save(tmp_path / "bits.keras")
+        model.save(tmp_path / "bits.h5")  # Larq's guide saves .h5 in the scope
     for variable, before, got in zip(model.weights, latent, quantized, strict=True):
         if isinstance(variable, QuantizedVariable):
             expected = keras.ops.convert_to_numpy(variable.quantizer(before))
@@ -313,10 +314,11 @@ def test_model_weights_and_saves_are_quantized_in_the_scope(tmp_path):
         else:
             np.testing.assert_array_equal(got, before)
     np.testing.assert_array_equal(model.get_weights()[0], latent[0])
-    loaded = keras.saving.load_model(tmp_path / "bits.keras")
-    assert isinstance(loaded.layers[0].kernel, QuantizedVariable)
-    for got, expected in zip(loaded.get_weights(), quantized, strict=True):
-        np.testing.assert_array_equal(got, expected)
+    for name in ("bits.keras", "bits.h5"):
+        loaded = keras.saving.load_model(tmp_path / name)
+        assert isinstance(loaded.layers[0].kernel, QuantizedVariable)
+        for got, expected in zip(loaded.get_weights(), quantized, strict=True):
+            np.testing.assert_array_equal(got, expected)
 
 
 def test_larq_style_precision_predicate_routes_binary_kernels():
