@@ -234,6 +234,14 @@ class QuantConv1D(_KernelQuant, _PadValues, _Conv1D):
     _keras = blayers.QuantConv1D
     type: Literal["QuantConv1D"]
 
+    def _check(self) -> None:
+        super()._check()
+        if self.padding == "causal" and self.pad_values != 0.0:
+            raise ValueError(
+                "padding='causal' pads with zeros; pad_values must be 0 (received "
+                f"padding='causal', pad_values={self.pad_values!r})"
+            )
+
 
 class QuantConv2D(_KernelQuant, _PadValues, _Conv):
     """``bnncore.layers.QuantConv2D``."""

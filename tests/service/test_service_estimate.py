@@ -103,6 +103,18 @@ CASES: list[tuple[str, list[int], dict[str, Any]]] = [
             "groups": 2,
             "kernel_quantizer": S,
             "input_quantizer": S,
+        },
+    ),
+    (
+        "QuantConv1D-same-one",
+        [9, 4],
+        {
+            "type": "QuantConv1D",
+            "filters": 4,
+            "kernel_size": 3,
+            "padding": "same",
+            "kernel_quantizer": S,
+            "input_quantizer": S,
             "pad_values": 1.0,
         },
     ),

@@ -101,3 +101,26 @@ def test_graph_mistakes_name_the_layer(definition: dict[str, Any], needle: str) 
     with pytest.raises(ValidationError) as info:
         DEFINITION.validate_python(definition)
     assert needle in str(info.value)
+
+
+def test_quant_conv1d_causal_padding_with_pad_values_is_refused(client) -> None:
+    layer = {
+        "type": "QuantConv1D",
+        "filters": 2,
+        "kernel_size": 3,
+        "padding": "causal",
+        "pad_values": 1.0,
+    }
+    response = client.post(
+        "/v2/estimate", json={"input_shape": [8, 2], "layers": [layer]}
+    )
+    assert response.status_code == 422
+    text = response.text
+    assert "definition.layers[0]" in text and "pad_values" in text and "causal" in text
+    layer["pad_values"] = 0.0
+    assert (
+        client.post(
+            "/v2/estimate", json={"input_shape": [8, 2], "layers": [layer]}
+        ).status_code
+        == 200
+    )
