@@ -368,6 +368,33 @@ def test_oip_shape_float_is_refused(
     assert f"inputs[0].shape[{index}]" in response.json()["error"]
 
 
+def test_oip_duplicate_json_keys_are_refused(client: TestClient, served: str) -> None:
+    # pydantic's parser keeps the last "shape"; a filter reading the first
+    # would see [1, 3]. The body is refused instead, naming the key.
+    tensor = '"name":"input","datatype":"FP32","data":[1,2,3]'
+    ok = f'{{"inputs":[{{{tensor},"shape":[1,3]}}]}}'
+    twice = f'{{"inputs":[{{{tensor},"shape":[3,1],"shape":[1,3]}}]}}'
+    headers = {"content-type": "application/json"}
+    assert client.post(served, content=ok, headers=headers).status_code == 200
+    response = client.post(served, content=twice, headers=headers)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error.startswith("inputs[0].shape: duplicate key 'shape'"), error
+
+
+def test_tf_serving_duplicate_json_keys_are_refused(
+    client: TestClient, served: str
+) -> None:
+    predict = served.replace("/v2/models/oip/infer", "/v1/models/oip:predict")
+    headers = {"content-type": "application/json"}
+    ok = client.post(predict, content='{"instances":[[1,2,3]]}', headers=headers)
+    assert ok.status_code == 200, ok.text
+    twice = '{"instances":[[1,2,3]],"instances":[[4,5,6]]}'
+    response = client.post(predict, content=twice, headers=headers)
+    assert response.status_code == 400, response.text
+    assert "duplicate key 'instances'" in response.json()["error"]
+
+
 # check_duplicate_keys is the check the inference routes can run after
 # pydantic's JSON parser (which keeps the last of duplicate keys). Its oracle:
 # json.loads with a hook that sees every object's pairs.
