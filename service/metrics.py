@@ -41,6 +41,7 @@ REJECTION_REASONS = (
     "body_too_large",
     "batch_limit",
     "elements_limit",
+    "memory_limit",
     "queue_full",
     "timeout",
     "build_busy",

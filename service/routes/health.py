@@ -25,6 +25,12 @@ _LIMITS = (
     "max_params",
     "max_activation_elements",
     "max_body_bytes",
+    "max_definition_keys",
+    "max_json_depth",
+    "max_weights_bytes",
+    "max_batch",
+    "max_tensor_elements",
+    "max_request_bytes",
 )
 
 

@@ -203,6 +203,8 @@ def test_health_server_metadata_and_docs(client, settings):
     assert server["name"] == "bnncore" and server["version"]
     assert server["layer_types"] == sorted(LAYER_TYPES)
     assert server["limits"]["max_params"] == settings.max_params
+    for name in ("max_request_bytes", "max_definition_keys", "max_batch"):
+        assert server["limits"][name] == getattr(settings, name)
     assert "swagger" in client.get("/docs").text.lower()
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v2/summary", "/v2/models", "/v2/models/{name}/versions/{version}"} <= set(
