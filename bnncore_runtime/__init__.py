@@ -18,7 +18,7 @@ from bnncore_runtime.container import WeightsFileError
 from bnncore_runtime.definition import DefinitionError
 from bnncore_runtime.kernels import isa, set_isa, supported_isas
 from bnncore_runtime.layers import SUPPORTED_LAYERS, UnsupportedLayerError
-from bnncore_runtime.model import Model, TensorSpec, load
+from bnncore_runtime.model import Model, TensorSpec, from_bytes, load
 
 __all__ = [
     "SUPPORTED_LAYERS",
@@ -27,6 +27,7 @@ __all__ = [
     "TensorSpec",
     "UnsupportedLayerError",
     "WeightsFileError",
+    "from_bytes",
     "isa",
     "load",
     "set_isa",

@@ -34,6 +34,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "Model",
     "TensorSpec",
+    "from_bytes",
     "load",
     "read_file",
 ]
@@ -196,6 +197,14 @@ def _attach(
         )
 
 
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"Expected a positive integer. Received: threads={threads!r}.")
+    return threads
+
+
 def load(
     path: str | os.PathLike,
     *,
@@ -230,10 +239,7 @@ def load(
         UnsupportedLayerError: a layer the compiled core cannot run, named
             (a ``ValueError``): the runtime never falls back.
     """
-    if threads is None:
-        threads = default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"Expected a positive integer. Received: threads={threads!r}.")
+    threads = _threads(threads)
     directory = os.fspath(path)  # os.path, not pathlib: a faster import
     if not os.path.isdir(directory):
         raise FileNotFoundError(
@@ -246,6 +252,53 @@ def load(
     )  # fmt: skip
     name, graph = parse_definition(text)
     data = read_file(os.path.join(directory, WEIGHTS_FILE), max_bytes, "file")
+    return _plan(name, graph, data, threads, max_header_bytes, max_elements)
+
+
+def from_bytes(
+    definition: str | bytes,
+    weights: bytes,
+    *,
+    threads: int | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_header_bytes: int = container.MAX_HEADER_BYTES,
+    max_elements: int = codec.MAX_ELEMENTS,
+) -> Model:
+    """:func:`load` for a definition and a weights file held in memory (for
+    example read from a model store), with the same checks and limits.
+
+    Args:
+        definition: The text of a ``definition.json``.
+        weights: The bytes of a ``weights.safetensors``.
+        threads, max_bytes, max_header_bytes, max_elements: As for :func:`load`.
+    """
+    threads = _threads(threads)
+    if not isinstance(definition, str | bytes):
+        raise TypeError(
+            "Expected the definition's JSON text (str or bytes). "
+            f"Received: definition of type {type(definition).__name__}."
+        )
+    if not isinstance(weights, bytes | bytearray | memoryview):
+        raise TypeError(
+            "Expected the weights file's bytes. "
+            f"Received: weights of type {type(weights).__name__}."
+        )
+    if len(weights) > max_bytes:
+        raise WeightsFileError(
+            f"file: {len(weights):,} bytes exceeds the limit {max_bytes:,}"
+        )
+    name, graph = parse_definition(definition)
+    return _plan(name, graph, weights, threads, max_header_bytes, max_elements)
+
+
+def _plan(
+    name: str,
+    graph: Graph,
+    data: bytes | bytearray | memoryview,
+    threads: int,
+    max_header_bytes: int,
+    max_elements: int,
+) -> Model:
     metadata, entries, arrays = container.parse(data, max_header_bytes=max_header_bytes)
     del data
     decoded = codec.decode(metadata, entries, arrays, max_elements=max_elements)

@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bnncore as lq
@@ -56,6 +57,9 @@ def test_the_untouched_export_loads(tiny_export, tmp_path):
     definition, weights = tiny_export
     model = bnncore_runtime.load(_write(tmp_path, definition, weights))
     assert model.outputs[0].shape == (None, 3)
+    in_memory = bnncore_runtime.from_bytes(json.dumps(definition).encode(), weights)
+    x = np.random.default_rng(0).normal(size=(2, 5)).astype(np.float32)
+    np.testing.assert_array_equal(in_memory.predict(x), model.predict(x))
 
 
 @pytest.mark.parametrize("case", sorted(CASES.CORRUPTIONS))
@@ -71,6 +75,9 @@ def test_corrupted_weights_are_refused_as_the_export_reader_refuses_them(
         bnncore_runtime.load(_write(tmp_path, definition, bad))
     assert message in str(by_runtime.value)
     assert str(by_runtime.value) == str(by_export.value)
+    with pytest.raises(WeightsFileError) as from_memory:
+        bnncore_runtime.from_bytes(json.dumps(definition), bad)
+    assert str(from_memory.value) == str(by_export.value)
 
 
 def test_limits_are_enforced(tiny_export, tmp_path):
@@ -83,6 +90,11 @@ def test_limits_are_enforced(tiny_export, tmp_path):
         bnncore_runtime.load(directory, max_header_bytes=64)
     with pytest.raises(WeightsFileError, match="more than 10 values"):
         bnncore_runtime.load(directory, max_elements=10)
+    definition, weights = tiny_export
+    with pytest.raises(WeightsFileError, match="exceeds the limit 100"):
+        bnncore_runtime.from_bytes(json.dumps(definition), weights, max_bytes=100)
+    with pytest.raises(TypeError, match="definition of type dict"):
+        bnncore_runtime.from_bytes(definition, weights)  # type: ignore[arg-type]
 
 
 def test_an_oversized_definition_is_refused_before_it_is_read(
