@@ -32,7 +32,13 @@ from service.schemas import layers as L
 from service.schemas.common import size_tuple
 from service.schemas.components import quantizer_bits
 from service.schemas.definitions import Graph
-from service.schemas.reports import Estimate, EstimateTotals, LayerEstimate, Weight
+from service.schemas.reports import (
+    Estimate,
+    EstimateMemory,
+    EstimateTotals,
+    LayerEstimate,
+    Weight,
+)
 
 __all__ = [
     "DefinitionError",
@@ -460,8 +466,17 @@ def estimate_with_peak(
         [i.name for i in graph.inputs()],  # type: ignore[misc]
         graph.outputs,
     )
-    one_row = request_cost(peak, result).request_bytes(
-        1, range(len(graph.outputs)), JSON_BYTES_PER_VALUE
+    cost = request_cost(peak, result)
+    every = range(len(graph.outputs))
+    one_row = cost.request_bytes(1, every, JSON_BYTES_PER_VALUE)
+    result.memory = EstimateMemory(
+        row_bytes=peak.row_bytes,
+        fixed_bytes=peak.fixed_bytes,
+        peak_layer=peak.peak_layer,
+        response_row_bytes=cost.response_row_bytes(every, JSON_BYTES_PER_VALUE),
+        max_batch=cost.max_rows(
+            settings.max_request_bytes, every, JSON_BYTES_PER_VALUE
+        ),
     )
     _limit(
         "definition",

@@ -79,6 +79,30 @@ class EstimateTotals(BaseModel):
     activation_elements: int
 
 
+class EstimateMemory(BaseModel):
+    """What running the model costs in memory (``service/peak.py``), the
+    figures inference requests are checked against (``BNN_MAX_REQUEST_BYTES``).
+
+    Attributes:
+        row_bytes: Most bytes live at once per row: inputs, the tensors later
+            layers still need, and the largest layer's inputs, intermediates
+            and output.
+        fixed_bytes: Temporaries whatever the batch (quantized kernels).
+        peak_layer: The layer where ``row_bytes`` is reached (``""``: the end
+            of the run).
+        response_row_bytes: Bound of one row's JSON response (all outputs).
+        max_batch: Most rows one request may carry under
+            ``BNN_MAX_REQUEST_BYTES`` with a JSON response of every output
+            (``BNN_MAX_BATCH`` may be lower).
+    """
+
+    row_bytes: int
+    fixed_bytes: int
+    peak_layer: str
+    response_row_bytes: int
+    max_batch: int
+
+
 class Estimate(BaseModel):
     """The analytic estimate computed before anything is built."""
 
@@ -87,6 +111,7 @@ class Estimate(BaseModel):
     outputs: list[list[int | None]]
     layers: list[LayerEstimate]
     totals: EstimateTotals
+    memory: EstimateMemory | None = None
 
 
 class ProfileReport(BaseModel):

@@ -822,3 +822,32 @@ def test_live_set_holds_tensors_a_later_layer_needs() -> None:
     assert (peak.peak_layer, peak.row_bytes) == ("d", 4 * (2 * 10) + 4 * 205)
     peak = model_peak(specs, small, {**sizes, "d": 400}, ["x"], ["d"])
     assert (peak.peak_layer, peak.row_bytes) == ("", 4 * (2 * 10 + 2 * 400))
+
+
+def test_estimate_reports_the_largest_batch_that_fits(tmp_path: Any) -> None:
+    """/v2/estimate's memory.max_batch is the largest request the service
+    serves: that many rows are answered, one more is a 413."""
+    definition = {
+        "input_shape": [8, 8, 1],
+        "layers": [{"type": "UpSampling2D", "size": 16}, {"type": "Flatten"}],
+    }
+    settings = Settings(data_dir=tmp_path / "data", max_request_bytes=64 * 1024 * 1024)
+    with TestClient(create_app(settings)) as client:
+        memory = client.post("/v2/estimate", json=definition).json()["memory"]
+        per_row = memory["row_bytes"] + memory["response_row_bytes"]
+        expected = (settings.max_request_bytes - memory["fixed_bytes"]) // per_row
+        assert memory["max_batch"] == expected
+        assert (
+            1 <= expected < settings.max_batch
+        )  # the memory bound is the one that binds
+        # The 16,384 output values of a row are in its JSON bound, and its
+        # output tensor (held twice at the end) in the live set.
+        assert memory["response_row_bytes"] >= 16_384 * 16
+        assert memory["row_bytes"] >= 2 * 16_384 * 4
+        _register(client, "up", definition)
+        name = _input_name(client, "up")
+        for rows, status in ((expected, 200), (expected + 1, 413)):
+            body = _oip(rows, (8, 8, 1))
+            body["inputs"][0]["name"] = name
+            response = client.post("/v2/models/up/infer", json=body)
+            assert response.status_code == status, response.text[:300]
