@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
@@ -48,6 +49,7 @@ AVAILABLE_METRICS: frozenset[str] = frozenset({"flip_ratio"})
 
 _QUANTIZER_TAG = "_bnncore_kernel_quantizer"
 _FLIP_RATIOS = "_bnncore_flip_ratios"
+_FLIP_RATIO_USERS = "_bnncore_flip_ratio_users"
 
 
 class _State(threading.local):
@@ -222,6 +224,9 @@ def attach_kernel_aids(layer: Any) -> None:
     as in Larq (e.g. ``flip_ratio/ste_sign_1``: a quantizer is a Keras layer
     named after its class), tracked by the layer so that it reaches
     ``model.metrics`` and ``fit``'s logs. ``layer.metrics`` lists a layer's own.
+    A quantizer instance shared by several kernels names the first one's
+    metric so and each further one's ``flip_ratio/<quantizer>/<layer>``
+    (``.../<kernel>`` within one layer), so that no two share a log key.
 
     Args:
         layer: A built layer with a ``kernel_quantizers`` mapping.
@@ -233,7 +238,7 @@ def attach_kernel_aids(layer: Any) -> None:
         setattr(variable, _QUANTIZER_TAG, quantizer)
         if "flip_ratio" not in getattr(quantizer, "quantizer_metrics", ()):
             continue
-        name = f"flip_ratio/{quantizer.name}"
+        name = _flip_ratio_name(quantizer, layer, attribute)
         binary = quantizers.get_precision(quantizer) == 1
         flip_ratios[attribute] = FlipRatio(
             values_shape=tuple(variable.shape),
@@ -242,6 +247,23 @@ def attach_kernel_aids(layer: Any) -> None:
         )
     if flip_ratios:
         setattr(layer, _FLIP_RATIOS, flip_ratios)
+
+
+def _flip_ratio_name(quantizer: Any, layer: Any, attribute: str) -> str:
+    """``flip_ratio/<quantizer name>``, made unique among the live kernels that
+    share the quantizer instance."""
+    users = getattr(quantizer, _FLIP_RATIO_USERS, None)
+    if users is None:
+        users = weakref.WeakKeyDictionary()  # layer -> its kernel attributes
+        setattr(quantizer, _FLIP_RATIO_USERS, users)
+    name = f"flip_ratio/{quantizer.name}"
+    own = users.setdefault(layer, set())
+    if own - {attribute}:
+        name = f"{name}/{layer.name}/{attribute}"
+    elif any(other is not layer and kernels for other, kernels in users.items()):
+        name = f"{name}/{layer.name}"
+    own.add(attribute)
+    return name
 
 
 def track_kernels(layer: Any, quantized: dict[str, Any]) -> None:

@@ -207,3 +207,20 @@ def test_fit_logs_the_flip_ratio_of_each_kernel():
         logged = history.history[keys[name]]
         np.testing.assert_allclose(logged, expected, rtol=1e-5, atol=1e-7)
         assert max(logged) > 0  # something flipped: the check is not vacuous
+
+
+def test_a_shared_quantizer_gives_each_kernel_its_own_log_key():
+    shared = quantizers.SteSign(metrics=["flip_ratio"])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            QuantDense(3, kernel_quantizer=shared, name="first"),
+            QuantDense(2, kernel_quantizer=shared, name="second"),
+        ]
+    )
+    model.compile("sgd", "mse")
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    history = model.fit(x, np.zeros((8, 2)), epochs=1, verbose=0).history
+    base = f"flip_ratio/{shared.name}"
+    assert sorted(k for k in history if "flip" in k) == [base, f"{base}/second"]
+    assert list(flip_metrics(model.layers[0])) == [base]
