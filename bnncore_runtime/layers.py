@@ -23,7 +23,7 @@ from bnncore_runtime import natives
 from bnncore_runtime.codec import SignBits
 from bnncore_runtime.container import _short
 from bnncore_runtime.definition import DefinitionError, LayerSpec
-from bnncore_runtime.geometry import window
+from bnncore_runtime.geometry import axis_geometry, window
 from bnncore_runtime.graph import Graph, Node, TensorRef, ValueId
 from bnncore_runtime.natives import Native, NativeConv
 from bnncore_runtime.planner import BinaryLayer, binary_layer
@@ -57,6 +57,7 @@ class Spec:
 
 
 _CONV = ("Conv2D", "QuantConv2D")
+_CONV1D = ("QuantConv1D",)  # binary only: the core has no float 1D convolution
 _DEPTHWISE = ("DepthwiseConv2D",)
 _DENSE = ("Dense", "QuantDense")
 _IDENTITIES = (
@@ -72,6 +73,7 @@ _POOLS = ("MaxPooling2D", "MaxPool2D")
 _SAME_SHAPE = ("BatchNormalization", "Activation", "ReLU", "Softmax", *_IDENTITIES)
 SUPPORTED_LAYERS = (
     *_CONV,
+    *_CONV1D,
     *_DEPTHWISE,
     *_DENSE,
     *_SAME_SHAPE,
@@ -126,6 +128,15 @@ def _pair(layer: LayerSpec, key: str, default: Any = None) -> tuple[int, int]:
     ):
         raise _bad(layer, key, value, "two integers from 1 to 65536")
     return int(value[0]), int(value[1])
+
+
+def _single(layer: LayerSpec, key: str, default: Any = None) -> int:
+    value = _get(layer, key, default)
+    if isinstance(value, list | tuple) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**16:
+        raise _bad(layer, key, _get(layer, key, default), "one integer from 1 to 65536")
+    return value
 
 
 def _bool(layer: LayerSpec, key: str, default: bool) -> bool:
@@ -276,6 +287,23 @@ def _output_shape(layer: LayerSpec, shapes: list[Shape]) -> Shape:
         )
     if cls in _CONV:
         return _conv_out(layer, shape, _int(layer, "filters"))
+    if cls in _CONV1D:
+        if len(shape) != 3:
+            raise DefinitionError(
+                f"{_where(layer)}: expected an input of rank 3 (batch, steps, "
+                f"channels), received shape {list(shape)}"
+            )
+        _channels_last(layer)
+        k, s = _single(layer, "kernel_size"), _single(layer, "strides", [1])
+        d = _single(layer, "dilation_rate", [1])
+        padding = _choice(layer, "padding", "valid", ("valid", "same", "causal"))
+        _, out = axis_geometry(int(shape[1] or 0), k, s, d, padding)
+        if out < 1:
+            raise DefinitionError(
+                f"{_where(layer)}: input of {shape[1]} steps is shorter than the "
+                f"window {k} with padding={padding!r}"
+            )
+        return (shape[0], out, _int(layer, "filters"))
     if cls in _DEPTHWISE:
         mult = _int(layer, "depth_multiplier", 1)
         return _conv_out(layer, shape, int(shape[3] or 0) * mult)
@@ -315,14 +343,19 @@ def weight_shapes(layer: LayerSpec, shape: Shape) -> dict[str, tuple[int, ...]]:
     cls = layer.class_name
     channels = int(shape[-1] or 0)
     found: dict[str, tuple[int, ...]] = {}
-    if cls in _CONV:
+    if cls in (*_CONV, *_CONV1D):
         groups = _int(layer, "groups", 1)
         filters = _int(layer, "filters")
         if channels % groups or filters % groups:
             raise _bad(
                 layer, "groups", groups, f"a divisor of {channels} and {filters}"
             )
-        found["kernel"] = (*_pair(layer, "kernel_size"), channels // groups, filters)
+        window = (
+            _pair(layer, "kernel_size")
+            if cls in _CONV
+            else (_single(layer, "kernel_size"),)
+        )
+        found["kernel"] = (*window, channels // groups, filters)
         units = filters
     elif cls in _DEPTHWISE:
         mult = _int(layer, "depth_multiplier", 1)
@@ -409,38 +442,43 @@ class ExportFrontend:
     def binary(self, op: Any, rank: int) -> BinaryLayer | None:
         layer: LayerSpec = op
         cls = layer.class_name
-        if cls not in ("QuantConv2D", "QuantDense"):
+        if cls not in ("QuantConv2D", "QuantConv1D", "QuantDense"):
             return None
         if not _is_sign(_get(layer, "input_quantizer")):
             return None
         if layer.encodings.get("kernel") != "sign_bits":
             return None  # not a 1-bit ±s kernel
-        kind = "conv" if cls == "QuantConv2D" else "dense"
-        if kind == "conv":
-            pad = _get(layer, "pad_values", 0.0)
-            if isinstance(pad, bool) or not isinstance(pad, int | float):
-                raise _bad(layer, "pad_values", pad, "a number")
-            if rank != 4 or float(pad) not in (0.0, 1.0):
-                return None
-        groups = _int(layer, "groups", 1) if kind == "conv" else 1
-        kernel = _packed_kernel(layer, kind, 1, groups)
         act = _activation_ops(_function_name(_get(layer, "activation")))
-        conv = kind == "conv"
+        bias = layer.weights.get("bias")
+        if cls == "QuantDense":
+            kernel = _packed_kernel(layer, "dense", 1, 1)
+            return binary_layer("dense", kernel, bias=bias, act=act)
+        pad = _get(layer, "pad_values", 0.0)
+        if isinstance(pad, bool) or not isinstance(pad, int | float):
+            raise _bad(layer, "pad_values", pad, "a number")
+        conv_rank = 2 if cls == "QuantConv2D" else 1
+        if rank != conv_rank + 2 or float(pad) not in (0.0, 1.0):
+            return None
+        groups = _int(layer, "groups", 1)
+        kernel = _packed_kernel(layer, "conv", 1, groups)
+        size: tuple[int, ...]
+        strides: tuple[int, ...]
+        dilation: tuple[int, ...]
+        if conv_rank == 2:
+            size = _pair(layer, "kernel_size")
+            strides = _pair(layer, "strides", [1, 1])
+            dilation = _pair(layer, "dilation_rate", [1, 1])
+            padding = _choice(layer, "padding", "valid", ("valid", "same"))
+        else:
+            size = (_single(layer, "kernel_size"),)
+            strides = (_single(layer, "strides", [1]),)
+            dilation = (_single(layer, "dilation_rate", [1]),)
+            padding = _choice(layer, "padding", "valid", ("valid", "same", "causal"))
         return binary_layer(
-            kind,
-            kernel,
-            conv_rank=2 if conv else 0,
-            kernel_size=_pair(layer, "kernel_size") if conv else (1, 1),
-            strides=_pair(layer, "strides", [1, 1]) if conv else (1, 1),
-            dilation=_pair(layer, "dilation_rate", [1, 1]) if conv else (1, 1),
-            padding=_choice(layer, "padding", "valid", ("valid", "same"))
-            if conv
-            else "valid",
-            pad_value=float(_get(layer, "pad_values", 0.0)) if conv else 0.0,
-            bias=layer.weights.get("bias"),
-            act=act,
-            groups=groups,
-        )
+            "conv", kernel, conv_rank=conv_rank, kernel_size=size, strides=strides,
+            dilation=dilation, padding=padding, pad_value=float(pad), bias=bias,
+            act=act, groups=groups,
+        )  # fmt: skip
 
     def binary_kernel(self, op: Any, pixels: int) -> BinaryKernel | None:
         return _packed_kernel(op, "dense", pixels, 1)
@@ -578,7 +616,9 @@ class ExportFrontend:
 
 def _detail(layer: LayerSpec) -> str:
     cls = layer.class_name
-    if cls in (*_CONV, *_DENSE) and _get(layer, "input_quantizer") is not None:
+    if cls in _CONV1D and _get(layer, "input_quantizer") is None:
+        return "a float 1D convolution (the core runs binary ones only)"
+    if cls in (*_CONV, *_CONV1D, *_DENSE) and _get(layer, "input_quantizer"):
         return (
             f"input_quantizer {_short(_function_name(_get(layer, 'input_quantizer')))} "
             "with a kernel that is not stored as 1-bit signs"

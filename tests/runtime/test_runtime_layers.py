@@ -61,6 +61,26 @@ def test_every_supported_layer_class_equals_the_engine(tmp_path, runtime_isa):
     np.testing.assert_array_equal(loaded.predict(x), packed.predict(x))
 
 
+def test_binary_1d_convolutions_equal_the_engine(tmp_path, runtime_isa):
+    from bnncore.layers import QuantConv1D
+
+    inputs = keras.Input((16, 5), name="signal")
+    x = QuantConv1D(8, 3, padding="causal", dilation_rate=2, name="c0", **SIGN)(inputs)
+    x = keras.layers.BatchNormalization(name="bn0")(x)
+    x = QuantConv1D(8, 3, strides=2, padding="same", pad_values=1.0, use_bias=True,
+                    name="c1", **SIGN)(x)  # fmt: skip
+    x = keras.layers.Flatten(name="flat")(x)
+    x = QuantDense(4, name="d", **SIGN)(x)
+    outputs = keras.layers.Activation("softmax", name="probs")(x)
+    model = randomize(keras.Model(inputs, outputs, name="conv1d"), seed=8)
+    loaded = bnncore_runtime.load(export(model, tmp_path))
+    packed = engine.compile(model)
+    assert loaded.describe() == packed.describe()
+    assert "binary conv1d c0" in loaded.describe()
+    x = np.random.default_rng(3).normal(size=(3, 16, 5)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), packed.predict(x))
+
+
 def _refused(build) -> keras.Model:
     inputs = keras.Input((6, 6, 3), name="image")
     return randomize(keras.Model(inputs, build(inputs), name="refused"))
