@@ -7,7 +7,6 @@ to KiB are formatting); they never count anything themselves.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from collections.abc import Callable
@@ -286,26 +285,12 @@ def to_markdown(profile: ModelProfile, include_macs: bool = True) -> str:
 
 
 def to_html(profile: ModelProfile, include_macs: bool = True) -> str:
-    """An HTML fragment: a layer table and a summary table (values escaped)."""
-    header, rows = _layer_table(profile, include_macs, indent="\u2003")
-    esc = html.escape
-    out = [f'<section class="bnncore-profile"><h2>{esc(profile.name)}</h2>']
-    out.append('<table class="layers"><thead><tr>')
-    out += [f"<th>{esc(h)}</th>" for h in header]
-    out.append("</tr></thead><tbody>")
-    for r in rows[:-1]:
-        out.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>")
-    out.append("</tbody><tfoot><tr>")
-    out += [f"<th>{esc(c)}</th>" for c in rows[-1]]
-    out.append('</tr></tfoot></table><table class="summary"><tbody>')
-    for label, value in _summary_rows(profile, include_macs):
-        out.append(f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>")
-    out.append("</tbody></table>")
-    notes = _notes(profile)
-    if notes:
-        out.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
-    out.append("</section>")
-    return "\n".join(out) + "\n"
+    """A complete, self-contained HTML page: totals, SVG charts, a sortable
+    layer table, the summary and the notes (see
+    :mod:`bnncore.analysis.html_report`)."""
+    from bnncore.analysis.html_report import to_html_page
+
+    return to_html_page(profile, include_macs=include_macs)
 
 
 FORMATS: dict[str, Callable[..., str]] = {
