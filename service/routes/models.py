@@ -10,7 +10,6 @@ from pydantic import TypeAdapter
 
 from service.builder import Plan, plan
 from service.deps import (
-    FormatQuery,
     ModelName,
     RuntimeDep,
     SettingsDep,
@@ -24,7 +23,12 @@ from service.jsonbody import (
     run_validation,
     validate_off_loop,
 )
-from service.routes.reports import REPORT_RESPONSES, checked_plan, render_response
+from service.routes.reports import (
+    REPORT_RESPONSES,
+    ReportFormatQuery,
+    checked_plan,
+    render_response,
+)
 from service.runtime import Built
 from service.schemas.definitions import Definition
 from service.schemas.reports import (
@@ -252,7 +256,7 @@ async def model_summary(
     settings: SettingsDep,
     store: StoreDep,
     runtime: RuntimeDep,
-    format: FormatQuery = "json",
+    format: ReportFormatQuery = "json",
 ) -> Response:
     """The report of the latest version."""
     record = await _record(store, name, None)
@@ -272,7 +276,7 @@ async def version_summary(
     settings: SettingsDep,
     store: StoreDep,
     runtime: RuntimeDep,
-    format: FormatQuery = "json",
+    format: ReportFormatQuery = "json",
 ) -> Response:
     """The report of one version."""
     record = await _record(store, name, version)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import TypeAdapter
 
 from service.builder import Plan, plan
-from service.deps import FormatQuery, RuntimeDep, SettingsDep
+from service.deps import RuntimeDep, SettingsDep
 from service.errors import ERROR_RESPONSES
 from service.jsonbody import (
     StrictDefinitionRoute,
@@ -20,7 +20,13 @@ from service.keras_json import check_shapes
 from service.schemas.definitions import Definition
 from service.schemas.reports import Estimate, ProfileReport
 
-__all__ = ["REPORT_RESPONSES", "checked_plan", "render_response", "router"]
+__all__ = [
+    "REPORT_RESPONSES",
+    "ReportFormatQuery",
+    "checked_plan",
+    "render_response",
+    "router",
+]
 
 # The body is parsed (strict JSON) and validated in a worker thread, never on
 # the event loop (service/jsonbody.py); OpenAPI still documents a Definition.
@@ -34,6 +40,24 @@ MEDIA_TYPES = {
     "text": "text/plain; charset=utf-8",
     "csv": "text/csv; charset=utf-8",
     "markdown": "text/markdown; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+}
+
+ReportFormatQuery = Annotated[
+    str,
+    Query(
+        pattern="^(json|text|csv|markdown|html)$",
+        description="Report format: json, text, csv, markdown or html (a "
+        "self-contained page with charts)",
+    ),
+]
+
+# The HTML report loads nothing: its CSS and script are inline. The policy
+# makes the browser refuse anything else (a name cannot smuggle a request in).
+HTML_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; img-src data:",
+    "X-Content-Type-Options": "nosniff",
 }
 
 REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -44,6 +68,7 @@ REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
             "text/plain": {"schema": {"type": "string"}},
             "text/csv": {"schema": {"type": "string"}},
             "text/markdown": {"schema": {"type": "string"}},
+            "text/html": {"schema": {"type": "string"}},
         },
     },
     **ERROR_RESPONSES,
@@ -69,7 +94,12 @@ def render_response(profile: Any, format: str) -> Response:
     """The profile rendered by ``bnncore.analysis.render`` as an HTTP response."""
     from bnncore.analysis import render
 
-    return Response(render(profile, format=format), media_type=MEDIA_TYPES[format])
+    headers = HTML_HEADERS if format == "html" else None
+    return Response(
+        render(profile, format=format),
+        media_type=MEDIA_TYPES[format],
+        headers=headers,
+    )
 
 
 @router.post(
@@ -83,7 +113,7 @@ async def summary(
     definition: DefinitionBody,
     settings: SettingsDep,
     runtime: RuntimeDep,
-    format: FormatQuery = "json",
+    format: ReportFormatQuery = "json",
 ) -> Response:
     """Validates, estimates (refusing anything over the limits), builds and
     profiles the definition, and returns its report."""
