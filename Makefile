@@ -1,5 +1,6 @@
 # Two commands for a fresh clone:
 #   make serve   -- set up .venv and start the service on http://127.0.0.1:8000
+#                   (make serve PORT=9000 HOST=0.0.0.0 to change the address)
 #   make test    -- set up .venv and run lint, types plus the whole test suite
 # and, for the engine benchmark with Larq Compute Engine beside it:
 #   make bench-peers  -- set up .venv-peers (LCE 0.16, TensorFlow 2.16, Keras 2)
@@ -12,6 +13,8 @@ STAMP  := $(VENV)/.installed
 PEERS_VENV  := .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 BENCH_ARGS  ?=
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: install test lint format serve bench bench-peers clean
 
@@ -37,7 +40,7 @@ format: $(STAMP)
 
 # python -m service: uvicorn with the connection limits of the BNN_* settings
 serve: $(STAMP)
-	$(BIN)/python -m service --host 127.0.0.1 --port 8000
+	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
