@@ -16,7 +16,8 @@ scope     grants
 read      ``GET``/``HEAD`` (model list, metadata, summaries, definitions,
           server metadata, ``/metrics``; the documentation when
           ``BNN_PUBLIC_DOCS=false``), and the dry runs
-          ``POST /v2/summary`` and ``POST /v2/estimate``
+          ``POST /v2/summary`` and ``POST /v2/estimate``, and the model
+          repository index ``POST /v2/repository/index``
 infer     ``POST .../infer``, ``POST /v1/...:predict``, ``GET .../ready``
 admin     every other method: register, upload weights, delete
 ``*``     all of them
@@ -65,6 +66,8 @@ SCOPES = ("read", "infer", "admin")
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,512}$")
 _DRY_RUNS = frozenset({"/v2/summary", "/v2/estimate"})
+_READING_POSTS = _DRY_RUNS | {"/v2/repository/index"}
+"""POST routes that only read: the dry runs and the model repository index."""
 
 Scope = dict[str, Any]
 
@@ -149,7 +152,7 @@ def required_scope(method: str, path: str) -> str | None:
         return "infer"
     if method in ("GET", "HEAD"):
         return "read"
-    if method == "POST" and path.rstrip("/") in _DRY_RUNS:
+    if method == "POST" and path.rstrip("/") in _READING_POSTS:
         return "read"
     return "admin"
 

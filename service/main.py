@@ -22,7 +22,7 @@ from service.inference import InferenceService
 from service.limits import BodySizeLimit
 from service.metrics import Metrics, MetricsMiddleware
 from service.metrics import router as metrics_router
-from service.routes import health, inference, models, reports, weights
+from service.routes import health, inference, models, reports, triton, weights
 from service.runtime import Runtime, freeze_startup_objects
 from service.store import Store
 from service.uploads import DeferredBody
@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         health.router,
         reports.router,
+        triton.router,  # before models: GET /v2/models/stats is not a model name
         models.router,
         weights.router,
         inference.router,

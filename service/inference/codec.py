@@ -13,10 +13,18 @@ value received and what is allowed.
 The memory a request may take is known once its batch size and requested
 outputs are: the version's :class:`~service.peak.RequestCost` times the rows
 plus the JSON response must fit ``BNN_MAX_REQUEST_BYTES``, or the request is
-refused (413) before its data is converted. Responses are written by orjson
+refused (413) before its data is converted (outputs requested in binary count 4
+bytes a value instead of JSON's 28). Responses are written by orjson
 straight from the NumPy outputs: no Python object per value; each float32 is
 written as the shortest decimal of its exact value (what ``json.dumps`` of
 ``tolist()`` wrote), which reads back as the same float32.
+
+The binary tensor data extension (Triton's, used by ``tritonclient`` by
+default) is decoded here too: an input whose ``parameters.binary_data_size`` is
+set takes its elements from the bytes after the JSON header
+(:func:`decode_oip`'s ``binary`` argument), read with ``np.frombuffer`` (no
+Python object per value), with the same checks as JSON data; see
+``service/inference/binary.py`` for the framing.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ import orjson
 
 from service.inference.schemas import InferenceRequest, PredictRequest
 from service.peak import JSON_BYTES_PER_VALUE, RequestCost
+
+BINARY_BYTES_PER_VALUE = 4
+"""Bytes of one output value sent in binary (float32)."""
 
 __all__ = [
     "DATATYPES",
@@ -114,12 +125,15 @@ class Decoded:
         rows: The batch size.
         outputs: Indexes of the requested outputs, in the requested order.
         engine: The requested engine (``None``: the service default).
+        binary: Indexes of the outputs to send in binary (the binary tensor
+            data extension), a subset of ``outputs``.
     """
 
     arrays: list[np.ndarray]
     rows: int
     outputs: list[int]
     engine: str | None = None
+    binary: frozenset[int] = frozenset()
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -155,22 +169,34 @@ def _check_limits(rows: int, elements: int, limits: Limits, where: str) -> None:
         )
 
 
-def _check_memory(rows: int, outputs: list[int], limits: Limits, where: str) -> None:
-    """413 when ``rows`` rows with ``outputs`` in JSON do not fit
-    ``BNN_MAX_REQUEST_BYTES`` (nothing converted or run yet)."""
+def _check_memory(
+    rows: int,
+    outputs: list[int],
+    limits: Limits,
+    where: str,
+    binary: frozenset[int] = frozenset(),
+) -> None:
+    """413 when ``rows`` rows with ``outputs`` (those in ``binary`` at 4 bytes
+    a value, the others in JSON) do not fit ``BNN_MAX_REQUEST_BYTES`` (nothing
+    converted or run yet)."""
     cost, limit = limits.cost, limits.max_request_bytes
     if cost is None or limit is None:
         return
-    needed = cost.request_bytes(rows, outputs, JSON_BYTES_PER_VALUE)
+    as_json = [i for i in outputs if i not in binary]
+    as_binary = [i for i in outputs if i in binary]
+    response = cost.response_row_bytes(
+        as_json, JSON_BYTES_PER_VALUE
+    ) + cost.response_row_bytes(as_binary, BINARY_BYTES_PER_VALUE)
+    per_row = cost.row_bytes + response
+    needed = cost.fixed_bytes + rows * per_row
     if needed <= limit:
         return
-    response = cost.response_row_bytes(outputs, JSON_BYTES_PER_VALUE)
-    fits = cost.max_rows(limit, outputs, JSON_BYTES_PER_VALUE)
+    fits = max(limit - cost.fixed_bytes, 0) // max(per_row, 1)
     raise InferenceError(
         413,
         f"{where}: a batch of {rows:,} rows needs up to {needed:,} bytes "
         f"({rows:,} × ({cost.row_bytes:,} bytes of model peak per row + "
-        f"{response:,} bytes of JSON response per row) + {cost.fixed_bytes:,} "
+        f"{response:,} bytes of response per row) + {cost.fixed_bytes:,} "
         f"bytes independent of the batch), over the limit {limit:,} "
         f"(BNN_MAX_REQUEST_BYTES); "
         + (
@@ -314,13 +340,59 @@ def _engine(parameters: dict[str, Any] | None) -> str | None:
     return value
 
 
-def _no_binary(parameters: dict[str, Any] | None, where: str) -> None:
-    for key in ("binary_data", "binary_data_output", "binary_data_size"):
-        if parameters and parameters.get(key):
+def _flag(parameters: dict[str, Any] | None, key: str, where: str) -> bool | None:
+    """A boolean parameter (``None`` when absent)."""
+    if not parameters or key not in parameters:
+        return None
+    value = parameters[key]
+    if not isinstance(value, bool):
+        raise bad(f"{where}.{key}: received {_short(value)}; allowed: true or false")
+    return value
+
+
+def _no_classification(parameters: dict[str, Any] | None, where: str) -> None:
+    if parameters and "classification" in parameters:
+        raise bad(
+            f"{where}.classification: received {_short(parameters['classification'])}"
+            "; the classification extension is not implemented (request the "
+            "output tensor and take its top-k)"
+        )
+
+
+def _binary_size(parameters: dict[str, Any] | None, where: str) -> int | None:
+    """An input's ``binary_data_size`` (``None`` when absent)."""
+    if not parameters or "binary_data_size" not in parameters:
+        return None
+    value = parameters["binary_data_size"]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise bad(
+            f"{where}.binary_data_size: received {_short(value)}; allowed: a "
+            "non-negative integer (bytes of the tensor after the JSON header)"
+        )
+    return value
+
+
+def _binary_tensor(
+    binary: memoryview, offset: int, shape: list[int], datatype: str, where: str
+) -> np.ndarray:
+    """One input's elements from the binary section (size already checked):
+    read in place by ``np.frombuffer`` (little-endian, as the extension
+    specifies), checked as JSON data is, converted to float32."""
+    dtype = DATATYPES[datatype].newbyteorder("<")
+    array = np.frombuffer(
+        binary, dtype=dtype, count=math.prod(shape), offset=offset
+    ).reshape(shape)
+    if dtype.kind == "b":
+        raw = array.view(np.uint8)
+        if raw.size and int(raw.max()) > 1:
             raise bad(
-                f"{where}.{key}: the binary tensor data extension is not supported; "
-                "send the tensor data as JSON"
+                f"{where}: BOOL elements must be bytes 0 or 1; received "
+                f"{int(raw.max())}"
             )
+    converted = _to_model_dtype(array, where)
+    if not converted.flags.aligned:  # a float32 tensor at an odd offset
+        converted = converted.copy()
+    return converted
 
 
 def decode_oip(
@@ -329,21 +401,30 @@ def decode_oip(
     inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]],
     limits: Limits,
+    binary: bytes | memoryview | None = None,
 ) -> Decoded:
     """Checks and decodes an OIP inference request.
 
     Args:
-        request: The structurally validated body.
+        request: The structurally validated body (the JSON header, with the
+            binary tensor data extension).
         model: The model name (for messages).
         inputs / outputs: The version's metadata (``name``, ``shape`` with -1).
         limits: The request limits.
+        binary: The bytes after the JSON header (``None``: the request had no
+            ``Inference-Header-Content-Length``); the inputs with
+            ``parameters.binary_data_size`` take their data from it, in the
+            order of ``request.inputs``, and together must use all of it.
 
     Raises:
         InferenceError: 400 for a request that does not fit the model, 413 over
             a limit.
     """
     engine = _engine(request.parameters)
-    _no_binary(request.parameters, "parameters")
+    binary_default = bool(_flag(request.parameters, "binary_data_output", "parameters"))
+    section = memoryview(b"" if binary is None else binary)
+    offsets: dict[int, int] = {}
+    binary_used = 0
     names = [t["name"] for t in inputs]
     meta = {t["name"]: list(t["shape"]) for t in inputs}
     given: dict[str, int] = {}
@@ -370,7 +451,6 @@ def decode_oip(
                 f"{where}.datatype: received {_short(tensor.datatype)}: {hint}; "
                 f"allowed: {_ALLOWED}"
             )
-        _no_binary(tensor.parameters, f"{where}.parameters")
         expected = meta[tensor.name]
         if not _fits(tensor.shape, expected):
             raise bad(
@@ -383,6 +463,42 @@ def decode_oip(
                 f"{where}.shape: received {_shape_text(tensor.shape)}; every "
                 "dimension must be at least 1"
             )
+        size = _binary_size(tensor.parameters, f"{where}.parameters")
+        if size is None:
+            if tensor.data is None:
+                raise bad(
+                    f"{where}.data: missing; give the elements as JSON 'data' or "
+                    "in binary (parameters.binary_data_size with the "
+                    "Inference-Header-Content-Length header)"
+                )
+            continue
+        if tensor.data is not None:
+            raise bad(
+                f"{where}: received both 'data' and parameters.binary_data_size; "
+                "give the elements one way"
+            )
+        if binary is None:
+            raise bad(
+                f"{where}.parameters.binary_data_size: received {size:,}, but the "
+                "request has no Inference-Header-Content-Length header: send it "
+                "with the length of the JSON part, followed by the binary data"
+            )
+        itemsize = DATATYPES[tensor.datatype].itemsize
+        needed = math.prod(tensor.shape) * itemsize
+        if size != needed:
+            raise bad(
+                f"{where}.parameters.binary_data_size: received {size:,} bytes; "
+                f"shape {_shape_text(tensor.shape)} of {tensor.datatype} "
+                f"({itemsize} bytes each) needs {needed:,}"
+            )
+        offsets[index] = binary_used
+        binary_used += size
+    if binary_used != len(section):
+        raise bad(
+            f"body: {len(section):,} bytes follow the JSON header "
+            f"(Inference-Header-Content-Length), but the inputs' "
+            f"parameters.binary_data_size add up to {binary_used:,}"
+        )
     missing = [name for name in names if name not in given]
     if missing:
         raise bad(
@@ -402,8 +518,11 @@ def decode_oip(
     _check_limits(rows, elements, limits, "inputs")
 
     output_names = [t["name"] for t in outputs]
+    as_binary: set[int] = set()
     if request.outputs is None:
         selected = list(range(len(outputs)))
+        if binary_default:
+            as_binary.update(selected)
     else:
         selected = []
         for index, wanted in enumerate(request.outputs):
@@ -416,20 +535,36 @@ def decode_oip(
             position = output_names.index(wanted.name)
             if position in selected:
                 raise bad(f"{where}.name: {wanted.name!r} is requested twice")
-            _no_binary(wanted.parameters, f"{where}.parameters")
+            _no_classification(wanted.parameters, f"{where}.parameters")
+            flag = _flag(wanted.parameters, "binary_data", f"{where}.parameters")
+            if binary_default if flag is None else flag:
+                as_binary.add(position)
             selected.append(position)
-    _check_memory(rows, selected, limits, "inputs")
+    chosen = frozenset(as_binary)
+    _check_memory(rows, selected, limits, "inputs", chosen)
 
-    arrays = [
-        _tensor(
-            request.inputs[given[name]].data,
-            request.inputs[given[name]].shape,
-            request.inputs[given[name]].datatype,
-            f"inputs[{given[name]}]",
-        )
-        for name in names
-    ]
-    return Decoded(arrays=arrays, rows=rows, outputs=selected, engine=engine)
+    arrays = []
+    for name in names:
+        index = given[name]
+        tensor = request.inputs[index]
+        if index in offsets:
+            arrays.append(
+                _binary_tensor(
+                    section,
+                    offsets[index],
+                    tensor.shape,
+                    tensor.datatype,
+                    f"inputs[{index}] (binary data)",
+                )
+            )
+        else:
+            assert tensor.data is not None  # checked above
+            arrays.append(
+                _tensor(tensor.data, tensor.shape, tensor.datatype, f"inputs[{index}]")
+            )
+    return Decoded(
+        arrays=arrays, rows=rows, outputs=selected, engine=engine, binary=chosen
+    )
 
 
 def _column(values: Any, where: str, expected: list[int], name: str) -> np.ndarray:
@@ -584,18 +719,39 @@ def to_json(content: Any) -> bytes:
 
 
 def encode_oip(
-    arrays: list[np.ndarray], selected: list[int], outputs: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], int]:
-    """OIP ``$response_output`` objects, and the count of non-finite values.
+    arrays: list[np.ndarray],
+    selected: list[int],
+    outputs: list[dict[str, Any]],
+    binary: frozenset[int] = frozenset(),
+) -> tuple[list[dict[str, Any]], int, list[np.ndarray]]:
+    """OIP ``$response_output`` objects, the count of non-finite values sent as
+    ``null``, and the tensors to send in binary after the JSON header.
 
     ``data`` is the flat NumPy array, for :func:`to_json`. Non-finite values
     (NaN, ±Inf), which JSON cannot carry, are sent as ``null``; the output's
-    ``parameters.nonfinite`` counts them.
+    ``parameters.nonfinite`` counts them. An output in ``binary`` gets
+    ``parameters.binary_data_size`` instead of ``data``; its little-endian
+    bytes (exact, non-finite values included) are in the third list, in the
+    order of the outputs.
     """
     encoded = []
     total = 0
+    buffers = []
     for index in selected:
         array = arrays[index]
+        if index in binary:
+            dtype = array.dtype if array.dtype in _NAMES else MODEL_DTYPE
+            raw = np.ascontiguousarray(array, dtype=dtype.newbyteorder("<"))
+            buffers.append(raw)
+            encoded.append(
+                {
+                    "name": outputs[index]["name"],
+                    "shape": list(array.shape),
+                    "datatype": _NAMES[dtype],
+                    "parameters": {"binary_data_size": raw.nbytes},
+                }
+            )
+            continue
         item: dict[str, Any] = {
             "name": outputs[index]["name"],
             "shape": list(array.shape),
@@ -609,7 +765,7 @@ def encode_oip(
             total += count
         item["data"] = flat
         encoded.append(item)
-    return encoded, total
+    return encoded, total, buffers
 
 
 def _nested(array: np.ndarray) -> tuple[np.ndarray, int]:

@@ -29,9 +29,17 @@ import numpy as np
 
 from service.inference.codec import InferenceError
 
-__all__ = ["Batcher", "Scheduler"]
+__all__ = ["Batcher", "Scheduler", "Timed"]
 
 T = TypeVar("T")
+
+
+class Timed(list[np.ndarray]):
+    """The outputs of one model execution and how long it ran (``run_s``,
+    seconds); :class:`Batcher` gives each merged request its rows as a
+    :class:`Timed` of the same run time."""
+
+    run_s: float = 0.0
 
 
 class Scheduler:
@@ -208,5 +216,10 @@ class Batcher:
         for item in items:
             end = start + item.rows
             if not item.future.done():
-                item.future.set_result([out[start:end] for out in outputs])
+                rows_of_item = [out[start:end] for out in outputs]
+                if isinstance(outputs, Timed):
+                    timed = Timed(rows_of_item)
+                    timed.run_s = outputs.run_s
+                    rows_of_item = timed
+                item.future.set_result(rows_of_item)
             start = end

@@ -36,15 +36,17 @@ class RequestInput(_Strict):
     """One input tensor (OIP ``$request_input``).
 
     ``data`` is the tensor's elements in row-major order, flat or nested to
-    ``shape``. ``datatype``: BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16,
-    INT32, INT64, FP16, FP32 or FP64 (BYTES is refused).
+    ``shape``; it is absent when ``parameters.binary_data_size`` gives the
+    elements in binary after the JSON header (the binary tensor data
+    extension). ``datatype``: BOOL, UINT8, UINT16, UINT32, UINT64, INT8,
+    INT16, INT32, INT64, FP16, FP32 or FP64 (BYTES is refused).
     """
 
     name: Annotated[str, Field(max_length=256)]
     shape: Annotated[list[Dim], Field(max_length=16)]
     datatype: Annotated[str, Field(max_length=16)]
     parameters: Parameters | None = None
-    data: list[Any]
+    data: list[Any] | None = None
 
 
 class RequestOutput(_Strict):
@@ -69,13 +71,15 @@ class InferenceRequest(_Strict):
 
 class ResponseOutput(BaseModel):
     """One output tensor (OIP ``$response_output``); non-finite values are
-    ``null`` and counted in ``parameters.nonfinite``."""
+    ``null`` and counted in ``parameters.nonfinite``. An output sent in binary
+    has no ``data``: ``parameters.binary_data_size`` gives its bytes after the
+    JSON header."""
 
     name: str
     shape: list[int]
     datatype: str
     parameters: Parameters | None = None
-    data: list[float | None]
+    data: list[float | None] | None = None
 
 
 class InferenceResponse(BaseModel):

@@ -36,7 +36,8 @@ from service.config import Settings
 from service.errors import NotFoundError
 from service.estimate import estimate_with_peak, request_cost
 from service.inference.codec import Decoded, InferenceError
-from service.inference.scheduler import Batcher, Scheduler
+from service.inference.scheduler import Batcher, Scheduler, Timed
+from service.inference.statistics import InferenceStatistics
 from service.metrics import Metrics
 from service.peak import JSON_BYTES_PER_VALUE, RequestCost, keras_model_cost
 from service.runtime import Runtime
@@ -142,6 +143,7 @@ class InferenceService:
         self._served: OrderedDict[tuple[str, str | None], Served] = OrderedDict()
         self._costs: OrderedDict[str, RequestCost] = OrderedDict()
         self._loading: dict[tuple[str, str | None], asyncio.Future[Served]] = {}
+        self.statistics = InferenceStatistics()
         metrics.track_models(lambda: len(self._served))
 
     def close(self) -> None:
@@ -166,6 +168,26 @@ class InferenceService:
             )
             raise NotFoundError(f"{what} is not registered")
         return record
+
+    async def key(self, record: VersionRecord) -> tuple[str, str | None]:
+        """The served-model cache key of a version (definition hash, sha256 of
+        its uploaded weights or ``None``)."""
+        weights = await run_in_threadpool(
+            self.store.weights, record.name, record.version
+        )
+        return (record.content_hash, None if weights is None else weights.sha256)
+
+    def state(self, key: tuple[str, str | None]) -> str:
+        """``"READY"`` (loaded), ``"LOADING"`` or ``"UNAVAILABLE"`` (not in
+        memory; the next request loads it)."""
+        if key in self._served:
+            return "READY"
+        return "LOADING" if key in self._loading else "UNAVAILABLE"
+
+    def evict(self, key: tuple[str, str | None]) -> bool:
+        """Drops a loaded version from the cache (a request being served keeps
+        its reference); whether it was loaded."""
+        return self._served.pop(key, None) is not None
 
     async def served(self, record: VersionRecord) -> Served:
         """The loaded version: from the cache, or built, weighted and compiled
@@ -264,19 +286,20 @@ class InferenceService:
             InferenceError: 400 (engine), 503 (queue full), 504 (timeout).
         """
         engine = served.engine_for(decoded.engine or self.settings.engine)
-        name = record.name
+        name, version = record.name, record.version
 
         def execute_now(arrays: list[np.ndarray], rows: int) -> list[np.ndarray]:
             start = time.perf_counter()
-            outputs = served.predict(arrays, engine)
-            self.metrics.observe_inference(
-                name, engine, rows, time.perf_counter() - start
-            )
+            outputs = Timed(served.predict(arrays, engine))
+            outputs.run_s = time.perf_counter() - start
+            self.metrics.observe_inference(name, engine, rows, outputs.run_s)
+            self.statistics.execution(name, version, rows, round(outputs.run_s * 1e9))
             return outputs
 
         async def execute(arrays: list[np.ndarray], rows: int) -> list[np.ndarray]:
             return await self.scheduler.run(execute_now, arrays, rows)
 
+        submitted = time.perf_counter()
         if self.batcher is not None and self.batcher.accepts(decoded.rows):
             max_rows = None
             if cost is not None:
@@ -292,4 +315,8 @@ class InferenceService:
             )
         else:
             outputs = await execute(decoded.arrays, decoded.rows)
+        waited = time.perf_counter() - submitted
+        run_s = outputs.run_s if isinstance(outputs, Timed) else waited
+        self.statistics.add(name, version, "compute_infer", round(run_s * 1e9))
+        self.statistics.add(name, version, "queue", round((waited - run_s) * 1e9))
         return outputs, engine

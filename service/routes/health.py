@@ -16,6 +16,15 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v2", tags=["health"])
 
+EXTENSIONS = (
+    "binary_tensor_data",
+    "model_repository",
+    "statistics",
+    "model_configuration",
+)
+"""The protocol extensions implemented (Triton's names), each tested with
+``tritonclient``: see docs/inference.md."""
+
 _LIMITS = (
     "max_layers",
     "max_units",
@@ -58,7 +67,7 @@ def server_metadata(settings: SettingsDep) -> ServerMetadata:
     return ServerMetadata(
         name="bnncore",
         version=bnncore.__version__,
-        extensions=["model_repository"],
+        extensions=list(EXTENSIONS),
         layer_types=sorted(LAYER_TYPES),
         zoo_models=zoo_names(),
         limits={name: getattr(settings, name) for name in _LIMITS},

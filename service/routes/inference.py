@@ -13,7 +13,9 @@ batch is refused before its data is converted or anything runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypedDict, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -26,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from service.deps import ModelName, SettingsDep, VersionNumber
 from service.errors import error, format_validation_errors
 from service.inference import InferenceService
+from service.inference.binary import HEADER, MEDIA_TYPE, encode_body, split_body
 from service.inference.codec import (
     Decoded,
     InferenceError,
@@ -167,6 +170,50 @@ def _check_arity(record: VersionRecord, outputs: list[Any]) -> None:
         )
 
 
+class _Outcome:
+    """What :func:`_counted` records of a request: its rows once it succeeded."""
+
+    rows: int | None = None
+
+
+@asynccontextmanager
+async def _counted(
+    service: InferenceService, record: VersionRecord
+) -> AsyncIterator[_Outcome]:
+    """Records a request to ``record`` in the statistics extension's success
+    or fail counts and durations."""
+    start = time.perf_counter_ns()
+    outcome = _Outcome()
+    try:
+        yield outcome
+    finally:
+        service.statistics.finish(
+            record.name,
+            record.version,
+            outcome.rows is not None,
+            outcome.rows or 0,
+            time.perf_counter_ns() - start,
+        )
+
+
+def _timed(service: InferenceService, record: VersionRecord, kind: str) -> Any:
+    """Wraps a blocking step so that its duration is added to ``kind`` of the
+    statistics when it succeeds."""
+
+    def wrap(step: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            start = time.perf_counter_ns()
+            result = step()
+            service.statistics.add(
+                record.name, record.version, kind, time.perf_counter_ns() - start
+            )
+            return result
+
+        return run
+
+    return wrap
+
+
 async def _infer(
     request: Request,
     service: InferenceService,
@@ -175,14 +222,26 @@ async def _infer(
     version: int | None,
 ) -> Response:
     record = await _record(request, service, name, version)
+    async with _counted(service, record) as outcome:
+        response, rows = await _infer_record(request, service, settings, record)
+        outcome.rows = rows
+        return response
+
+
+async def _infer_record(
+    request: Request, service: InferenceService, settings: Any, record: VersionRecord
+) -> tuple[Response, int]:
     raw = await request.body()
     cost = await service.cost(record)
     limits = _limits(settings, cost)
+    header = request.headers.get(HEADER)
 
+    @_timed(service, record, "compute_input")
     def decode() -> tuple[InferenceRequest, Decoded]:
-        body = _parse(raw, InferenceRequest)
+        json_part, binary = split_body(raw, header)
+        body = _parse(json_part, InferenceRequest)
         return body, decode_oip(
-            body, record.name, record.inputs, record.outputs, limits
+            body, record.name, record.inputs, record.outputs, limits, binary
         )
 
     # Parsing, checking and encoding large tensors take milliseconds: off the loop.
@@ -191,8 +250,11 @@ async def _infer(
     outputs, engine = await service.infer(record, served, decoded, cost)
     _check_arity(record, outputs)
 
+    @_timed(service, record, "compute_output")
     def encode() -> Response:
-        encoded, nonfinite = encode_oip(outputs, decoded.outputs, record.outputs)
+        encoded, nonfinite, buffers = encode_oip(
+            outputs, decoded.outputs, record.outputs, decoded.binary
+        )
         parameters: dict[str, Any] = {"engine": engine}
         if nonfinite:
             parameters["nonfinite"] = nonfinite
@@ -204,9 +266,14 @@ async def _infer(
             content["id"] = body.id
         content["parameters"] = parameters
         content["outputs"] = encoded
-        return _json(content, engine, nonfinite)
+        if not buffers:
+            return _json(content, engine, nonfinite)
+        payload, length = encode_body(content, buffers)
+        headers = _headers(engine, nonfinite)
+        headers[HEADER] = str(length)
+        return Response(payload, media_type=MEDIA_TYPE, headers=headers)
 
-    return await run_in_threadpool(encode)
+    return await run_in_threadpool(encode), decoded.rows
 
 
 def _headers(engine: str, nonfinite: int) -> dict[str, str]:
@@ -295,24 +362,29 @@ async def _predict(
     version: int | None,
 ) -> Response:
     record = await _record(request, service, name, version)
-    raw = await request.body()
-    cost = await service.cost(record)
-    limits = _limits(settings, cost)
+    async with _counted(service, record) as outcome:
+        raw = await request.body()
+        cost = await service.cost(record)
+        limits = _limits(settings, cost)
 
-    def decode() -> tuple[Decoded, bool]:
-        body = _parse(raw, PredictRequest)
-        return decode_tfs(body, record.name, record.inputs, limits)
+        @_timed(service, record, "compute_input")
+        def decode() -> tuple[Decoded, bool]:
+            body = _parse(raw, PredictRequest)
+            return decode_tfs(body, record.name, record.inputs, limits)
 
-    decoded, rows_format = await run_in_threadpool(decode)
-    served = await service.served(record)
-    outputs, engine = await service.infer(record, served, decoded, cost)
-    _check_arity(record, outputs)
+        decoded, rows_format = await run_in_threadpool(decode)
+        served = await service.served(record)
+        outputs, engine = await service.infer(record, served, decoded, cost)
+        _check_arity(record, outputs)
 
-    def encode() -> Response:
-        content, nonfinite = encode_tfs(outputs, record.outputs, rows_format)
-        return _json(content, engine, nonfinite)
+        @_timed(service, record, "compute_output")
+        def encode() -> Response:
+            content, nonfinite = encode_tfs(outputs, record.outputs, rows_format)
+            return _json(content, engine, nonfinite)
 
-    return await run_in_threadpool(encode)
+        response = await run_in_threadpool(encode)
+        outcome.rows = decoded.rows
+        return response
 
 
 _PREDICT: _RouteOptions = {

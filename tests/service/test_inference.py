@@ -303,8 +303,8 @@ OIP_ERRORS = [
     ({**_good(), "outputs": [{"name": "nope"}]}, "outputs[0].name: received 'nope'"),
     ({**_good(), "parameters": {"engine": "tpu"}}, "parameters.engine: received 'tpu'"),
     (
-        {**_good(), "parameters": {"binary_data_output": True}},
-        "binary tensor data extension is not supported",
+        {**_good(), "parameters": {"binary_data_output": "yes"}},
+        "parameters.binary_data_output: received 'yes'; allowed: true or false",
     ),
     ({**_good(), "id": 5}, "id: Input should be a valid string"),
     ({**_good(), "input": []}, "input: Extra inputs are not permitted"),
