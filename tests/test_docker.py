@@ -44,7 +44,9 @@ def _serve_command() -> list[str]:
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\nserve:", 1)[1].split("\n\n", 1)[0]
     line = next(x for x in recipe.splitlines() if "-m service" in x)
-    return line.split()
+    # `make serve PORT=...` overrides these; the defaults are `NAME ?= value`.
+    defaults = dict(re.findall(r"^(\w+)[ \t]*\?=[ \t]*(\S+)", makefile, re.M))
+    return re.sub(r"\$\((\w+)\)", lambda m: defaults.get(m[1], m[0]), line).split()
 
 
 def test_the_container_runs_the_makefile_entry_point() -> None:
