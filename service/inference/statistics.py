@@ -4,8 +4,8 @@ extension (``GET /v2/models[/{name}[/versions/{v}]]/stats``).
 Durations are cumulative nanoseconds. For each request that reached a
 registered version:
 
-* ``success`` / ``fail``: its count and duration, from the start of its
-  handling (body received) to its answer being ready;
+* ``success`` / ``fail``: its count and duration, from its version being
+  found to its answer being ready;
 * ``compute_input``: reading and checking its body (JSON, binary data);
 * ``queue``: waiting for its model execution to start (the inference pool,
   the dynamic batching wait);
