@@ -52,6 +52,7 @@ __all__ = [
     "decode_oip",
     "decode_tfs",
     "encode_oip",
+    "encode_oip_binary",
     "encode_tfs",
     "to_json",
 ]
@@ -719,21 +720,28 @@ def to_json(content: Any) -> bytes:
 
 
 def encode_oip(
+    arrays: list[np.ndarray], selected: list[int], outputs: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """OIP ``$response_output`` objects, and the count of non-finite values.
+
+    ``data`` is the flat NumPy array, for :func:`to_json`. Non-finite values
+    (NaN, ±Inf), which JSON cannot carry, are sent as ``null``; the output's
+    ``parameters.nonfinite`` counts them.
+    """
+    encoded, nonfinite, _ = encode_oip_binary(arrays, selected, outputs)
+    return encoded, nonfinite
+
+
+def encode_oip_binary(
     arrays: list[np.ndarray],
     selected: list[int],
     outputs: list[dict[str, Any]],
     binary: frozenset[int] = frozenset(),
 ) -> tuple[list[dict[str, Any]], int, list[np.ndarray]]:
-    """OIP ``$response_output`` objects, the count of non-finite values sent as
-    ``null``, and the tensors to send in binary after the JSON header.
-
-    ``data`` is the flat NumPy array, for :func:`to_json`. Non-finite values
-    (NaN, ±Inf), which JSON cannot carry, are sent as ``null``; the output's
-    ``parameters.nonfinite`` counts them. An output in ``binary`` gets
-    ``parameters.binary_data_size`` instead of ``data``; its little-endian
-    bytes (exact, non-finite values included) are in the third list, in the
-    order of the outputs.
-    """
+    """As :func:`encode_oip`, with the outputs in ``binary`` sent in binary:
+    each gets ``parameters.binary_data_size`` instead of ``data``, and its
+    little-endian bytes (exact, non-finite values included) are in the third
+    list returned, in the order of the outputs."""
     encoded = []
     total = 0
     buffers = []

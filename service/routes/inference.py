@@ -35,7 +35,7 @@ from service.inference.codec import (
     Limits,
     decode_oip,
     decode_tfs,
-    encode_oip,
+    encode_oip_binary,
     encode_tfs,
     to_json,
 )
@@ -252,7 +252,7 @@ async def _infer_record(
 
     @_timed(service, record, "compute_output")
     def encode() -> Response:
-        encoded, nonfinite, buffers = encode_oip(
+        encoded, nonfinite, buffers = encode_oip_binary(
             outputs, decoded.outputs, record.outputs, decoded.binary
         )
         parameters: dict[str, Any] = {"engine": engine}

@@ -14,7 +14,7 @@ from service.inference.codec import (
     InferenceError,
     Limits,
     decode_oip,
-    encode_oip,
+    encode_oip_binary,
 )
 from service.inference.schemas import InferenceRequest
 from service.peak import RequestCost
@@ -141,7 +141,9 @@ def test_binary_data_output_applies_to_outputs_that_do_not_say():
 def test_response_framing_reads_back():
     y = np.arange(20, dtype=np.float32).reshape(2, 10)
     z = np.array([[np.nan], [np.inf]], np.float32)
-    encoded, nonfinite, buffers = encode_oip([y, z], [1, 0], OUTPUTS, frozenset({1}))
+    encoded, nonfinite, buffers = encode_oip_binary(
+        [y, z], [1, 0], OUTPUTS, frozenset({1})
+    )
     assert nonfinite == 0  # the binary z carries them; y has none
     payload, length = encode_body({"outputs": encoded}, buffers)
     header, rest = split_body(payload, str(length))
