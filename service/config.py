@@ -9,12 +9,13 @@ set the service runs on the embedded default: SQLite metadata and files under
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_args
 
-from pydantic import Field, SecretStr, field_validator
+import annotated_types
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "SettingsError", "load_settings"]
 
 
 class Settings(BaseSettings):
@@ -31,7 +32,11 @@ class Settings(BaseSettings):
         max_filters: Largest ``filters`` of a convolution (and largest
             ``filters * depth_multiplier`` channel count of a depthwise layer).
         max_kernel_size: Largest kernel, pool or stride extent along one axis.
-        max_dimension: Largest extent of one axis of any tensor (batch excluded).
+        max_dimension: Largest extent of one axis of a model input (an
+            ``Input`` layer's shape, a zoo model's ``input_shape``). The width
+            of a layer is bounded by ``max_units`` and ``max_filters``, the
+            size of every other tensor (a ``Flatten`` output, say) by
+            ``max_activation_elements``.
         max_params: Most parameters a model may have (Keras count).
         max_activation_elements: Most output elements summed over all layers,
             at batch size 1.
@@ -101,8 +106,9 @@ class Settings(BaseSettings):
         max_definition_keys: ``BNN_MAX_DEFINITION_KEYS``: most object keys in
             the JSON body of a definition route (``POST /v2/models``,
             ``/v2/summary``, ``/v2/estimate``), counted from the body's bytes
-            before it is parsed (422 beyond). A zoo model's ``to_json()`` has
-            about 50 keys per layer, so the default leaves room for
+            before it is parsed (422 beyond). A ``keras.applications``
+            model's ``to_json()`` has about 45 keys per layer (NASNetMobile:
+            771 layers, 32,000 keys), so the default leaves room for
             ``max_layers`` such layers twice over.
         max_json_depth: ``BNN_MAX_JSON_DEPTH``: deepest nesting of objects
             and arrays in such a body (422 beyond; Keras JSON needs 12).
@@ -115,7 +121,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     database_url: str | None = None
-    max_layers: int = Field(default=512, ge=1)
+    max_layers: int = Field(default=1024, ge=1)
     max_units: int = Field(default=65_536, ge=1)
     max_filters: int = Field(default=8_192, ge=1)
     max_kernel_size: int = Field(default=64, ge=1)
@@ -146,7 +152,7 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=1000, ge=1)
     keep_alive_s: float = Field(default=5.0, gt=0)
     header_timeout_s: float = Field(default=10.0, gt=0)
-    max_definition_keys: int = Field(default=50_000, ge=100)
+    max_definition_keys: int = Field(default=100_000, ge=100)
     max_json_depth: int = Field(default=32, ge=4, le=256)
     validation_workers: int = Field(default=2, ge=1)
 
@@ -181,3 +187,75 @@ class Settings(BaseSettings):
             return self.database_url
         path = (self.data_dir / "registry.sqlite3").resolve()
         return f"sqlite:///{path}"
+
+
+class SettingsError(ValueError):
+    """A ``BNN_*`` environment variable that does not hold a valid value.
+
+    The message is one line naming each bad variable, the value received
+    (never the value of a secret) and the expected form.
+    """
+
+
+_FORMS: dict[Any, str] = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false (also 1/0, yes/no, on/off)",
+    Path: "a directory path",
+    str: "a string",
+    SecretStr: "see docs/deployment.md",
+}
+
+
+def expected_form(field: str) -> str:
+    """What a :class:`Settings` field accepts, in words
+    (``max_batch`` → ``an integer >= 1``)."""
+    info = Settings.model_fields[field]
+    annotation = info.annotation
+    base = next((a for a in (annotation, *get_args(annotation)) if a in _FORMS), None)
+    if field == "cors_origins":
+        text = "origins separated by commas, or a JSON list"
+    elif field == "engine":
+        text = "auto or keras"
+    else:
+        text = _FORMS.get(base, "a value")
+    bounds = []
+    for item in info.metadata:
+        for kind, sign in (
+            (annotated_types.Ge, ">="),
+            (annotated_types.Gt, ">"),
+            (annotated_types.Le, "<="),
+            (annotated_types.Lt, "<"),
+        ):
+            if isinstance(item, kind):
+                bounds.append(f"{sign} {getattr(item, kind.__name__.lower())}")
+    if bounds:
+        text += " " + " and ".join(bounds)
+    if type(None) in get_args(annotation):
+        text += ", or unset"
+    return text
+
+
+def load_settings() -> Settings:
+    """:class:`Settings` from the environment, with one-line errors.
+
+    Raises:
+        SettingsError: naming every bad ``BNN_*`` variable, what it holds and
+            the expected form, on one line.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            field = str(error["loc"][0]) if error["loc"] else ""
+            if field not in Settings.model_fields:
+                problems.append(str(error["msg"]))
+                continue
+            variable = f"BNN_{field.upper()}"
+            secret = Settings.model_fields[field].repr is False
+            shown = "(hidden)" if secret else repr(error.get("input"))
+            problems.append(f"{variable}={shown}: expected {expected_form(field)}")
+        raise SettingsError(
+            "invalid configuration: " + "; ".join(dict.fromkeys(problems))
+        ) from None

@@ -166,6 +166,18 @@ def _weights_and_macs(
             w("moving_variance", (channels,), train=False),
         ]
         return weights, []
+    if isinstance(layer, L.Normalization):
+        if layer.mean is not None:  # constants of the definition, not weights
+            return [], []
+        return [
+            w("mean", (channels,), train=False),
+            w("variance", (channels,), train=False),
+            Weight(name="count", shape=[], bits=64, trainable=False),
+        ], []
+    if isinstance(layer, L.LayerNormalization):
+        weights = [w("gamma", (channels,))] if layer.scale else []
+        weights += [w("beta", (channels,))] if layer.center else []
+        return weights, []
     if isinstance(layer, L.PReLU):
         alpha = list(shape)
         for axis in layer.shared_axes or []:
@@ -249,6 +261,22 @@ def _output_shape(where: str, layer: Any, shapes: list[Shape]) -> Shape:
         )
         _rank(where, layer, shape, rank + 1)
         return (*(n + a + b for n, (a, b) in zip(shape, pads, strict=False)), shape[-1])
+    if isinstance(layer, L.Cropping1D | L._CroppingND):
+        rank = 1 if isinstance(layer, L.Cropping1D) else layer._rank
+        crops = cast(
+            tuple[tuple[int, int], ...],
+            (layer.cropping,) if rank == 1 else layer.cropping,
+        )
+        _rank(where, layer, shape, rank + 1)
+        spatial = []
+        for n, (a, b) in zip(shape, crops, strict=False):
+            if a + b >= n:
+                raise DefinitionError(
+                    f"{where}.cropping: {[list(c) for c in crops]} leaves nothing "
+                    f"of the input {list(shape)}"
+                )
+            spatial.append(n - a - b)
+        return (*spatial, shape[-1])
     if isinstance(layer, L.UpSampling1D):
         _rank(where, layer, shape, 2)
         return (shape[0] * layer.size, shape[1])
@@ -278,15 +306,51 @@ def _output_shape(where: str, layer: Any, shapes: list[Shape]) -> Shape:
             sum(s[i] for s in shapes) if i == index else shape[i] for i in range(rank)
         )
     if isinstance(layer, L._Merge):
-        if any(other != shape for other in shapes[1:]):
+        # Keras broadcasts: inputs of one rank whose sizes agree or are 1
+        # (a squeeze-and-excitation scale [1, 1, C] times a [H, W, C] map).
+        if any(len(other) != len(shape) for other in shapes[1:]) or any(
+            len({n for n in sizes if n != 1}) > 1 for sizes in zip(*shapes, strict=True)
+        ):
             raise DefinitionError(
-                f"{where}: {layer.type} needs inputs of equal shape, received "
-                f"{[list(s) for s in shapes]}"
+                f"{where}: {layer.type} needs inputs of one rank whose sizes are "
+                f"equal or 1 on each axis, received {[list(s) for s in shapes]}"
             )
-        return shape
+        return tuple(max(sizes) for sizes in zip(*shapes, strict=True))
+    if isinstance(layer, L.BatchNormalization | L.Normalization | L.LayerNormalization):
+        _last_axis(where, layer, shape)
+    if isinstance(layer, L.Normalization) and layer.mean is not None:
+        for field in ("mean", "variance"):
+            value = getattr(layer, field)
+            if isinstance(value, list) and len(value) not in (1, shape[-1]):
+                raise DefinitionError(
+                    f"{where}.{field}: {len(value)} values for {shape[-1]} "
+                    "channels (allowed: one number, or one value per channel)"
+                )
+    if isinstance(layer, L.Dropout) and layer.noise_shape is not None:
+        full = (None, *shape)
+        if len(layer.noise_shape) != len(full) or any(
+            n not in (None, 1, m) for n, m in zip(layer.noise_shape, full, strict=False)
+        ):
+            raise DefinitionError(
+                f"{where}.noise_shape: {layer.noise_shape} does not fit inputs of "
+                f"shape {list(full)} (allowed: one entry per axis, batch first, "
+                "each null, 1 or the input's size)"
+            )
     if isinstance(layer, L.Softmax) and not -len(shape) <= layer.axis <= len(shape):
         raise DefinitionError(f"{where}.axis: out of range for rank {len(shape)}")
     return shape
+
+
+def _last_axis(where: str, layer: Any, shape: Shape) -> None:
+    """Normalization layers work on the last axis only: ``-1``, or
+    ``len(shape)`` (the input's rank - 1, counting the batch axis)."""
+    axis = L.last_axis(layer.axis)
+    if axis not in (-1, len(shape)):
+        raise DefinitionError(
+            f"{where}.axis: {layer.axis!r} is not the last axis of inputs of "
+            f"shape {[None, *shape]} (allowed: -1 or {len(shape)}; only the "
+            "last axis is supported)"
+        )
 
 
 def _check_sizes(where: str, layer: Any, settings: Settings) -> None:
@@ -327,9 +391,10 @@ def estimate_layer(
             settings.max_filters,
             "max_filters",
         )
+    # No limit on an output's extents: a layer's width is bounded above
+    # (units, filters, channels), every tensor's size by the activation
+    # elements (a Flatten of a large feature map is not a wide layer).
     out = _output_shape(where, layer, shapes)
-    for n in out:
-        _limit(where, "output dimension", n, settings.max_dimension, "max_dimension")
     weights, terms = _weights_and_macs(where, layer, shapes[0], out)
     input_bits = quantizer_bits(getattr(layer, "input_quantizer", None))
     macs = bops = 0
@@ -420,7 +485,7 @@ def estimate_with_peak(
             for n in shape:
                 _limit(
                     f"{where}.shape",
-                    "dimension",
+                    f"dimension of Input layer {layer.name!r}",
                     n,
                     settings.max_dimension,
                     "max_dimension",
@@ -429,26 +494,32 @@ def estimate_with_peak(
             elements += math.prod(shape)
             continue
         inputs = [shapes[name] for name in layer.inputs or []]
-        row, out = estimate_layer(where, layer, inputs, settings)
-        params += row.params
-        elements += row.activation_elements
-        _limit(where, "total params", params, settings.max_params, "max_params")
-        _limit(
-            where,
-            "total activation elements",
-            elements,
-            settings.max_activation_elements,
-            "max_activation_elements",
-        )
-        working = layer_peak(layer, inputs, out, row.weights)
-        _limit(
-            where,
-            f"working memory of one row ({layer.type}: inputs, intermediates and "
-            "output, bytes)",
-            working.working_bytes + working.fixed_bytes,
-            settings.max_request_bytes,
-            "max_request_bytes",
-        )
+        try:
+            row, out = estimate_layer(where, layer, inputs, settings)
+            params += row.params
+            elements += row.activation_elements
+            _limit(where, "total params", params, settings.max_params, "max_params")
+            _limit(
+                where,
+                "total activation elements",
+                elements,
+                settings.max_activation_elements,
+                "max_activation_elements",
+            )
+            working = layer_peak(layer, inputs, out, row.weights)
+            _limit(
+                where,
+                f"working memory of one row ({layer.type}: inputs, intermediates and "
+                "output, bytes)",
+                working.working_bytes + working.fixed_bytes,
+                settings.max_request_bytes,
+                "max_request_bytes",
+            )
+        except (LimitError, DefinitionError) as error:
+            # Every refusal names the layer as the client wrote it.
+            raise type(error)(
+                f"{error} (layer {layer.name!r}, type {layer.type})"
+            ) from None
         peaks[layer.name] = working
         shapes[layer.name] = out
         rows.append(row)

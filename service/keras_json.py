@@ -50,7 +50,6 @@ _BENIGN = {
     "quantization_config": None,
     "output_padding": None,
     "implementation": 1,
-    "noise_shape": None,
     "synchronized": False,
     "renorm": False,
     "renorm_clipping": None,
@@ -106,6 +105,22 @@ class TranslationError(ValueError):
 
 def _fail(path: str, message: str) -> TranslationError:
     return TranslationError(f"{path}: {message}")
+
+
+def _named(entry: Any) -> str:
+    """`` (layer 'conv1', type Conv2D)`` for messages: the layer as the
+    document names it ("" when the entry does not say)."""
+    if not isinstance(entry, dict):
+        return ""
+    config = entry.get("config")
+    name = config.get("name") if isinstance(config, dict) else None
+    name = entry.get("name", name)
+    kind = entry.get("class_name")
+    parts = [f"layer {str(name)[:64]!r}" if name is not None else "", ""]
+    if isinstance(kind, str):
+        parts[1] = f"type {kind[:64]}"
+    text = ", ".join(p for p in parts if p)
+    return f" ({text})" if text else ""
 
 
 def _keys(path: str, value: dict[str, Any], allowed: set[str]) -> None:
@@ -200,6 +215,21 @@ def _layer(path: str, entry: Any) -> tuple[dict[str, Any], Any]:
         if isinstance(class_name, str)
         else None
     )
+    module = entry.get("module")
+    if isinstance(class_name, str) and class_name in _TOP_CLASSES:
+        raise _fail(
+            f"{path}.class_name",
+            f"a nested model ({class_name!r}) is not supported: every layer must "
+            "be a direct layer of the model (build it from the nested model's "
+            "layers)",
+        )
+    if isinstance(module, str) and module.startswith("keras.src."):
+        raise _fail(
+            f"{path}.module",
+            f"{class_name!r} from module {module!r} is not a public Keras layer "
+            "(Keras internals are never loaded); allowed: the layer types of "
+            "keras.layers and bnncore listed in docs/service.md",
+        )
     if type_name is None or type_name not in LAYER_TYPES:
         raise _fail(
             f"{path}.class_name",
@@ -209,7 +239,6 @@ def _layer(path: str, entry: Any) -> tuple[dict[str, Any], Any]:
     spec = LAYER_TYPES[type_name]
     target = getattr(spec, "_keras", None)
     from_bnncore = target is not None and target.__module__.startswith("bnncore")
-    module = entry.get("module")
     registered = entry.get("registered_name")
     if from_bnncore:
         # Exactly the module the class is defined in (what Keras writes) or
@@ -315,7 +344,8 @@ def _sources(path: str, nodes: Any, claims: list[ShapeClaim]) -> list[str]:
         or (
             isinstance(kwargs, dict)
             and set(kwargs) <= {"mask", "training"}
-            and all(v is None for v in kwargs.values())
+            and kwargs.get("mask") is None
+            and kwargs.get("training") in (None, False)
         )
     ):
         raise _fail(f"{path}[0]", "call arguments other than inputs are not supported")
@@ -428,7 +458,10 @@ def translate_with_claims(document: dict[str, Any]) -> tuple[Any, list[ShapeClai
     outputs: list[Any]  # layer names, checked by Graph
     for index, entry in enumerate(entries):
         where = f"config.layers[{index}]"
-        data, nodes = _layer(where, entry)
+        try:
+            data, nodes = _layer(where, entry)
+        except TranslationError as error:
+            raise TranslationError(f"{error}{_named(entry)}") from None
         if data["type"] == "Input":
             if class_name == "Sequential":
                 if index != 0:
@@ -490,14 +523,21 @@ def translate_with_claims(document: dict[str, Any]) -> tuple[Any, list[ShapeClai
     except ValidationError as error:
         first = error.errors()[0]
         loc = [str(p) for p in first["loc"] if not str(p)[:1].isupper()]
-        where = "config"
+        where, named = "config", ""
         if len(loc) >= 2 and loc[0] == "layers":
             where = f"config.layers[{loc[1]}].config" + "".join(
                 f".{p}" for p in loc[2:]
             )
+            named = _named(entries[int(loc[1])])
         elif loc:
             where = "config." + ".".join(loc)
-        raise _fail(where, first["msg"]) from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first.get("type") != "missing" and "input" in first:
+            received = repr(first["input"])
+            if len(received) > 80:
+                received = received[:77] + "..."
+            message += f" (received {received})"
+        raise _fail(where, message + named) from None
     return graph, claims
 
 

@@ -95,9 +95,10 @@ Bool = Annotated[bool, Strict()]
 
 Name = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"),
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"),
 ]
-"""A layer or model name: a letter or ``_`` then up to 63 of ``[A-Za-z0-9_-]``."""
+"""A layer or model name: a letter or ``_`` then up to 63 of ``[A-Za-z0-9_.-]``
+(dots as in Keras's ``mobilenetv2_1.00_224``)."""
 
 Dim = Annotated[int, Strict(), Field(ge=1, le=HARD_MAX_DIM)]
 Kernel = Annotated[int, Strict(), Field(ge=1, le=HARD_MAX_KERNEL)]

@@ -23,6 +23,7 @@ from pydantic import (
 from bnncore import layers as blayers
 from bnncore import quantizers as bquantizers
 from service.schemas.common import (
+    HARD_MAX_DIM,
     Axis,
     Bool,
     Dim,
@@ -418,12 +419,24 @@ class QuantLocallyConnected2D(_KernelQuant, _Local):
     type: Literal["QuantLocallyConnected2D"]
 
 
+LastAxis = Axis | Annotated[list[Axis], Field(min_length=1, max_length=1)]
+"""The last axis, in any spelling: ``-1``, ``rank - 1`` (``3`` for images) or
+a one-item list of either (as ``Normalization`` writes it); which axis it is
+depends on the input's rank, so the estimate checks it."""
+
+
+def last_axis(axis: int | list[int]) -> int:
+    """The one axis of a :data:`LastAxis` value (``[3]`` → ``3``)."""
+    return axis[0] if isinstance(axis, list) else axis
+
+
 class BatchNormalization(LayerSpec):
-    """``keras.layers.BatchNormalization`` over the last axis."""
+    """``keras.layers.BatchNormalization`` over the last axis (``axis`` is -1 or
+    the input's rank - 1, as ``keras.applications`` writes it)."""
 
     _keras = keras.layers.BatchNormalization
     type: Literal["BatchNormalization"]
-    axis: Literal[-1] = -1
+    axis: Axis = -1
     momentum: Fraction = 0.99
     epsilon: Annotated[PosFloat, Field(le=1.0)] = 0.001
     center: Bool = True
@@ -447,6 +460,63 @@ class PReLU(LayerSpec):
     alpha_regularizer: Regularizer | None = None
     alpha_constraint: Constraint | None = None
     shared_axes: Annotated[list[Rank4], Field(min_length=1, max_length=4)] | None = None
+
+
+FiniteList = Annotated[list[Finite], Field(min_length=1, max_length=HARD_MAX_DIM)]
+NonNegList = Annotated[list[NonNegFloat], Field(min_length=1, max_length=HARD_MAX_DIM)]
+
+
+class Normalization(LayerSpec):
+    """``keras.layers.Normalization`` over the last axis: ``(x - mean) /
+    sqrt(variance)``.
+
+    ``mean`` and ``variance`` are both given (a number, or one per channel)
+    or both ``null`` (then they are weights, uploaded with the others, as
+    ``adapt()`` would set them). No ``adapt()`` in the service.
+    """
+
+    _keras = keras.layers.Normalization
+    type: Literal["Normalization"]
+    axis: LastAxis = -1
+    mean: Finite | FiniteList | None = None
+    variance: NonNegFloat | NonNegList | None = None
+    invert: Bool = False
+
+    def _check(self) -> None:
+        super()._check()
+        if (self.mean is None) != (self.variance is None):
+            raise ValueError(
+                "mean and variance are given together or not at all (received "
+                f"mean={'null' if self.mean is None else 'values'}, "
+                f"variance={'null' if self.variance is None else 'values'})"
+            )
+        lengths = [
+            len(v) if isinstance(v, list) else None for v in (self.mean, self.variance)
+        ]
+        if lengths[0] != lengths[1]:
+            shown = ["a number" if n is None else f"{n} values" for n in lengths]
+            raise ValueError(
+                f"mean and variance must have the same shape (received mean: "
+                f"{shown[0]}, variance: {shown[1]})"
+            )
+
+
+class LayerNormalization(LayerSpec):
+    """``keras.layers.LayerNormalization`` over the last axis."""
+
+    _keras = keras.layers.LayerNormalization
+    type: Literal["LayerNormalization"]
+    axis: LastAxis = -1
+    epsilon: Annotated[PosFloat, Field(le=1.0)] = 0.001
+    center: Bool = True
+    scale: Bool = True
+    rms_scaling: Literal[False] = False
+    beta_initializer: Initializer = "zeros"
+    gamma_initializer: Initializer = "ones"
+    beta_regularizer: Regularizer | None = None
+    gamma_regularizer: Regularizer | None = None
+    beta_constraint: Constraint | None = None
+    gamma_constraint: Constraint | None = None
 
 
 # --------------------------------------------------------------------------
@@ -503,6 +573,9 @@ class Dropout(LayerSpec):
     type: Literal["Dropout"]
     rate: Annotated[Fraction, Field(lt=1)]
     seed: Seed | None = None
+    noise_shape: (
+        Annotated[list[Dim | None], Field(min_length=1, max_length=5)] | None
+    ) = None
 
 
 class Rescaling(LayerSpec):
@@ -658,6 +731,22 @@ class ZeroPadding1D(LayerSpec):
 PadItem = PadInt | Pair
 
 
+def _pairs_per_axis(value: Any, rank: int) -> Any:
+    """``p``, ``rank`` integers or ``rank`` pairs → one pair per axis."""
+    if isinstance(value, int):
+        return ((value, value),) * rank
+    if len(value) != rank:
+        raise ValueError(
+            f"expected an integer, {rank} integers or {rank} "
+            f"[before, after] pairs, received {len(value)} items"
+        )
+    if all(isinstance(v, int) for v in value):
+        return tuple((v, v) for v in value)
+    if all(isinstance(v, tuple) for v in value):
+        return tuple(value)
+    raise ValueError("expected all integers or all [before, after] pairs")
+
+
 class _ZeroPaddingND(LayerSpec):
     data_format: ChannelsLast = "channels_last"
     padding: PadInt | tuple[PadItem, ...] = 1
@@ -665,18 +754,7 @@ class _ZeroPaddingND(LayerSpec):
     @field_validator("padding")
     @classmethod
     def _pairs(cls, value: Any) -> Any:
-        if isinstance(value, int):
-            return ((value, value),) * cls._rank
-        if len(value) != cls._rank:
-            raise ValueError(
-                f"expected an integer, {cls._rank} integers or {cls._rank} "
-                f"[before, after] pairs, received {len(value)} items"
-            )
-        if all(isinstance(v, int) for v in value):
-            return tuple((v, v) for v in value)
-        if all(isinstance(v, tuple) for v in value):
-            return tuple(value)
-        raise ValueError("expected all integers or all [before, after] pairs")
+        return _pairs_per_axis(value, cls._rank)
 
 
 class ZeroPadding2D(_ZeroPaddingND):
@@ -691,6 +769,47 @@ class ZeroPadding3D(_ZeroPaddingND):
 
     _keras, _rank = keras.layers.ZeroPadding3D, 3
     type: Literal["ZeroPadding3D"]
+
+
+class Cropping1D(LayerSpec):
+    """``keras.layers.Cropping1D``: ``c`` or ``[start, end]`` cropped."""
+
+    _keras = keras.layers.Cropping1D
+    type: Literal["Cropping1D"]
+    cropping: PadInt | Pair = (1, 1)
+
+    @field_validator("cropping")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class _CroppingND(LayerSpec):
+    data_format: ChannelsLast = "channels_last"
+    cropping: PadInt | tuple[PadItem, ...]
+
+    @field_validator("cropping")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        return _pairs_per_axis(value, cls._rank)
+
+
+class Cropping2D(_CroppingND):
+    """``keras.layers.Cropping2D``: an integer, 2 integers or 2 ``[start,
+    end]`` pairs."""
+
+    _keras, _rank = keras.layers.Cropping2D, 2
+    type: Literal["Cropping2D"]
+    cropping: PadInt | tuple[PadItem, ...] = 0
+
+
+class Cropping3D(_CroppingND):
+    """``keras.layers.Cropping3D``: an integer, 3 integers or 3 ``[start,
+    end]`` pairs."""
+
+    _keras, _rank = keras.layers.Cropping3D, 3
+    type: Literal["Cropping3D"]
+    cropping: PadInt | tuple[PadItem, ...] = 1
 
 
 class UpSampling1D(LayerSpec):
@@ -725,7 +844,8 @@ class _Merge(LayerSpec):
 
 def _merge(name: str) -> type[LayerSpec]:
     namespace = {
-        "__doc__": f"``keras.layers.{name}``: inputs of equal shape.",
+        "__doc__": f"``keras.layers.{name}``: inputs of one rank, sizes equal "
+        "or 1 on each axis (broadcast).",
         "__module__": __name__,
         "__annotations__": {"type": Literal[name]},
         "_keras": getattr(keras.layers, name),
@@ -737,7 +857,7 @@ _MERGES = [_merge(n) for n in ("Add", "Multiply", "Average", "Maximum", "Minimum
 
 
 class Subtract(_Merge):
-    """``keras.layers.Subtract``: exactly two inputs of equal shape."""
+    """``keras.layers.Subtract``: exactly two inputs (broadcast as other merges)."""
 
     _keras, _max_inputs = keras.layers.Subtract, 2
     type: Literal["Subtract"]
@@ -791,6 +911,8 @@ _ALL: list[type[LayerSpec]] = [
     QuantLocallyConnected1D,
     QuantLocallyConnected2D,
     BatchNormalization,
+    Normalization,
+    LayerNormalization,
     PReLU,
     ActivationLayer,
     ReLU,
@@ -816,6 +938,9 @@ _ALL: list[type[LayerSpec]] = [
     ZeroPadding1D,
     ZeroPadding2D,
     ZeroPadding3D,
+    Cropping1D,
+    Cropping2D,
+    Cropping3D,
     UpSampling1D,
     UpSampling2D,
     *_MERGES,

@@ -345,6 +345,31 @@ CASES: list[tuple[str, list[int], dict[str, Any]]] = [
         {"type": "ZeroPadding2D", "padding": [[1, 0], [2, 3]]},
     ),
     ("ZeroPadding3D", [2, 2, 2, 1], {"type": "ZeroPadding3D", "padding": 1}),
+    ("Cropping1D", [5, 2], {"type": "Cropping1D", "cropping": [1, 2]}),
+    (
+        "Dropout-noise-shape",
+        [4, 3],
+        {"type": "Dropout", "rate": 0.5, "noise_shape": [None, 1, 3]},
+    ),
+    ("Cropping2D", [4, 5, 1], {"type": "Cropping2D", "cropping": [[1, 0], [2, 1]]}),
+    ("Cropping3D", [3, 3, 4, 1], {"type": "Cropping3D", "cropping": [0, 1, 1]}),
+    ("BatchNormalization-axis3", [4, 4, 3], {"type": "BatchNormalization", "axis": 3}),
+    ("Normalization-weights", [4, 4, 3], {"type": "Normalization", "axis": [3]}),
+    (
+        "Normalization-constants",
+        [4, 3],
+        {
+            "type": "Normalization",
+            "mean": [1.0, 2.0, 3.0],
+            "variance": [4.0, 1.0, 0.5],
+        },
+    ),
+    ("LayerNormalization", [4, 3], {"type": "LayerNormalization", "axis": [-1]}),
+    (
+        "LayerNormalization-no-scale",
+        [4, 4, 3],
+        {"type": "LayerNormalization", "axis": 3, "scale": False, "epsilon": 1e-6},
+    ),
     ("UpSampling1D", [4, 2], {"type": "UpSampling1D", "size": 3}),
     (
         "UpSampling2D",
@@ -381,6 +406,8 @@ DEFINITIONS: list[tuple[str, dict[str, Any]]] = (
     + [
         ("Concatenate", _graph("Concatenate", [[4, 3], [4, 5], [4, 1]])),
         ("Concatenate-axis1", _graph("Concatenate", [[4, 3], [2, 3]], axis=1)),
+        ("Multiply-broadcast", _graph("Multiply", [[2, 4, 3], [1, 1, 3]])),
+        ("Subtract-broadcast", _graph("Subtract", [[4, 1], [1, 3]])),
     ]
 )
 

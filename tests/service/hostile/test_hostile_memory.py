@@ -90,6 +90,10 @@ def _candidates(rng: random.Random, rank: int) -> list[dict[str, Any]]:
     dm = rng.choice([1, 2, 3])
     out: list[dict[str, Any]] = [
         {"type": "BatchNormalization"},
+        {"type": "Normalization"},
+        {"type": "Normalization", "mean": 0.5, "variance": 2.0},
+        {"type": "LayerNormalization", "center": rng.random() < 0.5},
+        {"type": "Dropout", "rate": 0.5, "noise_shape": [None] * rank + [1]},
         {"type": "PReLU"},
         {"type": "ReLU", "max_value": 2.0, "negative_slope": 0.1},
         {"type": "LeakyReLU"},
@@ -132,6 +136,7 @@ def _candidates(rng: random.Random, rank: int) -> list[dict[str, Any]]:
             {"type": "GlobalAveragePooling1D"},
             {"type": "UpSampling1D", "size": rng.choice([2, 3])},
             {"type": "ZeroPadding1D", "padding": [1, 2]},
+            {"type": "Cropping1D", "cropping": [1, 2]},
             {"type": "Permute", "dims": [2, 1]},
         ]  # fmt: skip
     if rank == 3:
@@ -165,6 +170,7 @@ def _candidates(rng: random.Random, rank: int) -> list[dict[str, Any]]:
             {"type": "UpSampling2D", "size": [rng.choice([1, 2, 3]), 2],
              "interpolation": rng.choice(["nearest", "bilinear"])},
             {"type": "ZeroPadding2D", "padding": [[1, 0], [2, 1]]},
+            {"type": "Cropping2D", "cropping": [[1, 0], [2, 1]]},
             {"type": "Flatten"},
         ]  # fmt: skip
     if rank == 4:
@@ -182,6 +188,7 @@ def _candidates(rng: random.Random, rank: int) -> list[dict[str, Any]]:
             {"type": "AveragePooling3D"},
             {"type": "GlobalAveragePooling3D"},
             {"type": "ZeroPadding3D", "padding": [[1, 0], [0, 1], [2, 2]]},
+            {"type": "Cropping3D", "cropping": 1},
         ]  # fmt: skip
     return out
 

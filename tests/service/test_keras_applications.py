@@ -1,0 +1,195 @@
+"""``keras.applications`` models import from ``model.to_json()`` and report exactly.
+
+The oracle is ``bnncore.models.profile`` (Larq's ``lq.models.profile`` on
+Keras 3) of the very Keras model whose JSON is sent: the service's estimate
+(``POST /v2/estimate``, nothing built) must equal it layer by layer and in
+total. Inputs are 32×32 (the smallest most constructors take) to keep the
+models quick to build.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import keras
+import pytest
+from fastapi.testclient import TestClient
+
+from bnncore.models import profile
+from service.config import Settings
+from service.main import create_app
+
+LAYER_FIELDS = (
+    "type",
+    "input_precision",
+    "output_shape",
+    "params",
+    "trainable_params",
+    "non_trainable_params",
+    "inference_params",
+    "params_by_bits",
+    "memory_bits",
+    "macs",
+    "macs_by_bits",
+    "bops",
+    "activation_elements",
+)
+TOTAL_FIELDS = (
+    "params",
+    "trainable_params",
+    "non_trainable_params",
+    "inference_params",
+    "params_by_bits",
+    "memory_bits",
+    "memory_bytes",
+    "macs",
+    "macs_by_bits",
+    "bops",
+)
+SHAPE = (32, 32, 3)
+APPLICATIONS: dict[str, Callable[..., keras.Model]] = {
+    "MobileNetV2": keras.applications.MobileNetV2,
+    "ResNet50": keras.applications.ResNet50,
+    "EfficientNetB0": keras.applications.EfficientNetB0,
+    "DenseNet121": keras.applications.DenseNet121,
+    "NASNetMobile": keras.applications.NASNetMobile,
+}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("apps"))
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def _application(name: str) -> keras.Model:
+    return APPLICATIONS[name](weights=None, input_shape=SHAPE, classes=10)
+
+
+@pytest.mark.parametrize("name", list(APPLICATIONS))
+def test_application_estimate_equals_profile(client: TestClient, name: str) -> None:
+    model = _application(name)
+    response = client.post("/v2/estimate", json=json.loads(model.to_json()))
+    assert response.status_code == 200, response.text
+    estimate = response.json()
+    report = profile(model).to_dict()
+    rows = {row["name"]: row for row in estimate["layers"]}
+    assert list(rows) == [row["name"] for row in report["layers"]]
+    for theirs in report["layers"]:
+        mine = rows[theirs["name"]]
+        for field in LAYER_FIELDS:
+            assert mine[field] == theirs[field], (theirs["name"], field)
+        assert [
+            (w["name"], w["shape"], w["bits"], w["trainable"]) for w in mine["weights"]
+        ] == [
+            (w["name"], w["shape"], w["bits"], w["trainable"])
+            for w in theirs["weights"]
+        ], theirs["name"]
+    for field in TOTAL_FIELDS:
+        assert estimate["totals"][field] == report["totals"][field], field
+    assert estimate["totals"]["params"] == model.count_params()
+    assert estimate["name"] == model.name
+
+
+def test_mobilenet_with_a_dotted_name_registers(client: TestClient) -> None:
+    model = keras.applications.MobileNetV2(
+        weights=None, input_shape=SHAPE, classes=10, alpha=0.35
+    )
+    assert "." in model.name  # mobilenetv2_0.35_32
+    created = client.post(
+        "/v2/models",
+        json={"name": "mobilenet", "definition": json.loads(model.to_json())},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["params"] == model.count_params()
+    definition = client.get("/v2/models/mobilenet/definition").json()
+    assert definition["name"] == model.name
+    metadata = client.get("/v2/models/mobilenet").json()
+    assert metadata["outputs"][0]["shape"] == [-1, 10]
+
+
+def _conv_bn(axis: Any) -> dict[str, Any]:
+    inputs = keras.Input((6, 6, 2), name="image")
+    x = keras.layers.Conv2D(3, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(axis=3, name="bn")(x)
+    document = json.loads(keras.Model(inputs, x, name="net").to_json())
+    document["config"]["layers"][2]["config"]["axis"] = axis
+    return document
+
+
+@pytest.mark.parametrize(
+    ("axis", "status", "parts"),
+    [
+        (-1, 200, ()),
+        (3, 200, ()),
+        (
+            2,
+            422,
+            ("axis: 2", "not the last axis", "allowed: -1 or 3", "'bn'", "Batch"),
+        ),
+        (-2, 422, ("axis: -2", "allowed: -1 or 3", "'bn'")),
+        (9, 422, ("axis", "received 9", "'bn'", "BatchNormalization")),
+    ],
+    ids=["minus-one", "rank-minus-one", "middle", "minus-two", "out-of-range"],
+)
+def test_last_axis_in_any_spelling(
+    client: TestClient, axis: int, status: int, parts: tuple[str, ...]
+) -> None:
+    response = client.post("/v2/estimate", json=_conv_bn(axis))
+    assert response.status_code == status, response.text
+    for part in parts:
+        assert part in response.json()["error"], (part, response.json())
+
+
+def test_refusals_name_the_value_the_layer_and_what_is_allowed(
+    client: TestClient,
+) -> None:
+    inputs = keras.Input((8,), name="features")
+    x = keras.layers.Dense(4, name="hidden")(inputs)
+    document = json.loads(keras.Model(inputs, x).to_json())
+    document["config"]["layers"][1]["config"]["units"] = 0
+    response = client.post("/v2/estimate", json=document)
+    assert response.status_code == 422
+    message = response.json()["error"]
+    for part in ("units", "greater than or equal to 1", "received 0", "'hidden'"):
+        assert part in message, (part, message)
+    document["config"]["layers"][1]["config"]["units"] = 70_000
+    response = client.post("/v2/estimate", json=document)
+    assert response.status_code == 413
+    message = response.json()["error"]
+    for part in ("70,000", "65,536", "BNN_MAX_UNITS", "'hidden'", "Dense"):
+        assert part in message, (part, message)
+
+
+def test_convnext_is_refused_with_the_reason(client: TestClient) -> None:
+    model = keras.applications.ConvNeXtTiny(weights=None, input_shape=SHAPE, classes=10)
+    document = json.loads(model.to_json())
+    response = client.post("/v2/estimate", json=document)
+    assert response.status_code == 422
+    message = response.json()["error"]
+    assert "nested model" in message and "convnext_tiny_stem" in message, message
+    # Its LayerScale is not a public Keras layer: refused by its module.
+    scale = next(
+        entry
+        for entry in document["config"]["layers"]
+        if entry["class_name"] == "LayerScale"
+    )
+    inputs = keras.Input((4, 4, 96), name="x")
+    plain = json.loads(keras.Model(inputs, keras.layers.Identity()(inputs)).to_json())
+    scale["inbound_nodes"][0]["args"][0]["config"]["keras_history"] = [
+        plain["config"]["layers"][0]["config"]["name"],
+        0,
+        0,
+    ]
+    scale["inbound_nodes"][0]["args"][0]["config"]["shape"] = [None, 4, 4, 96]
+    scale["build_config"] = {"input_shape": [None, 4, 4, 96]}
+    plain["config"]["layers"][1] = scale
+    plain["config"]["output_layers"] = [[scale["name"], 0, 0]]
+    response = client.post("/v2/estimate", json=plain)
+    assert response.status_code == 422
+    message = response.json()["error"]
+    for part in ("keras.src.applications.convnext", "not a public", "LayerScale"):
+        assert part in message, (part, message)
