@@ -612,12 +612,35 @@ def check_built(model: Any) -> None:
             f"Model '{model.name}' is not built, so its weights and shapes are "
             f"unknown. {how}"
         )
+    _finish_build(model)
     for layer in model.layers:
         if not layer.built:
             raise ValueError(
                 f"Layer '{layer.name}' of model '{model.name}' is not built, so its "
                 f"weights are unknown. {how}"
             )
+
+
+def _finish_build(model: Any) -> None:
+    """Builds the layers of a subclassed model that ``model.build(shape)`` left
+    unbuilt.
+
+    Keras 3's ``Model.build(input_shape)`` marks a subclassed model without its
+    own ``build()`` as built without running ``call`` (tf-keras ran it on a
+    placeholder), so its layers have no weights. The model recorded the shape
+    (``get_build_config()``); one call on a batch of zeros of that shape builds
+    the layers, as an eager call would. Their output shapes stay unrecorded
+    (an eager call records none), so they count as in an eagerly called model.
+    """
+    if all(layer.built for layer in model.layers):
+        return
+    shape = (model.get_build_config() or {}).get("input_shape")
+    if not isinstance(shape, list | tuple) or not all(
+        d is None or isinstance(d, int) for d in shape
+    ):
+        return  # several inputs or no recorded shape: the caller reports it
+    batch = [1 if d is None else d for d in shape]
+    model(keras.ops.zeros(batch, dtype=model.input_dtype))
 
 
 def profile_layer(layer: Any) -> LayerProfile:

@@ -202,9 +202,25 @@ def test_model_with_unbuilt_layer_is_a_clear_error():
             return self.dense(x)
 
     lazy = Lazy()
-    lazy.build((None, 4))  # marks the model built, not its layer
+    lazy.built = True  # built, its layer not, and no recorded input shape
     with pytest.raises(ValueError, match=r"Layer '.*' of model 'lazy' is not built"):
         models.profile(lazy)
+
+
+def test_model_built_from_a_shape_builds_its_layers():
+    class Lazy(keras.Model):
+        def __init__(self):
+            super().__init__(name="lazy")
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    lazy = Lazy()
+    lazy.build((None, 4))  # Keras 3 marks the model built, not its layer
+    report = models.profile(lazy)
+    assert lazy.dense.built
+    assert report.totals.params == 4 * 2 + 2
 
 
 def test_non_model_is_a_clear_error():
