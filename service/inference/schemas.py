@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 __all__ = [
+    "BINARY_BODY",
     "InferenceRequest",
     "InferenceResponse",
     "ModelReady",
@@ -199,16 +200,28 @@ def _inline(node: Any, definitions: dict[str, Any]) -> Any:
     return node
 
 
-def request_body(model: type[BaseModel]) -> dict[str, Any]:
+def request_body(
+    model: type[BaseModel], description: str | None = None
+) -> dict[str, Any]:
     """OpenAPI ``requestBody`` of a route that parses its body itself (with
     ``model.model_validate_json``, faster than FastAPI's ``json.loads``), the
     model's schema inlined."""
     schema = model.model_json_schema()
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": _inline(schema, schema.get("$defs", {}))}
-            },
-        }
+    body: dict[str, Any] = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _inline(schema, schema.get("$defs", {}))}
+        },
     }
+    if description:
+        body["description"] = description
+    return {"requestBody": body}
+
+
+BINARY_BODY = (
+    "JSON, or with the binary tensor data extension the JSON request followed "
+    "by the inputs' raw bytes: the header `Inference-Header-Content-Length` "
+    "gives the JSON's length and each binary input's "
+    "`parameters.binary_data_size` its bytes (see docs/inference.md)."
+)
+"""Description of the OIP inference request body."""

@@ -40,6 +40,7 @@ from service.inference.codec import (
     to_json,
 )
 from service.inference.schemas import (
+    BINARY_BODY,
     InferenceRequest,
     InferenceResponse,
     ModelReady,
@@ -287,7 +288,7 @@ _INFER: _RouteOptions = {
     "response_model": InferenceResponse,
     "responses": _ERRORS,
     "response_class": JSONResponse,
-    "openapi_extra": request_body(InferenceRequest),
+    "openapi_extra": request_body(InferenceRequest, BINARY_BODY),
 }
 
 
