@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.estimate import DefinitionError, LimitError
+from service.jsonbody import json_error_message
 from service.runtime import BusyError
 from service.schemas.reports import ErrorResponse
 from service.store import StoreError
@@ -106,7 +107,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Any:
-        return error(422, format_validation_errors(list(exc.errors())))
+        errors = list(exc.errors())
+        if errors and errors[0].get("type") == "json_invalid":
+            # FastAPI's own parse failed (a route without StrictJSONRoute):
+            # say where and why, as the strict parser does.
+            first = errors[0]
+            loc = tuple(first.get("loc", ()))
+            pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
+            reason = str((first.get("ctx") or {}).get("error", "invalid"))
+            body = exc.body if isinstance(exc.body, str | bytes) else None
+            return error(422, f"body: {json_error_message(reason, body, pos)}")
+        return error(422, format_validation_errors(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Any:

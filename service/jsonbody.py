@@ -161,6 +161,24 @@ def check_key_count(raw: bytes, limits: JSONLimits, root: str = "") -> None:
         )
 
 
+def json_error_message(reason: str, doc: str | bytes | None, pos: int) -> str:
+    """``not valid JSON: <reason> at line L column C (character P)``: the
+    message of a body that does not parse, on every route.
+
+    Args:
+        reason: What the parser says (``json.JSONDecodeError.msg``).
+        doc: The text parsed (line and column are counted in it), if known.
+        pos: The character offset where parsing failed.
+    """
+    if isinstance(doc, bytes | bytearray):
+        doc = bytes(doc).decode("utf-8", "replace")
+    if not doc:
+        return f"not valid JSON: {reason} at character {pos}"
+    line = doc.count("\n", 0, pos) + 1
+    column = pos - doc.rfind("\n", 0, pos)
+    return f"not valid JSON: {reason} at line {line} column {column} (character {pos})"
+
+
 def loads_strict(raw: bytes | str, limits: JSONLimits, root: str = "") -> Any:
     """Parses a JSON body strictly.
 
@@ -198,8 +216,7 @@ def loads_strict(raw: bytes | str, limits: JSONLimits, root: str = "") -> Any:
         value = json.loads(data, object_pairs_hook=pairs_hook)
     except json.JSONDecodeError as exc:
         raise JSONBodyError(
-            root or "body",
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            root or "body", json_error_message(exc.msg, exc.doc, exc.pos)
         ) from None
     except UnicodeDecodeError:
         raise JSONBodyError(root or "body", "not valid UTF-8 text") from None

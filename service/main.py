@@ -7,6 +7,7 @@ lifespan, so importing this module touches no file.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 import bnncore
 from service import errors
 from service.auth import ApiKeyAuth, include_router
-from service.config import Settings
+from service.config import Settings, SettingsError, load_settings
 from service.inference import InferenceService
 from service.limits import BodySizeLimit
 from service.metrics import Metrics, MetricsMiddleware
@@ -156,4 +157,15 @@ def _share_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-app: Any = create_app()
+def _app_from_environment() -> FastAPI:
+    """The app of the ``BNN_*`` environment; a bad value stops the start with
+    one line on stderr naming the variable and the expected form (exit 2)."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"bnncore service: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return create_app(settings)
+
+
+app: Any = _app_from_environment()
