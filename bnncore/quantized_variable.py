@@ -222,15 +222,22 @@ class QuantizedVariable(keras.Variable):
             keras.Variable.trainable.fset(self, value)
 
     def __repr__(self) -> str:
-        parts = [f"path={self.path}", f"shape={tuple(self.shape)}"]
-        parts.append(f"dtype={self.dtype}")
+        # Larq's layout (tf.Variable's, with the TensorFlow name ``<path>:0``),
+        # so that Larq users' snapshot tests of it still match.
+        text = f"<QuantizedVariable '{self.path}:0' shape={tuple(self.shape)}"
+        text += f" dtype={self.dtype}"
         if self.quantizer is not None:
-            parts.append(f"quantizer={_quantizer_name(self.quantizer)}")
+            text += f" quantizer={_quantizer_name(self.quantizer)}"
         if self.precision is not None:
-            parts.append(f"precision={self.precision}")
-        with contextlib.suppress(Exception):  # e.g. a symbolic value: no numbers
-            parts.append(f"value={ops.convert_to_numpy(self.value)}")
-        return f"<QuantizedVariable {', '.join(parts)}>"
+            text += f" precision={self.precision}"
+        try:
+            value = ops.convert_to_numpy(self.value)
+        except Exception:  # e.g. a symbolic value: no numbers
+            return f"{text}>"
+        shown = str(value) if value.ndim == 0 else repr(value)
+        if "\n" in shown:  # a multi-line array starts on its own line
+            shown = "\n" + shown
+        return f"{text} numpy={shown}>"
 
 
 def _latent_reads(function: Callable[..., Any]) -> Callable[..., Any]:
