@@ -29,7 +29,6 @@ subclass.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
