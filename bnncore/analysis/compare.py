@@ -176,10 +176,10 @@ def compare(a: Any, b: Any) -> Comparison:
         >>> c.total("memory_bytes").delta
     """
     pa, pb = _as_profile(a, "a"), _as_profile(b, "b")
-    rows_a = {}
+    rows_a: dict[str, LayerProfile] = {}
     for _, path, row in pa.walk():
         rows_a.setdefault(path, row)
-    rows_b = {}
+    rows_b: dict[str, LayerProfile] = {}
     for _, path, row in pb.walk():
         rows_b.setdefault(path, row)
     matched = [_layer(p, rows_a[p], rows_b[p]) for p in rows_a if p in rows_b]
