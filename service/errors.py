@@ -58,15 +58,44 @@ def _received(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _layer_note(loc: Sequence[Any], body: Any) -> str:
+    """`` (layer 'conv1', type Conv2D)`` for an error inside a layer of
+    ``body`` (the parsed request), found by following ``loc``; ``""`` if
+    the error is not inside a layer."""
+    node, layer = body, None
+    for part, following in zip(loc, (*loc[1:], None), strict=True):
+        if isinstance(part, str) and (part[:1].isupper() or part == "body"):
+            continue  # union tags and the "body" root are not in the data
+        if isinstance(node, dict) and isinstance(part, str):
+            node = node.get(part)
+            if part == "layers" and isinstance(following, int):
+                layer = node
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            if layer is not None and node is not None and layer is not node:
+                layer = node if isinstance(node, dict) else None
+        else:
+            break
+    if not isinstance(layer, dict):
+        return ""
+    name, kind = layer.get("name"), layer.get("type")
+    parts = [f"layer {str(name)[:64]!r}" if isinstance(name, str) else ""]
+    parts.append(f"type {kind[:64]}" if isinstance(kind, str) else "")
+    text = ", ".join(p for p in parts if p)
+    return f" ({text})" if text else ""
+
+
 def format_validation_errors(
-    errors: Sequence[Mapping[str, Any]], total: int | None = None
+    errors: Sequence[Mapping[str, Any]], total: int | None = None, body: Any = None
 ) -> str:
-    """One message for pydantic errors: ``path: message (received value)``.
+    """One message for pydantic errors: ``path: message (received value)``,
+    and the layer (name and type) when the error is inside one.
 
     Args:
         errors: Pydantic's error dicts; only the first few are formatted.
         total: How many errors there are in all, when ``errors`` is a part
             (``ValidationError.error_count()``); default ``len(errors)``.
+        body: The parsed request the errors are about (to name the layer).
     """
     seen: dict[str, str] = {}
     for item in errors[: _MAX_ERRORS * 4]:
@@ -80,6 +109,8 @@ def format_validation_errors(
             and not isinstance(item["input"], dict | list)
         ):
             message += f" (received {_received(item['input'])})"
+        if body is not None:
+            message += _layer_note(tuple(item.get("loc", ())), body)
         key = f"{where}: {message}"
         seen.setdefault(key, key)
     messages = list(seen)
@@ -117,7 +148,7 @@ def install(app: FastAPI) -> None:
             reason = str((first.get("ctx") or {}).get("error", "invalid"))
             body = exc.body if isinstance(exc.body, str | bytes) else None
             return error(422, f"body: {json_error_message(reason, body, pos)}")
-        return error(422, format_validation_errors(errors))
+        return error(422, format_validation_errors(errors, body=exc.body))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Any:

@@ -414,7 +414,7 @@ def _validate(adapter: TypeAdapter[T], data: Any, loc: tuple[str | int, ...]) ->
         errors = exc.errors(include_url=False, include_context=False)
         located = [{**e, "loc": (*loc, *e["loc"])} for e in errors]
         raise DefinitionError(
-            format_validation_errors(located, total=exc.error_count())
+            format_validation_errors(located, total=exc.error_count(), body=data)
         ) from None
 
 

@@ -168,3 +168,27 @@ def test_fastapi_parsed_bodies_get_the_same_message(settings: Settings) -> None:
     assert response.json()["error"] == (
         "body: not valid JSON: Expecting value at line 2 column 13 (character 33)"
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "wrap"),
+    [("/v2/estimate", False), ("/v2/models", True)],
+    ids=["estimate", "register"],
+)
+def test_invalid_layer_argument_names_value_layer_and_rule(
+    client: TestClient, path: str, wrap: bool
+) -> None:
+    definition = {
+        "input_shape": [4],
+        "layers": [
+            {"type": "Dense", "units": 2},
+            {"type": "BatchNormalization", "name": "bn", "momentum": 3},
+        ],
+    }
+    body = {"name": "m", "definition": definition} if wrap else definition
+    response = client.post(path, json=body)
+    assert response.status_code == 422
+    assert response.json()["error"] == (
+        "definition.layers[1].momentum: Input should be less than or equal to 1 "
+        "(received 3) (layer 'bn', type BatchNormalization)"
+    )
