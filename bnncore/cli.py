@@ -3,6 +3,7 @@
 Subcommands::
 
     bnncore summary SOURCE [--format F] [-o FILE] [--fail-over-bytes N]
+    bnncore compare A B [--format text|json|html] [-o FILE]
     bnncore export MODEL.keras DIR
     bnncore zoo
     bnncore serve [--host H] [--port P]
@@ -175,6 +176,18 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from bnncore import analysis, models
+
+    a = models.profile(load_source(args.a))
+    b = models.profile(load_source(args.b))
+    text = analysis.render_comparison(analysis.compare(a, b), format=args.format)
+    _write(text, args.output)
+    if args.output not in (None, "-"):
+        print(f"wrote the {args.format} comparison to {args.output}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from bnncore import export
 
@@ -298,6 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 if the model's memory exceeds N bytes (a CI size gate)",
     )
     summary.set_defaults(run=_summary)
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare two models: total and per-layer deltas (b - a)",
+        description="Compare model B with model A (bnncore.analysis.compare); "
+        "each is a .keras file, a service definition .json file or zoo:NAME.",
+    )
+    compare.add_argument("a", metavar="A")
+    compare.add_argument("b", metavar="B")
+    compare.add_argument("--format", choices=("text", "json", "html"), default="text")
+    compare.add_argument("-o", "--output", metavar="FILE", help="write to FILE")
+    compare.set_defaults(run=_compare)
 
     export = commands.add_parser(
         "export",

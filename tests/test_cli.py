@@ -85,7 +85,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_help_lists_every_subcommand(capsys):
     code, out, _ = _run(capsys, "--help")
     assert code == 0
-    for command in ("summary", "export", "zoo", "serve", "bench"):
+    for command in ("summary", "compare", "export", "zoo", "serve", "bench"):
         assert command in out
     code, out, _ = _run(capsys, "summary", "--help")
     assert code == 0 and "--fail-over-bytes" in out and "html" in out
@@ -197,6 +197,28 @@ def test_bad_input_is_one_line_and_exit_2(capsys, files, argv, message):
     assert last.startswith("bnncore") and message in last
     if message not in PARSER_ERRORS:  # argparse prints its usage lines first
         assert len(err.strip().splitlines()) == 1
+
+
+def test_compare_a_definition_with_a_keras_file(capsys, files):
+    code, out, _ = _run(
+        capsys,
+        "compare",
+        str(files["keras"]),
+        str(files["definition"]),
+        "--format",
+        "json",
+    )
+    assert code == 0
+    doc = json.loads(out)
+    tiny_bytes = -(-(6 * 5 + 5 * 32 + (5 * 3 + 3) * 32) // 8)
+    assert doc["totals"]["memory_bytes"] == {
+        "a": tiny_bytes,
+        "b": MNIST_BYTES,
+        "delta": MNIST_BYTES - tiny_bytes,
+    }
+    assert doc["only_in_a"] == ["qd", "head"]
+    code, _, err = _run(capsys, "compare", str(files["keras"]), "missing.json")
+    assert code == 2 and "no such file: 'missing.json'" in err
 
 
 def test_debug_shows_the_exception(files):
