@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -193,3 +194,21 @@ def test_convnext_is_refused_with_the_reason(client: TestClient) -> None:
     message = response.json()["error"]
     for part in ("keras.src.applications.convnext", "not a public", "LayerScale"):
         assert part in message, (part, message)
+
+
+def test_adapted_normalization_imports(client: TestClient) -> None:
+    # adapt() builds the layer on the adapt data, so its build_config states
+    # that batch size (10 here); the batch is not part of the model.
+    inputs = keras.Input((4,), name="x")
+    layer = keras.layers.Normalization(name="norm")
+    layer.adapt(np.arange(40, dtype="float32").reshape(10, 4))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(layer(inputs)))
+    document = json.loads(model.to_json())
+    assert document["config"]["layers"][1]["build_config"] == {"input_shape": [10, 4]}
+    response = client.post("/v2/estimate", json=document)
+    assert response.status_code == 200, response.text
+    assert response.json()["totals"]["params"] == model.count_params()  # 4+4+1+10
+    document["config"]["layers"][1]["build_config"] = {"input_shape": [10, 5]}
+    response = client.post("/v2/estimate", json=document)
+    assert response.status_code == 422
+    assert "states [10, 5]" in response.json()["error"]
