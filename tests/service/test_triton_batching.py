@@ -1,6 +1,6 @@
 """Statistics under dynamic batching (executions against Prometheus' own count),
-and the binary input path's allocations (issue 19 builds its zero-copy path on
-it)."""
+the binary input path's allocations (issue 19 builds its zero-copy path on
+it), and the scopes the extension routes enforce with ``BNN_API_KEYS``."""
 
 from __future__ import annotations
 
@@ -94,3 +94,37 @@ def test_binary_float32_input_is_read_in_place():
     assert peak < 64 * 1024, peak
     assert np.shares_memory(array, np.frombuffer(body, np.uint8))
     np.testing.assert_array_equal(array, values)
+
+
+def test_extension_routes_enforce_their_scopes(tmp_path):
+    settings = Settings(
+        data_dir=tmp_path / "data", api_keys="reader:read,deployer:admin,all:*"
+    )
+    with TestClient(create_app(settings)) as client:
+
+        def call(method: str, path: str, key: str) -> int:
+            headers = {"Authorization": f"Bearer {key}"}
+            return client.request(method, path, headers=headers).status_code
+
+        assert _register_as(client, "all") == 201
+        reads = [
+            ("POST", "/v2/repository/index"),
+            ("GET", "/v2/models/float/config"),
+            ("GET", "/v2/models/float/stats"),
+            ("GET", "/v2/models/stats"),
+        ]
+        for method, path in reads:
+            assert call(method, path, "reader") == 200, path
+            assert call(method, path, "deployer") == 403, path
+        for action in ("load", "unload"):
+            path = f"/v2/repository/models/float/{action}"
+            assert call("POST", path, "reader") == 403, path
+            assert call("POST", path, "deployer") == 200, path
+
+
+def _register_as(client: Any, key: str) -> int:
+    return client.post(
+        "/v2/models",
+        json={"name": "float", "definition": FLOAT},
+        headers={"Authorization": f"Bearer {key}"},
+    ).status_code
