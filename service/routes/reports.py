@@ -1,17 +1,19 @@
-"""Dry runs: a definition in, its estimate or its report out; nothing is stored."""
+"""Reports: a definition's estimate or report (dry runs, nothing stored), and
+the comparison of two models (two definitions, or two registered versions)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from service.builder import Plan, plan
-from service.deps import RuntimeDep, SettingsDep
+from service.deps import RuntimeDep, SettingsDep, StoreDep
 from service.errors import ERROR_RESPONSES
 from service.jsonbody import (
     StrictDefinitionRoute,
+    StrictJSONRoute,
     documented_as,
     run_validation,
     validate_off_loop,
@@ -22,6 +24,7 @@ from service.schemas.reports import Estimate, ProfileReport
 
 __all__ = [
     "REPORT_RESPONSES",
+    "CompareRequest",
     "ReportFormatQuery",
     "checked_plan",
     "render_response",
@@ -141,3 +144,117 @@ async def estimate(
             "definition.zoo: zoo models have no analytic estimate; use /v2/summary"
         )
     return model_plan.estimate
+
+
+# ----------------------------------------------------------------------------
+# Compare two models
+# ----------------------------------------------------------------------------
+
+COMPARE_MEDIA_TYPES = {k: MEDIA_TYPES[k] for k in ("json", "text", "html")}
+
+CompareFormatQuery = Annotated[
+    str,
+    Query(
+        pattern="^(json|text|html)$",
+        description="Comparison format: json, text or html",
+    ),
+]
+ModelRef = Annotated[
+    str,
+    Query(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}(:[1-9][0-9]{0,9})?$",
+        description="A registered model: NAME (its latest version) or NAME:VERSION",
+    ),
+]
+
+COMPARE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "bnncore.analysis.compare(a, b): total and per-layer "
+        "deltas (b - a), layers matched by name, unmatched layers listed",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/plain": {"schema": {"type": "string"}},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    },
+    **ERROR_RESPONSES,
+}
+
+
+class CompareRequest(BaseModel):
+    """Two definitions to compare (nothing is stored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    a: Definition
+    b: Definition
+
+
+_compare_adapter: TypeAdapter[CompareRequest] = TypeAdapter(CompareRequest)
+CompareBody = Annotated[Any, Body(), documented_as(CompareRequest)]
+
+
+def _plan_pair(request: CompareRequest, settings: Any) -> tuple[Plan, Plan]:
+    return checked_plan(request.a, settings), checked_plan(request.b, settings)
+
+
+def compare_response(a: Any, b: Any, format: str) -> Response:
+    """``bnncore.analysis.compare`` of two profiles as an HTTP response."""
+    from bnncore.analysis import compare, render_comparison
+
+    text = render_comparison(compare(a, b), format=format)
+    headers = HTML_HEADERS if format == "html" else None
+    return Response(text, media_type=COMPARE_MEDIA_TYPES[format], headers=headers)
+
+
+async def compare_definitions(
+    request: Request,
+    body: CompareBody,
+    settings: SettingsDep,
+    runtime: RuntimeDep,
+    format: CompareFormatQuery = "json",
+) -> Response:
+    """Validates, estimates and builds both definitions (each within the
+    limits, as a dry run), and compares ``b`` with ``a``."""
+    pair = await validate_off_loop(request, _compare_adapter, body)
+    plan_a, plan_b = await run_validation(request, _plan_pair, pair, settings)
+    built_a = await runtime.run(runtime.built, plan_a)
+    built_b = await runtime.run(runtime.built, plan_b)
+    return compare_response(built_a.profile, built_b.profile, format)
+
+
+# A body of two definitions: plain strict JSON (error paths start at "body").
+router.add_api_route(
+    "/compare",
+    compare_definitions,
+    methods=["POST"],
+    response_class=Response,
+    responses=COMPARE_RESPONSES,
+    summary="Dry run: compare two definitions (nothing stored)",
+    route_class_override=StrictJSONRoute,
+)
+
+
+@router.get(
+    "/compare",
+    response_class=Response,
+    responses=COMPARE_RESPONSES,
+    summary="Compare two registered models (NAME or NAME:VERSION)",
+)
+async def compare_registered(
+    a: ModelRef,
+    b: ModelRef,
+    settings: SettingsDep,
+    store: StoreDep,
+    runtime: RuntimeDep,
+    format: CompareFormatQuery = "json",
+) -> Response:
+    """The comparison of model ``b`` with model ``a``, both registered."""
+    from service.routes.models import _built, _record  # models imports this module
+
+    profiles = []
+    for ref in (a, b):
+        name, _, version = ref.partition(":")
+        record = await _record(store, name, int(version) if version else None)
+        profiles.append((await _built(store, runtime, settings, record)).profile)
+    return compare_response(profiles[0], profiles[1], format)
