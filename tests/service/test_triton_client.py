@@ -10,6 +10,7 @@ NumPy; a BNN whose binary-data answers must equal its JSON answers bit for bit
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -181,6 +182,23 @@ def test_async_infer(client):
         np.testing.assert_allclose(
             result.as_numpy("sum"), _pair_reference(a, b)["sum"], rtol=1e-5, atol=1e-5
         )
+
+
+def test_asyncio_client(server):
+    from tritonclient.http import aio
+
+    inputs, a, b = _pair_inputs(3)
+
+    async def run() -> Any:
+        async with aio.InferenceServerClient(server) as client:
+            assert await client.is_model_ready("pair")
+            return await client.infer("pair", inputs)
+
+    result = asyncio.run(run())
+    assert _binary_sizes(result) == {"sum": 3 * 3 * 4, "da": 3 * 3 * 4}
+    np.testing.assert_allclose(
+        result.as_numpy("sum"), _pair_reference(a, b)["sum"], rtol=1e-5, atol=1e-5
+    )
 
 
 def test_binary_and_json_outputs_mixed_in_one_answer(client):
