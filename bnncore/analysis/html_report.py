@@ -325,7 +325,12 @@ document.querySelectorAll("table.sortable").forEach(function(t){
 def _cards(profile: ModelProfile) -> str:
     t = profile.totals
     cards: list[tuple[str, str, str, object]] = [
-        ("Memory", _bytes(t.memory_bytes), "memory_bytes", t.memory_bytes),
+        (
+            f"Memory ({_int(t.memory_bytes)} bytes)",
+            _bytes(t.memory_bytes),
+            "memory_bytes",
+            t.memory_bytes,
+        ),
         (
             "Float-32 equivalent",
             _bytes(t.float32_equivalent_bytes),
@@ -345,7 +350,7 @@ def _cards(profile: ModelProfile) -> str:
             t.binary_mac_ratio,
         ),
         ("MACs", _int(t.macs), "macs", t.macs),
-        ("Parameters", _int(t.params), "params", t.params),
+        ("Parameters (Keras count)", _int(t.params), "params", t.params),
     ]
     cards += [
         (
@@ -359,7 +364,8 @@ def _cards(profile: ModelProfile) -> str:
     return (
         '<div class="cards">'
         + "".join(
-            f'<div class="card" data-key="{esc(key)}" data-value="{value}">'
+            f'<div class="card" data-key="{esc(key)}" '
+            f'data-value="{"" if value is None else value}">'
             f'<div class="v">{esc(shown)}</div><div class="k">{esc(label)}</div></div>'
             for label, shown, key, value in cards
         )
@@ -429,7 +435,8 @@ def to_html_page(profile: ModelProfile, include_macs: bool = True) -> str:
     else:
         grouping = "One bar per layer with weights or MACs."
     if skipped:
-        grouping += f" {skipped} layers without weights or MACs are not drawn."
+        plural = "layer" if skipped == 1 else "layers"
+        grouping += f" {skipped} {plural} without weights or MACs not drawn."
     notes = _notes(profile)
     name = esc(profile.name)
     parts = [

@@ -233,3 +233,20 @@ def test_a_200_layer_model_aggregates_into_blocks():
             "data-value"
         ]
     ) == math.ceil(drawn * (16 + 128) / 8)
+
+
+def test_a_model_without_weights_has_empty_charts_and_no_ratios():
+    model = keras.Sequential(
+        [keras.Input((4, 4)), keras.layers.Flatten(name="flat")], name="empty"
+    )
+    page = analysis.render(models.profile(model), format="html")
+    parsed = _parse(page)
+    cards = {
+        a["data-key"]: a["data-value"]
+        for tag, a in parsed.elements
+        if tag == "div" and a.get("class") == "card"
+    }
+    assert cards["compression"] == cards["binary_mac_ratio"] == ""
+    assert cards["memory_bytes"] == "0"
+    assert _bars(_svg(page, "memory-chart")) == []
+    assert "1 layer without weights or MACs not drawn" in page
