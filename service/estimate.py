@@ -178,6 +178,13 @@ def _weights_and_macs(
         weights = [w("gamma", (channels,))] if layer.scale else []
         weights += [w("beta", (channels,))] if layer.center else []
         return weights, []
+    if isinstance(layer, L.LayerScale):
+        if layer.projection_dim != channels:
+            raise DefinitionError(
+                f"{where}.projection_dim: {layer.projection_dim} but the input "
+                f"has {channels} channels (allowed: the input's channels)"
+            )
+        return [w("gamma", (channels,))], []
     if isinstance(layer, L.PReLU):
         alpha = list(shape)
         for axis in layer.shared_axes or []:

@@ -62,6 +62,13 @@ _BENIGN = {
     "output_axes": None,
 }
 _CLASS_ALIASES = {"InputLayer": "Input"}
+# Classes Keras defines outside its public modules, each read as an
+# allow-listed type with the service's own implementation (nothing of the
+# module is imported): (module, class_name) → layer type.
+_PRIVATE_CLASSES = {("keras.src.applications.convnext", "LayerScale"): "LayerScale"}
+# Functional operations on tensors (``x + y``), written as op nodes: their
+# config is only a name and their inputs are positional arguments.
+_OPS = {("keras.src.ops.numpy", "Add"): "Add"}
 _ENTRY_KEYS = {"module", "class_name", "config", "registered_name"}
 _LAYER_KEYS = _ENTRY_KEYS | {"build_config", "name", "inbound_nodes"}
 _TENSOR_KEYS = {"class_name", "config"}
@@ -206,6 +213,40 @@ def _strip_benign(path: str, config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _private(
+    path: str, entry: dict[str, Any], type_name: str, op: bool
+) -> tuple[dict[str, Any], Any]:
+    """A class of :data:`_PRIVATE_CLASSES` or :data:`_OPS`, read as the
+    allow-listed ``type_name`` (its arguments validated as any layer's)."""
+    class_name = entry["class_name"]
+    if entry.get("registered_name") != class_name:
+        raise _fail(
+            f"{path}.registered_name",
+            f"expected {class_name!r}, received {entry.get('registered_name')!r}",
+        )
+    _keys(path, entry, _LAYER_KEYS)
+    config = entry.get("config")
+    if not isinstance(config, dict):
+        raise _fail(f"{path}.config", "expected an object")
+    if "name" in entry and entry["name"] != config.get("name"):
+        raise _fail(
+            f"{path}.name",
+            f"{entry['name']!r} differs from config.name {config.get('name')!r}",
+        )
+    if op:
+        _keys(f"{path}.config", config, {"name"})
+        return {"type": type_name, "name": config.get("name")}, entry.get(
+            "inbound_nodes"
+        )
+    data: dict[str, Any] = {"type": type_name}
+    for key, value in _strip_benign(f"{path}.config", config).items():
+        if key == "dtype":
+            _dtype(f"{path}.config.dtype", value)
+        else:
+            data[key] = value
+    return data, entry.get("inbound_nodes")
+
+
 def _layer(path: str, entry: Any) -> tuple[dict[str, Any], Any]:
     if not isinstance(entry, dict):
         raise _fail(path, "expected a layer object")
@@ -216,6 +257,11 @@ def _layer(path: str, entry: Any) -> tuple[dict[str, Any], Any]:
         else None
     )
     module = entry.get("module")
+    if isinstance(module, str) and isinstance(class_name, str):
+        private = _PRIVATE_CLASSES.get((module, class_name))
+        op = _OPS.get((module, class_name))
+        if private is not None or op is not None:
+            return _private(path, entry, private or op, op is not None)
     if isinstance(class_name, str) and class_name in _TOP_CLASSES:
         raise _fail(
             f"{path}.class_name",
@@ -332,7 +378,9 @@ def _history(path: str, tensor: Any, claims: list[ShapeClaim]) -> str:
     return history[0]
 
 
-def _sources(path: str, nodes: Any, claims: list[ShapeClaim]) -> list[str]:
+def _sources(
+    path: str, nodes: Any, claims: list[ShapeClaim], positional: bool = False
+) -> list[str]:
     if not isinstance(nodes, list) or len(nodes) != 1:
         raise _fail(path, "expected exactly one inbound node (no shared layers)")
     node = nodes[0]
@@ -350,6 +398,10 @@ def _sources(path: str, nodes: Any, claims: list[ShapeClaim]) -> list[str]:
     ):
         raise _fail(f"{path}[0]", "call arguments other than inputs are not supported")
     args = node.get("args")
+    if positional:  # an op node: each input is its own argument
+        if not isinstance(args, list) or len(args) < 2:
+            raise _fail(f"{path}[0].args", "expected two or more tensors")
+        return [_history(f"{path}[0].args[{i}]", t, claims) for i, t in enumerate(args)]
     if not isinstance(args, list) or len(args) != 1:
         raise _fail(f"{path}[0].args", "expected one positional argument")
     arg = args[0]
@@ -376,6 +428,94 @@ def _endpoint_names(path: str, value: Any) -> list[str]:
     if isinstance(value, list) and value and all(map(_endpoint, value)):
         return [item[0] for item in value]
     raise _fail(path, "expected [layer_name, 0, 0] or a list of them")
+
+
+def _is_nested(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and entry.get("class_name") == "Sequential"
+        and entry.get("module") == "keras"
+    )
+
+
+def _nested(
+    where: str, entry: dict[str, Any], alias: dict[str, str], claims: list[ShapeClaim]
+) -> list[tuple[str, Any]]:
+    """A Sequential model used as a layer of a functional model, as the
+    entries of its layers, chained: the first takes the nested model's input,
+    and the nested model's name stands for the last (``alias``). Its
+    ``InputLayer``, ``build_config`` and ``build_input_shape`` become shape
+    claims on that input."""
+    _keys(where, entry, _LAYER_KEYS | {"compile_config"})
+    if entry.get("registered_name") is not None:
+        raise _fail(
+            f"{where}.registered_name", f"unexpected {entry['registered_name']!r}"
+        )
+    if entry.get("compile_config") not in (None, {}):
+        raise _fail(f"{where}.compile_config", "training configuration is not accepted")
+    config = entry.get("config")
+    if not isinstance(config, dict):
+        raise _fail(f"{where}.config", "expected an object")
+    _keys(
+        f"{where}.config",
+        config,
+        _MODEL_CONFIG_KEYS - {"input_layers", "output_layers"},
+    )
+    _dtype(f"{where}.config.dtype", config.get("dtype"))
+    if config.get("trainable", True) is not True:
+        raise _fail(f"{where}.config.trainable", "only true is supported")
+    name = config.get("name")
+    if not isinstance(name, str) or entry.get("name", name) != name:
+        raise _fail(f"{where}.name", "expected the nested model's config.name")
+    inner = config.get("layers")
+    if not isinstance(inner, list) or len(inner) < 2:
+        raise _fail(f"{where}.config.layers", "expected an InputLayer and layers")
+    source = _sources(f"{where}.inbound_nodes", entry.get("inbound_nodes"), claims)
+    if len(source) != 1:
+        raise _fail(f"{where}.inbound_nodes", "a nested model takes one input")
+    first, _ = _layer(f"{where}.config.layers[0]", inner[0])
+    if first["type"] != "Input":
+        raise _fail(f"{where}.config.layers[0]", "expected an InputLayer")
+    claims.append(
+        ShapeClaim(
+            f"{where}.config.layers[0].config.batch_shape",
+            (source[0],),
+            [None, *first["shape"]],
+        )
+    )
+    for path, stated in (
+        (
+            f"{where}.build_config",
+            _input_shape(f"{where}.build_config", entry.get("build_config")),
+        ),
+        (f"{where}.config.build_input_shape", config.get("build_input_shape")),
+    ):
+        if stated is not None:
+            claims.append(ShapeClaim(path, (source[0],), stated))
+    flat = []
+    previous = source[0]
+    for k, layer in enumerate(inner[1:], start=1):
+        path = f"{where}.config.layers[{k}]"
+        if not isinstance(layer, dict) or _is_nested(layer):
+            _layer(path, layer)  # refused with its reason
+        if "inbound_nodes" in layer:
+            raise _fail(f"{path}.inbound_nodes", "not expected in a Sequential model")
+        layer_config = layer.get("config")
+        layer_name = (
+            layer_config.get("name") if isinstance(layer_config, dict) else None
+        )
+        if not isinstance(layer_name, str):
+            raise _fail(f"{path}.config.name", "expected a name")
+        tensor = {
+            "class_name": "__keras_tensor__",
+            "config": {"keras_history": [previous, 0, 0]},
+        }
+        flat.append(
+            (path, {**layer, "inbound_nodes": [{"args": [tensor], "kwargs": {}}]})
+        )
+        previous = layer_name
+    alias[name] = previous
+    return flat
 
 
 def translate(document: dict[str, Any]) -> Any:
@@ -456,8 +596,15 @@ def translate_with_claims(document: dict[str, Any]) -> tuple[Any, list[ShapeClai
     claims: list[ShapeClaim] = []
     layers: list[dict[str, Any]] = []
     outputs: list[Any]  # layer names, checked by Graph
+    alias: dict[str, str] = {}
+    flat: list[tuple[str, Any]] = []
     for index, entry in enumerate(entries):
         where = f"config.layers[{index}]"
+        if class_name != "Sequential" and _is_nested(entry):
+            flat.extend(_nested(where, entry, alias, claims))
+        else:
+            flat.append((where, entry))
+    for index, (where, entry) in enumerate(flat):
         try:
             data, nodes = _layer(where, entry)
         except TranslationError as error:
@@ -483,7 +630,12 @@ def translate_with_claims(document: dict[str, Any]) -> tuple[Any, list[ShapeClai
                 )
             data["inputs"] = [layers[-1].get("name")]
         else:
-            data["inputs"] = _sources(f"{where}.inbound_nodes", nodes, claims)
+            data["inputs"] = _sources(
+                f"{where}.inbound_nodes",
+                nodes,
+                claims,
+                positional=(entry.get("module"), entry.get("class_name")) in _OPS,
+            )
         if data["type"] != "Input":
             stated = _input_shape(f"{where}.build_config", entry.get("build_config"))
             if stated is not None:
@@ -496,6 +648,16 @@ def translate_with_claims(document: dict[str, Any]) -> tuple[Any, list[ShapeClai
                     )
                 )
         layers.append(data)
+    if alias:  # a nested model's name stands for its last layer
+        for data in layers:
+            if "inputs" in data:
+                data["inputs"] = [alias.get(n, n) for n in data["inputs"]]
+        claims = [
+            ShapeClaim(
+                c.path, tuple(alias.get(n, n) for n in c.sources), c.value, c.many
+            )
+            for c in claims
+        ]
     inputs = [str(d.get("name")) for d in layers if d["type"] == "Input"]
     if class_name == "Sequential":
         outputs = [layers[-1].get("name")]
@@ -504,6 +666,7 @@ def translate_with_claims(document: dict[str, Any]) -> tuple[Any, list[ShapeClai
                 raise _fail(f"config.{key}", "not expected in a Sequential model")
     else:
         outputs = _endpoint_names("config.output_layers", config.get("output_layers"))
+        outputs = [alias.get(n, n) for n in outputs]
         if "build_input_shape" in config:
             raise _fail(
                 "config.build_input_shape", "not expected in a Functional model"

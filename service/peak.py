@@ -315,6 +315,8 @@ def _intermediates(layer: Any, shapes: list[Shape], out: Shape) -> int:
         return total + 8 * o
     if isinstance(layer, L.ELU):
         return total + 4 * o
+    if isinstance(layer, L.LayerScale):  # the product is the output
+        return total + o
     if isinstance(layer, L.LeakyReLU | L.Rescaling):
         return total + 2 * o
     if isinstance(layer, L.Softmax):

@@ -22,6 +22,7 @@ from pydantic import (
 
 from bnncore import layers as blayers
 from bnncore import quantizers as bquantizers
+from service.layerscale import LayerScale as _LayerScale
 from service.schemas.common import (
     HARD_MAX_DIM,
     Axis,
@@ -524,6 +525,17 @@ class LayerNormalization(LayerSpec):
 # --------------------------------------------------------------------------
 
 
+class LayerScale(LayerSpec):
+    """ConvNeXt's ``LayerScale``: ``x * gamma``, one scale per channel
+    (``projection_dim`` channels, each initialized to ``init_values``);
+    built from :class:`service.layerscale.LayerScale`."""
+
+    _keras = _LayerScale
+    type: Literal["LayerScale"]
+    init_values: Finite
+    projection_dim: Dim
+
+
 class ActivationLayer(LayerSpec):
     """``keras.layers.Activation``."""
 
@@ -914,6 +926,7 @@ _ALL: list[type[LayerSpec]] = [
     Normalization,
     LayerNormalization,
     PReLU,
+    LayerScale,
     ActivationLayer,
     ReLU,
     LeakyReLU,

@@ -366,6 +366,11 @@ CASES: list[tuple[str, list[int], dict[str, Any]]] = [
     ),
     ("LayerNormalization", [4, 3], {"type": "LayerNormalization", "axis": [-1]}),
     (
+        "LayerScale",
+        [2, 2, 3],
+        {"type": "LayerScale", "init_values": 0.5, "projection_dim": 3},
+    ),
+    (
         "LayerNormalization-no-scale",
         [4, 4, 3],
         {"type": "LayerNormalization", "axis": 3, "scale": False, "epsilon": 1e-6},

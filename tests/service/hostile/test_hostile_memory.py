@@ -91,6 +91,7 @@ def _candidates(rng: random.Random, rank: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
         {"type": "BatchNormalization"},
         {"type": "Normalization"},
+        {"type": "LayerScale", "init_values": 0.1, "projection_dim": 3},
         {"type": "Normalization", "mean": 0.5, "variance": 2.0},
         {"type": "LayerNormalization", "center": rng.random() < 0.5},
         {"type": "Dropout", "rate": 0.5, "noise_shape": [None] * rank + [1]},
