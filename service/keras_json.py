@@ -258,10 +258,10 @@ def _layer(path: str, entry: Any) -> tuple[dict[str, Any], Any]:
     )
     module = entry.get("module")
     if isinstance(module, str) and isinstance(class_name, str):
-        private = _PRIVATE_CLASSES.get((module, class_name))
         op = _OPS.get((module, class_name))
-        if private is not None or op is not None:
-            return _private(path, entry, private or op, op is not None)
+        private = op or _PRIVATE_CLASSES.get((module, class_name))
+        if private is not None:
+            return _private(path, entry, private, op is not None)
     if isinstance(class_name, str) and class_name in _TOP_CLASSES:
         raise _fail(
             f"{path}.class_name",
