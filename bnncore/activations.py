@@ -20,8 +20,8 @@ from bnncore import quantizers
 __all__ = ["get", "hard_tanh", "leaky_tanh", "names", "serialize"]
 
 
-@keras.saving.register_keras_serializable(package="bnncore")
-def hard_tanh(x: Any) -> Any:
+@keras.saving.register_keras_serializable(package="bnncore", name="hard_tanh")
+def _hard_tanh(x: Any) -> Any:
     """Hard tanh: ``clip(x, -1, 1)``.
 
     Args:
@@ -31,6 +31,13 @@ def hard_tanh(x: Any) -> Any:
         The clipped tensor.
     """
     return ops.clip(x, -1.0, 1.0)
+
+
+# Keras 3 has its own ``hard_tanh`` (the same clip, the same gradient), and
+# ``keras.activations.get("hard_tanh")`` returns it; bnncore's name is that
+# function, so the two compare equal and serialize as the built-in name, as in
+# Larq. The registered ``bnncore>hard_tanh`` still loads files saved before.
+hard_tanh: Callable[[Any], Any] = getattr(keras.activations, "hard_tanh", _hard_tanh)
 
 
 @keras.saving.register_keras_serializable(package="bnncore")
