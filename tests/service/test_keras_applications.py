@@ -9,6 +9,7 @@ models quick to build.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -231,3 +232,67 @@ def test_adapted_normalization_imports(client: TestClient) -> None:
     response = client.post("/v2/estimate", json=document)
     assert response.status_code == 422
     assert "states [10, 5]" in response.json()["error"]
+
+
+def _with_nested() -> keras.Model:
+    inputs = keras.Input((6, 6, 2), name="image")
+    block = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(4, 3, name="inner_conv"),
+            keras.layers.ReLU(name="inner_relu"),
+        ],
+        name="block",
+    )
+    x = block(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, x, name="outer")
+
+
+def test_nested_sequential_is_read_as_its_layers(client: TestClient) -> None:
+    model = _with_nested()
+    response = client.post("/v2/estimate", json=json.loads(model.to_json()))
+    assert response.status_code == 200, response.text
+    rows = response.json()["layers"]
+    assert [r["name"] for r in rows] == ["inner_conv", "inner_relu", "pool"]
+    assert [r["output_shape"] for r in rows] == [
+        [None, 4, 4, 4],
+        [None, 4, 4, 4],
+        [None, 4],
+    ]
+    assert response.json()["totals"]["params"] == model.count_params()
+
+
+@pytest.mark.parametrize(
+    ("edit", "parts"),
+    [
+        (
+            lambda d: d["config"]["layers"][1]["config"]["layers"][0]["config"].update(
+                batch_shape=[None, 5, 5, 2]
+            ),
+            ("config.layers[1].config.layers[0].config.batch_shape", "[None, 6, 6, 2]"),
+        ),
+        (
+            lambda d: d["config"]["layers"][1]["config"]["layers"][1].update(
+                module="keras.src.layers.hidden"
+            ),
+            ("config.layers[1].config.layers[1].module", "not a public", "inner_conv"),
+        ),
+        (
+            lambda d: d["config"]["layers"][1]["config"]["layers"].append(
+                copy.deepcopy(d["config"]["layers"][1])
+            ),
+            ("config.layers[1].config.layers[3].class_name", "nested model"),
+        ),
+    ],
+    ids=["inner-input-shape", "private-inner-class", "nested-twice"],
+)
+def test_nested_sequential_refusals_name_the_inner_field(
+    client: TestClient, edit: Any, parts: tuple[str, ...]
+) -> None:
+    document = json.loads(_with_nested().to_json())
+    edit(document)
+    response = client.post("/v2/estimate", json=document)
+    assert response.status_code == 422, response.text
+    for part in parts:
+        assert part in response.json()["error"], (part, response.json())
