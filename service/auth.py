@@ -65,7 +65,7 @@ SCOPES = ("read", "infer", "admin")
 """The scopes a key can hold."""
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,512}$")
-_DRY_RUNS = frozenset({"/v2/summary", "/v2/estimate"})
+_DRY_RUNS = frozenset({"/v2/summary", "/v2/estimate", "/v2/compare"})
 _READING_POSTS = _DRY_RUNS | {"/v2/repository/index"}
 """POST routes that only read: the dry runs and the model repository index."""
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Request
 
 from service.config import Settings
 from service.runtime import Runtime
 from service.store import Store
 
 __all__ = [
-    "FormatQuery",
     "ModelName",
     "RuntimeDep",
     "SettingsDep",
@@ -48,11 +47,4 @@ ModelName = Annotated[
 ]
 VersionNumber = Annotated[
     int, Path(ge=1, le=2**31 - 1, description="Immutable version number")
-]
-FormatQuery = Annotated[
-    str,
-    Query(
-        pattern="^(json|text|csv|markdown)$",
-        description="Report format: json, text, csv or markdown",
-    ),
 ]

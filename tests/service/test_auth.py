@@ -104,6 +104,11 @@ def test_scopes(client: TestClient) -> None:
         client.post("/v2/estimate", json=DEFINITION, headers=bearer("read")).status_code
         == 200
     )
+    compare = {"a": DEFINITION, "b": DEFINITION}
+    assert (
+        client.post("/v2/compare", json=compare, headers=bearer("read")).status_code
+        == 200
+    )
     reply = client.post("/v2/models", json=register, headers=bearer("read"))
     assert reply.status_code == 403
     assert reply.json()["error"] == (
