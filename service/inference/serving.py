@@ -21,6 +21,7 @@ dynamic batch is capped to the rows that fit.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -52,6 +53,15 @@ _definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
 
 _COSTS_KEPT = 4096
 """Request costs cached (a few integers each, keyed by content hash)."""
+
+
+def _collect_soon() -> None:
+    """Frees evicted models: Keras models are reference cycles, which only the
+    garbage collector frees (as the build cache does, ``service.runtime``). It
+    runs on a worker thread, so the request that evicted does not wait; with
+    the start-up objects frozen (``gc.freeze``) a collection takes milliseconds.
+    """
+    asyncio.get_running_loop().run_in_executor(None, gc.collect)
 
 
 @dataclass
@@ -187,7 +197,10 @@ class InferenceService:
     def evict(self, key: tuple[str, str | None]) -> bool:
         """Drops a loaded version from the cache (a request being served keeps
         its reference); whether it was loaded."""
-        return self._served.pop(key, None) is not None
+        dropped = self._served.pop(key, None) is not None
+        if dropped:
+            _collect_soon()
+        return dropped
 
     async def served(self, record: VersionRecord) -> Served:
         """The loaded version: from the cache, or built, weighted and compiled
@@ -215,8 +228,10 @@ class InferenceService:
             self._loading.pop(key, None)
         future.set_result(served)
         self._served[key] = served
-        while len(self._served) > self.settings.model_cache_size:
-            self._served.popitem(last=False)
+        if len(self._served) > self.settings.model_cache_size:
+            while len(self._served) > self.settings.model_cache_size:
+                self._served.popitem(last=False)
+            _collect_soon()
         return served
 
     async def cost(self, record: VersionRecord) -> RequestCost:
