@@ -530,7 +530,8 @@ def render(
             lce_ms = lce_1 = lce_ratio = lce_agree = "n/a"
         one = _ms(r["engine_1"]) if "engine_1" in r else "n/a"
         lines.append(
-            f"| {r['model']} | {r['batch']} | {_ms(r['engine'])} | {one} | {lce_ms} | {lce_1} "
+            f"| {r['model']} | {r['batch']} | {_ms(r['engine'])} | {one} "
+            f"| {lce_ms} | {lce_1} "
             f"| {_ms(r['keras_bnn'])} | {_ms(r['float_twin'])} | {lce_ratio} "
             f"| {_ratio(r['keras_bnn'] / r['engine'])} "
             f"| {_ratio(r['float_twin'] / r['engine'])} | {r['max_abs_diff']:.1e} "
