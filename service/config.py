@@ -244,7 +244,9 @@ def load_settings() -> Settings:
             the expected form, on one line.
     """
     try:
-        return Settings()
+        settings = Settings()
+        settings.api_key_scopes()  # its own format, checked here too
+        return settings
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
@@ -259,3 +261,5 @@ def load_settings() -> Settings:
         raise SettingsError(
             "invalid configuration: " + "; ".join(dict.fromkeys(problems))
         ) from None
+    except ValueError as exc:  # BNN_API_KEYS: names the key by position only
+        raise SettingsError(f"invalid configuration: {exc}") from None

@@ -92,3 +92,14 @@ def test_good_values_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BNN_PUBLIC_DOCS", "no")
     settings = load_settings()
     assert settings.max_batch == 12 and settings.public_docs is False
+
+
+def test_bad_api_keys_name_the_variable_not_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BNN_API_KEYS", "s3cret-key:bogus")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message and "BNN_API_KEYS" in message and "bogus" in message
+    assert "s3cret-key" not in message
