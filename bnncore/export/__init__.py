@@ -87,7 +87,10 @@ class Exported:
 
 
 def to_definition(model: Any) -> dict[str, Any]:
-    """The model's Keras-JSON definition: ``json.loads(model.to_json())``.
+    """The model's Keras-JSON definition: ``json.loads(model.to_json())``
+    without its training configuration (``compile_config``: optimizer, loss
+    and metrics of a compiled model), which an inference export does not hold
+    and the service refuses.
 
     Raises:
         TypeError: ``model`` is not a ``keras.Model``.
@@ -96,7 +99,9 @@ def to_definition(model: Any) -> dict[str, Any]:
         raise TypeError(
             f"Expected a keras.Model. Received: model of type {type(model).__name__}"
         )
-    return json.loads(model.to_json())
+    definition = json.loads(model.to_json())
+    definition.pop("compile_config", None)
+    return definition
 
 
 def save(model: Any, directory: str | os.PathLike) -> Exported:

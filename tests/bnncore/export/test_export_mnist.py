@@ -123,7 +123,9 @@ def test_round_trip_through_the_definition(
     written = lq.export.save(mnist_model, tmp_path / "out")
     assert written.weights.stat().st_size == written.weights_bytes
     definition = json.loads(written.definition.read_text())
-    assert definition == json.loads(mnist_model.to_json())
+    keras_json = json.loads(mnist_model.to_json())
+    keras_json.pop("compile_config")
+    assert definition == keras_json
     rebuilt = keras.models.model_from_json(json.dumps(definition))
     lq.export.load_weights(rebuilt, written.weights)
     expected = mnist_model(digits)
@@ -159,3 +161,17 @@ def test_the_same_model_gives_the_same_bytes_every_time(
     assert list(header["__metadata__"]) == sorted(header["__metadata__"])
     # Still a safetensors file the reference reader accepts, tensors intact.
     assert set(safetensors.numpy.load(data)) == set(header) - {"__metadata__"}
+
+
+def test_definition_of_a_compiled_model_leaves_the_training_configuration_out(
+    tmp_path,
+) -> None:
+    model = mnist_bnn()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    keras_json = json.loads(model.to_json())
+    assert keras_json["compile_config"]  # Keras writes the optimizer and loss
+    definition = lq.export.to_definition(model)
+    assert "compile_config" not in definition
+    assert definition == {k: v for k, v in keras_json.items() if k != "compile_config"}
+    lq.export.save(model, tmp_path)
+    assert json.loads((tmp_path / "definition.json").read_text()) == definition
