@@ -119,7 +119,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Inference-Header-Content-Length",
+            ],
             max_age=600,
         )
     # Outermost: counts and times every request, refusals by the others too.

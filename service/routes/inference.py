@@ -128,9 +128,14 @@ def _parse(raw: bytes, model: type[B]) -> B:
         body = model.model_validate_json(raw)
         check_duplicate_keys(raw)
     except ValidationError as exc:
+        errors = list(exc.errors())
+        if errors and errors[0].get("type") == "json_invalid":
+            # Where and why (pydantic says "... at line L column C"), never
+            # the body itself.
+            reason = str((errors[0].get("ctx") or {}).get("error", "invalid"))
+            raise InferenceError(400, f"body: not valid JSON: {reason}") from None
         raise InferenceError(
-            400,
-            format_validation_errors(list(exc.errors()), total=exc.error_count()),
+            400, format_validation_errors(errors, total=exc.error_count())
         ) from None
     except JSONBodyError as exc:
         raise InferenceError(400, str(exc)) from None

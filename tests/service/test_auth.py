@@ -260,6 +260,18 @@ def test_cors_preflight_and_headers(client: TestClient) -> None:
     assert "PUT" in reply.headers["access-control-allow-methods"]
     allowed = reply.headers["access-control-allow-headers"].lower()
     assert "authorization" in allowed and "content-type" in allowed
+    # A browser client of the binary tensor data extension sends its header.
+    binary = dict(
+        preflight,
+        **{
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "inference-header-content-length",
+        },
+    )
+    reply = client.options("/v2/models/m/infer", headers=binary)
+    assert reply.status_code == 200
+    allowed = reply.headers["access-control-allow-headers"].lower()
+    assert "inference-header-content-length" in allowed
     reply = client.options(
         "/v2/models", headers=dict(preflight, Origin="https://evil.example")
     )

@@ -454,3 +454,23 @@ def test_duplicate_keys_found_without_parsing_match_the_parser(
         refused = True
         assert "duplicate key" in str(error)
     assert refused == has_duplicates(text)
+
+
+def test_oip_body_that_is_not_json_says_where_not_what(
+    client: TestClient, served: str
+) -> None:
+    secret = "s3cr3t-token-in-a-broken-body"
+    text = (
+        '{"inputs": [\n  {"name": "input", '
+        + f'"note": "{secret}", '
+        + "shape: [1, 3]}]}"
+    )
+    response = client.post(
+        served, content=text, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error.startswith("body: not valid JSON: ") and "line 2 column" in error, (
+        error
+    )
+    assert secret not in error  # the body is not echoed back
