@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -27,47 +20,20 @@ from bnncore.client import Client, ClientError, push
 
 logging.getLogger("bnncore").setLevel(logging.ERROR)
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN, READER = "admin-5d1f0c2a9e", "reader-77b3a1c4d2"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("client")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
-    env.update(BNN_DATA_DIR=str(tmp / "data"), BNN_API_KEYS=f"{ADMIN},{READER}:read")
-    log = (tmp / "uvicorn.log").open("wb")
-    command = [sys.executable, "-m", "uvicorn", "service.main:app"]
-    process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+def base_url(tmp_path_factory: pytest.TempPathFactory, start_service) -> Iterator[str]:
+    server = start_service(
+        tmp_path_factory.mktemp("client") / "data",
+        env={"BNN_API_KEYS": f"{ADMIN},{READER}:read"},
+        command="uvicorn",
+        timeout=90,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while not Client(url, timeout=2).live():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp / "uvicorn.log").read_text()[-3000:])
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    assert Client(server.base, timeout=2).live()
+    yield server.base
+    server.stop()
 
 
 def small_bnn(seed: int) -> keras.Model:
@@ -128,7 +94,9 @@ def test_push_then_infer_equals_the_trained_model(base_url: str) -> None:
     np.testing.assert_allclose(client.infer("bnn", x), retrained, rtol=1e-6, atol=1e-7)
 
 
-def test_errors_carry_the_status_and_the_server_message(base_url: str) -> None:
+def test_errors_carry_the_status_and_the_server_message(
+    base_url: str, unused_port
+) -> None:
     reader = Client(base_url, api_key=READER)
     with pytest.raises(ClientError) as caught:
         reader.register("other", {"input_shape": [2], "layers": []})
@@ -152,7 +120,7 @@ def test_errors_carry_the_status_and_the_server_message(base_url: str) -> None:
         admin.metadata("missing")
     assert caught.value.status == 404 and "'missing'" in caught.value.message
     with pytest.raises(ClientError) as caught:
-        Client(f"http://127.0.0.1:{_free_port()}", timeout=5).models()
+        Client(f"http://127.0.0.1:{unused_port()}", timeout=5).models()
     assert caught.value.status is None  # nothing listens there
     with pytest.raises(ValueError, match="base_url"):
         Client("127.0.0.1:8000")

@@ -11,14 +11,7 @@ NumPy; a BNN whose binary-data answers must equal its JSON answers bit for bit
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,8 +22,6 @@ from test_inference_common import SEQ
 
 tritonclient_http = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
 
 PAIR: dict[str, Any] = {
     "name": "pair",
@@ -61,38 +52,13 @@ def _pair_reference(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
     return {"da": da, "sum": da + db}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory, start_service) -> Iterator[str]:
     """A service process with ``pair`` (uploaded weights) and ``seq``
     registered; yields its ``host:port``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
-    env["BNN_DATA_DIR"] = str(tmp_path_factory.mktemp("triton") / "data")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    running = start_service(tmp_path_factory.mktemp("triton") / "data")
+    base = running.base
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, "python -m service exited"
-            try:
-                if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "not ready in 120 s"
-            time.sleep(0.3)
         for name, definition in (("pair", PAIR), ("seq", SEQ)):
             reply = httpx.post(
                 f"{base}/v2/models",
@@ -106,14 +72,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             timeout=60,
         )
         assert reply.status_code == 201, reply.text
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{running.port}"
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        running.stop()
 
 
 @pytest.fixture

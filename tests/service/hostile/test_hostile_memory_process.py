@@ -15,11 +15,8 @@ from __future__ import annotations
 import json
 import os
 import resource
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,12 +69,6 @@ WIDER_ANSWER = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _cap() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
@@ -90,51 +81,16 @@ def _status(pid: int, field: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: Any) -> Iterator[tuple[str, subprocess.Popen]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
-    env["BNN_DATA_DIR"] = str(tmp_path_factory.mktemp("capped") / "data")
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "service.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+def server(tmp_path_factory: Any, start_service) -> Iterator[Any]:
+    running = start_service(
+        tmp_path_factory.mktemp("capped") / "data",
+        env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+        command="uvicorn",
         preexec_fn=_cap,
+        timeout=90,
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(process.stderr.read().decode()[-3000:])
-        try:
-            if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("uvicorn did not become ready in 90 s")
-        time.sleep(0.3)
-    try:
-        yield base, process
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    yield running
+    running.stop()
 
 
 def _oip(name: str, rows: int) -> dict[str, Any]:
@@ -151,8 +107,8 @@ def _oip(name: str, rows: int) -> dict[str, Any]:
 
 
 def test_memory_attacks_get_4xx_and_the_capped_server_survives(server: Any) -> None:
-    base, process = server
-    http = httpx.Client(base_url=base, timeout=60)
+    process = server.process
+    http = httpx.Client(base_url=server.base, timeout=60)
     # A legitimate model and one request, so the baseline has TensorFlow warm.
     assert http.post(
         "/v2/models", json={"name": "wider", "definition": WIDER_ANSWER}
@@ -197,7 +153,7 @@ def test_memory_attacks_get_4xx_and_the_capped_server_survives(server: Any) -> N
         http.post("/v2/models/wider/versions/1/infer", json=_oip("input", 256)),
     )
 
-    assert process.poll() is None, process.stderr.read().decode()[-3000:]
+    assert process.poll() is None, server.log_tail()
     wrong = [(label, code) for label, code, _ in refused if not 400 <= code < 500]
     assert not wrong, refused
     assert http.get("/v2/health/ready").status_code == 200

@@ -26,11 +26,8 @@ reset by writing 5 to ``/proc/<pid>/clear_refs``.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +38,6 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-ROOT = Path(__file__).resolve().parents[3]
 MB = 1024 * 1024
 
 pytestmark = pytest.mark.skipif(
@@ -91,55 +87,13 @@ class Server:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
-    env.update(LIMITS, BNN_DATA_DIR=str(tmp_path_factory.mktemp("data")))
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+def server(tmp_path_factory: pytest.TempPathFactory, start_service) -> Iterator[Server]:
+    running = start_service(
+        tmp_path_factory.mktemp("data"), env=LIMITS, args=("--log-level", "warning")
     )
-    running = Server(process, port)
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(process.stderr.read().decode()[-3000:])  # type: ignore[union-attr]
-        try:
-            if running.get("/v2/health/ready").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("python -m service did not become ready in 120 s")
-        time.sleep(0.3)
-    try:
-        yield running
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    yield Server(running.process, running.port)
+    running.stop()
 
 
 def _read_reply(sock: socket.socket, timeout: float = 10) -> tuple[bytes, bool]:
