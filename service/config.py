@@ -9,11 +9,14 @@ set the service runs on the embedded default: SQLite metadata and files under
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import annotated_types
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from service.preload import PreloadTarget
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
@@ -115,6 +118,14 @@ class Settings(BaseSettings):
         validation_workers: ``BNN_VALIDATION_WORKERS``: threads parsing and
             validating request bodies (off the event loop); further requests
             wait for one.
+        preload: ``BNN_PRELOAD``: models to load at start-up,
+            ``name[:version]`` separated by commas (no version: the latest
+            when loaded), e.g. ``mnist,quicknet:3``; ``/v2/health/ready`` is
+            503 with the reason until every one is loaded (``service/preload.py``).
+            Empty: nothing is preloaded.
+        preload_retry_s: ``BNN_PRELOAD_RETRY_S``: seconds between attempts
+            for a preloaded model that failed to load (not registered yet,
+            say); the replica stays not ready meanwhile.
     """
 
     model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
@@ -155,6 +166,8 @@ class Settings(BaseSettings):
     max_definition_keys: int = Field(default=100_000, ge=100)
     max_json_depth: int = Field(default=32, ge=4, le=256)
     validation_workers: int = Field(default=2, ge=1)
+    preload: str = ""
+    preload_retry_s: float = Field(default=5.0, gt=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -167,6 +180,19 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [o.strip() for o in text.split(",") if o.strip()]
         return value
+
+    @field_validator("preload")
+    @classmethod
+    def _check_preload(cls, value: str) -> str:
+        from service.preload import parse_preload
+
+        return ",".join(map(str, parse_preload(value)))
+
+    def preload_targets(self) -> tuple[PreloadTarget, ...]:
+        """``BNN_PRELOAD`` parsed: the models to load at start-up."""
+        from service.preload import parse_preload
+
+        return parse_preload(self.preload)
 
     def api_key_scopes(self) -> dict[str, frozenset[str]]:
         """``BNN_API_KEYS`` parsed: key → scopes (empty: no authentication).
@@ -215,6 +241,10 @@ def expected_form(field: str) -> str:
     base = next((a for a in (annotation, *get_args(annotation)) if a in _FORMS), None)
     if field == "cors_origins":
         text = "origins separated by commas, or a JSON list"
+    elif field == "preload":
+        from service.preload import FORM
+
+        text = FORM
     elif field == "engine":
         text = "auto or keras"
     else:

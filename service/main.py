@@ -23,6 +23,7 @@ from service.inference import InferenceService
 from service.limits import BodySizeLimit
 from service.metrics import Metrics, MetricsMiddleware
 from service.metrics import router as metrics_router
+from service.preload import Preloader
 from service.routes import health, inference, models, reports, triton, weights
 from service.runtime import Runtime, freeze_startup_objects
 from service.store import Store
@@ -63,9 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         serving = InferenceService(settings, store, runtime, app.state.metrics)
         app.state.inference = serving
+        # BNN_PRELOAD: loads in the background; live at once, ready when loaded.
+        preloader = Preloader(settings.preload_targets(), settings.preload_retry_s)
+        app.state.preload = preloader
+        preloader.start(serving)
         try:
             yield
         finally:
+            await preloader.stop()
             serving.close()
             runtime.close()
             store.close()

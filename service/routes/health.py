@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 import bnncore
 from service.builder import zoo_names
 from service.deps import SettingsDep, StoreDep
 from service.errors import ERROR_RESPONSES, error
+from service.preload import Preloader
 from service.schemas.layers import LAYER_TYPES
 from service.schemas.reports import HealthResponse, ServerMetadata
 
@@ -54,8 +55,12 @@ def live() -> HealthResponse:
     response_model=HealthResponse,
     responses={503: ERROR_RESPONSES[503]},
 )
-async def ready(store: StoreDep) -> HealthResponse:
-    """The registry database answers (503 otherwise)."""
+async def ready(request: Request, store: StoreDep) -> HealthResponse:
+    """The registry database answers and every model of ``BNN_PRELOAD`` is
+    loaded (503 with the reason otherwise)."""
+    preload: Preloader | None = getattr(request.app.state, "preload", None)
+    if preload is not None and not preload.ready:
+        return error(503, preload.reason())
     if not await run_in_threadpool(store.ping):
         return error(503, "registry database unavailable")
     return HealthResponse(status="ready")
