@@ -1,14 +1,17 @@
-"""The operations of the quantized layers, written with ``keras.ops`` only.
+"""The operations of the quantized layers, written with ``keras.ops``.
 
 Each function computes a layer family's output (bias included, activation not)
 from already-quantized inputs and kernels, exactly as the Keras parent does,
-plus explicit constant padding for ``pad_values``.
+plus explicit constant padding for ``pad_values``. That padding is the one call
+outside ``keras.ops``: on the TensorFlow backend it is ``tf.pad`` with Larq's
+arguments (see :func:`constant_pad`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import keras
 from keras import ops
 
 
@@ -41,6 +44,23 @@ def same_padding_amounts(size: Any, kernel: int, stride: int, dilation: int) -> 
     return before, total - before
 
 
+def constant_pad(inputs: Any, paddings: list[list[Any]], value: float) -> Any:
+    """``inputs`` padded with the constant ``value`` (``paddings``: one
+    ``[before, after]`` pair per axis, ints or scalar tensors).
+
+    On the TensorFlow backend this is ``tf.pad(inputs, paddings,
+    constant_values=value)``, the call Larq's conv layers make, so code that
+    watches ``tf.pad`` (Larq's own tests spy on it) sees the same call;
+    ``keras.ops.pad`` would add ``mode="CONSTANT"`` positionally. Other
+    backends use ``keras.ops.pad``. The values are the same either way.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.pad(inputs, paddings, constant_values=value)
+    return ops.pad(inputs, paddings, constant_values=value)
+
+
 def pad_inputs(layer: Any, inputs: Any) -> tuple[Any, str]:
     """Pads ``inputs`` with ``layer.pad_values`` where the layer pads implicitly.
 
@@ -69,7 +89,7 @@ def pad_inputs(layer: Any, inputs: Any) -> tuple[Any, str]:
         pads[axis] = list(
             same_padding_amounts(size, kernel, layer.strides[i], dilation)
         )
-    return ops.pad(inputs, pads, constant_values=value), "valid"
+    return constant_pad(inputs, pads, value), "valid"
 
 
 def dense(layer: Any, inputs: Any, kernels: dict[str, Any]) -> Any:

@@ -8,6 +8,8 @@ oracle does not rest on the code under test.
 
 from __future__ import annotations
 
+from unittest import mock
+
 import keras
 import numpy as np
 import pytest
@@ -26,10 +28,11 @@ def same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, 
     return total // 2, total - total // 2
 
 
-def hand_pad(x, kwargs, value):
-    rank = x.ndim - 2
+def hand_widths(shape, kwargs):
+    """``np.pad`` widths (one ``(before, after)`` pair per axis) of the padding."""
+    rank = len(shape) - 2
     channels_first = kwargs.get("data_format") == "channels_first"
-    spatial = x.shape[2:] if channels_first else x.shape[1:-1]
+    spatial = shape[2:] if channels_first else shape[1:-1]
 
     def as_tuple(v):
         return (v,) * rank if isinstance(v, int) else tuple(v)
@@ -44,8 +47,11 @@ def hand_pad(x, kwargs, value):
             same_pads(n, k, s, d)
             for n, k, s, d in zip(spatial, kernel, strides, dilation, strict=True)
         ]
-    widths = [(0, 0), (0, 0), *pads] if channels_first else [(0, 0), *pads, (0, 0)]
-    return np.pad(x, widths, constant_values=value)
+    return [(0, 0), (0, 0), *pads] if channels_first else [(0, 0), *pads, (0, 0)]
+
+
+def hand_pad(x, kwargs, value):
+    return np.pad(x, hand_widths(x.shape, kwargs), constant_values=value)
 
 
 # (quantized class, parent class, kwargs with padding, input shape)
@@ -310,3 +316,29 @@ def test_causal_padding_pads_with_zeros_only(quant_cls, parent_cls, kwargs, shap
     set_random_weights([quant, parent], rng)
     x = random_array(shape, rng)
     np.testing.assert_allclose(quant(x), parent(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("quant_cls", "parent_cls", "kwargs", "shape"), NONZERO_CASES)
+def test_pad_values_pads_with_larqs_tf_pad_call(quant_cls, parent_cls, kwargs, shape):
+    """One ``tf.pad(inputs, paddings, constant_values=v)`` call, as Larq makes it
+    (Larq's own tests spy on ``tf.pad``), with the hand-computed paddings. With
+    zero padding the layer calls ``tf.pad`` exactly as often as its Keras parent
+    (which pads by itself only for strided and dilated depthwise convolutions)."""
+    x = random_array(shape, np.random.default_rng(10))
+    zero = build(quant_cls(**kwargs), shape)
+    parent = build(parent_cls(**kwargs), shape)
+    one = build(quant_cls(**kwargs, pad_values=1.0), shape)
+    with mock.patch.object(tf, "pad", wraps=tf.pad) as spy:
+        parent(x)
+        parent_calls = spy.call_count
+        zero(x)
+        assert spy.call_count == 2 * parent_calls
+        spy.reset_mock()
+        one(x)
+    assert spy.call_count == 1
+    (padded_input, paddings), keywords = spy.call_args
+    assert keywords == {"constant_values": 1.0}
+    np.testing.assert_array_equal(padded_input, x)
+    assert [[int(before), int(after)] for before, after in paddings] == [
+        list(pair) for pair in hand_widths(shape, kwargs)
+    ]
