@@ -15,6 +15,8 @@ import annotated_types
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.blobs import S3_URL, S3_URL_FORM
+
 if TYPE_CHECKING:
     from service.preload import PreloadTarget
 
@@ -30,6 +32,12 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL of the metadata database, e.g.
             ``postgresql+psycopg://user:pass@host/db``. Default: SQLite file
             ``<data_dir>/registry.sqlite3``.
+        object_store_url: ``BNN_OBJECT_STORE_URL``: ``s3://bucket/prefix``
+            keeps the definition and weights files in an S3-compatible
+            object store (``service/blobs.py``; endpoint, region and
+            credentials from the standard ``AWS_*`` variables; needs the
+            ``s3`` extra, ``pip install 'bnncore[s3]'``). Unset or empty:
+            files under ``data_dir``.
         max_layers: Most layers a definition may have.
         max_units: Largest ``units`` of a dense layer.
         max_filters: Largest ``filters`` of a convolution (and largest
@@ -132,6 +140,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     database_url: str | None = None
+    object_store_url: str | None = Field(default=None, pattern=f"^({S3_URL.pattern})?$")
     max_layers: int = Field(default=1024, ge=1)
     max_units: int = Field(default=65_536, ge=1)
     max_filters: int = Field(default=8_192, ge=1)
@@ -245,6 +254,8 @@ def expected_form(field: str) -> str:
         from service.preload import FORM
 
         text = FORM
+    elif field == "object_store_url":
+        text = S3_URL_FORM
     elif field == "engine":
         text = "auto or keras"
     else:

@@ -6,6 +6,11 @@ Layout under ``BNN_DATA_DIR``::
     definitions/ab/abcdef....json    # normalized definitions, by content hash
     weights/12/1234....safetensors   # uploaded weights files, by sha256
 
+With ``BNN_OBJECT_STORE_URL=s3://bucket/prefix`` the ``definitions/`` and
+``weights/`` files are objects under that prefix instead, same keys
+(``service/blobs.py``); uploads are still received into a temporary file of
+``BNN_DATA_DIR/weights/`` and put from there.
+
 A registration first writes its definition file atomically (temporary file,
 fsync, rename; content-addressed, so an existing file is never rewritten),
 then commits one database transaction that allocates the version and inserts
@@ -53,6 +58,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from service.blobs import (
+    BlobInfo,
+    BlobMissingError,
+    BlobStore,
+    LocalBlobs,
+    StoreError,
+    open_blobs,
+)
+from service.blobs import atomic_write as atomic_write
 from service.config import Settings
 
 __all__ = [
@@ -68,6 +82,10 @@ log = logging.getLogger("service.store")
 
 TMP_PREFIX = ".tmp-"
 """Prefix of every temporary file the store (or an upload) writes."""
+
+MAX_DEFINITION_BYTES = 64 * 1024 * 1024
+"""Most bytes read of a stored definition (a normalized definition within the
+``BNN_MAX_*`` limits is far smaller)."""
 
 _STORED_NAME = {
     "definitions": re.compile(r"[0-9a-f]{64}\.json"),
@@ -107,10 +125,6 @@ model_weights = Table(  # uploaded weights: at most one row per version
 )
 
 
-class StoreError(RuntimeError):
-    """The store is unavailable or its files are inconsistent."""
-
-
 @dataclass(frozen=True)
 class VersionRecord:
     """One registered version.
@@ -138,7 +152,9 @@ class StoredWeights:
         sha256: Hex digest of the file: it identifies the weights (the model
             cache keys on it, so a new upload is never served stale).
         size: File size in bytes.
-        path: Where the file is (content-addressed, never rewritten).
+        key: Its key in the blob store (content-addressed, never rewritten
+            with other bytes).
+        blobs: The blob store holding it.
     """
 
     name: str
@@ -146,22 +162,42 @@ class StoredWeights:
     sha256: str
     size: int
     uploaded_at: str
-    path: Path
+    key: str
+    blobs: BlobStore = field(repr=False, compare=False)
+
+    @property
+    def path(self) -> Path | None:
+        """The local file, when the store is the data directory; else ``None``."""
+        return self.blobs.local_path(self.key)
 
     def read(self) -> bytes:
-        """The file's bytes.
+        """The file's bytes, checked against the recorded size and sha256
+        (never more than the recorded size plus one byte is read).
 
         Raises:
             StoreError: the file is gone (replaced by a concurrent upload, or
-                the data directory was damaged); retrying reads the new one.
+                the store was damaged; retrying reads the new one), or its
+                bytes are not the ones recorded (corrupt: refused).
         """
+        where = f"weights of {self.name!r} version {self.version}"
         try:
-            return self.path.read_bytes()
-        except OSError as error:
+            data = self.blobs.read(self.key, self.size)
+        except BlobMissingError:
             raise StoreError(
-                f"weights of {self.name!r} version {self.version} "
-                f"(sha256 {self.sha256[:12]}) unreadable; retry"
-            ) from error
+                f"{where} (sha256 {self.sha256[:12]}) missing at "
+                f"{self.blobs.describe(self.key)}; retry"
+            ) from None
+        except StoreError as error:
+            raise StoreError(f"{where} unreadable; retry: {error}") from None
+        if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.sha256:
+            shown = f"more than {self.size}" if len(data) > self.size else len(data)
+            raise StoreError(
+                f"{where}: {self.blobs.describe(self.key)} is corrupt: "
+                f"{shown} bytes whose sha256 is not the recorded "
+                f"{self.sha256} ({self.size} bytes); refused (upload the "
+                "weights again)"
+            )
+        return data
 
 
 @dataclass(frozen=True)
@@ -260,40 +296,24 @@ def _record(row: Any) -> VersionRecord:
     )
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` so that readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 class Store:
     """The registry (open it with :meth:`open`, release it with :meth:`close`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.data_dir = Path(settings.data_dir).resolve()
         self.url = settings.resolved_database_url()
+        self.blobs: BlobStore = open_blobs(settings.object_store_url, self.data_dir)
+        """Where the definition and weights files are (``service/blobs.py``)."""
+        self.upload_dir = self.data_dir / "weights"
+        """Where uploads are received (a local temporary file in any case)."""
         self._lock = threading.Lock()
         self._engine: Any = None
 
     def open(self) -> Store:
         """Creates the data directory and the tables if needed."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "definitions").mkdir(exist_ok=True)
-        (self.data_dir / "weights").mkdir(exist_ok=True)
+        self.upload_dir.mkdir(exist_ok=True)
+        self.blobs.open()  # its directories, or a check that the bucket answers
         kwargs: dict[str, Any] = {}
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -302,7 +322,8 @@ class Store:
         return self
 
     def close(self) -> None:
-        """Releases the database connections."""
+        """Releases the database and object store connections."""
+        self.blobs.close()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -326,27 +347,43 @@ class Store:
     # Definitions (files)
     # ------------------------------------------------------------------
 
+    @staticmethod
+    def _definition_key(content_hash: str) -> str:
+        return f"definitions/{content_hash[:2]}/{content_hash}.json"
+
     def _definition_path(self, content_hash: str) -> Path:
-        return self.data_dir / "definitions" / content_hash[:2] / f"{content_hash}.json"
+        """The definition's file in the data directory (the local store)."""
+        return self.data_dir / self._definition_key(content_hash)
 
     def save_definition(self, content_hash: str, normalized: dict[str, Any]) -> None:
-        """Stores a normalized definition under its hash (atomic, idempotent)."""
-        path = self._definition_path(content_hash)
-        try:
-            # Reused: refresh its age, so that a start-up sweep (of another
-            # replica) does not take it for a leftover.
-            os.utime(path)
-        except FileNotFoundError:
-            text = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
-            atomic_write(path, text.encode())
+        """Stores a normalized definition under its hash (atomic, idempotent).
+
+        Reused, its age is refreshed, so that a start-up sweep (of another
+        replica) does not take it for a leftover.
+
+        Raises:
+            StoreError: the file or object could not be written.
+        """
+        text = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
+        self.blobs.put_bytes(self._definition_key(content_hash), text.encode())
 
     def load_definition(self, content_hash: str) -> dict[str, Any]:
-        """The normalized definition stored under ``content_hash``."""
-        path = self._definition_path(content_hash)
+        """The normalized definition stored under ``content_hash`` (at most
+        ``MAX_DEFINITION_BYTES`` are read).
+
+        Raises:
+            StoreError: it is missing, larger than that, or not JSON.
+        """
+        key = self._definition_key(content_hash)
         try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise StoreError(f"stored definition {content_hash} unreadable") from error
+            data = self.blobs.read(key, MAX_DEFINITION_BYTES)
+            if len(data) > MAX_DEFINITION_BYTES:
+                raise ValueError(f"larger than {MAX_DEFINITION_BYTES} bytes")
+            return json.loads(data)
+        except (StoreError, ValueError) as error:
+            raise StoreError(
+                f"stored definition {content_hash} unreadable: {error}"
+            ) from error
 
     # ------------------------------------------------------------------
     # Versions (database)
@@ -510,7 +547,7 @@ class Store:
                 ).scalar_one()
                 weights_sha = self._drop_weights(connection, name, version)
             if not still_used:
-                self._definition_path(row.content_hash).unlink(missing_ok=True)
+                self._discard(self._definition_key(row.content_hash))
             self._unlink_unused_weights(weights_sha)
         return True
 
@@ -518,8 +555,9 @@ class Store:
     # Uploaded weights (files by sha256, one database row per version)
     # ------------------------------------------------------------------
 
-    def _weights_path(self, sha256: str) -> Path:
-        return self.data_dir / "weights" / sha256[:2] / f"{sha256}.safetensors"
+    @staticmethod
+    def _weights_key(sha256: str) -> str:
+        return f"weights/{sha256[:2]}/{sha256}.safetensors"
 
     def _stored(self, row: Any) -> StoredWeights:
         return StoredWeights(
@@ -528,8 +566,17 @@ class Store:
             sha256=row.sha256,
             size=row.size,
             uploaded_at=row.uploaded_at,
-            path=self._weights_path(row.sha256),
+            key=self._weights_key(row.sha256),
+            blobs=self.blobs,
         )
+
+    def _discard(self, key: str) -> None:
+        """Deletes a file no committed row refers to any more (after the
+        commit: a failure only leaves it for the start-up sweep)."""
+        try:
+            self.blobs.delete(key)
+        except (StoreError, OSError) as error:
+            log.warning("could not delete %s (left for the sweep): %s", key, error)
 
     def weights(self, name: str, version: int) -> StoredWeights | None:
         """The uploaded weights of ``(name, version)``; ``None``: initial weights.
@@ -573,12 +620,16 @@ class Store:
             StoreError: the file could not be moved into place.
         """
         sha256 = upload.sha256
-        path = self._weights_path(sha256)
+        key = self._weights_key(sha256)
+        local = self.blobs.local_path(key) is not None
+        if not local:
+            # A network put may take seconds: not under the lock. The upload
+            # stays in its temporary file, so if a delete of this process
+            # took the object meanwhile, it is put again after the commit.
+            self._place(upload, key)
         with self._lock:
-            try:
-                self._place(upload, path)
-            except OSError as error:
-                raise StoreError(f"cannot write the weights file: {error}") from None
+            if local:
+                self._place(upload, key)
             with self.engine.begin() as connection:
                 exists = connection.execute(
                     select(model_versions.c.id).where(
@@ -603,10 +654,10 @@ class Store:
                 self._unlink_unused_weights(sha256)
                 upload.discard()
                 return None
-            if not path.exists() and upload.path.exists():
+            if upload.path.exists() and not self.blobs.exists(key):
                 # The identical file reused above was taken for a leftover by a
                 # sweep racing the commit; the row now refers to it.
-                self._place(upload, path)
+                self._place(upload, key)
             upload.discard()
             if previous != sha256:
                 self._unlink_unused_weights(previous)
@@ -614,22 +665,15 @@ class Store:
         assert stored is not None
         return stored, previous
 
-    @staticmethod
-    def _place(upload: Upload, path: Path) -> None:
-        """Renames the upload to ``path``, or refreshes the age of the
-        identical file already there (content-addressed: never rewritten)."""
-        try:
-            os.utime(path)
-            return
-        except FileNotFoundError:
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(upload.path, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    def _place(self, upload: Upload, key: str) -> None:
+        """Stores the upload under ``key``: locally a rename, or a refreshed
+        age for the identical file already there (content-addressed: never
+        rewritten); in an object store a put, checked with a HEAD.
+
+        Raises:
+            StoreError: the write failed (nothing is committed then).
+        """
+        self.blobs.put_file(key, upload.path, upload.size, upload.sha256)
 
     def _drop_weights(self, connection: Any, name: str, version: int) -> str | None:
         """Deletes the weights row of a version (inside a transaction); its sha256."""
@@ -655,7 +699,7 @@ class Store:
                 select(func.count()).where(model_weights.c.sha256 == sha256)
             ).scalar_one()
         if not used:
-            self._weights_path(sha256).unlink(missing_ok=True)
+            self._discard(self._weights_key(sha256))
 
     # ------------------------------------------------------------------
     # Crash leftovers
@@ -667,41 +711,52 @@ class Store:
         Deleted, once their modification time is more than ``grace_s`` seconds
         old: ``.tmp-*`` files under ``definitions/`` and ``weights/``, and
         definition or weights files (named by their hash) that no committed
-        version refers to. Anything else in the data directory, and every file
-        a committed row refers to, is never touched. A candidate's age is read
-        again after the database is asked, just before deleting it, and a
-        registration refreshes the age of a file it reuses, so a file that a
-        concurrent registration picks up again is kept (and recreated after
-        its commit if it went anyway: see :meth:`register`).
+        version refers to, in the data directory or the object store (listed
+        page by page; uploads are received locally in either case, so their
+        temporaries are looked for in the data directory too). Anything else,
+        and every file a committed row refers to, is never touched. A
+        candidate's age is read again after the database is asked, just
+        before deleting it, and a registration refreshes the age of a file it
+        reuses, so a file that a concurrent registration picks up again is
+        kept (and recreated after its commit if it went anyway: see
+        :meth:`register`). A store that cannot be listed is skipped (logged).
 
         Returns:
             What was deleted.
         """
         now = time.time()
-        temporary: list[Path] = []
-        stored: dict[str, list[tuple[str, Path]]] = {"definitions": [], "weights": []}
+        temporary: list[tuple[BlobStore, BlobInfo]] = []
+        stored: dict[str, list[tuple[str, BlobInfo]]] = {
+            "definitions": [],
+            "weights": [],
+        }
         kept_young = 0
-        for kind, pattern in _STORED_NAME.items():
-            root = self.data_dir / kind
-            if not root.is_dir():
-                continue
-            for path in root.rglob("*"):
-                is_tmp = path.name.startswith(TMP_PREFIX)
-                if not (is_tmp or pattern.fullmatch(path.name)):
+        sources: list[tuple[BlobStore, bool]] = [(self.blobs, False)]
+        if self.blobs.local_path("") is None:
+            sources.append((LocalBlobs(self.data_dir), True))  # temporaries only
+        for blobs, temporaries_only in sources:
+            for kind, pattern in _STORED_NAME.items():
+                try:
+                    listed = list(blobs.list(kind))
+                except StoreError as error:
+                    log.warning("sweep: skipped %s/%s: %s", blobs.location, kind, error)
                     continue
-                if not path.is_file() or path.is_symlink():
-                    continue
-                if not _older(path, now, grace_s):
-                    kept_young += 1
-                elif is_tmp:
-                    temporary.append(path)
-                else:
-                    stored[kind].append((path.name.split(".")[0], path))
+                for info in listed:
+                    name = info.key.rsplit("/", 1)[-1]
+                    is_tmp = name.startswith(TMP_PREFIX)
+                    if not is_tmp and (temporaries_only or not pattern.fullmatch(name)):
+                        continue
+                    if now - info.modified <= grace_s:
+                        kept_young += 1
+                    elif is_tmp:
+                        temporary.append((blobs, info))
+                    else:
+                        stored[kind].append((name.split(".")[0], info))
         column = {
             "definitions": model_versions.c.content_hash,
             "weights": model_weights.c.sha256,
         }
-        unreferenced: list[Path] = []
+        unreferenced: list[tuple[BlobStore, BlobInfo]] = []
         with self.engine.connect() as connection:
             for kind, candidates in stored.items():
                 for start in range(0, len(candidates), 500):
@@ -714,23 +769,24 @@ class Store:
                             .where(column[kind].in_([h for h, _ in batch]))
                         )
                     }
-                    unreferenced += [p for h, p in batch if h not in used]
+                    unreferenced += [(self.blobs, i) for h, i in batch if h not in used]
         deleted: dict[str, list[str]] = {"temporary": [], "unreferenced": []}
         total = 0
-        for bucket, paths in (("temporary", temporary), ("unreferenced", unreferenced)):
-            for path in paths:
+        for bucket, found in (("temporary", temporary), ("unreferenced", unreferenced)):
+            for blobs, info in found:
                 try:
-                    size = path.stat().st_size
-                    if not _older(path, time.time(), grace_s):
+                    current = blobs.stat(info.key)
+                    if current is None:
+                        continue  # another replica swept it first
+                    if time.time() - current.modified <= grace_s:
                         continue  # picked up again since it was listed
-                    path.unlink()
-                except FileNotFoundError:
-                    continue  # another replica swept it first
-                except OSError as error:
-                    log.warning("sweep: could not delete %s: %s", path, error)
+                    blobs.delete(info.key)
+                except (StoreError, OSError) as error:
+                    where = blobs.describe(info.key)
+                    log.warning("sweep: could not delete %s: %s", where, error)
                     continue
-                deleted[bucket].append(str(path.relative_to(self.data_dir)))
-                total += size
+                deleted[bucket].append(info.key)
+                total += current.size
         report = SweepReport(
             temporary=deleted["temporary"],
             unreferenced=deleted["unreferenced"],
@@ -751,11 +807,3 @@ class Store:
                 f" and {more} more" if more > 0 else "",
             )
         return report
-
-
-def _older(path: Path, now: float, grace_s: float) -> bool:
-    """Whether ``path`` was last modified more than ``grace_s`` before ``now``."""
-    try:
-        return now - path.stat().st_mtime > grace_s
-    except OSError:
-        return False
