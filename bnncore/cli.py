@@ -7,6 +7,7 @@ Subcommands::
     bnncore export MODEL.keras DIR
     bnncore zoo
     bnncore serve [--host H] [--port P]
+    bnncore db upgrade
     bnncore bench [NAME ...]
 
 ``SOURCE`` is a ``.keras`` file (loaded with ``safe_mode=True``), a service
@@ -243,6 +244,32 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_upgrade(args: argparse.Namespace) -> int:
+    del args
+    try:
+        from service import migrations
+        from service.config import SettingsError, load_settings
+        from service.database import DatabaseURLError, shown
+    except ImportError as error:
+        raise UsageError(f"the service package is not installed ({error})") from error
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        raise UsageError(str(error)) from error
+    url = settings.resolved_database_url()
+    if not settings.database_url:  # the default SQLite file: its directory
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        before, after = migrations.upgrade(url)
+    except (DatabaseURLError, migrations.MigrationError) as error:
+        raise UsageError(str(error)) from error
+    if before == after:
+        print(f"the registry at {shown(url)} is already at revision {after}")
+    else:
+        print(f"migrated the registry at {shown(url)}: {before or 'empty'} -> {after}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     try:
         from bench.__main__ import main as bench
@@ -341,6 +368,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8000, help="default: 8000")
     serve.add_argument("--log-level", default="info", help="default: info")
     serve.set_defaults(run=_serve)
+
+    db = commands.add_parser(
+        "db",
+        help="the service's registry database (BNN_DATABASE_URL)",
+        description="Manage the registry database of the service's BNN_* "
+        "settings (BNN_DATABASE_URL, or SQLite in BNN_DATA_DIR).",
+    )
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = db_commands.add_parser(
+        "upgrade",
+        help="migrate the schema to this release's (what BNN_MIGRATE=auto "
+        "does at start-up)",
+    )
+    upgrade.set_defaults(run=_db_upgrade)
 
     bench = commands.add_parser(
         "bench", help="run the benchmarks (python -m bench) from a checkout"

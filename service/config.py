@@ -31,7 +31,18 @@ class Settings(BaseSettings):
             stored definitions; created on first start.
         database_url: SQLAlchemy URL of the metadata database, e.g.
             ``postgresql+psycopg://user:pass@host/db``. Default: SQLite file
-            ``<data_dir>/registry.sqlite3``.
+            ``<data_dir>/registry.sqlite3``. PostgreSQL needs the
+            ``postgres`` extra (``pip install 'bnncore[postgres]'``).
+        migrate: ``BNN_MIGRATE``: ``auto`` brings the registry database to
+            the newest schema at start-up (Alembic, ``service/migrations``);
+            ``off`` only checks it is there and refuses to start otherwise
+            (run ``bnncore db upgrade`` first).
+        registry_poll_s: ``BNN_REGISTRY_POLL_S``: inference reuses the
+            versions and weights it looked up until the registry's generation
+            counter changes; it reads the counter at most this often
+            (seconds), so a change made through another replica is served
+            here at most this long after its commit (0: read it for every
+            request).
         object_store_url: ``BNN_OBJECT_STORE_URL``: ``s3://bucket/prefix``
             keeps the definition and weights files in an S3-compatible
             object store (``service/blobs.py``; endpoint, region and
@@ -140,6 +151,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     database_url: str | None = None
+    migrate: str = Field(default="auto", pattern="^(auto|off)$")
+    registry_poll_s: float = Field(default=1.0, ge=0, le=3600)
     object_store_url: str | None = Field(default=None, pattern=f"^({S3_URL.pattern})?$")
     max_layers: int = Field(default=1024, ge=1)
     max_units: int = Field(default=65_536, ge=1)
@@ -258,6 +271,8 @@ def expected_form(field: str) -> str:
         text = S3_URL_FORM
     elif field == "engine":
         text = "auto or keras"
+    elif field == "migrate":
+        text = "auto or off"
     else:
         text = _FORMS.get(base, "a value")
     bounds = []

@@ -19,6 +19,7 @@ import bnncore
 from service import errors
 from service.auth import ApiKeyAuth, include_router
 from service.config import Settings, SettingsError, load_settings
+from service.database import DatabaseURLError, check_url
 from service.inference import InferenceService
 from service.limits import BodySizeLimit
 from service.metrics import Metrics, MetricsMiddleware
@@ -169,10 +170,12 @@ def _share_openapi(app: FastAPI) -> None:
 
 def _app_from_environment() -> FastAPI:
     """The app of the ``BNN_*`` environment; a bad value stops the start with
-    one line on stderr naming the variable and the expected form (exit 2)."""
+    one line on stderr naming the variable and the expected form (exit 2), and
+    so does a database URL whose driver is not installed."""
     try:
         settings = load_settings()
-    except SettingsError as exc:
+        check_url(settings.resolved_database_url())
+    except (SettingsError, DatabaseURLError) as exc:
         print(f"bnncore service: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     return create_app(settings)

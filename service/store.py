@@ -19,6 +19,13 @@ a crash before it leaves the old state (plus at most an unreferenced file),
 never half of a version. Version numbers are never reused, even after a
 delete.
 
+The database's schema is Alembic's (``service/migrations``): :meth:`Store.open`
+migrates it to the newest revision, or with ``BNN_MIGRATE=off`` checks that it
+is there. Every write also increments the one-row ``registry_generation``
+counter in its own transaction, so a reader that finds the counter unchanged
+knows nothing was registered, replaced or deleted since it last looked, by
+this process or any other sharing the database (``service/registry_view.py``).
+
 What a crash leaves behind (``.tmp-*`` files, definition and weights files no
 committed row refers to) is removed by :meth:`Store.sweep` at start-up, once
 it is older than ``BNN_SWEEP_GRACE_S``: a younger file may belong to a write
@@ -49,7 +56,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
     delete,
     func,
     insert,
@@ -58,6 +64,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from service import database
 from service.blobs import (
     BlobInfo,
     BlobMissingError,
@@ -122,6 +129,12 @@ model_weights = Table(  # uploaded weights: at most one row per version
     Column("sha256", String(64), nullable=False, index=True),
     Column("size", BigInteger, nullable=False),
     Column("uploaded_at", String(40), nullable=False),
+)
+registry_generation = Table(  # one row (id 1), bumped by every write
+    "registry_generation",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("generation", BigInteger, nullable=False),
 )
 
 
@@ -306,19 +319,36 @@ class Store:
         """Where the definition and weights files are (``service/blobs.py``)."""
         self.upload_dir = self.data_dir / "weights"
         """Where uploads are received (a local temporary file in any case)."""
+        self.migrate = settings.migrate
         self._lock = threading.Lock()
         self._engine: Any = None
+        self.writes = 0
+        """Writes committed through this instance (a cheap local signal for
+        :class:`~service.registry_view.RegistryView`; other processes' writes
+        show in :meth:`generation`)."""
 
     def open(self) -> Store:
-        """Creates the data directory and the tables if needed."""
+        """Creates the data directory, and migrates the database to the newest
+        schema (``BNN_MIGRATE=auto``) or checks that it is there (``off``).
+
+        Raises:
+            StoreError: a malformed ``BNN_DATABASE_URL``, its driver missing,
+                or the schema not current (one line saying what to do).
+        """
+        from service import migrations
+
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.upload_dir.mkdir(exist_ok=True)
         self.blobs.open()  # its directories, or a check that the bucket answers
-        kwargs: dict[str, Any] = {}
-        if self.url.startswith("sqlite"):
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        self._engine = create_engine(self.url, **kwargs)
-        _metadata.create_all(self._engine)
+        try:
+            if self.migrate == "auto":
+                migrations.upgrade(self.url)
+            self._engine = database.create(self.url)
+            if self.migrate != "auto":
+                migrations.require_head(self._engine)
+        except (database.DatabaseURLError, migrations.MigrationError) as error:
+            self.close()
+            raise StoreError(str(error)) from None
         return self
 
     def close(self) -> None:
@@ -333,6 +363,28 @@ class Store:
         if self._engine is None:
             raise StoreError("the store is not open")
         return self._engine
+
+    def generation(self) -> int:
+        """The registry's generation: it grows with every committed write
+        (registration, weights upload, delete) of any process."""
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(
+                    select(registry_generation.c.generation).where(
+                        registry_generation.c.id == 1
+                    )
+                ).scalar_one()
+            )
+
+    @staticmethod
+    def _bump(connection: Any) -> None:
+        """Increments the generation inside a write's transaction (last, so
+        that the row is locked only until the commit that follows)."""
+        connection.execute(
+            update(registry_generation)
+            .where(registry_generation.c.id == 1)
+            .values(generation=registry_generation.c.generation + 1)
+        )
 
     def ping(self) -> bool:
         """Whether the database answers."""
@@ -459,8 +511,14 @@ class Store:
                             io_json=io_json,
                         )
                     )
+                    self._bump(connection)
             except IntegrityError:
-                continue  # another process registered concurrently; look again
+                # Another process registered concurrently (the unique
+                # constraints on name + version and name + content hash
+                # refused the second row, which rolled back): look again.
+                continue
+            with self._lock:
+                self.writes += 1
             # A sweep racing the commit may have taken the file for a leftover:
             # the row now refers to it, so it is written again if it went.
             self.save_definition(content_hash, normalized)
@@ -546,6 +604,8 @@ class Store:
                     )
                 ).scalar_one()
                 weights_sha = self._drop_weights(connection, name, version)
+                self._bump(connection)
+            self.writes += 1
             if not still_used:
                 self._discard(self._definition_key(row.content_hash))
             self._unlink_unused_weights(weights_sha)
@@ -650,6 +710,8 @@ class Store:
                             uploaded_at=datetime.now(UTC).isoformat(),
                         )
                     )
+                    self._bump(connection)
+            self.writes += 1
             if exists is None:
                 self._unlink_unused_weights(sha256)
                 upload.discard()

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pg_fixture import postgres, postgres_url  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -41,9 +41,10 @@ from service.inference.scheduler import Batcher, Scheduler, Timed
 from service.inference.statistics import InferenceStatistics
 from service.metrics import Metrics
 from service.peak import JSON_BYTES_PER_VALUE, RequestCost, keras_model_cost
+from service.registry_view import RegistryView
 from service.runtime import Runtime
 from service.schemas.definitions import Definition, Sequential, Zoo
-from service.store import Store, VersionRecord
+from service.store import Store, StoreError, VersionRecord
 
 __all__ = ["InferenceService", "Served"]
 
@@ -138,6 +139,9 @@ class InferenceService:
     ) -> None:
         self.settings = settings
         self.store = store
+        # Record and weights lookups, reused until the registry's generation
+        # changes (read at most every BNN_REGISTRY_POLL_S).
+        self.registry = RegistryView(store, settings.registry_poll_s)
         self.runtime = runtime
         self.metrics = metrics
         self.scheduler = Scheduler(
@@ -171,7 +175,7 @@ class InferenceService:
         Raises:
             NotFoundError: no such model or version (404).
         """
-        record = await run_in_threadpool(self.store.get, name, version)
+        record = await run_in_threadpool(self.registry.get, name, version)
         if record is None:
             what = (
                 f"model {name!r}" if version is None else f"{name!r} version {version}"
@@ -183,7 +187,7 @@ class InferenceService:
         """The served-model cache key of a version (definition hash, sha256 of
         its uploaded weights or ``None``)."""
         weights = await run_in_threadpool(
-            self.store.weights, record.name, record.version
+            self.registry.weights, record.name, record.version
         )
         return (record.content_hash, None if weights is None else weights.sha256)
 
@@ -206,7 +210,7 @@ class InferenceService:
         """The loaded version: from the cache, or built, weighted and compiled
         now (once, however many requests ask at the same time)."""
         weights = await run_in_threadpool(
-            self.store.weights, record.name, record.version
+            self.registry.weights, record.name, record.version
         )
         key = (record.content_hash, None if weights is None else weights.sha256)
         hit = self._served.get(key)
@@ -221,6 +225,10 @@ class InferenceService:
         try:
             served = await self._load(record, weights, key)
         except BaseException as error:
+            if isinstance(error, StoreError):
+                # A file gone: replaced or deleted through another replica,
+                # a change not yet seen here; the retry looks up afresh.
+                self.registry.invalidate()
             future.set_exception(error)
             future.exception()  # retrieved: waiters (if any) still get it
             raise

@@ -1,0 +1,1 @@
+"""Alembic revisions of the registry schema (one module each, in order)."""
