@@ -33,8 +33,14 @@ from service.schemas.common import size_tuple
 from service.schemas.components import quantizer_bits
 from service.schemas.definitions import Graph
 from service.schemas.reports import (
+    REPORT_SCHEMA_VERSION,
     Estimate,
     EstimateMemory,
+    EstimateReport,
+    EstimateReportLayer,
+    EstimateReportModel,
+    EstimateReportTotals,
+    EstimateReportWeight,
     EstimateTotals,
     LayerEstimate,
     Weight,
@@ -45,6 +51,7 @@ __all__ = [
     "LimitError",
     "estimate",
     "estimate_layer",
+    "estimate_report",
     "estimate_with_peak",
     "request_cost",
 ]
@@ -583,7 +590,7 @@ def _sorted_bits(counts: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in sorted(counts.items(), key=lambda kv: int(kv[0])) if v}
 
 
-def _sum_bits(rows: list[LayerEstimate], field: str) -> dict[str, int]:
+def _sum_bits(rows: Sequence[Any], field: str) -> dict[str, int]:
     total: dict[str, int] = {}
     for row in rows:
         for bits, count in getattr(row, field).items():
@@ -605,4 +612,152 @@ def _totals(rows: list[LayerEstimate]) -> EstimateTotals:
         macs_by_bits=_sum_bits(rows, "macs_by_bits"),
         bops=sum(r.bops for r in rows),
         activation_elements=sum(r.activation_elements for r in rows),
+    )
+
+
+# ----------------------------------------------------------------------------
+# The response: the estimate in the shape of the profile report
+# ----------------------------------------------------------------------------
+
+_BUILT_TYPE = "Functional"
+"""The class of every model the builder makes from a graph (``keras.Model``)."""
+
+
+def _shapes(shapes: list[list[int | None]]) -> Any:
+    """As the report writes shapes: one as a list, several as a list of lists."""
+    if not shapes:
+        return None
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _report_layer(
+    row: LayerEstimate, inputs: list[list[int | None]], folded: bool
+) -> EstimateReportLayer:
+    counted = [(w.bits, math.prod(w.shape)) for w in row.weights]
+    if folded:  # BatchNormalization: one scale and one offset per channel
+        inference_by_bits = {"32": row.inference_params} if row.inference_params else {}
+        memory_8 = row.inference_params * 8
+    else:
+        inference_by_bits = dict(row.params_by_bits)
+        memory_8 = sum(n * min(bits, 8) for bits, n in counted)
+    return EstimateReportLayer(
+        name=row.name,
+        type=row.type,
+        calls=1,
+        input_precision=row.input_precision,
+        output_precision=None,
+        input_shape=_shapes(inputs),
+        output_shape=row.output_shape,
+        params=row.params,
+        trainable_params=row.trainable_params,
+        non_trainable_params=row.non_trainable_params,
+        params_by_bits=row.params_by_bits,
+        inference_params=row.inference_params,
+        inference_params_by_bits=inference_by_bits,
+        memory_bits=row.memory_bits,
+        memory_bits_8bit_floats=memory_8,
+        macs=row.macs,
+        macs_by_bits=row.macs_by_bits,
+        bops=row.bops,
+        activation_elements=row.activation_elements,
+        activation_bytes=None,
+        peak_activation_bytes=None,
+        weights=[
+            EstimateReportWeight(
+                name=w.name,
+                shape=w.shape,
+                # Every weight a definition makes is float32 but the
+                # Normalization count, Keras's int64.
+                dtype="int64" if w.bits == 64 else "float32",
+                bits=w.bits,
+                trainable=w.trainable,
+                params=math.prod(w.shape),
+                counted=True,
+                path=None,
+                quantizer=None,
+            )
+            for w in row.weights
+        ],
+        layers=[],
+        notes=None,
+    )
+
+
+def estimate_report(result: Estimate, graph: Graph) -> EstimateReport:
+    """The estimate of ``graph`` in the shape of its profile report.
+
+    What the profile of the built model would say, computed from the estimate
+    alone; the fields only the built model can tell (output precisions,
+    activation bytes, weight paths, quantizer names, notes) are null. The
+    estimate's own fields (``name``, ``inputs``, ``outputs``, ``memory``,
+    ``totals.activation_elements``) are kept.
+
+    Args:
+        result: The estimate of ``graph`` (:func:`estimate`).
+        graph: The definition's graph.
+    """
+    if result.memory is None:
+        raise ValueError("estimate_report needs the estimate's memory")
+    output_shapes: dict[str | None, list[int | None]] = {
+        layer.name: shape
+        for layer, shape in zip(graph.inputs(), result.inputs, strict=True)
+    }
+    output_shapes.update((row.name, row.output_shape) for row in result.layers)
+    by_name = {layer.name: layer for layer in graph.layers}
+    layers = [
+        _report_layer(
+            row,
+            [output_shapes[name] for name in by_name[row.name].inputs or []],
+            folded=isinstance(by_name[row.name], L.BatchNormalization),
+        )
+        for row in result.layers
+    ]
+    t = result.totals
+    f32_bytes = t.inference_params * 4
+    totals = EstimateReportTotals(
+        params=t.params,
+        trainable_params=t.trainable_params,
+        non_trainable_params=t.non_trainable_params,
+        inference_params=t.inference_params,
+        params_by_bits=t.params_by_bits,
+        inference_params_by_bits=_sum_bits(layers, "inference_params_by_bits"),
+        binary_params=t.params_by_bits.get("1", 0),
+        float_params=t.params_by_bits.get("32", 0),
+        memory_bits=t.memory_bits,
+        memory_bytes=t.memory_bytes,
+        memory_bytes_8bit_floats=-(
+            -sum(row.memory_bits_8bit_floats for row in layers) // 8
+        ),
+        float32_equivalent_bytes=f32_bytes,
+        compression=_ratio(f32_bytes, t.memory_bytes),
+        memory_saving=(1 - t.memory_bytes / f32_bytes) if f32_bytes else None,
+        macs=t.macs,
+        macs_by_bits=t.macs_by_bits,
+        binary_mac_ratio=_ratio(t.macs_by_bits.get("1", 0), t.macs),
+        ternary_mac_ratio=_ratio(t.macs_by_bits.get("2", 0), t.macs),
+        bops=t.bops,
+        peak_activation_bytes=None,
+        activation_elements=t.activation_elements,
+    )
+    return EstimateReport(
+        schema_version=REPORT_SCHEMA_VERSION,
+        model=EstimateReportModel(
+            name=result.name,
+            type=_BUILT_TYPE,
+            input_shape=_shapes(result.inputs),
+            output_shape=_shapes(result.outputs),
+            input_shapes=result.inputs,
+            output_shapes=result.outputs,
+            notes=None,
+        ),
+        layers=layers,
+        totals=totals,
+        name=result.name,
+        inputs=result.inputs,
+        outputs=result.outputs,
+        memory=result.memory,
     )

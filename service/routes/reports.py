@@ -20,7 +20,7 @@ from service.jsonbody import (
 )
 from service.keras_json import check_shapes
 from service.schemas.definitions import Definition
-from service.schemas.reports import Estimate, ProfileReport
+from service.schemas.reports import EstimateReport, ProfileReport
 
 __all__ = [
     "REPORT_RESPONSES",
@@ -66,7 +66,8 @@ HTML_HEADERS = {
 REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "model": ProfileReport,
-        "description": "The report of bnncore.models.profile in the chosen format",
+        "description": "The report of bnncore.models.profile in the chosen "
+        "format; as JSON, a ProfileReport",
         "content": {
             "text/plain": {"schema": {"type": "string"}},
             "text/csv": {"schema": {"type": "string"}},
@@ -125,25 +126,31 @@ async def summary(
     return render_response(built.profile, format)
 
 
+def _estimate_response(model_plan: Plan) -> EstimateReport:
+    from service.estimate import DefinitionError, estimate_report
+
+    if model_plan.estimate is None:
+        raise DefinitionError(
+            "definition.zoo: zoo models have no analytic estimate; use /v2/summary"
+        )
+    return estimate_report(model_plan.estimate, model_plan.definition.graph())
+
+
 @router.post(
     "/estimate",
-    response_model=Estimate,
+    response_model=EstimateReport,
     responses=ERROR_RESPONSES,
     summary="The analytic estimate of a definition, without building it",
 )
 async def estimate(
     request: Request, definition: DefinitionBody, settings: SettingsDep
-) -> Estimate:
+) -> EstimateReport:
     """Parameters, memory, MACs and activation elements computed from the
-    definition alone (not available for zoo definitions: 422)."""
-    from service.estimate import DefinitionError
-
+    definition alone, in the shape of the report (``/v2/summary``) with what
+    only the built model can tell null (not available for zoo definitions:
+    422)."""
     model_plan = await definition_plan(request, definition, settings)
-    if model_plan.estimate is None:
-        raise DefinitionError(
-            "definition.zoo: zoo models have no analytic estimate; use /v2/summary"
-        )
-    return model_plan.estimate
+    return await run_validation(request, _estimate_response, model_plan)
 
 
 # ----------------------------------------------------------------------------

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from service.schemas.common import Name, StrictModel
 from service.schemas.definitions import Definition
 
 __all__ = [
+    "REPORT_SCHEMA_VERSION",
     "DeletedVersion",
     "ErrorResponse",
     "Estimate",
+    "EstimateMemory",
+    "EstimateReport",
+    "EstimateReportLayer",
+    "EstimateReportModel",
+    "EstimateReportTotals",
+    "EstimateReportWeight",
     "EstimateTotals",
     "HealthResponse",
     "LayerEstimate",
@@ -22,6 +29,10 @@ __all__ = [
     "ProfileReport",
     "RegisterRequest",
     "RegisteredModel",
+    "ReportLayer",
+    "ReportModel",
+    "ReportTotals",
+    "ReportWeight",
     "ServerMetadata",
     "TensorMetadata",
     "Weight",
@@ -81,30 +92,33 @@ class EstimateTotals(BaseModel):
 
 class EstimateMemory(BaseModel):
     """What running the model costs in memory (``service/peak.py``), the
-    figures inference requests are checked against (``BNN_MAX_REQUEST_BYTES``).
+    figures inference requests are checked against (``BNN_MAX_REQUEST_BYTES``)."""
 
-    Attributes:
-        row_bytes: Most bytes live at once per row: inputs, the tensors later
-            layers still need, and the largest layer's inputs, intermediates
-            and output.
-        fixed_bytes: Temporaries whatever the batch (quantized kernels).
-        peak_layer: The layer where ``row_bytes`` is reached (``""``: the end
-            of the run).
-        response_row_bytes: Bound of one row's JSON response (all outputs).
-        max_batch: Most rows one request may carry under
-            ``BNN_MAX_REQUEST_BYTES`` with a JSON response of every output
-            (``BNN_MAX_BATCH`` may be lower).
-    """
+    model_config = ConfigDict(extra="forbid")
 
-    row_bytes: int
-    fixed_bytes: int
-    peak_layer: str
-    response_row_bytes: int
-    max_batch: int
+    row_bytes: int = Field(
+        description="Most bytes live at once per row (inputs, tensors still "
+        "needed, the largest layer's inputs, intermediates and output)"
+    )
+    fixed_bytes: int = Field(
+        description="Bytes of temporaries whatever the batch (quantized kernels)"
+    )
+    peak_layer: str = Field(
+        description="The layer where row_bytes is reached ('': the end of the run)"
+    )
+    response_row_bytes: int = Field(
+        description="Bound of one row's JSON response (all outputs)"
+    )
+    max_batch: int = Field(
+        description="Most rows one request may carry under BNN_MAX_REQUEST_BYTES "
+        "with a JSON response of every output (BNN_MAX_BATCH may be lower)"
+    )
 
 
 class Estimate(BaseModel):
-    """The analytic estimate computed before anything is built."""
+    """The analytic estimate computed before anything is built: the service's
+    working form; clients get :class:`EstimateReport`
+    (``service.estimate.estimate_report``)."""
 
     name: str
     inputs: list[list[int | None]]
@@ -114,18 +128,284 @@ class Estimate(BaseModel):
     memory: EstimateMemory | None = None
 
 
-class ProfileReport(BaseModel):
-    """The JSON report of ``bnncore.models.profile(model).to_dict()``.
+# ----------------------------------------------------------------------------
+# The profile report (``bnncore.models.profile(model).to_dict()``) and the
+# estimate in the same shape
+# ----------------------------------------------------------------------------
 
-    Its full schema is documented with ``bnncore.analysis``; ``model``,
-    ``layers`` and ``totals`` are always present.
-    """
+REPORT_SCHEMA_VERSION: Literal[1] = 1
+"""``schema_version`` of the report document (``bnncore.analysis.SCHEMA_VERSION``)."""
 
-    model_config = ConfigDict(extra="allow")
+BitWidth = Annotated[str, Field(pattern=r"^[1-9][0-9]*$")]
+BitCounts = Annotated[
+    dict[BitWidth, int],
+    # additionalProperties rather than pydantic's patternProperties: what
+    # client generators type (openapi-typescript: {[key: string]: number}).
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "propertyNames": {"pattern": "^[1-9][0-9]*$"},
+        }
+    ),
+]
+"""A count per bit width, keyed by the width as a string (``{"1": 288}``)."""
+Dim = Annotated[int, Field(ge=0)] | None
+ShapeList = list[Dim]
+"""One tensor's shape, batch first (``null`` for an unknown dimension)."""
+Shapes = ShapeList | list[ShapeList] | None
+"""One shape, a list of shapes (several tensors) or ``null`` (none)."""
 
-    model: dict[str, Any]
-    layers: list[dict[str, Any]]
-    totals: dict[str, Any]
+_BITS = "keys are bit widths as strings, sorted; zero counts are left out"
+_UNKNOWN = "null in an estimate: "
+
+
+class _Response(BaseModel):
+    """Base of the report's parts: every key always present, none other."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _WeightFields(_Response):
+    name: str = Field(description="The variable's name (`kernel`)")
+    shape: list[Annotated[int, Field(ge=0)]] = Field(description="Its shape")
+    dtype: str = Field(description="Its dtype name (`float32`)")
+    bits: int = Field(
+        description="Bit width it counts at: its quantizer's precision when "
+        "quantized in the forward pass, else its dtype's width"
+    )
+    trainable: bool = Field(description="Whether the model trains it")
+    params: int = Field(description="Number of scalars (the product of `shape`)")
+    counted: bool = Field(
+        description="False when an earlier layer owns the same variable (shared "
+        "weights count once, at their first appearance)"
+    )
+
+
+class ReportWeight(_WeightFields):
+    """One weight variable of a layer."""
+
+    path: str = Field(description="The variable's unique path (`model/dense/kernel`)")
+    quantizer: str | None = Field(
+        description="Name of the quantizer applied to it, or null"
+    )
+
+
+class EstimateReportWeight(_WeightFields):
+    """One weight of a layer, as the estimate knows it before building."""
+
+    path: None = Field(
+        description=_UNKNOWN + "the path is named by Keras when the model is built"
+    )
+    quantizer: None = Field(description=_UNKNOWN + "only its bit width is known")
+
+
+class _LayerFields(_Response):
+    name: str = Field(description="The layer's name")
+    type: str = Field(description="The layer's class name (`QuantConv2D`)")
+    calls: int = Field(description="Times the layer is called in the model")
+    input_precision: int | None = Field(
+        description="Bits its input_quantizer quantizes inputs to; null: the "
+        "layer has no input quantizer"
+    )
+    input_shape: Shapes = Field(
+        description="Input shape(s) of its first call, batch first"
+    )
+    output_shape: Shapes = Field(
+        description="Output shape(s) of its first call, batch first"
+    )
+    params: int = Field(description="Parameters (weights counted once)")
+    trainable_params: int = Field(description="Trainable parameters")
+    non_trainable_params: int = Field(description="Non-trainable parameters")
+    params_by_bits: BitCounts = Field(description="Parameters by bit width; " + _BITS)
+    inference_params: int = Field(
+        description="Parameters at inference: BatchNormalization folded into "
+        "one scale and one offset per channel"
+    )
+    inference_params_by_bits: BitCounts = Field(
+        description="Inference parameters by bit width; " + _BITS
+    )
+    memory_bits: int = Field(
+        description="Bits to store its inference parameters at their bit widths"
+    )
+    memory_bits_8bit_floats: int = Field(
+        description="memory_bits with every wider parameter stored at 8 bits"
+    )
+    macs: int = Field(description="Multiply-accumulates of all its calls, batch 1")
+    macs_by_bits: BitCounts = Field(
+        description="MACs by the wider of input and weight bit width; " + _BITS
+    )
+    bops: int = Field(
+        description="Bit operations: each MAC times input bits times weight bits"
+    )
+    activation_elements: int = Field(
+        description="Output elements of all its calls, batch 1"
+    )
+
+
+class ReportLayer(_LayerFields):
+    """One layer (or operation, or nested model) of a profile; a nested model's
+    rows are under ``layers``."""
+
+    output_precision: int = Field(description="Bits of the values it outputs")
+    activation_bytes: int = Field(
+        description="Bytes of its outputs at output_precision, batch 1"
+    )
+    peak_activation_bytes: int = Field(
+        description="Most bytes of inputs and outputs live during one of its "
+        "calls, batch 1 (a nested model: the most of its layers)"
+    )
+    weights: list[ReportWeight] = Field(description="Its weight variables")
+    layers: list[ReportLayer] = Field(
+        description="A nested model's layers (one call of it); empty otherwise"
+    )
+    notes: list[str] = Field(
+        description="What could not be counted exactly (unknown dimensions)"
+    )
+
+
+class EstimateReportLayer(_LayerFields):
+    """One layer of an estimate: the report's row, computed from the definition
+    alone (service-built models are flat, and call each layer once)."""
+
+    output_precision: None = Field(
+        description=_UNKNOWN + "it depends on the built layer's output dtype"
+    )
+    activation_bytes: None = Field(
+        description=_UNKNOWN + "it needs output_precision (see "
+        "activation_elements for the count)"
+    )
+    peak_activation_bytes: None = Field(
+        description=_UNKNOWN + "it needs the precisions of inputs and outputs "
+        "(the estimate's memory is the bound used to admit requests)"
+    )
+    weights: list[EstimateReportWeight] = Field(description="Its weights")
+    layers: list[EstimateReportLayer] = Field(
+        description="Always empty: a definition's model has no nested models"
+    )
+    notes: None = Field(description=_UNKNOWN + "notes are written by the profile")
+
+
+class _ModelFields(_Response):
+    name: str = Field(description="The model's name")
+    type: str = Field(description="The model's class name (`Functional`)")
+    input_shape: Shapes = Field(
+        description="The input's shape, a list of shapes for several inputs, "
+        "null for none"
+    )
+    output_shape: Shapes = Field(
+        description="The output's shape, a list of shapes for several outputs, "
+        "null for none"
+    )
+    input_shapes: list[ShapeList] = Field(description="Every input's shape")
+    output_shapes: list[ShapeList] = Field(description="Every output's shape")
+
+
+class ReportModel(_ModelFields):
+    """The profiled model."""
+
+    notes: list[str] = Field(
+        description="Caveats of the whole profile (a subclassed model's order)"
+    )
+
+
+class EstimateReportModel(_ModelFields):
+    """The model a definition builds."""
+
+    notes: None = Field(description=_UNKNOWN + "notes are written by the profile")
+
+
+class _TotalsFields(_Response):
+    params: int = Field(description="Parameters")
+    trainable_params: int = Field(description="Trainable parameters")
+    non_trainable_params: int = Field(description="Non-trainable parameters")
+    inference_params: int = Field(
+        description="Parameters at inference (BatchNormalization folded)"
+    )
+    params_by_bits: BitCounts = Field(description="Parameters by bit width; " + _BITS)
+    inference_params_by_bits: BitCounts = Field(
+        description="Inference parameters by bit width; " + _BITS
+    )
+    binary_params: int = Field(description="1-bit parameters")
+    float_params: int = Field(description="32-bit parameters")
+    memory_bits: int = Field(description="Bits of the inference parameters")
+    memory_bytes: int = Field(description="memory_bits in bytes, rounded up")
+    memory_bytes_8bit_floats: int = Field(
+        description="Bytes with every wider parameter stored at 8 bits"
+    )
+    float32_equivalent_bytes: int = Field(
+        description="Bytes of the inference parameters all at 32 bits"
+    )
+    compression: float | None = Field(
+        description="float32_equivalent_bytes / memory_bytes; null without memory"
+    )
+    memory_saving: float | None = Field(
+        description="1 - memory_bytes / float32_equivalent_bytes; null without "
+        "parameters"
+    )
+    macs: int = Field(description="Multiply-accumulates, batch 1")
+    macs_by_bits: BitCounts = Field(description="MACs by bit width; " + _BITS)
+    binary_mac_ratio: float | None = Field(
+        description="Share of 1-bit MACs; null without MACs"
+    )
+    ternary_mac_ratio: float | None = Field(
+        description="Share of 2-bit MACs; null without MACs"
+    )
+    bops: int = Field(description="Bit operations")
+
+
+class ReportTotals(_TotalsFields):
+    """Whole-model counts: sums over the top-level layers, ratios of the sums."""
+
+    peak_activation_bytes: int = Field(
+        description="The largest peak_activation_bytes of a layer, batch 1"
+    )
+
+
+class EstimateReportTotals(_TotalsFields):
+    """Whole-model counts of an estimate (sums over the layers)."""
+
+    peak_activation_bytes: None = Field(
+        description=_UNKNOWN + "see memory.row_bytes for the model's peak "
+        "memory per row"
+    )
+    activation_elements: int = Field(
+        description="Estimate only: output elements of every layer, batch 1"
+    )
+
+
+class ProfileReport(_Response):
+    """The JSON report: ``bnncore.models.profile(model).to_dict()``."""
+
+    schema_version: Literal[1] = Field(
+        description="Version of the document; bumped when a key changes "
+        "meaning or goes (docs/service.md)"
+    )
+    model: ReportModel = Field(description="The model")
+    layers: list[ReportLayer] = Field(description="Its layers, in order")
+    totals: ReportTotals = Field(description="Whole-model counts")
+
+
+class EstimateReport(_Response):
+    """The analytic estimate: the report's shape, computed before anything is
+    built; what only the built model can tell is null (each field says)."""
+
+    schema_version: Literal[1] = Field(
+        description="Version of the report document this follows"
+    )
+    model: EstimateReportModel = Field(description="The model the definition builds")
+    layers: list[EstimateReportLayer] = Field(description="Its layers, in order")
+    totals: EstimateReportTotals = Field(description="Whole-model counts")
+    name: str = Field(description="Estimate only (kept): model.name")
+    inputs: list[ShapeList] = Field(
+        description="Estimate only (kept): model.input_shapes"
+    )
+    outputs: list[ShapeList] = Field(
+        description="Estimate only (kept): model.output_shapes"
+    )
+    memory: EstimateMemory = Field(
+        description="Estimate only: what running the model costs in memory"
+    )
 
 
 class RegisterRequest(StrictModel):
