@@ -39,6 +39,15 @@ def _check_pad_values(pad_values: Any) -> float:
     return float(pad_values)
 
 
+def _shapes(tensors: Any) -> Any:
+    """Shape tuples of one tensor, or a list of them for a list of tensors."""
+    if isinstance(tensors, list | tuple):
+        if len(tensors) == 1:
+            return tuple(tensors[0].shape)
+        return [tuple(tensor.shape) for tensor in tensors]
+    return tuple(tensors.shape)
+
+
 def _get_quantizer(field: str, identifier: Any) -> Any:
     """``quantizers.get`` with the argument's name added to any error."""
     try:
@@ -76,6 +85,7 @@ class QuantizerBase:
     if TYPE_CHECKING:  # set by the Keras layer this mixin is combined with
         name: str
         activation: Callable[..., Any]
+        output: Any
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -173,6 +183,45 @@ class QuantizerBase:
                 latent = quantizers.as_tensor(getattr(self, attribute))
             views[attribute] = latent if quantizer is None else quantizer(latent)
         return views
+
+    @property
+    def output_shape(self) -> Any:
+        """The output shape of the layer's symbolic calls, as Keras 2 (and Larq)
+        gave it; Keras 3 removed ``Layer.output_shape``.
+
+        After ``layer(keras.Input(...))`` it is ``tuple(layer.output.shape)``
+        (``None`` for the batch and any unknown size).
+
+        Raises:
+            AttributeError: the layer was never called on a symbolic input (an
+                eager call records nothing), or its symbolic calls gave different
+                output shapes, as in Keras 2. Like any ``AttributeError`` from a
+                property, ``hasattr(layer, "output_shape")`` is then ``False``,
+                which is what Keras 3's own summary checks for.
+        """
+        # `layer.output` is the first call's; the other calls are read from
+        # Keras's node list (no public accessor) only to refuse an ambiguous
+        # shape. Without that list the first call's shape is returned.
+        nodes = getattr(self, "_inbound_nodes", None)
+        if nodes is not None and not nodes:
+            raise AttributeError(
+                f"The layer {self.name!r} has never been called on a symbolic input "
+                "(keras.Input), so it has no output shape. Call it on one, or use "
+                "layer.compute_output_shape(input_shape)."
+            )
+        shapes = {
+            repr(_shapes(node.output_tensors))
+            for node in nodes or []
+            if hasattr(node, "output_tensors")
+        }
+        if len(shapes) > 1:
+            raise AttributeError(
+                f"The layer {self.name!r} has been called on inputs giving different "
+                f"output shapes ({', '.join(sorted(shapes))}), so its output shape "
+                "is ambiguous. Read the output of the call you mean instead "
+                "(output.shape)."
+            )
+        return _shapes(self.output)
 
     # ------------------------------------------------------------------
     # Keras protocol
