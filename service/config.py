@@ -137,6 +137,13 @@ class Settings(BaseSettings):
         validation_workers: ``BNN_VALIDATION_WORKERS``: threads parsing and
             validating request bodies (off the event loop); further requests
             wait for one.
+        log_format: ``BNN_LOG_FORMAT``: ``text`` (a readable line with
+            ``key=value`` fields) or ``json`` (one JSON object per line), on
+            stdout; see ``service/logs.py`` and docs/deployment.md.
+        log_level: ``BNN_LOG_LEVEL``: ``debug`` (adds a line per successful
+            request), ``info``, ``warning`` or ``error``.
+        slow_request_ms: ``BNN_SLOW_REQUEST_MS``: a request answered after
+            longer than this (milliseconds) is logged as ``slow_request``.
         preload: ``BNN_PRELOAD``: models to load at start-up,
             ``name[:version]`` separated by commas (no version: the latest
             when loaded), e.g. ``mnist,quicknet:3``; ``/v2/health/ready`` is
@@ -188,6 +195,11 @@ class Settings(BaseSettings):
     max_definition_keys: int = Field(default=100_000, ge=100)
     max_json_depth: int = Field(default=32, ge=4, le=256)
     validation_workers: int = Field(default=2, ge=1)
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    log_level: str = Field(
+        default="info", pattern="^(?i:debug|info|warning|error|critical)$"
+    )
+    slow_request_ms: float = Field(default=1000.0, gt=0)
     preload: str = ""
     preload_retry_s: float = Field(default=5.0, gt=0)
 
@@ -271,6 +283,10 @@ def expected_form(field: str) -> str:
         text = S3_URL_FORM
     elif field == "engine":
         text = "auto or keras"
+    elif field == "log_format":
+        text = "text or json"
+    elif field == "log_level":
+        text = "debug, info, warning, error or critical"
     elif field == "migrate":
         text = "auto or off"
     else:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.estimate import DefinitionError, LimitError
 from service.jsonbody import json_error_message
+from service.logs import client_address, log_event, mark_logged
 from service.runtime import BusyError
 from service.schemas.reports import ErrorResponse
 from service.store import StoreError
@@ -172,10 +173,25 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def _store(_: Request, exc: StoreError) -> Any:
-        log.error("store error: %s", exc)
+        log_event(
+            log, logging.ERROR, "store_error", "store error: {error}", error=str(exc)
+        )
         return error(503, f"registry unavailable: {exc}")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> Any:
-        log.exception("unexpected error", exc_info=exc)
+    async def _unexpected(request: Request, exc: Exception) -> Any:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log_event(
+            log,
+            logging.ERROR,
+            "request_failed",
+            "{method} {route} failed with 500: {error}",
+            exc_info=exc,
+            method=request.method,
+            route=route,
+            status=500,
+            client=client_address(request.scope),
+            error=type(exc).__name__,
+        )
+        mark_logged(exc)  # uvicorn's copy of the traceback is dropped
         return error(500, "internal server error")

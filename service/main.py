@@ -22,6 +22,7 @@ from service.config import Settings, SettingsError, load_settings
 from service.database import DatabaseURLError, check_url
 from service.inference import InferenceService
 from service.limits import BodySizeLimit
+from service.logs import RequestLog, with_logging
 from service.metrics import Metrics, MetricsMiddleware
 from service.metrics import router as metrics_router
 from service.preload import Preloader
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="bnncore model service",
         version=bnncore.__version__,
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=with_logging(lifespan, settings),  # BNN_LOG_*, lifecycle lines
     )
     app.state.settings = settings
     app.state.metrics = Metrics()  # this app's own registry (GET /metrics)
@@ -135,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Outermost: counts and times every request, refusals by the others too.
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    # Around it: logs refused, failed and slow requests (service/logs.py).
+    app.add_middleware(RequestLog, slow_ms=settings.slow_request_ms)
     # Each protected route declares the bearer scheme (and its scope) in OpenAPI.
     for router in (
         health.router,

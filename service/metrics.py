@@ -33,7 +33,13 @@ from starlette.routing import Match
 
 from bnncore.engine import kernels
 
-__all__ = ["REJECTION_REASONS", "Metrics", "MetricsMiddleware", "router"]
+__all__ = [
+    "REJECTION_REASONS",
+    "Metrics",
+    "MetricsMiddleware",
+    "route_template",
+    "router",
+]
 
 Scope = dict[str, Any]
 
@@ -174,7 +180,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def _template(scope: Scope) -> tuple[str, bool]:
+def route_template(scope: Scope) -> tuple[str, bool]:
     """The route template of a request and whether routing reached it.
 
     A request answered before routing (e.g. 413 from the body-size limit) is
@@ -245,7 +251,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route, routed = _template(scope)
+            route, routed = route_template(scope)
             if status == 413 and not routed:
                 self.metrics.reject("body_too_large")
             labels = {

@@ -24,6 +24,7 @@ import asyncio
 import gc
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 
 from service.builder import Plan, build
 from service.config import Settings
+from service.logs import log_event
 from service.store import StoredWeights
 
 __all__ = ["Built", "BusyError", "ModelCache", "Runtime", "freeze_startup_objects"]
@@ -109,12 +111,17 @@ class ModelCache:
 
     def put(self, key: str, item: Built) -> None:
         evicted: list[Built] = []
+        gone: list[str] = []
         with self._lock:
             self._items[key] = item
             self._items.move_to_end(key)
             while len(self._items) > self.size:
-                evicted.append(self._items.popitem(last=False)[1])
+                out, built = self._items.popitem(last=False)
+                gone.append(out)
+                evicted.append(built)
             self.evictions += len(evicted)
+        for out in gone:
+            _log_evicted(out, self.size)
         if evicted:
             # The evicted models are cycles: only the collector frees them
             # (outside the lock, so that readers of the cache do not wait).
@@ -127,6 +134,21 @@ class ModelCache:
     def keys(self) -> list[str]:
         with self._lock:
             return list(self._items)
+
+
+def _log_evicted(key: str, size: int) -> None:
+    content_hash, _, weights = key.partition("+weights:")
+    log_event(
+        log,
+        logging.INFO,
+        "model_evicted",
+        "evicted model {key} from the build cache (BNN_MODEL_CACHE_SIZE={size})",
+        cache="build",
+        key=content_hash[:12],
+        weights=weights[:12] or "initial",
+        size=size,
+        reason="cache_full",
+    )
 
 
 class Runtime:
@@ -208,17 +230,32 @@ class Runtime:
             return item
         from bnncore.models import profile
 
+        start = time.perf_counter()
         model = build(plan, self.settings)
+        built_s = time.perf_counter()
         with self._lock:
             self.builds += 1
         if weights is not None:
             from service.weights import load_into
 
             load_into(model, weights.read(), self.settings)
+        weighted_s = time.perf_counter()
         item = Built(
             model=model,
             profile=profile(model),
             weights_sha256=None if weights is None else weights.sha256,
+        )
+        log_event(
+            log,
+            logging.INFO,
+            "model_built",
+            "built model {key} ({params} parameters) in {build_ms} ms",
+            key=plan.content_hash[:12],
+            weights="initial" if weights is None else weights.sha256[:12],
+            params=int(model.count_params()),
+            build_ms=round((built_s - start) * 1000, 1),
+            weights_ms=round((weighted_s - built_s) * 1000, 1),
+            profile_ms=round((time.perf_counter() - weighted_s) * 1000, 1),
         )
         self.cache.put(key, item)
         return item

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service.config import Settings
+from service.logs import client_address, configure_logging, log_event
 
 __all__ = [
     "ConnectionCap",
@@ -101,11 +103,15 @@ class LimitedH11Protocol(H11Protocol):
             if other is not self and not other.transport.is_closing():
                 other._cancel_head_timer()
                 other.transport.close()
-                self.logger.info(
-                    "%d connections (BNN_MAX_CONNECTIONS=%d): closed the one "
-                    "waiting longest for its request head",
-                    len(self._open),
-                    self.max_connections,
+                log_event(
+                    self.logger,
+                    logging.WARNING,
+                    "connection_closed",
+                    "{connections} connections (BNN_MAX_CONNECTIONS={limit}): "
+                    "closed the one waiting longest for its request head",
+                    connections=len(self._open),
+                    limit=self.max_connections,
+                    reason="connection_limit",
                 )
                 return
 
@@ -132,10 +138,14 @@ class LimitedH11Protocol(H11Protocol):
         self._head_timer = None
         self._waiting.pop(self, None)
         if not self.transport.is_closing():
-            self.logger.info(
+            log_event(
+                self.logger,
+                logging.WARNING,
+                "connection_closed",
                 "closing a connection that sent no complete request head in "
-                "%g s (BNN_HEADER_TIMEOUT_S)",
-                self.header_timeout_s,
+                "{timeout_s} s (BNN_HEADER_TIMEOUT_S)",
+                timeout_s=self.header_timeout_s,
+                reason="header_timeout",
             )
             self.transport.close()
 
@@ -160,6 +170,17 @@ class ConnectionCap:
             active = self.protocol.active_connections()
             cap = self.protocol.max_connections
             if active > cap:
+                log_event(
+                    logging.getLogger("service.requests"),
+                    logging.WARNING,
+                    "request_refused",
+                    "{method} refused with 503: {connections} connections open",
+                    method=str(scope.get("method", "")),
+                    status=503,
+                    client=client_address(scope),
+                    connections=active,
+                    reason=f"all connections busy (BNN_MAX_CONNECTIONS={cap})",
+                )
                 body = json.dumps(
                     {
                         "error": f"{active} connections are open, all with a "
@@ -220,7 +241,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="default: 8000")
     parser.add_argument(
-        "--log-level", default="info", help="uvicorn's log level (default: info)"
+        "--log-level",
+        default=None,
+        help="uvicorn's log level (default: BNN_LOG_LEVEL, itself info)",
     )
     return parser.parse_args(argv)
 
@@ -234,11 +257,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from service.main import app  # reads the BNN_* settings
 
-    options = uvicorn_options(app.state.settings)
+    settings = app.state.settings
+    options = uvicorn_options(settings)
+    # Every line of the process in the BNN_LOG_FORMAT, uvicorn's too (its own
+    # logging configuration is not applied: log_config=None).
+    configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         ConnectionCap(app, options["http"]),
         host=args.host,
         port=args.port,
-        log_level=args.log_level,
+        log_level=(args.log_level or settings.log_level).lower(),
+        log_config=None,
         **options,
     )

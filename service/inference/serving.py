@@ -39,6 +39,7 @@ from service.estimate import estimate_with_peak, request_cost
 from service.inference.codec import Decoded, InferenceError
 from service.inference.scheduler import Batcher, Scheduler, Timed
 from service.inference.statistics import InferenceStatistics
+from service.logs import log_event
 from service.metrics import Metrics
 from service.peak import JSON_BYTES_PER_VALUE, RequestCost, keras_model_cost
 from service.registry_view import RegistryView
@@ -93,7 +94,15 @@ class Served:
         try:
             packed = engine.compile(model)
         except Exception as error:  # any model must still serve through Keras
-            log.warning("packed engine refused %s: %s", key[0][:12], error)
+            log_event(
+                log,
+                logging.WARNING,
+                "packed_engine_failed",
+                "the packed engine could not compile model {key}; it runs "
+                "through Keras: {error}",
+                key=key[0][:12],
+                error=str(error),
+            )
             return cls(key, model, None, f"the packed engine refused it: {error}")
         if not packed.binary_layers:
             return cls(key, model, None, "it has no binary layer to run on packed bits")
@@ -129,6 +138,55 @@ class Served:
         elif not isinstance(result, list | tuple):
             result = [result]
         return [np.asarray(out) for out in result]
+
+
+def _log_loaded(record: VersionRecord, served: Served, seconds: float) -> None:
+    """``model_loaded`` and ``engine_chosen`` (INFO) for a version just loaded."""
+    fields: dict[str, Any] = {
+        "model": record.name,
+        "version": record.version,
+        "key": served.key[0][:12],
+        "weights": (served.key[1] or "initial")[:12],
+    }
+    log_event(
+        log,
+        logging.INFO,
+        "model_loaded",
+        "loaded {model} version {version} in {load_ms} ms",
+        **fields,
+        load_ms=round(seconds * 1000, 1),
+    )
+    if served.packed is not None:
+        engine = "packed"
+        reason = (
+            f"{len(served.packed.binary_layers)} binary layers run on packed "
+            f"bits ({served.packed.isa})"
+        )
+    else:
+        engine, reason = "keras", served.packed_note
+    log_event(
+        log,
+        logging.INFO,
+        "engine_chosen",
+        "{model} version {version} runs on the {engine} engine: {reason}",
+        **fields,
+        engine=engine,
+        reason=reason,
+    )
+
+
+def _log_evicted(key: tuple[str, str | None], reason: str, detail: str) -> None:
+    log_event(
+        log,
+        logging.INFO,
+        "model_evicted",
+        "evicted model {key} from the serving cache ({detail})",
+        cache="serving",
+        key=key[0][:12],
+        weights=(key[1] or "initial")[:12],
+        reason=reason,
+        detail=detail,
+    )
 
 
 class InferenceService:
@@ -203,6 +261,7 @@ class InferenceService:
         its reference); whether it was loaded."""
         dropped = self._served.pop(key, None) is not None
         if dropped:
+            _log_evicted(key, "unload", "unloaded on request")
             _collect_soon()
         return dropped
 
@@ -222,6 +281,7 @@ class InferenceService:
             return await asyncio.shield(pending)
         future: asyncio.Future[Served] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
+        start = time.perf_counter()
         try:
             served = await self._load(record, weights, key)
         except BaseException as error:
@@ -236,9 +296,12 @@ class InferenceService:
             self._loading.pop(key, None)
         future.set_result(served)
         self._served[key] = served
+        _log_loaded(record, served, time.perf_counter() - start)
         if len(self._served) > self.settings.model_cache_size:
-            while len(self._served) > self.settings.model_cache_size:
-                self._served.popitem(last=False)
+            size = self.settings.model_cache_size
+            while len(self._served) > size:
+                gone, _ = self._served.popitem(last=False)
+                _log_evicted(gone, "cache_full", f"BNN_MODEL_CACHE_SIZE={size}")
             _collect_soon()
         return served
 

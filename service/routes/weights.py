@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -14,6 +16,7 @@ from service.builder import plan
 from service.config import Settings
 from service.deps import ModelName, RuntimeDep, SettingsDep, StoreDep, VersionNumber
 from service.errors import ERROR_RESPONSES, NotFoundError, error
+from service.logs import log_event
 from service.runtime import Runtime
 from service.schemas.definitions import Definition
 from service.store import Store, Upload
@@ -31,6 +34,7 @@ up to ``BNN_MAX_WEIGHTS_BYTES``."""
 
 _ACCEPTED_TYPES = ("application/octet-stream", "")
 _definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
+log = logging.getLogger("service.weights")
 
 
 class WeightsUploaded(BaseModel):
@@ -161,6 +165,7 @@ async def _receive_check_store(
     limit: str,
 ) -> Any:
     """The body into ``upload``, checked against the built model, then stored."""
+    start = time.perf_counter()
     try:
         await receive_into(body_stream(request), upload, cap, limit)
     except TooLargeError as too_large:
@@ -192,6 +197,21 @@ async def _receive_check_store(
     if saved is None:
         raise NotFoundError(f"{name!r} version {version} is not registered")
     stored, previous = saved
+    log_event(
+        log,
+        logging.INFO,
+        "weights_uploaded",
+        "weights of {model} version {version} uploaded: {bytes} bytes in "
+        "{duration_ms} ms",
+        model=name,
+        version=version,
+        bytes=stored.size,
+        sha256=stored.sha256,
+        format=kind,
+        tensors=tensors,
+        duration_ms=round((time.perf_counter() - start) * 1000, 1),
+        replaced=previous,
+    )
     response.status_code = 201 if previous is None else 200
     return WeightsUploaded(
         name=name,
