@@ -408,6 +408,12 @@ class Quantizer(keras.layers.Layer):
         self.supports_masking = True
         self.built = True
 
+    @property
+    def _custom_metrics(self) -> list[str]:
+        """Larq's (private) name of :attr:`quantizer_metrics`, read-only: Larq
+        code and tests read ``quantizer._custom_metrics``."""
+        return list(self.quantizer_metrics)
+
     def call(self, inputs: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 

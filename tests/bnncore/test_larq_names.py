@@ -30,6 +30,15 @@ def test_get_kernel_quantizer_adds_the_scope_metrics_to_a_copy():
     assert quantizers.get_kernel_quantizer("ste_sign").quantizer_metrics == []
 
 
+def test_custom_metrics_is_larqs_private_name_of_the_quantizer_metrics():
+    with context.metrics_scope(["flip_ratio"]):
+        scoped = quantizers.get_kernel_quantizer("ste_sign")
+    assert scoped._custom_metrics == ["flip_ratio"]
+    assert quantizers.DoReFa(metrics=["flip_ratio"])._custom_metrics == ["flip_ratio"]
+    assert quantizers.SteSign()._custom_metrics == []
+    assert not hasattr(quantizers.get_kernel_quantizer(lambda x: x), "_custom_metrics")
+
+
 def test_get_kernel_quantizer_passes_functions_and_none_through():
     def fn(x):
         return x
