@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
@@ -39,7 +39,9 @@ from service.schemas.reports import (
     RegisteredModel,
     RegisterRequest,
     TensorMetadata,
+    VersionSummary,
 )
+from service.sizes import SizeCache
 from service.store import Store, VersionRecord
 
 __all__ = ["router"]
@@ -195,18 +197,75 @@ async def register(
     return _registered(record, created)
 
 
+def get_size_cache(request: Request) -> SizeCache:
+    """The app's cache of definition sizes (made on first use)."""
+    state = request.app.state
+    cache = getattr(state, "size_cache", None)
+    if cache is None:  # two first requests may both make one: either serves
+        cache = state.size_cache = SizeCache()
+    return cache
+
+
+SizeCacheDep = Annotated[SizeCache, Depends(get_size_cache)]
+
+
+def _version_details(
+    store: Store,
+    settings: Any,
+    cache: SizeCache,
+    page: list[tuple[str, list[int]]],
+) -> list[list[VersionSummary]]:
+    """Each listed version's sizes: its record, the estimate of its stored
+    definition (cached by content hash) and its weights; nothing is built."""
+    details = []
+    for name, versions in page:
+        rows = []
+        for version in versions:
+            record = store.get(name, version)
+            if record is None:  # deleted since the page was read
+                continue
+            sizes = cache.sizes(store, settings, record.content_hash)
+            rows.append(
+                VersionSummary(
+                    version=record.version,
+                    kind=record.kind,
+                    content_hash=record.content_hash,
+                    created_at=record.created_at,
+                    params=record.params,
+                    params_by_bits=sizes.params_by_bits,
+                    memory_bytes=record.memory_bytes,
+                    compression=sizes.compression,
+                    weights_uploaded=store.weights(name, version) is not None,
+                )
+            )
+        details.append(rows)
+    return details
+
+
 @router.get("", response_model=ModelList, responses=ERROR_RESPONSES)
 async def list_models(
+    request: Request,
     store: StoreDep,
+    settings: SettingsDep,
+    cache: SizeCacheDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> ModelList:
-    """A page of registered models ordered by name, with their versions."""
+    """A page of registered models ordered by name, with their versions and
+    each version's parameters, memory, compression and weights."""
     page, total = await run_in_threadpool(store.list_models, limit, offset)
+    details = await run_validation(
+        request, _version_details, store, settings, cache, page
+    )
     return ModelList(
         models=[
-            ModelSummary(name=name, versions=versions, latest_version=max(versions))
-            for name, versions in page
+            ModelSummary(
+                name=name,
+                versions=versions,
+                latest_version=max(versions),
+                version_details=rows,
+            )
+            for (name, versions), rows in zip(page, details, strict=True)
         ],
         total=total,
         limit=limit,

@@ -35,6 +35,7 @@ __all__ = [
     "ReportWeight",
     "ServerMetadata",
     "TensorMetadata",
+    "VersionSummary",
     "Weight",
 ]
 
@@ -438,22 +439,64 @@ class DeletedVersion(BaseModel):
     deleted: bool
 
 
+class VersionSummary(BaseModel):
+    """One version in the model list: what a dashboard draws without asking
+    for each version's report (nothing is built to answer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(description="The version number")
+    kind: str = Field(
+        description="The definition's kind (Sequential, Graph, Zoo, KerasJSON)"
+    )
+    content_hash: str = Field(description="SHA-256 of the normalized definition")
+    created_at: str = Field(description="When it was registered (ISO 8601, UTC)")
+    params: int = Field(description="Parameters (the report's totals.params)")
+    params_by_bits: BitCounts | None = Field(
+        description="Parameters by bit width (totals.params_by_bits); "
+        + _BITS
+        + "; null for a zoo definition (known once built: its report)"
+    )
+    memory_bytes: int = Field(
+        description="Bytes of the inference parameters at their bit widths "
+        "(totals.memory_bytes)"
+    )
+    compression: float | None = Field(
+        description="float32_equivalent_bytes / memory_bytes (totals.compression); "
+        "null for a zoo definition or a model without memory"
+    )
+    weights_uploaded: bool = Field(
+        description="Whether a weights file was uploaded (PUT .../weights); "
+        "false: it serves the weights its definition builds with"
+    )
+
+
 class ModelSummary(BaseModel):
     """A registry entry in the model list."""
 
-    name: str
-    versions: list[int]
-    latest_version: int
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The registered name")
+    versions: list[int] = Field(description="Its versions, ascending")
+    latest_version: int = Field(description="The highest version")
+    version_details: list[VersionSummary] = Field(
+        description="Each version's sizes and weights, in the order of "
+        "versions (a version deleted while the page is read is left out)"
+    )
 
 
 class ModelList(BaseModel):
     """A page of the registry, ordered by name."""
 
-    models: list[ModelSummary]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelSummary] = Field(description="The page's models")
+    total: int = Field(description="Registered names in all")
+    limit: int = Field(description="Most models in a page")
+    offset: int = Field(description="Models skipped before this page")
+    next_offset: int | None = Field(
+        description="The offset of the next page; null on the last"
+    )
 
 
 class TensorMetadata(BaseModel):

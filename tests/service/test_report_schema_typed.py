@@ -305,3 +305,96 @@ def test_estimate_nulls_are_what_the_report_knows_after_building() -> None:
         assert "null in an estimate" in (
             EstimateReportLayer.model_fields[name].description or ""
         )
+
+
+# ----------------------------------------------------------------------------
+# The model list carries each version's sizes
+# ----------------------------------------------------------------------------
+
+
+def _small_bnn() -> keras.Model:
+    from bnncore.layers import QuantConv2D, QuantDense
+
+    binary = {"kernel_quantizer": "ste_sign", "kernel_constraint": "weight_clip"}
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            QuantConv2D(4, 3, use_bias=False, name="conv1", **binary),
+            keras.layers.BatchNormalization(name="bn1"),
+            keras.layers.Flatten(name="flat"),
+            QuantDense(3, input_quantizer="ste_sign", name="dense1", **binary),
+        ],
+        name="bnn",
+    )
+
+
+def test_model_list_carries_sizes_without_building(tmp_path: Any) -> None:
+    from bnncore import export
+    from service.config import Settings
+    from service.main import create_app
+    from service.schemas.reports import ModelList
+
+    settings = Settings(data_dir=tmp_path / "data")
+    bnn = _small_bnn()
+    wider = json.loads(json.dumps(MNIST))
+    wider["layers"][-1]["units"] = 7
+    registered = [
+        ("bnn", export.to_definition(bnn)),
+        ("mnist", MNIST),
+        ("mnist", wider),
+        ("zoo", ZOO),
+    ]
+    with TestClient(create_app(settings)) as client:
+        for name, definition in registered:
+            reply = client.post(
+                "/v2/models", json={"name": name, "definition": definition}
+            )
+            assert reply.status_code == 201, reply.text
+        reply = client.put(
+            "/v2/models/bnn/versions/1/weights",
+            content=export.to_bytes(bnn),
+            headers={"content-type": "application/octet-stream"},
+        )
+        assert reply.status_code == 201, reply.text
+
+    # A fresh app on the same store: nothing built, nothing cached.
+    app = create_app(settings)
+    with TestClient(app) as client:
+        reply = client.get("/v2/models")
+        assert reply.status_code == 200, reply.text
+        listing = ModelList.model_validate_json(reply.text, strict=True)
+        _check_keys(ModelList, reply.json(), "list")
+        assert len(app.state.runtime.cache) == 0  # no model was built
+        assert len(app.state.size_cache) == 4  # one estimate per definition
+        assert client.get("/v2/models").json() == reply.json()  # from the cache
+        assert len(app.state.size_cache) == 4
+
+        assert [(m.name, m.versions) for m in listing.models] == [
+            ("bnn", [1]),
+            ("mnist", [1, 2]),
+            ("zoo", [1]),
+        ]
+        for model in listing.models:
+            assert [d.version for d in model.version_details] == model.versions
+            for detail in model.version_details:
+                url = f"/v2/models/{model.name}/versions/{detail.version}"
+                totals = client.get(f"{url}/summary").json()["totals"]
+                metadata = client.get(url).json()
+                assert detail.params == totals["params"]
+                assert detail.memory_bytes == totals["memory_bytes"]
+                assert detail.content_hash == metadata["content_hash"]
+                assert detail.created_at == metadata["created_at"]
+                assert detail.weights_uploaded == (metadata["weights"] == "uploaded")
+                if model.name == "zoo":  # no analytic estimate: known once built
+                    assert (detail.params_by_bits, detail.compression) == (None, None)
+                    assert detail.kind == "Zoo"
+                else:
+                    assert detail.params_by_bits == totals["params_by_bits"]
+                    assert detail.compression == totals["compression"]
+        uploaded = [
+            (m.name, d.version)
+            for m in listing.models
+            for d in m.version_details
+            if d.weights_uploaded
+        ]
+        assert uploaded == [("bnn", 1)]

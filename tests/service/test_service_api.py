@@ -157,7 +157,14 @@ def test_list_is_paginated_by_name(client):
     rest = client.get("/v2/models?limit=2&offset=2").json()
     assert [m["name"] for m in rest["models"]] == ["c"]
     assert rest["next_offset"] is None
-    assert rest["models"][0] == {"name": "c", "versions": [1], "latest_version": 1}
+    entry = rest["models"][0]
+    assert {k: entry[k] for k in ("name", "versions", "latest_version")} == {
+        "name": "c",
+        "versions": [1],
+        "latest_version": 1,
+    }
+    # Each version's sizes (tests/service/test_report_schema_typed.py): 2 × 4 + 2
+    assert [(d["version"], d["params"]) for d in entry["version_details"]] == [(1, 10)]
 
 
 def test_graph_definition_with_residual_and_concatenation(client):
