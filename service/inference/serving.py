@@ -158,9 +158,10 @@ def _log_loaded(record: VersionRecord, served: Served, seconds: float) -> None:
     )
     if served.packed is not None:
         engine = "packed"
+        count = len(served.packed.binary_layers)
         reason = (
-            f"{len(served.packed.binary_layers)} binary layers run on packed "
-            f"bits ({served.packed.isa})"
+            f"it qualifies: {count} binary layer{'s' if count != 1 else ''} "
+            f"on packed bits ({served.packed.isa})"
         )
     else:
         engine, reason = "keras", served.packed_note

@@ -243,7 +243,7 @@ def test_builds_loads_and_the_engine_are_logged(run: Run) -> None:
     assert binary, "the test model has binary layers: it qualifies"
     assert chosen["engine"] == "packed"
     assert chosen["engine"] == run.replies["infer"].headers["X-BNN-Engine"]
-    assert f"{len(binary)} binary layers" in chosen["reason"]
+    assert f": {len(binary)} binary layer" in chosen["reason"]
     assert (chosen["model"], chosen["version"], chosen["level"]) == ("bnn", 1, "INFO")
 
 
