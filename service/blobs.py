@@ -29,6 +29,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -327,9 +328,10 @@ class S3Blobs(BlobStore):
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             )
-            client = boto3.session.Session().client(
-                "s3", region_name=region or None, config=config
-            )
+            with _session_lock:  # creating clients is not thread-safe
+                client = _boto3_session(boto3).client(
+                    "s3", region_name=region or None, config=config
+                )
         self.client = client
 
     def _key(self, key: str) -> str:
@@ -487,6 +489,21 @@ class S3Blobs(BlobStore):
                         int(item["Size"]),
                         item["LastModified"].timestamp(),
                     )
+
+
+_session_lock = threading.Lock()
+_sessions: dict[str, Any] = {}
+
+
+def _boto3_session(boto3: Any) -> Any:
+    """One boto3 session per process (under ``_session_lock``): it caches the
+    parsed service models, so a second client takes milliseconds instead of
+    most of a second. Endpoint and region are read for each client; the
+    credentials once, for the first (refreshable ones, such as a web identity
+    role's, refresh themselves)."""
+    if "default" not in _sessions:
+        _sessions["default"] = boto3.session.Session()
+    return _sessions["default"]
 
 
 def _b64(digest: bytes) -> str:

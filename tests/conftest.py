@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from pg_fixture import postgres, postgres_url  # noqa: F401  (fixtures)
+from s3_fixture import s3_server, s3_url  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 
