@@ -170,6 +170,10 @@ class ConnectionCap:
             active = self.protocol.active_connections()
             cap = self.protocol.max_connections
             if active > cap:
+                message = (
+                    f"{active} connections are open, all with a request in "
+                    f"progress (limit BNN_MAX_CONNECTIONS={cap}); retry later"
+                )
                 log_event(
                     logging.getLogger("service.requests"),
                     logging.WARNING,
@@ -179,15 +183,9 @@ class ConnectionCap:
                     status=503,
                     client=client_address(scope),
                     connections=active,
-                    reason=f"all connections busy (BNN_MAX_CONNECTIONS={cap})",
+                    reason=message,
                 )
-                body = json.dumps(
-                    {
-                        "error": f"{active} connections are open, all with a "
-                        f"request in progress (limit BNN_MAX_CONNECTIONS={cap}); "
-                        "retry later"
-                    }
-                ).encode()
+                body = json.dumps({"error": message}).encode()
                 await send(
                     {
                         "type": "http.response.start",

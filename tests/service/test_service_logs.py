@@ -9,6 +9,7 @@ start-up line, and the output of a real ``python -m service`` process.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import io
@@ -522,3 +523,38 @@ def _record(event: str, message: str, **fields: Any) -> logging.LogRecord:
 def test_the_formatters_refuse_unknown_formats() -> None:
     with pytest.raises(ValueError, match="received 'xml'"):
         configure_logging("xml", "info", io.StringIO())
+
+
+def test_the_runners_connection_cap_logs_its_503() -> None:
+    from service.server import ConnectionCap, LimitedH11Protocol
+
+    class Full(LimitedH11Protocol):
+        max_connections = 2
+
+        @classmethod
+        def active_connections(cls) -> int:
+            return 3
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def never_called(*_: Any) -> None:
+        raise AssertionError("the app must not run")
+
+    scope = {"type": "http", "method": "GET", "client": ("10.1.2.3", 4567)}
+    stream = io.StringIO()
+    with logging_configured("json", "info", stream):
+        asyncio.run(ConnectionCap(never_called, Full)(scope, None, send))
+    assert sent[0]["status"] == 503
+    error = json.loads(sent[1]["body"])["error"]
+    assert error.startswith("3 connections are open")
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert (line["event"], line["level"], line["status"]) == (
+        "request_refused",
+        "WARNING",
+        503,
+    )
+    assert (line["client"], line["connections"]) == ("10.1.2.3", 3)
+    assert line["reason"] == error
