@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         inference_timeout_s: Longest wait for an inference result (504 after).
         engine: ``auto`` runs models on the packed engine when they qualify;
             ``keras`` always uses TensorFlow (requests may still ask for either).
+        role: ``BNN_ROLE``: ``full`` serves everything (registration,
+            reports, weight uploads, inference with TensorFlow and the packed
+            engine); ``inference`` serves only inference and metadata of the
+            registered models, on ``bnncore_runtime`` without TensorFlow
+            (``python -m service`` then runs ``service.inference_app``); a model
+            it cannot run is refused with 501 naming the reason, for a full
+            replica to serve (docs/deployment.md, docs/runtime.md).
         batching: Dynamic batching of concurrent small requests per model.
         batch_max_size: Rows of a merged batch (dynamic batching).
         batch_max_wait_ms: Longest wait for companions (dynamic batching).
@@ -183,6 +190,7 @@ class Settings(BaseSettings):
     max_pending_inferences: int = Field(default=32, ge=1)
     inference_timeout_s: float = Field(default=30.0, gt=0)
     engine: str = Field(default="auto", pattern="^(auto|keras)$")
+    role: str = Field(default="full", pattern="^(full|inference)$")
     batching: bool = False
     batch_max_size: int = Field(default=8, ge=1, le=4096)
     batch_max_wait_ms: float = Field(default=2.0, ge=0, le=10_000)
@@ -283,6 +291,8 @@ def expected_form(field: str) -> str:
         text = S3_URL_FORM
     elif field == "engine":
         text = "auto or keras"
+    elif field == "role":
+        text = "full or inference"
     elif field == "log_format":
         text = "text or json"
     elif field == "log_level":

@@ -31,7 +31,7 @@ from prometheus_client.core import InfoMetricFamily
 from prometheus_client.registry import Collector
 from starlette.routing import Match
 
-from bnncore.engine import kernels
+from bnncore_runtime import kernels  # the core's (bnncore.engine's too)
 
 __all__ = [
     "REJECTION_REASONS",

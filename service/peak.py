@@ -40,8 +40,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.schemas import layers as L
 from service.schemas.common import size_tuple
+
+# ``service.schemas.layers`` (which imports Keras) is imported by the functions
+# that read layer specs, so that RequestCost and the constants import without
+# TensorFlow (the inference replica's codec uses them).
 
 __all__ = [
     "BYTES_PER_ELEMENT",
@@ -248,6 +251,8 @@ def _kernel_elements(weights: Sequence[Any], name: str) -> int:
 def _fixed(layer: Any, weights: Sequence[Any], out: Shape) -> int:
     """Batch-independent bytes of a layer: quantized kernel copies, gather
     indices, and :data:`SMALL_TENSOR_BYTES`."""
+    from service.schemas import layers as L
+
     elements = 0
     for field, weight in (
         ("kernel_quantizer", "kernel"),
@@ -269,6 +274,8 @@ def _fixed(layer: Any, weights: Sequence[Any], out: Shape) -> int:
 
 def _intermediates(layer: Any, shapes: list[Shape], out: Shape) -> int:
     """Elements of every tensor a layer's operations create besides its output."""
+    from service.schemas import layers as L
+
     shape = shapes[0]
     first = math.prod(shape)
     o = math.prod(out)
@@ -376,6 +383,8 @@ def model_peak(
         sizes: Elements per row of every layer's output (inputs included).
         inputs / outputs: Names of the model's inputs and outputs.
     """
+    from service.schemas import layers as L
+
     last_use: dict[str, int] = {}
     for index, layer in enumerate(layers):
         for source in layer.inputs or []:

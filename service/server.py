@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 

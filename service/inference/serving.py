@@ -21,21 +21,19 @@ dynamic batch is capped to the rows that fit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
-from service.builder import plan
 from service.config import Settings
-from service.errors import NotFoundError
-from service.estimate import estimate_with_peak, request_cost
 from service.inference.codec import Decoded, InferenceError
 from service.inference.scheduler import Batcher, Scheduler, Timed
 from service.inference.statistics import InferenceStatistics
@@ -43,15 +41,26 @@ from service.logs import log_event
 from service.metrics import Metrics
 from service.peak import JSON_BYTES_PER_VALUE, RequestCost, keras_model_cost
 from service.registry_view import RegistryView
-from service.runtime import Runtime
-from service.schemas.definitions import Definition, Sequential, Zoo
 from service.store import Store, StoreError, VersionRecord
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+# The definition schemas, the estimate and the builder import Keras: they are
+# imported where a full replica uses them, so that an inference replica
+# (service/inference_app.py) can import this module without TensorFlow.
 
 __all__ = ["InferenceService", "Served"]
 
 log = logging.getLogger("service")
 
-_definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
+
+@functools.cache
+def _definition_adapter() -> TypeAdapter[Any]:
+    from service.schemas.definitions import Definition
+
+    return TypeAdapter(Definition)
+
 
 _COSTS_KEPT = 4096
 """Request costs cached (a few integers each, keyed by content hash)."""
@@ -239,8 +248,14 @@ class InferenceService:
             what = (
                 f"model {name!r}" if version is None else f"{name!r} version {version}"
             )
-            raise NotFoundError(f"{what} is not registered")
+            raise self._not_found(f"{what} is not registered")
         return record
+
+    def _not_found(self, message: str) -> Exception:
+        """The 404 error of :meth:`record` (the full app's ``NotFoundError``)."""
+        from service.errors import NotFoundError
+
+        return NotFoundError(message)
 
     async def key(self, record: VersionRecord) -> tuple[str, str | None]:
         """The served-model cache key of a version (definition hash, sha256 of
@@ -321,9 +336,20 @@ class InferenceService:
             self._costs.move_to_end(record.content_hash)
             return hit
 
+        cost = await self._cost_of(record)
+        self._costs[record.content_hash] = cost
+        while len(self._costs) > _COSTS_KEPT:
+            self._costs.popitem(last=False)
+        return cost
+
+    async def _cost_of(self, record: VersionRecord) -> RequestCost:
+        """The request cost of a version (not cached): see :meth:`cost`."""
+        from service.estimate import estimate_with_peak, request_cost
+        from service.schemas.definitions import Sequential, Zoo
+
         def from_definition() -> RequestCost | None:
             normalized = self.store.load_definition(record.content_hash)
-            definition = _definition_adapter.validate_python(normalized)
+            definition = _definition_adapter().validate_python(normalized)
             if isinstance(definition, Zoo):
                 return None
             offset = 1 if isinstance(definition, Sequential) else 0
@@ -336,18 +362,17 @@ class InferenceService:
         if cost is None:
             served = await self.served(record)
             cost = keras_model_cost(served.model)
-        self._costs[record.content_hash] = cost
-        while len(self._costs) > _COSTS_KEPT:
-            self._costs.popitem(last=False)
         return cost
 
     async def _load(
         self, record: VersionRecord, weights: Any, key: tuple[str, str | None]
     ) -> Served:
+        from service.builder import plan
+
         normalized = await run_in_threadpool(
             self.store.load_definition, record.content_hash
         )
-        definition = _definition_adapter.validate_python(normalized)
+        definition = _definition_adapter().validate_python(normalized)
         model_plan = plan(definition, self.settings)
         built = await self.runtime.run(self.runtime.built, model_plan, weights)
         return await self.runtime.run(
