@@ -267,8 +267,12 @@ def test_the_sweep_deletes_old_unreferenced_files_only(
 # ----------------------------------------------------------------------
 
 
+def backend_bucket(url: str) -> str:
+    return url.removeprefix("s3://").split("/")[0]
+
+
 def _deny(server: S3Server, url: str, action: str, folder: str) -> None:
-    bucket = url.removeprefix("s3://").split("/")[0]
+    bucket = backend_bucket(url)
     policy = {
         "Version": "2012-10-17",
         "Statement": [
@@ -438,6 +442,15 @@ def test_the_service_on_s3(s3_server: S3Server, s3_url: str, tmp_path: Path) -> 
         )
         assert reply.status_code == 201, reply.text
         np.testing.assert_allclose(_infer(client, x), first(x), rtol=1e-5, atol=1e-6)
+        # The bucket refuses the put: 503 naming it, the first weights serve on.
+        _deny(s3_server, s3_url, "s3:PutObject", "weights")
+        reply = client.put(
+            weights_url, content=lq.export.to_bytes(second), headers=octets
+        )
+        assert reply.status_code == 503, reply.text
+        assert "storing weights/" in reply.json()["error"], reply.text
+        np.testing.assert_allclose(_infer(client, x), first(x), rtol=1e-5, atol=1e-6)
+        s3_server.client().delete_bucket_policy(Bucket=backend_bucket(s3_url))
         reply = client.put(
             weights_url, content=lq.export.to_bytes(second), headers=octets
         )
