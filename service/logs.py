@@ -202,11 +202,12 @@ class JsonFormatter(logging.Formatter):
             data["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
             data["stack_info"] = self.formatStack(record.stack_info)
-        return json.dumps(data, ensure_ascii=False, default=str)
+        # ASCII: the line survives any stdout encoding and any log shipper.
+        return json.dumps(data, default=str)
 
 
 def _text_value(value: FieldValue) -> str:
-    if isinstance(value, str) and _PLAIN.fullmatch(value):
+    if isinstance(value, str) and value.isprintable() and _PLAIN.fullmatch(value):
         return value
     return json.dumps(value, ensure_ascii=False)
 
@@ -217,7 +218,9 @@ class TextFormatter(logging.Formatter):
     are appended (uvicorn's access line already says its fields)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace("\n", "\\n")
+        message = record.getMessage()
+        if not message.isprintable():  # newlines, escape sequences: escaped
+            message = json.dumps(message, ensure_ascii=False)[1:-1]
         line = (
             f"{_iso(record.created)} {record.levelname} {record.name} "
             f"{_event(record)}: {message}"

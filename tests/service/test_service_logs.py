@@ -319,10 +319,19 @@ def test_text_format_is_readable_with_key_value_fields(tmp_path: Path) -> None:
 
 
 def test_text_values_that_could_break_a_line_are_quoted() -> None:
-    record = _record("model_evicted", "evicted", detail='two\nlines "q"', size=3)
+    record = _record(
+        "model_evicted",
+        "evicted {detail}",
+        detail='two\nlines "q"',
+        escape="\x1b[31mred",
+        size=3,
+    )
     line = TextFormatter().format(record)
-    assert "\n" not in line
-    assert line.endswith(' detail="two\\nlines \\"q\\"" size=3')
+    assert "\n" not in line and "\x1b" not in line
+    assert ": evicted two\\nlines " in line
+    assert line.endswith(' detail="two\\nlines \\"q\\"" escape="\\u001b[31mred" size=3')
+    data = json.loads(JsonFormatter().format(record))
+    assert data["escape"] == "\x1b[31mred" and data["message"].count("\n") == 1
 
 
 def test_json_fields_keep_their_types_and_never_replace_the_core_keys() -> None:
@@ -455,7 +464,8 @@ def test_python_m_service_writes_every_line_in_the_format(
     events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     by_event = {e["event"] for e in events}
     assert {"service_starting", "service_started", "service_stopped"} <= by_event
-    start = next(e for e in events if e["event"] == "service_starting")
+    # Configured once, by the runner: the lifespan leaves it as it is.
+    (start,) = [e for e in events if e["event"] == "service_starting"]
     assert start["BNN_API_KEYS"] == "***" and start["BNN_LOG_FORMAT"] == "json"
     refusal = next(e for e in events if e["event"] == "request_refused")
     assert (refusal["status"], refusal["level"]) == (401, "WARNING")
