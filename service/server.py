@@ -247,14 +247,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _app_for_role() -> Any:
+    """``service.main:app`` (``BNN_ROLE=full``, the default) or
+    ``service.inference_app:app`` (``BNN_ROLE=inference``, which imports
+    neither TensorFlow nor Keras); each reads the ``BNN_*`` settings and stops
+    the start with one line on a bad value."""
+    if os.environ.get("BNN_ROLE", "").strip().lower() == "inference":
+        from service.inference_app import app as inference_app
+
+        return inference_app
+    from service.main import app
+
+    return app
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m service [--host H] [--port P]``: serves ``service.main:app``
-    with the limits of the ``BNN_*`` settings (one worker; scale with
-    replicas)."""
+    """``python -m service [--host H] [--port P]``: serves ``service.main:app``,
+    or ``service.inference_app:app`` with ``BNN_ROLE=inference``, with the
+    limits of the ``BNN_*`` settings (one worker; scale with replicas)."""
     args = parse_args(argv)
     import uvicorn
 
-    from service.main import app  # reads the BNN_* settings
+    app = _app_for_role()
 
     settings = app.state.settings
     options = uvicorn_options(settings)
