@@ -531,11 +531,11 @@ class RequestLog:
         self._log(scope, status, bytes(body), (time.perf_counter() - start) * 1000)
 
     def _log(self, scope: Scope, status: int, body: bytes, ms: float) -> None:
-        from service.metrics import MODEL_STATE_KEY, route_template
-
         slow = ms > self.slow_ms
         if status < 400 and not slow and not self.log.isEnabledFor(logging.DEBUG):
             return  # the common case costs nothing more
+        from service.metrics import MODEL_STATE_KEY, route_template
+
         fields: dict[str, Any] = {
             "method": str(scope.get("method", "")),
             "route": route_template(scope)[0],
