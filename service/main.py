@@ -26,7 +26,7 @@ from service.logs import RequestLog, with_logging
 from service.metrics import Metrics, MetricsMiddleware
 from service.metrics import router as metrics_router
 from service.preload import Preloader
-from service.routes import health, inference, models, reports, triton, weights
+from service.routes import health, inference, models, pages, reports, triton, weights
 from service.runtime import Runtime, freeze_startup_objects
 from service.store import Store
 from service.uploads import DeferredBody
@@ -83,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=bnncore.__version__,
         description=DESCRIPTION,
         lifespan=with_logging(lifespan, settings),  # BNN_LOG_*, lifecycle lines
+        docs_url=None,  # pages.install_docs: Swagger UI and ReDoc served here
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()  # this app's own registry (GET /metrics)
@@ -103,17 +105,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # is refused before its body is read; CORS outermost, so that preflights
     # and error responses carry its headers.
     docs = (
-        app.docs_url,
-        app.redoc_url,
+        pages.DOCS_URL,
+        pages.REDOC_URL,
         app.openapi_url,
         app.swagger_ui_oauth2_redirect_url,
+        *pages.asset_paths(),
     )
+    # The home page is open: it checks the key itself and lists models only
+    # to a key with the read scope (service/routes/pages.py).
     app.add_middleware(
         ApiKeyAuth,
         keys=settings.api_key_scopes(),
-        open_paths=frozenset(p for p in docs if p)
-        if settings.public_docs
-        else frozenset(),
+        open_paths=frozenset({pages.HOME_URL})
+        | (frozenset(p for p in docs if p) if settings.public_docs else frozenset()),
     )
     # Outside the body limit (which buffers what it passes; for uploads it only
     # checks the declared length) and the key check: a weights upload's body
@@ -149,6 +153,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics_router,
     ):
         include_router(app, router)
+    app.include_router(pages.router)  # GET /, not in the OpenAPI document
+    pages.install_docs(app)
     _share_openapi(app)
     return app
 
