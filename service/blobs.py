@@ -32,7 +32,7 @@ import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,16 +318,22 @@ class S3Blobs(BlobStore):
             region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get(
                 "AWS_REGION"
             )
-            # The checksums are sent explicitly (below); botocore's automatic
-            # ones (aws-chunked trailers) are what some S3-compatible stores
-            # refuse, so they are only added where an operation requires them.
             config = Config(
                 connect_timeout=5,
                 read_timeout=60,
                 retries={"max_attempts": 3, "mode": "standard"},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
             )
+            # The checksums are sent explicitly (below); botocore's automatic
+            # ones (aws-chunked trailers, botocore >= 1.36) are what some
+            # S3-compatible stores refuse, so they are only added where an
+            # operation requires them. An older botocore adds none.
+            with suppress(TypeError):
+                config = config.merge(
+                    Config(
+                        request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required",
+                    )
+                )
             with _session_lock:  # creating clients is not thread-safe
                 client = _boto3_session(boto3).client(
                     "s3", region_name=region or None, config=config
