@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from service import database
 
@@ -109,6 +110,11 @@ def upgrade(url: str) -> tuple[str | None, str]:
         service.database.DatabaseURLError: bad URL or missing driver.
     """
     engine = database.create(url, exclusive=True)
+    try:  # a server that does not answer: one line, not a migration error
+        engine.connect().close()
+    except OperationalError as error:
+        engine.dispose()
+        raise MigrationError(_unreachable(url, error)) from None
     try:
         with engine.begin() as connection:
             if database.is_postgres(engine):
@@ -125,13 +131,25 @@ def upgrade(url: str) -> tuple[str | None, str]:
     return before, after
 
 
+def _unreachable(url: str, error: OperationalError) -> str:
+    reason = str(error.orig or error).strip().splitlines()
+    return (
+        f"cannot connect to the registry database {database.shown(url)}: "
+        f"{reason[0] if reason else type(error).__name__}"
+    )
+
+
 def require_head(engine: Engine) -> None:
     """Checks that the database is at :data:`HEAD` (``BNN_MIGRATE=off``).
 
     Raises:
         MigrationError: naming the revision found and ``bnncore db upgrade``.
     """
-    with engine.connect() as connection:
+    try:
+        opened = engine.connect()
+    except OperationalError as error:
+        raise MigrationError(_unreachable(str(engine.url), error)) from None
+    with opened as connection:
         found = current(connection)
         tables = set(inspect(connection).get_table_names())
         if found is None and tables >= LEGACY_TABLES:

@@ -565,3 +565,17 @@ def test_register_upload_infer_and_delete_across_two_replicas(
     time.sleep(0.25)
     assert _infer(b, x).status_code == 404
     assert b.get("/v2/models/tiny/versions/1").status_code == 404
+
+
+def test_an_unreachable_database_is_one_line_naming_it(
+    tmp_path: Path, unused_port: Any
+) -> None:
+    url = f"postgresql+psycopg://bnn:s3cret@127.0.0.1:{unused_port()}/registry"
+    for migrate in ("auto", "off"):
+        settings = Settings(data_dir=tmp_path, database_url=url, migrate=migrate)
+        with pytest.raises(StoreError) as caught:
+            Store(settings).open()
+        message = str(caught.value)
+        assert message.startswith("cannot connect to the registry database ")
+        assert "127.0.0.1" in message and "s3cret" not in message
+        assert "\n" not in message
