@@ -33,6 +33,12 @@ class Settings(BaseSettings):
             ``postgresql+psycopg://user:pass@host/db``. Default: SQLite file
             ``<data_dir>/registry.sqlite3``. PostgreSQL needs the
             ``postgres`` extra (``pip install 'bnncore[postgres]'``).
+        object_store_url: ``BNN_OBJECT_STORE_URL``: ``s3://bucket/prefix``
+            keeps the definition and weights files in an S3-compatible
+            object store (``service/blobs.py``; endpoint, region and
+            credentials from the standard ``AWS_*`` variables; needs the
+            ``s3`` extra, ``pip install 'bnncore[s3]'``). Unset or empty:
+            files under ``data_dir``.
         migrate: ``BNN_MIGRATE``: ``auto`` brings the registry database to
             the newest schema at start-up (Alembic, ``service/migrations``);
             ``off`` only checks it is there and refuses to start otherwise
@@ -43,12 +49,6 @@ class Settings(BaseSettings):
             (seconds), so a change made through another replica is served
             here at most this long after its commit (0: read it for every
             request).
-        object_store_url: ``BNN_OBJECT_STORE_URL``: ``s3://bucket/prefix``
-            keeps the definition and weights files in an S3-compatible
-            object store (``service/blobs.py``; endpoint, region and
-            credentials from the standard ``AWS_*`` variables; needs the
-            ``s3`` extra, ``pip install 'bnncore[s3]'``). Unset or empty:
-            files under ``data_dir``.
         max_layers: Most layers a definition may have.
         max_units: Largest ``units`` of a dense layer.
         max_filters: Largest ``filters`` of a convolution (and largest
@@ -165,9 +165,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     database_url: str | None = None
+    object_store_url: str | None = Field(default=None, pattern=f"^({S3_URL.pattern})?$")
     migrate: str = Field(default="auto", pattern="^(auto|off)$")
     registry_poll_s: float = Field(default=1.0, ge=0, le=3600)
-    object_store_url: str | None = Field(default=None, pattern=f"^({S3_URL.pattern})?$")
     max_layers: int = Field(default=1024, ge=1)
     max_units: int = Field(default=65_536, ge=1)
     max_filters: int = Field(default=8_192, ge=1)
