@@ -41,7 +41,7 @@ from contextlib import (
 )
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 __all__ = [
     "FieldValue",
     "JsonFormatter",
-    "LogFormat",
     "RequestLog",
     "TextFormatter",
     "client_address",
@@ -66,7 +65,6 @@ __all__ = [
     "with_logging",
 ]
 
-LogFormat: TypeAlias = Literal["text", "json"]
 FieldValue: TypeAlias = str | int | float | bool | list[str] | None
 """What an event field may hold (anything else is logged as its ``str``)."""
 
@@ -293,7 +291,10 @@ def configure_logging(
     """
     numeric = level if isinstance(level, int) else logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
-        raise ValueError(f"log level: received {level!r}; allowed: debug, info, ...")
+        raise ValueError(
+            f"log level: received {level!r}; allowed: debug, info, warning, "
+            "error, critical"
+        )
     handler = logging.StreamHandler(sys.stdout if stream is None else stream)
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(_formatter(log_format))

@@ -16,6 +16,10 @@ ever. This runner passes:
 * ``BNN_KEEP_ALIVE_S`` → ``timeout_keep_alive``;
 * ``BNN_HEADER_TIMEOUT_S`` → a header-read deadline uvicorn does not have
   (see :class:`LimitedH11Protocol`).
+
+It configures logging (``BNN_LOG_FORMAT``, ``BNN_LOG_LEVEL``) before uvicorn
+starts and passes ``log_config=None``, so that uvicorn's own lines, from
+start-up to exit, have the service's format (``service/logs.py``).
 """
 
 from __future__ import annotations
