@@ -342,7 +342,14 @@ class Store:
         self.blobs.open()  # its directories, or a check that the bucket answers
         try:
             if self.migrate == "auto":
-                migrations.upgrade(self.url)
+                before, after = migrations.upgrade(self.url)
+                if before != after:
+                    log.info(
+                        "registry database %s migrated: %s -> %s",
+                        database.shown(self.url),
+                        before or "empty",
+                        after,
+                    )
             self._engine = database.create(self.url)
             if self.migrate != "auto":
                 migrations.require_head(self._engine)

@@ -14,6 +14,7 @@ failed migration rolls back whole.
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -35,6 +36,10 @@ LEGACY_TABLES = frozenset({"model_names", "model_versions", "model_weights"})
 """The tables of revision ``0001``, as ``create_all`` made them before."""
 
 _LOCK_KEY = 0x626E6E636F7265  # "bnncore": the advisory lock of migrations
+
+# Alembic announces each of its plugins at INFO on every run: noise in the
+# service's start-up log (its "Running upgrade ..." lines are kept).
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 class MigrationError(RuntimeError):
