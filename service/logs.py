@@ -476,6 +476,27 @@ def _reason(body: bytes) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
+_CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key")
+_SCHEMES = frozenset({"bearer", "basic", "digest", "token"})
+
+
+def _hide_credentials(text: str, scope: Mapping[str, Any]) -> str:
+    """``text`` without what the request sent as credentials, whole or a
+    prefix of 4 characters or more (a message may quote the start of a
+    malformed ``Authorization`` header, which may be a key)."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() not in _CREDENTIAL_HEADERS:
+            continue
+        for token in value.decode("latin-1").split():
+            if token.lower() in _SCHEMES:
+                continue
+            for end in range(len(token), 3, -1):
+                if token[:end] in text:
+                    text = text.replace(token[:end], HIDDEN)
+                    break
+    return text
+
+
 def client_address(scope: Mapping[str, Any]) -> str:
     """The peer's host (``""`` when unknown)."""
     client = scope.get("client")
@@ -554,7 +575,7 @@ class RequestLog:
                 "request_refused",
                 "{method} {route} refused with {status}",
                 **fields,
-                reason=_reason(body),
+                reason=_hide_credentials(_reason(body), scope),
             )
         if slow:
             log_event(

@@ -120,6 +120,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     try:
         replies["ready"] = client.get("/v2/health/ready")
         replies["401"] = client.get("/v2/models", headers=_auth(WRONG_KEY))
+        # The real key without its scheme: the 401 quotes the header's start.
+        replies["no-scheme"] = client.get("/v2/models", headers={"Authorization": KEY})
         replies["404"] = client.get("/v2/models/nope", headers=_auth())
         big = {"name": "big", "definition": {"layers": [BODY_MARKER * 1000]}}
         replies["413"] = client.post("/v2/models", json=big, headers=_auth())
@@ -185,7 +187,11 @@ def test_start_up_line_has_every_setting_and_no_secret(run: Run) -> None:
     assert start["BNN_SLOW_REQUEST_MS"] == 600_000.0
     assert start["BNN_PUBLIC_DOCS"] is True
     assert start["BNN_LOG_FORMAT"] == "json"
-    assert KEY not in run.raw and WRONG_KEY not in run.raw
+    assert KEY[:6] not in run.raw and WRONG_KEY[:6] not in run.raw
+    error = run.replies["no-scheme"].json()["error"]
+    assert KEY[:20] in error  # the client's own key, quoted back to it only
+    logged = run.one("request_refused", reason=error.replace(KEY[:20], "***"))
+    assert (logged["status"], logged["level"]) == (401, "WARNING")
     started = run.one("service_started")
     assert started["engine_isa"] == kernels.isa()
     assert started["startup_ms"] > 0
@@ -206,9 +212,8 @@ def test_refused_requests_say_code_reason_and_client(
 ) -> None:
     response = run.replies[reply]
     assert response.status_code == status
-    line = run.one("request_refused", status=status)
+    line = run.one("request_refused", status=status, reason=response.json()["error"])
     assert line["level"] == level and line["logger"] == "service.requests"
-    assert line["reason"] == response.json()["error"]
     assert (line["route"], line["client"]) == (route, "testclient")
     assert isinstance(line["duration_ms"], float)
 
