@@ -16,7 +16,7 @@ against ``BNN_MAX_REQUEST_BYTES`` (the model's per-row peak, its temporaries
 and the JSON response); ``resident`` is the served model's float weights (the
 Keras model keeps float32 latent weights, 4 bytes a parameter) plus its packed
 weights (the packed engine's copy); ``base`` is the process with no model
-(629 MiB measured for the full image). With ``BNN_MAX_BATCH=batch`` and that
+(627-629 MiB measured for the full image). With ``BNN_MAX_BATCH=batch`` and that
 ``BNN_MAX_REQUEST_BYTES`` the service refuses (413) any request that would go
 beyond, so the figure is both the request and the limit.
 
@@ -30,6 +30,7 @@ import json
 import math
 import os
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -160,9 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-mib", type=int, default=BASE_MIB)
     args = parser.parse_args(argv)
     targets = [t.strip() for t in args.models.split(",") if t.strip()]
-    estimates = fetch_estimates(
-        args.url.rstrip("/"), targets, os.environ.get("BNN_API_KEY")
-    )
+    try:
+        estimates = fetch_estimates(
+            args.url.rstrip("/"), targets, os.environ.get("BNN_API_KEY")
+        )
+    except urllib.error.HTTPError as exc:  # the service's {"error": ...}
+        detail = exc.read().decode(errors="replace")
+        print(f"{exc.url}: HTTP {exc.code}: {detail}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"{args.url}: {exc.reason}", file=sys.stderr)
+        return 1
     print(render(sizing(estimates, args.batch, args.workers, args.base_mib)))
     return 0
 

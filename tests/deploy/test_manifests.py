@@ -22,17 +22,22 @@ Oracles, all local (nothing is downloaded):
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import jsonschema
 import kubernetes.client
 import pytest
@@ -42,7 +47,7 @@ from service.config import Settings, SettingsError, load_settings
 from service.preload import PreloadTarget, parse_preload
 
 # Starlette's TestClient warns that it prefers httpx2; httpx is what we have.
-warnings.filterwarnings("ignore", message=".*httpx2.*")
+pytestmark = pytest.mark.filterwarnings("ignore:.*httpx2")
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -503,32 +508,70 @@ def _mebibytes(quantity: str) -> int:
     return int(match[1]) * (1024 if match[2] == "Gi" else 1)
 
 
+@contextlib.contextmanager
+def _served(settings: Settings) -> Iterator[str]:
+    """The real app served by uvicorn on a loopback port (in a thread)."""
+    import socket
+
+    import uvicorn
+
+    from service.main import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
 def test_inferenceservice_memory_follows_from_the_model_estimate(
     tmp_path: Path,
 ) -> None:
-    from fastapi.testclient import TestClient
-
     from bench.load import MNIST_BNN
-    from service.main import create_app
 
     memory = _memory_module()
     environment = _isvc_environment()
     batch = int(environment["BNN_MAX_BATCH"])
     workers = int(environment["BNN_INFERENCE_WORKERS"])
     limit = int(environment["BNN_MAX_REQUEST_BYTES"])
-    settings = Settings(data_dir=tmp_path / "a")
-    with TestClient(create_app(settings)) as client:
-        estimate = client.post("/v2/estimate", json=MNIST_BNN).json()
-    sized = memory.sizing({"mnist:1": estimate}, batch, workers)
     resources = _one("InferenceService")["spec"]["predictor"]["model"]["resources"]
-    assert _mebibytes(resources["requests"]["memory"]) == sized.memory_mib
-    assert _mebibytes(resources["limits"]["memory"]) == sized.memory_mib
-    assert limit == sized.max_request_bytes
+    with _served(Settings(data_dir=tmp_path / "a")) as url:
+        registered = httpx.post(
+            f"{url}/v2/models", json={"name": "mnist", "definition": MNIST_BNN}
+        )
+        assert registered.status_code == 201, registered.text
+        # The command the walkthrough runs, over HTTP against the service.
+        out = io.StringIO()  # the command's output (the app logs to stdout)
+        with contextlib.redirect_stdout(out):
+            code = memory.main(
+                [url, "mnist:1", "--batch", str(batch), "--workers", str(workers)]
+            )
+        printed = out.getvalue()
+        assert code == 0, printed
+        estimate = httpx.post(f"{url}/v2/estimate", json=MNIST_BNN).json()
+    sized = memory.sizing({"mnist:1": estimate}, batch, workers)
+    assert memory.render(sized) == printed.rstrip("\n")
+    assert f'BNN_MAX_REQUEST_BYTES: "{limit}"' in printed.splitlines()
+    assert printed.splitlines()[-1] == (
+        "resources.requests.memory = resources.limits.memory: "
+        f"{_mebibytes(resources['requests']['memory'])}Mi"
+    )
+    assert resources["limits"]["memory"] == resources["requests"]["memory"]
     # The service agrees: under that BNN_MAX_REQUEST_BYTES a request of
     # BNN_MAX_BATCH rows fits, and not one row more.
-    limited = Settings(data_dir=tmp_path / "b", max_request_bytes=limit)
-    with TestClient(create_app(limited)) as client:
-        assert (
-            client.post("/v2/estimate", json=MNIST_BNN).json()["memory"]["max_batch"]
-            == batch
-        )
+    with _served(Settings(data_dir=tmp_path / "b", max_request_bytes=limit)) as url:
+        limited = httpx.post(f"{url}/v2/estimate", json=MNIST_BNN).json()
+    assert limited["memory"]["max_batch"] == batch
