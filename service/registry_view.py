@@ -58,7 +58,7 @@ class RegistryView:
         self._generation: int | None = None
         self._writes = store.writes
         self._checked: float | None = None
-        self.polls = 0  # generation reads (a test and the metrics count them)
+        self.polls = 0  # generation reads
 
     def _current_epoch(self) -> int:
         """The epoch after dropping everything if the registry changed."""

@@ -439,13 +439,14 @@ def test_the_view_sees_another_process_change_within_the_poll_interval(
         for _ in range(5):  # reused: no query at all
             assert view.get("m").version == 1  # type: ignore[union-attr]
             assert view.weights("m", 1) is None
-        assert statements == []
+        assert statements == [] and view.polls == 1
 
         _register(there, "m", "b" * 64)
         clock.now += 0.9  # within the bound: the old answer may still show
         assert view.get("m").version == 1  # type: ignore[union-attr]
         clock.now += 0.1  # the bound: the generation is read again
         assert view.get("m").version == 2  # type: ignore[union-attr]
+        assert view.polls == 2
 
         there.delete("m", 2)
         clock.now += 1.0
