@@ -135,27 +135,25 @@ def is_local(url: str) -> bool:
 
 
 def screenshot(driver: Any, path: Path, full_page: bool = False) -> Path:
-    """Saves a PNG of the page (the viewport, or the whole page)."""
-    if full_page:
-        metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-        size = metrics["cssContentSize"]
-        shot = driver.execute_cdp_cmd(
-            "Page.captureScreenshot",
-            {
-                "format": "png",
-                "captureBeyondViewport": True,
-                "clip": {
-                    "x": 0,
-                    "y": 0,
-                    "width": size["width"],
-                    "height": size["height"],
-                    "scale": 1,
-                },
-            },
+    """Saves a PNG of the page: the viewport, cut below the end of the
+    content on a short page, or with ``full_page`` the whole page."""
+    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    width = metrics["cssLayoutViewport"]["clientWidth"]
+    height = metrics["cssContentSize"]["height"]
+    if not full_page:
+        content = driver.execute_script(
+            "return Math.ceil(document.body.getBoundingClientRect().bottom)"
         )
-        path.write_bytes(base64.b64decode(shot["data"]))
-    else:
-        driver.save_screenshot(str(path))
+        height = min(metrics["cssLayoutViewport"]["clientHeight"], content + 16)
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": full_page,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        },
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
 
 
