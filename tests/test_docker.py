@@ -151,3 +151,25 @@ def test_the_build_stage_files_build_a_wheel_with_the_entry_point(
     assert "service/main.py" in names and "bnncore/client.py" in names
     assert any(n.startswith("bnncore_runtime/_kernels") for n in names)
     assert "bnncore_runtime/model.py" in names
+
+
+def test_the_image_installs_the_storage_drivers_of_every_topology() -> None:
+    """The extras the scaled-out settings need are the ones pyproject declares.
+
+    BNN_DATABASE_URL=postgresql+psycopg://... needs the ``postgres`` extra and
+    BNN_OBJECT_STORE_URL=s3://... the ``s3`` extra; the build stage must wheel
+    the package with both, and the runtime stage install every wheel built.
+    """
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    (wheel,) = [run for run in _instructions("RUN") if "pip wheel" in run]
+    requested = re.search(r"'\.\[([\w,]+)\]'", wheel)
+    assert requested, wheel
+    named = set(requested[1].split(","))
+    assert {"postgres", "s3"} <= named <= set(extras)
+    assert any(
+        "pip install" in run and "/wheels/*.whl" in run for run in _instructions("RUN")
+    )
