@@ -316,6 +316,29 @@ def test_every_write_and_only_a_write_bumps_the_generation(
         store.close()
 
 
+def test_a_failure_inside_a_registration_rolls_back_counter_and_generation(
+    settings: Settings,
+) -> None:
+    store = Store(settings).open()
+    try:
+        _register(store, "m", "a" * 64)
+
+        def power_cut(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.startswith("UPDATE registry_generation"):
+                raise RuntimeError("power cut")  # the last statement before commit
+
+        event.listen(store.engine, "before_cursor_execute", power_cut)
+        with pytest.raises(RuntimeError, match="power cut"):
+            _register(store, "m", "b" * 64)
+        event.remove(store.engine, "before_cursor_execute", power_cut)
+
+        assert store.versions("m") == [1] and store.generation() == 1
+        assert _register(store, "m", "b" * 64)[0].version == 2  # no gap
+        assert store.generation() == 2
+    finally:
+        store.close()
+
+
 _RACER = """
 import json, sys
 from service.config import Settings
