@@ -20,7 +20,7 @@ from service.jsonbody import (
 )
 from service.keras_json import check_shapes
 from service.schemas.definitions import Definition
-from service.schemas.reports import EstimateReport, ProfileReport
+from service.schemas.reports import ComparisonReport, EstimateReport, ProfileReport
 
 __all__ = [
     "REPORT_RESPONSES",
@@ -126,14 +126,17 @@ async def summary(
     return render_response(built.profile, format)
 
 
-def _estimate_response(model_plan: Plan) -> EstimateReport:
+def _estimate_response(model_plan: Plan) -> Response:
+    """The estimate as a JSON response, made and serialized in a worker thread
+    (a large model's estimate is milliseconds of work, not for the loop)."""
     from service.estimate import DefinitionError, estimate_report
 
     if model_plan.estimate is None:
         raise DefinitionError(
             "definition.zoo: zoo models have no analytic estimate; use /v2/summary"
         )
-    return estimate_report(model_plan.estimate, model_plan.definition.graph())
+    report = estimate_report(model_plan.estimate, model_plan.definition.graph())
+    return Response(report.model_dump_json(), media_type="application/json")
 
 
 @router.post(
@@ -144,7 +147,7 @@ def _estimate_response(model_plan: Plan) -> EstimateReport:
 )
 async def estimate(
     request: Request, definition: DefinitionBody, settings: SettingsDep
-) -> EstimateReport:
+) -> Response:
     """Parameters, memory, MACs and activation elements computed from the
     definition alone, in the shape of the report (``/v2/summary``) with what
     only the built model can tell null (not available for zoo definitions:
@@ -176,10 +179,10 @@ ModelRef = Annotated[
 
 COMPARE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
+        "model": ComparisonReport,
         "description": "bnncore.analysis.compare(a, b): total and per-layer "
         "deltas (b - a), layers matched by name, unmatched layers listed",
         "content": {
-            "application/json": {"schema": {"type": "object"}},
             "text/plain": {"schema": {"type": "string"}},
             "text/html": {"schema": {"type": "string"}},
         },

@@ -11,6 +11,10 @@ from service.schemas.definitions import Definition
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
+    "ChangeValue",
+    "ComparedLayer",
+    "ComparedModel",
+    "ComparisonReport",
     "DeletedVersion",
     "ErrorResponse",
     "Estimate",
@@ -407,6 +411,51 @@ class EstimateReport(_Response):
     memory: EstimateMemory = Field(
         description="Estimate only: what running the model costs in memory"
     )
+
+
+class ChangeValue(_Response):
+    """One number in model ``a`` and in model ``b`` of a comparison."""
+
+    a: float | None = Field(description="Its value in a (null when undefined)")
+    b: float | None = Field(description="Its value in b (null when undefined)")
+    delta: float | None = Field(description="b - a; null when either is null")
+
+
+class ComparedModel(_Response):
+    """One side of a comparison."""
+
+    name: str = Field(description="The model's name")
+
+
+class ComparedLayer(_Response):
+    """A layer present in both models, matched by its path."""
+
+    path: str = Field(description="The layer's path (`block/quant_dense`)")
+    type_a: str = Field(description="Its class name in a")
+    type_b: str = Field(description="Its class name in b")
+    changes: dict[str, ChangeValue] = Field(
+        description="By key: params, inference_params, memory_bits, macs, bops, "
+        "and params_by_bits.N, macs_by_bits.N for each bit width N of either"
+    )
+
+
+class ComparisonReport(_Response):
+    """``bnncore.analysis.compare(a, b).to_dict()``: model b against model a."""
+
+    schema_version: Literal[1] = Field(description="Version of the document")
+    a: ComparedModel = Field(description="The first model")
+    b: ComparedModel = Field(description="The second model")
+    totals: dict[str, ChangeValue] = Field(
+        description="By key: memory_bytes, memory_bits, float32_equivalent_bytes, "
+        "compression, params, inference_params, macs, binary_mac_ratio, bops, "
+        "peak_activation_bytes, and params_by_bits.N, "
+        "inference_params_by_bits.N, macs_by_bits.N for each bit width N"
+    )
+    layers: list[ComparedLayer] = Field(
+        description="The layers of both, in a's order"
+    )
+    only_in_a: list[str] = Field(description="Paths of the layers only a has")
+    only_in_b: list[str] = Field(description="Paths of the layers only b has")
 
 
 class RegisterRequest(StrictModel):

@@ -24,6 +24,7 @@ from test_service_estimate import DEFINITIONS
 
 from bnncore.models import profile
 from service.schemas.reports import (
+    ComparisonReport,
     EstimateReport,
     EstimateReportLayer,
     ProfileReport,
@@ -63,9 +64,15 @@ def _check_keys(model: type[BaseModel], data: Any, path: str) -> int:
         assert not others or others == [None], (path, name)
         if inner is None or data[name] is None:
             continue
-        values = data[name] if isinstance(data[name], list) else [data[name]]
-        for i, value in enumerate(values):
-            checked += _check_keys(inner, value, f"{path}.{name}[{i}]")
+        value = data[name]
+        if typing.get_origin(field.annotation) is dict:  # keyed by data
+            items = list(value.items())
+        elif isinstance(value, list):
+            items = list(enumerate(value))
+        else:
+            items = [("", value)]
+        for key, item in items:
+            checked += _check_keys(inner, item, f"{path}.{name}[{key}]")
     return checked
 
 
@@ -194,6 +201,25 @@ def test_estimate_of_a_nested_keras_model_is_flat(served: TestClient) -> None:
     assert _known_fields_agree(estimate.json()["layers"], report.json()["layers"], "")
 
 
+def test_comparison_conforms_to_schema(served: TestClient) -> None:
+    # MNIST against a copy with a float first convolution and a wider head: a
+    # layer changes, by-bits keys appear on one side only.
+    other = json.loads(json.dumps(MNIST))
+    del other["layers"][0]["kernel_quantizer"]
+    other["layers"][-1]["units"] = 12
+    reply = served.post("/v2/compare", json={"a": MNIST, "b": other})
+    assert reply.status_code == 200, reply.text
+    comparison = ComparisonReport.model_validate_json(reply.text, strict=True)
+    document = reply.json()
+    checked = _check_keys(ComparisonReport, document, "compare")
+    changes = len(document["totals"]) + sum(
+        len(layer["changes"]) for layer in document["layers"]
+    )
+    assert checked == 3 + len(document["layers"]) + changes
+    assert comparison.totals["params_by_bits.32"].delta == 288 + 2  # conv, biases
+    assert comparison.only_in_a == comparison.only_in_b == []
+
+
 # ----------------------------------------------------------------------------
 # OpenAPI
 # ----------------------------------------------------------------------------
@@ -245,11 +271,25 @@ def openapi(served: TestClient) -> dict[str, Any]:
     return response.json()
 
 
-@pytest.mark.parametrize("root", ["ProfileReport", "EstimateReport"])
+TYPED_COMPONENTS = {
+    "ProfileReport": {"ReportModel", "ReportLayer", "ReportWeight", "ReportTotals"},
+    "EstimateReport": {
+        "EstimateReportModel",
+        "EstimateReportLayer",
+        "EstimateReportWeight",
+        "EstimateReportTotals",
+        "EstimateMemory",
+    },
+    "ComparisonReport": {"ComparedModel", "ComparedLayer", "ChangeValue"},
+    "ModelList": {"ModelSummary", "VersionSummary"},
+}
+
+
+@pytest.mark.parametrize("root", list(TYPED_COMPONENTS))
 def test_openapi_types_every_field(openapi: dict[str, Any], root: str) -> None:
     schemas = openapi["components"]["schemas"]
     reachable = _reachable(schemas, root)
-    assert len(reachable) >= 5, sorted(reachable)
+    assert set(reachable) == {root, *TYPED_COMPONENTS[root]}
     problems = [p for name, s in reachable.items() for p in _untyped(s, name)]
     assert problems == []
 
@@ -271,8 +311,19 @@ def test_untyped_schemas_are_detected() -> None:
         ("get", "/v2/models/{name}/summary", "ProfileReport"),
         ("get", "/v2/models/{name}/versions/{version}/summary", "ProfileReport"),
         ("post", "/v2/estimate", "EstimateReport"),
+        ("post", "/v2/compare", "ComparisonReport"),
+        ("get", "/v2/compare", "ComparisonReport"),
+        ("get", "/v2/models", "ModelList"),
     ],
-    ids=["summary", "model-summary", "version-summary", "estimate"],
+    ids=[
+        "summary",
+        "model-summary",
+        "version-summary",
+        "estimate",
+        "compare-definitions",
+        "compare-registered",
+        "model-list",
+    ],
 )
 def test_routes_declare_the_typed_response(
     openapi: dict[str, Any], method: str, path: str, component: str

@@ -9,6 +9,7 @@ import type { components } from "./schema";
 type Report = components["schemas"]["ProfileReport"];
 type Estimate = components["schemas"]["EstimateReport"];
 type ModelList = components["schemas"]["ModelList"];
+type Comparison = components["schemas"]["ComparisonReport"];
 
 // --- Nothing typed any or unknown, at any depth ------------------------------
 
@@ -33,6 +34,7 @@ type Typed<T> = [Loose<T>] extends [never] ? true : Loose<T>;
 export const reportIsTyped: Typed<Report> = true;
 export const estimateIsTyped: Typed<Estimate> = true;
 export const modelListIsTyped: Typed<ModelList> = true;
+export const comparisonIsTyped: Typed<Comparison> = true;
 
 // --- What a dashboard writes ---------------------------------------------------
 
@@ -74,6 +76,10 @@ export function sizes(list: ModelList): [string, number, number | null, boolean]
       ],
     ),
   );
+}
+
+export function memoryDelta(comparison: Comparison): number | null {
+  return comparison.totals["memory_bytes"]?.delta ?? null;
 }
 
 // --- Mistakes the types must catch ----------------------------------------------
