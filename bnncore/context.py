@@ -33,10 +33,12 @@ from bnncore.metrics import FlipRatio
 __all__ = [
     "AVAILABLE_METRICS",
     "attach_kernel_aids",
+    "flip_ratio_names",
     "get_training_metrics",
     "kernel_quantizer",
     "metrics_scope",
     "quantized_scope",
+    "restore_flip_ratio_names",
     "scoped_store",
     "scoped_weights",
     "should_quantize",
@@ -50,6 +52,7 @@ AVAILABLE_METRICS: frozenset[str] = frozenset({"flip_ratio"})
 _QUANTIZER_TAG = "_bnncore_kernel_quantizer"
 _FLIP_RATIOS = "_bnncore_flip_ratios"
 _FLIP_RATIO_USERS = "_bnncore_flip_ratio_users"
+_RESTORED_NAMES = "_bnncore_restored_flip_ratio_names"
 
 
 class _State(threading.local):
@@ -232,6 +235,7 @@ def attach_kernel_aids(layer: Any) -> None:
         layer: A built layer with a ``kernel_quantizers`` mapping.
     """
     kernels = layer.kernel_quantizers
+    restored = dict(getattr(layer, _RESTORED_NAMES, ()))
     flip_ratios = {}
     for attribute, quantizer in kernels.items():
         variable = getattr(layer, attribute)
@@ -239,6 +243,7 @@ def attach_kernel_aids(layer: Any) -> None:
         if "flip_ratio" not in getattr(quantizer, "quantizer_metrics", ()):
             continue
         name = _flip_ratio_name(quantizer, layer, attribute)
+        name = restored.get(attribute, name)
         binary = quantizers.get_precision(quantizer) == 1
         flip_ratios[attribute] = FlipRatio(
             values_shape=tuple(variable.shape),
@@ -247,6 +252,45 @@ def attach_kernel_aids(layer: Any) -> None:
         )
     if flip_ratios:
         setattr(layer, _FLIP_RATIOS, flip_ratios)
+
+
+def flip_ratio_names(layer: Any) -> dict[str, str]:
+    """Kernel attribute → the key its flip-ratio metric logs under.
+
+    A built layer answers from its metrics; a layer made from a config and not
+    yet built, from the names :func:`restore_flip_ratio_names` gave it. Empty
+    for a layer without flip-ratio metrics. The quantized layers save these
+    names in their config, so that a reloaded model logs under the same keys
+    (a quantizer's automatic name is not saved, and a reloaded one gets a
+    fresh one).
+    """
+    metrics = getattr(layer, _FLIP_RATIOS, None)
+    if metrics:
+        return {attribute: metric.name for attribute, metric in metrics.items()}
+    return dict(getattr(layer, _RESTORED_NAMES, ()))
+
+
+def restore_flip_ratio_names(layer: Any, names: Any) -> None:
+    """Makes ``layer``'s flip-ratio metrics, created when it is built, log under
+    ``names`` (kernel attribute → key, from :func:`flip_ratio_names` of the
+    saved layer) instead of keys made from its quantizers' fresh names.
+
+    Raises:
+        ValueError: ``names`` does not map kernel attributes of the layer to
+            non-empty strings.
+    """
+    attributes = layer.kernel_quantizers
+    if not isinstance(names, dict) or not all(
+        attribute in attributes and isinstance(name, str) and name
+        for attribute, name in names.items()
+    ):
+        raise ValueError(
+            "Expected flip_ratio_names to map kernel attributes "
+            f"({', '.join(attributes)}) to metric names. Received: "
+            f"flip_ratio_names={names!r}"
+        )
+    # A tuple of pairs: Keras does not track it as layer state.
+    setattr(layer, _RESTORED_NAMES, tuple(sorted(names.items())))
 
 
 def _flip_ratio_name(quantizer: Any, layer: Any, attribute: str) -> str:

@@ -263,7 +263,20 @@ class QuantizerBase:
             config[name] = quantizers.serialize(getattr(self, name))
         if self._takes_pad_values:
             config["pad_values"] = self.pad_values
+        # Only with flip-ratio metrics: their keys, which a reload keeps.
+        flip_ratio_names = context.flip_ratio_names(self)
+        if flip_ratio_names:
+            config["flip_ratio_names"] = flip_ratio_names
         return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Any:
+        config = dict(config)
+        flip_ratio_names = config.pop("flip_ratio_names", None)
+        layer = super().from_config(config)  # type: ignore[misc]
+        if flip_ratio_names is not None:
+            context.restore_flip_ratio_names(layer, flip_ratio_names)
+        return layer
 
 
 def _quantized_signature(

@@ -224,3 +224,66 @@ def test_a_shared_quantizer_gives_each_kernel_its_own_log_key():
     base = f"flip_ratio/{shared.name}"
     assert sorted(k for k in history if "flip" in k) == [base, f"{base}/second"]
     assert list(flip_metrics(model.layers[0])) == [base]
+
+
+def _keys(model):
+    return {layer.name: sorted(flip_metrics(layer)) for layer in model.layers}
+
+
+def test_a_reloaded_model_logs_its_flip_ratios_under_the_same_keys(tmp_path):
+    """A quantizer's automatic name is not saved (a reloaded quantizer gets a
+    fresh one); the layer saves its metric keys, so .keras files and config
+    round trips keep them, shared quantizers included."""
+    shared = quantizers.SteSign(metrics=["flip_ratio"])
+    with context.metrics_scope(["flip_ratio"]):
+        scoped = QuantDense(3, kernel_quantizer="ste_sign", name="scoped")
+        separable = QuantSeparableConv1D(
+            2, 2, depthwise_quantizer=shared, pointwise_quantizer=shared, name="sep"
+        )
+    model = keras.Sequential(
+        [
+            keras.Input((5, 4)),
+            scoped,
+            QuantDense(3, kernel_quantizer=shared, name="first"),
+            separable,
+            QuantDense(2, kernel_quantizer="ste_sign", name="plain"),
+        ]
+    )
+    keys = _keys(model)
+    base = f"flip_ratio/{shared.name}"
+    assert keys == {
+        "scoped": [f"flip_ratio/{scoped.kernel_quantizer.name}"],
+        "first": [base],
+        "sep": sorted([f"{base}/sep", f"{base}/sep/pointwise_kernel"]),
+        "plain": [],
+    }
+    assert "flip_ratio_names" not in model.layers[-1].get_config()
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    cloned = keras.Sequential.from_config(model.get_config())
+    unbuilt = QuantDense.from_config(scoped.get_config())
+    for other in (loaded, cloned):
+        assert other.layers[0].kernel_quantizer is not scoped.kernel_quantizer
+        assert other.layers[0].kernel_quantizer.name != scoped.kernel_quantizer.name
+        assert _keys(other) == keys
+    assert unbuilt.get_config()["flip_ratio_names"] == {"kernel": keys["scoped"][0]}
+
+    loaded.compile("sgd", "mse")
+    x = np.random.default_rng(1).normal(size=(4, 5, 4)).astype("float32")
+    history = loaded.fit(x, np.zeros((4, 4, 2)), epochs=1, verbose=0).history
+    logged = sorted(k for k in history if k.startswith("flip_ratio"))
+    assert logged == sorted(k for names in keys.values() for k in names)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [{"bias": "flip_ratio/x"}, {"kernel": ""}, {"kernel": 3}, ["flip_ratio/x"]],
+    ids=["not-a-kernel", "empty", "not-a-string", "not-a-dict"],
+)
+def test_bad_saved_flip_ratio_names_are_refused(names):
+    config = QuantDense(3, kernel_quantizer="ste_sign").get_config()
+    message = r"flip_ratio_names to map kernel attributes \(kernel\).*Received: flip"
+    with pytest.raises(ValueError, match=message):
+        QuantDense.from_config({**config, "flip_ratio_names": names})
