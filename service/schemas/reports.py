@@ -451,9 +451,7 @@ class ComparisonReport(_Response):
         "peak_activation_bytes, and params_by_bits.N, "
         "inference_params_by_bits.N, macs_by_bits.N for each bit width N"
     )
-    layers: list[ComparedLayer] = Field(
-        description="The layers of both, in a's order"
-    )
+    layers: list[ComparedLayer] = Field(description="The layers of both, in a's order")
     only_in_a: list[str] = Field(description="Paths of the layers only a has")
     only_in_b: list[str] = Field(description="Paths of the layers only b has")
 
@@ -504,7 +502,8 @@ class VersionSummary(BaseModel):
     params_by_bits: BitCounts | None = Field(
         description="Parameters by bit width (totals.params_by_bits); "
         + _BITS
-        + "; null for a zoo definition (known once built: its report)"
+        + "; null for a zoo definition (known once built: its report) or a "
+        "definition over limits lowered since it was registered"
     )
     memory_bytes: int = Field(
         description="Bytes of the inference parameters at their bit widths "
@@ -512,7 +511,8 @@ class VersionSummary(BaseModel):
     )
     compression: float | None = Field(
         description="float32_equivalent_bytes / memory_bytes (totals.compression); "
-        "null for a zoo definition or a model without memory"
+        "null for a zoo definition, a definition over limits lowered since "
+        "it was registered, or a model without memory"
     )
     weights_uploaded: bool = Field(
         description="Whether a weights file was uploaded (PUT .../weights); "

@@ -449,3 +449,27 @@ def test_model_list_carries_sizes_without_building(tmp_path: Any) -> None:
             if d.weights_uploaded
         ]
         assert uploaded == [("bnn", 1)]
+
+
+def test_model_list_under_lowered_limits_keeps_the_stored_sizes(tmp_path: Any) -> None:
+    from service.config import Settings
+    from service.main import create_app
+
+    data_dir = tmp_path / "data"
+    with TestClient(create_app(Settings(data_dir=data_dir))) as client:
+        reply = client.post("/v2/models", json={"name": "mnist", "definition": MNIST})
+        assert reply.status_code == 201, reply.text
+        before = client.get("/v2/models").json()["models"][0]["version_details"][0]
+    assert before["params_by_bits"] is not None
+    assert before["params"] > 1000  # 288 + 3 × 32 + 13 × 13 × 32 × 10 + 10
+    # A replica started with a lower limit still lists it, with the figures
+    # stored at registration and no estimate.
+    lowered = Settings(data_dir=data_dir, max_params=1000)
+    with TestClient(create_app(lowered)) as client:
+        reply = client.get("/v2/models")
+        assert reply.status_code == 200, reply.text
+        (detail,) = reply.json()["models"][0]["version_details"]
+    assert (detail["params_by_bits"], detail["compression"]) == (None, None)
+    assert {k: detail[k] for k in ("params", "memory_bytes", "version")} == {
+        k: before[k] for k in ("params", "memory_bytes", "version")
+    }
