@@ -92,8 +92,14 @@ def test_malformed_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_malformed_value_stops_the_process_with_one_line(tmp_path: Path) -> None:
+    # The inference role (the KServe pods') reads the settings the same way
+    # and starts without importing TensorFlow, which keeps this test quick.
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
-    env.update(BNN_DATA_DIR=str(tmp_path / "data"), BNN_PRELOAD="mnist,no/such")
+    env.update(
+        BNN_DATA_DIR=str(tmp_path / "data"),
+        BNN_PRELOAD="mnist,no/such",
+        BNN_ROLE="inference",
+    )
     done = subprocess.run(
         [sys.executable, "-m", "service", "--port", "0"],
         cwd=ROOT,
