@@ -575,3 +575,34 @@ def test_inferenceservice_memory_follows_from_the_model_estimate(
     with _served(Settings(data_dir=tmp_path / "b", max_request_bytes=limit)) as url:
         limited = httpx.post(f"{url}/v2/estimate", json=MNIST_BNN).json()
     assert limited["memory"]["max_batch"] == batch
+
+
+def _quantity_bytes(quantity: str) -> int:
+    return _mebibytes(quantity) * 1024 * 1024
+
+
+def test_registry_limits_hold_what_the_service_admits() -> None:
+    """The registry's memory limit holds the idle process plus every worker
+    at BNN_MAX_REQUEST_BYTES, and its data volume every upload in progress."""
+    memory = _memory_module()
+    deployment = _one("Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    settings = Settings.model_validate(
+        {
+            k[4:].lower(): v
+            for k, v in _environment(container).items()
+            if k.startswith("BNN_")
+        }
+    )
+    requests = settings.inference_workers * settings.max_request_bytes
+    limit = _quantity_bytes(container["resources"]["limits"]["memory"])
+    assert limit >= memory.BASE_MIB * memory.MIB + requests
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]
+    (volume,) = [
+        v
+        for v in deployment["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == mount["name"]
+    ]
+    uploads = settings.max_concurrent_uploads * settings.max_weights_bytes
+    assert _quantity_bytes(volume["emptyDir"]["sizeLimit"]) >= uploads
+    assert str(settings.data_dir) == "/data"
