@@ -73,6 +73,7 @@ def check_url(url: str) -> URL:
 
 
 def is_postgres(engine: Engine) -> bool:
+    """Whether ``engine`` talks to PostgreSQL (advisory locks, transactional DDL)."""
     return engine.dialect.name == "postgresql"
 
 
