@@ -473,3 +473,31 @@ def test_model_list_under_lowered_limits_keeps_the_stored_sizes(tmp_path: Any) -
     assert {k: detail[k] for k in ("params", "memory_bytes", "version")} == {
         k: before[k] for k in ("params", "memory_bytes", "version")
     }
+
+
+def test_schema_version_is_the_library_s() -> None:
+    from bnncore.analysis.records import SCHEMA_VERSION
+    from service.schemas.reports import REPORT_SCHEMA_VERSION
+
+    assert REPORT_SCHEMA_VERSION == SCHEMA_VERSION
+    assert (
+        ProfileReport.model_fields["schema_version"].annotation
+        == (typing.Literal[SCHEMA_VERSION])
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d["totals"].update(extra=1), "not in schema"),
+        (lambda d: d["layers"][0]["weights"][0].pop("path"), "never written"),
+    ],
+    ids=["extra-key", "missing-key"],
+)
+def test_key_check_finds_differences(
+    reports: dict[str, str], change: Any, expected: str
+) -> None:
+    document = json.loads(reports["mnist"])
+    change(document)
+    with pytest.raises(AssertionError, match=expected):
+        _check_keys(ProfileReport, document, "mnist")
