@@ -17,6 +17,14 @@ deserialization), or ``zoo:NAME`` (``zoo:QuickNet``).
 Exit codes follow Unix conventions: 0 on success, 1 when ``summary
 --fail-over-bytes`` finds the model too large, 2 for bad input (a one-line
 ``bnncore: error: ...`` on stderr; ``--debug`` shows the traceback instead).
+
+TensorFlow's native start-up lines (``I0000 ... cpu_feature_guard.cc:...]``,
+absl's "All log messages before absl::InitializeLog()", the CUDA probe's
+"failed call to cuInit" on a machine without a GPU) are not the command's
+output: the commands that use TensorFlow set ``TF_CPP_MIN_LOG_LEVEL=2``
+unless it is set, then import TensorFlow and initialise its devices with
+stderr filtered (:func:`start_tensorflow`). ``--debug``, or
+``TF_CPP_MIN_LOG_LEVEL`` set by the user, leaves TensorFlow's logging alone.
 """
 
 from __future__ import annotations
@@ -24,12 +32,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-__all__ = ["UsageError", "load_source", "main"]
+__all__ = ["UsageError", "load_source", "main", "start_tensorflow"]
 
 PROG = "bnncore"
 FORMATS = ("text", "json", "csv", "markdown", "html")
@@ -37,6 +48,59 @@ FORMATS = ("text", "json", "csv", "markdown", "html")
 
 class UsageError(Exception):
     """Bad input from the command line: exit code 2, one line on stderr."""
+
+
+# ----------------------------------------------------------------------------
+# TensorFlow's native start-up logs
+# ----------------------------------------------------------------------------
+
+NATIVE_LOG_LINE = re.compile(
+    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.+/-]+:\d+\] "  # absl/glog
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|To enable the following instructions: .*rebuild TensorFlow)"
+)
+"""A line that TensorFlow's C++ runtime writes to stderr: absl's and glog's
+format (severity, date, time, thread, ``file:line]``), absl's warning before
+its initialisation, and the second line of the CPU-feature notice."""
+
+
+@contextmanager
+def native_logs_filtered() -> Iterator[None]:
+    """Captures what is written to file descriptor 2 (C++ code included)
+    inside the block, then writes back every line that is not
+    :data:`NATIVE_LOG_LINE`."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture:
+                if not NATIVE_LOG_LINE.match(line):
+                    os.write(2, line)
+
+
+def start_tensorflow(debug: bool = False) -> None:
+    """Imports TensorFlow and initialises its devices without its native
+    start-up lines on stderr.
+
+    Sets ``TF_CPP_MIN_LOG_LEVEL=2`` (errors only) for the rest of the run
+    when the user has not set it; it takes effect only if TensorFlow is not
+    imported yet. With ``debug`` or a user's ``TF_CPP_MIN_LOG_LEVEL``, nothing
+    is changed or filtered.
+    """
+    if debug or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    with native_logs_filtered():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe logs here
 
 
 # ----------------------------------------------------------------------------
@@ -404,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
+        if run in (_summary, _compare, _export, _zoo):  # they use TensorFlow
+            start_tensorflow(args.debug)
         return run(args)
     except UsageError as error:
         if args.debug:
