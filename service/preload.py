@@ -22,8 +22,11 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+
+from service.logs import log_event
 
 __all__ = ["PreloadTarget", "Preloader", "parse_preload"]
 
@@ -175,8 +178,16 @@ class Preloader:
         )
 
     async def _run(self, serving: Serving) -> None:
+        started = time.perf_counter()
         await asyncio.gather(*(self._keep_trying(serving, t) for t in self.targets))
-        log.info("preloaded models ready: %s", ", ".join(map(str, self.targets)))
+        log_event(
+            log,
+            logging.INFO,
+            "preload_done",
+            "every preloaded model is ready ({models}): ready in {duration_ms} ms",
+            models=[str(t) for t in self.targets],
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
 
     async def _keep_trying(self, serving: Serving, target: PreloadTarget) -> None:
         progress = self._progress[target]
@@ -190,18 +201,28 @@ class Preloader:
             except Exception as exc:
                 progress.state = "failed"
                 progress.reason = str(exc) or type(exc).__name__
-                log.warning(
-                    "preload of %s failed (attempt %d, retry in %g s): %s",
-                    target,
-                    progress.attempts,
-                    self.retry_s,
-                    progress.reason,
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "preload_failed",
+                    "preload of {model} failed (attempt {attempt}, retry in "
+                    "{retry_s} s): {error}",
+                    model=str(target),
+                    attempt=progress.attempts,
+                    retry_s=self.retry_s,
+                    error=progress.reason,
                 )
                 await asyncio.sleep(self.retry_s)
                 continue
             progress.state = "ready"
             progress.reason = ""
-            log.info(
-                "preloaded %s (version %s)", target, getattr(record, "version", "?")
+            log_event(
+                log,
+                logging.INFO,
+                "preload_ready",
+                "preloaded {model} (version {version})",
+                model=str(target),
+                version=getattr(record, "version", None),
+                attempt=progress.attempts,
             )
             return

@@ -200,7 +200,7 @@ def test_unregistered_model_keeps_not_ready_until_registered(
 
 
 def test_unknown_version_names_it_and_shutdown_does_not_wait_for_retries(
-    data_dir: Path,
+    data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(data_dir=data_dir, preload="mnist:7", preload_retry_s=600)
     client = TestClient(create_app(settings))
@@ -213,6 +213,17 @@ def test_unknown_version_names_it_and_shutdown_does_not_wait_for_retries(
             "mnist:7 failed to load ('mnist' version 7 is not registered"
             in (response.json()["error"])
         )
+        # Logged as a warning event with its fields (service/logs.py).
+        (failed,) = [
+            r for r in caplog.records if getattr(r, "event", "") == "preload_failed"
+        ]
+        assert failed.levelname == "WARNING"
+        assert failed.fields == {
+            "model": "mnist:7",
+            "attempt": 1,
+            "retry_s": 600.0,
+            "error": "'mnist' version 7 is not registered",
+        }
         stopping = time.monotonic()
     assert time.monotonic() - stopping < 10  # the 600 s retry wait was cancelled
 
