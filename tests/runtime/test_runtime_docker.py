@@ -1,15 +1,20 @@
 """docker/Dockerfile.runtime against the code (no Docker engine here): its
 build stage's files build the runtime wheel on their own (NumPy its only
-dependency), and the installed wheel answers as the engine does."""
+dependency), and the installed wheel answers as the engine does; its
+inference target runs the service's inference replica with the runtime's
+``serve`` extras, which hold every package that replica imports."""
 
 from __future__ import annotations
 
 import email
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +25,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "docker" / "Dockerfile.runtime").read_text()
 
 
+def _stage(name: str) -> str:
+    """The text of the stage ``FROM ... AS name`` (up to the next FROM)."""
+    stages = DOCKERFILE.split("\nFROM ")[1:]
+    (found,) = [s for s in stages if s.split("\n", 1)[0].endswith(f" AS {name}")]
+    return found
+
+
 def _stages() -> tuple[str, str]:
-    build, final = DOCKERFILE.split("\nFROM ", 2)[1:]
-    return build, final
+    return _stage("build"), _stage("runtime")
 
 
 def test_the_image_holds_no_tensorflow_and_runs_the_runtime():
@@ -69,7 +80,8 @@ def test_the_build_stage_files_build_a_numpy_only_wheel_that_answers(mnist, tmp_
     assert not any(n.startswith("bnncore/") for n in names)
     (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
     requires = email.message_from_bytes(archive.read(metadata)).get_all("Requires-Dist")
-    assert [r.split(">")[0].split("=")[0].strip() for r in requires] == ["numpy"]
+    always = [r for r in requires if "extra ==" not in r]  # not the serve extras
+    assert [r.split(">")[0].split("=")[0].strip() for r in always] == ["numpy"]
 
     site = tmp_path / "site"
     result = subprocess.run(
@@ -95,3 +107,120 @@ def test_the_build_stage_files_build_a_numpy_only_wheel_that_answers(mnist, tmp_
     np.testing.assert_array_equal(
         np.load(tmp_path / "y.npy"), engine.compile(model).predict(x)
     )
+
+
+def test_the_inference_target_runs_the_inference_replica():
+    stage = _stage("inference")
+    assert stage.startswith("python:3.11-slim AS inference")
+    # Only wheels the build stage made (the runtime's and its serve extras'),
+    # installed without an index; then the service's modules, checked to
+    # import without TensorFlow, Keras or bnncore (none is installed).
+    installs = [line for line in stage.splitlines() if "pip install" in line]
+    assert installs == [
+        "RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels"
+    ]
+    assert "COPY --from=build /serve-wheels /wheels" in stage
+    assert "COPY service ./service" in stage
+    assert "('tensorflow', 'keras', 'bnncore')" in stage
+    assert "BNN_ROLE=inference" in stage
+    assert "USER bnn" in stage
+    (cmd,) = [line for line in stage.splitlines() if line.startswith("CMD ")]
+    command = json.loads(cmd.removeprefix("CMD "))
+    assert command[:3] == ["python", "-m", "service"]
+    assert command[command.index("--port") + 1] == "8000"
+    assert "EXPOSE 8000" in stage and "/v2/health/ready" in stage
+    build = _stage("build")
+    assert "ARG SERVE_EXTRAS=serve,postgres,s3" in build
+    assert '"$(ls /wheels/bnncore_runtime-*.whl)[${SERVE_EXTRAS}]"' in build
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """Distributions (normalized names) these requirements install, with
+    their dependencies, as installed here (extras of dependencies not
+    followed)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found: set[str] = set()
+    pending = [Requirement(r) for r in requirements]
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            continue
+        found.add(name)
+        for text in metadata.requires(requirement.name) or []:
+            nested = Requirement(text)
+            if nested.marker is None or nested.marker.evaluate({"extra": ""}):
+                pending.append(nested)
+        for extra in requirement.extras:
+            for text in metadata.requires(requirement.name) or []:
+                nested = Requirement(text)
+                if nested.marker is not None and nested.marker.evaluate(
+                    {"extra": extra}
+                ):
+                    pending.append(nested)
+    return found
+
+
+_BLOCKER = """
+import json, sys
+from importlib.abc import MetaPathFinder
+from pathlib import Path
+
+BLOCKED = frozenset(json.loads((Path(__file__).parent / "blocked.json").read_text()))
+
+
+class NotInTheImage(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NotInTheImage())
+(Path(__file__).parent / "loaded").write_text("yes")  # the test checks it ran
+"""
+
+
+def test_the_inference_replica_runs_with_only_the_serve_extras(start_service, tmp_path):
+    """``python -m service`` with ``BNN_ROLE=inference`` starts and answers
+    when only what ``bnncore-runtime[serve]`` installs can be imported: every
+    other distribution of this environment (TensorFlow, Keras, bnncore, the
+    test tools) is made unimportable, as in the image."""
+    from packaging.utils import canonicalize_name
+
+    text = (ROOT / "runtime" / "pyproject.toml").read_text()
+    extras = tomllib.loads(text)["project"]["optional-dependencies"]
+    allowed = _closure(["numpy", *extras["serve"]])
+    blocked = {"bnncore"}  # the repository's, not a distribution here
+    for module, owners in metadata.packages_distributions().items():
+        if module in sys.stdlib_module_names or module in (
+            "service",
+            "bnncore_runtime",
+        ):
+            continue
+        if not any(canonicalize_name(d) in allowed for d in owners):
+            blocked.add(module)
+    assert {"tensorflow", "keras", "bnncore", "pytest"} <= blocked
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_BLOCKER)
+    (site / "blocked.json").write_text(json.dumps(sorted(blocked)))
+    running = start_service(
+        tmp_path / "data",
+        env={"BNN_ROLE": "inference", "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"},
+    )
+    try:
+        import httpx
+
+        assert httpx.get(f"{running.base}/v2").json()["role"] == "inference"
+        missing = httpx.post(f"{running.base}/v2/models/nothing/infer", json={})
+        assert missing.status_code == 404
+        assert "bnn_http_requests_total" in httpx.get(f"{running.base}/metrics").text
+    finally:
+        running.stop()
+    assert (site / "loaded").read_text() == "yes"
+    # The drivers of deploy/ (PostgreSQL, S3) are extras of their own.
+    assert [r.split(">")[0] for r in extras["postgres"]] == ["psycopg[binary]"]
+    assert [r.split(">")[0] for r in extras["s3"]] == ["boto3"]
