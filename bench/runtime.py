@@ -21,10 +21,18 @@ Both answer from the same export, with the same bits (checked). The targets
 of issue 20 are judged at the end: the import at most 100 ms, the MNIST BNN
 process at most 60 MB, QuickNet's at most its weights plus 80 MB.
 
+``--replicas`` measures the service instead: ``python -m service`` started
+on a store holding the MNIST BNN (registered, bnncore weights uploaded), as
+an inference replica (``BNN_ROLE=inference``) and as a full one: from
+starting the process to ``/v2/health/ready`` answering 200, and to its first
+OIP answer on the model (both replicas give the same bits, checked), and the
+server's RSS then. The target: an inference replica ready in 0.5 s.
+
 Usage::
 
     python -m bench.runtime            # 5 processes per import, 3 per start
     python -m bench.runtime --quick    # fewer processes
+    python -m bench.runtime --replicas [--quick] [--write-docs]
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "runtime.md"
 MARKERS = ("<!-- bench:runtime:start -->", "<!-- bench:runtime:end -->")
+REPLICA_MARKERS = ("<!-- bench:replicas:start -->", "<!-- bench:replicas:end -->")
+READY_TARGET_S = 0.5
 MB = 2**20
 IMPORT_TARGET_S = 0.100
 MNIST_TARGET_BYTES = 60 * MB
@@ -229,11 +239,144 @@ def verdicts(
     return found
 
 
-def write_docs(text: str) -> None:
+def write_docs(text: str, markers: tuple[str, str] = MARKERS) -> None:
     """Replaces the block between the markers in docs/runtime.md."""
     doc = DOCS.read_text()
-    start, end = doc.index(MARKERS[0]), doc.index(MARKERS[1])
-    DOCS.write_text(doc[: start + len(MARKERS[0])] + "\n" + text + "\n" + doc[end:])
+    start, end = doc.index(markers[0]), doc.index(markers[1])
+    DOCS.write_text(doc[: start + len(markers[0])] + "\n" + text + "\n" + doc[end:])
+
+
+def _replica_store(directory: Path) -> tuple[dict[str, Any], int]:
+    """A store holding the MNIST BNN (random weights uploaded, as a bnncore
+    file), written by a full app; an OIP request for it and its batch size."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*httpx2.*")
+    from fastapi.testclient import TestClient
+
+    import bnncore
+    from bench.engine import _randomize_bn, mnist_bnn
+    from service.config import Settings
+    from service.main import create_app
+
+    model = mnist_bnn()
+    _randomize_bn(model)
+    with TestClient(create_app(Settings(data_dir=directory))) as client:
+        body = {"name": "mnist", "definition": bnncore.export.to_definition(model)}
+        assert client.post("/v2/models", json=body).status_code == 201
+        put = client.put(
+            "/v2/models/mnist/versions/1/weights",
+            content=bnncore.export.to_bytes(model),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert put.status_code == 201, put.text
+        name = client.get("/v2/models/mnist").json()["inputs"][0]["name"]
+    x = np.random.default_rng(0).normal(size=(1, 28, 28, 1)).astype(np.float32)
+    request = {"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
+                           "data": x.reshape(-1).tolist()}],
+               "parameters": {"binary_data_output": True}}  # fmt: skip
+    return request, 1
+
+
+def replica_start(
+    role: str, directory: Path, request: dict[str, Any]
+) -> dict[str, Any]:
+    """One ``python -m service`` process of ``role`` on ``directory``: seconds
+    from starting it to ready and to its first answer, the answer's bytes,
+    its RSS then."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
+    env.update({"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
+                "PYTHONPYCACHEPREFIX": _PYCACHE, "BNN_DATA_DIR": str(directory),
+                "BNN_ROLE": role, "BNN_LOG_LEVEL": "warning"})  # fmt: skip
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    base = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the {role} replica exited")
+            try:
+                if httpx.get(f"{base}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.005)
+        ready = time.perf_counter() - started
+        ready_cpu = _cpu_seconds(process.pid)
+        answer = httpx.post(f"{base}/v2/models/mnist/infer", json=request, timeout=120)
+        answered = time.perf_counter() - started
+        if answer.status_code != 200:
+            raise RuntimeError(f"the {role} replica answered {answer.text}")
+        pages = int(Path(f"/proc/{process.pid}/statm").read_text().split()[1])
+        rss = pages * os.sysconf("SC_PAGE_SIZE")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return {"ready": ready, "ready_cpu": ready_cpu, "answered": answered,
+            "rss": rss, "bytes": answer.content}  # fmt: skip
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def replicas(processes: int) -> tuple[str, bool]:
+    """The inference and full replicas' start-up (medians), as Markdown, and
+    whether the inference replica met its ready target."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        request, _ = _replica_store(Path(tmp))
+        for role in ("inference", "full"):
+            replica_start(role, Path(tmp), request)  # fills the bytecode cache
+            found[role] = [
+                replica_start(role, Path(tmp), request) for _ in range(processes)
+            ]
+    med = {
+        role: {
+            k: statistics.median(r[k] for r in runs)
+            for k in ("ready", "ready_cpu", "answered")
+        }
+        for role, runs in found.items()
+    }
+    rss = {role: runs[-1]["rss"] for role, runs in found.items()}
+    same = found["inference"][-1]["bytes"] == found["full"][-1]["bytes"]
+    ready = med["inference"]["ready"]
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    lines = [
+        f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load "
+        f"average after the run: {load}. Median of {processes} processes each "
+        "(`python -m service`, SQLite store, MNIST BNN).",
+        "",
+        "| | inference replica | full replica | full / inference |",
+        "|---|---|---|---|",
+    ]
+    for what, key in (("start to ready (wall)", "ready"),
+                      ("start to ready (the server's CPU time)", "ready_cpu"),
+                      ("start to first answer (wall)", "answered")):  # fmt: skip
+        i, f = med["inference"][key], med["full"][key]
+        lines.append(f"| {what} | {i * 1e3:.0f} ms | {f * 1e3:.0f} ms | {f / i:.1f}× |")
+    i, f = rss["inference"], rss["full"]
+    lines += [
+        f"| RSS after the first answer | {_mb(i)} | {_mb(f)} | {f / i:.1f}× |",
+        "",
+        f"- {'OK' if ready <= READY_TARGET_S else 'MISS'}: inference replica ready "
+        f"in {ready * 1e3:.0f} ms (target <= {READY_TARGET_S * 1e3:.0f} ms)",
+        f"- {'OK' if same else 'MISS'}: inference replica answer == full replica "
+        "answer (bytes of the binary OIP response)",
+    ]
+    return "\n".join(lines), ready <= READY_TARGET_S and same
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +390,18 @@ def main(argv: list[str] | None = None) -> int:
         "--models", nargs="+", choices=("mnist", "quicknet"),
         default=["mnist", "quicknet"], help="which models",
     )  # fmt: skip
+    parser.add_argument(
+        "--replicas", action="store_true",
+        help="the service's start-up: inference vs full replica",
+    )  # fmt: skip
     args = parser.parse_args(argv if argv is not None else [])
+    if args.replicas:
+        text, ok = replicas(2 if args.quick else 5)
+        print(text)
+        if args.write_docs:
+            write_docs(text, REPLICA_MARKERS)
+            print(f"written to {DOCS}")
+        return 0 if ok else 1
     imports_n, starts_n = (2, 1) if args.quick else (5, 3)
     names = {"mnist": "MNIST BNN", "quicknet": "QuickNet 224"}
     imports = {
