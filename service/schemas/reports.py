@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -171,8 +172,14 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_TYPED_BELOW = "Typed by the report and by the estimate"
+# The bases declare every key in the report's order (a subclass that retypes a
+# field keeps its place), so that an estimate lists its keys as a report does.
+
+
 class _WeightFields(_Response):
     name: str = Field(description="The variable's name (`kernel`)")
+    path: str | None = Field(description=_TYPED_BELOW)
     shape: list[Annotated[int, Field(ge=0)]] = Field(description="Its shape")
     dtype: str = Field(description="Its dtype name (`float32`)")
     bits: int = Field(
@@ -181,6 +188,7 @@ class _WeightFields(_Response):
     )
     trainable: bool = Field(description="Whether the model trains it")
     params: int = Field(description="Number of scalars (the product of `shape`)")
+    quantizer: str | None = Field(description=_TYPED_BELOW)
     counted: bool = Field(
         description="False when an earlier layer owns the same variable (shared "
         "weights count once, at their first appearance)"
@@ -213,6 +221,7 @@ class _LayerFields(_Response):
         description="Bits its input_quantizer quantizes inputs to; null: the "
         "layer has no input quantizer"
     )
+    output_precision: int | None = Field(description=_TYPED_BELOW)
     input_shape: Shapes = Field(
         description="Input shape(s) of its first call, batch first"
     )
@@ -246,6 +255,11 @@ class _LayerFields(_Response):
     activation_elements: int = Field(
         description="Output elements of all its calls, batch 1"
     )
+    activation_bytes: int | None = Field(description=_TYPED_BELOW)
+    peak_activation_bytes: int | None = Field(description=_TYPED_BELOW)
+    weights: Sequence[_WeightFields] = Field(description=_TYPED_BELOW)
+    layers: Sequence[_LayerFields] = Field(description=_TYPED_BELOW)
+    notes: Sequence[str] | None = Field(description=_TYPED_BELOW)
 
 
 class ReportLayer(_LayerFields):

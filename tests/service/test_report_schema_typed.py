@@ -162,13 +162,15 @@ def test_estimate_has_the_report_shape(
     document = response.json()
     _check_keys(EstimateReport, document, case)
     report = json.loads(reports[case])
-    # Same shape: the report's keys everywhere, plus the estimate's own.
-    assert set(document) - ESTIMATE_ONLY == set(report)
-    assert set(document["totals"]) - {"activation_elements"} == set(report["totals"])
+    # Same shape: the report's keys everywhere, in its order, plus the
+    # estimate's own.
+    assert [k for k in document if k not in ESTIMATE_ONLY] == list(report)
+    assert list(document["model"]) == list(report["model"])
+    assert list(document["totals"]) == [*report["totals"], "activation_elements"]
     for mine, theirs in zip(document["layers"], report["layers"], strict=True):
-        assert set(mine) == set(theirs)
+        assert list(mine) == list(theirs)
         for w_mine, w_theirs in zip(mine["weights"], theirs["weights"], strict=True):
-            assert set(w_mine) == set(w_theirs)
+            assert list(w_mine) == list(w_theirs)
     shared = {k: v for k, v in document.items() if k not in ESTIMATE_ONLY}
     shared["totals"] = dict(shared["totals"])
     del shared["totals"]["activation_elements"]
