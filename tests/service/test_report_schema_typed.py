@@ -452,6 +452,19 @@ def test_model_list_carries_sizes_without_building(tmp_path: Any) -> None:
         ]
         assert uploaded == [("bnn", 1)]
 
+        # The cache is bounded: least recently used first out.
+        from service.sizes import SizeCache
+
+        with pytest.raises(ValueError, match="Received: size=0"):
+            SizeCache(0)
+        small = SizeCache(1)
+        (mnist,) = [m for m in listing.models if m.name == "mnist"]
+        for detail in mnist.version_details:
+            sizes = small.sizes(app.state.store, settings, detail.content_hash)
+            assert sizes.params_by_bits == detail.params_by_bits
+            assert sizes.compression == detail.compression
+            assert len(small) == 1
+
 
 def test_model_list_under_lowered_limits_keeps_the_stored_sizes(tmp_path: Any) -> None:
     from service.config import Settings
