@@ -152,6 +152,10 @@ class Preloader:
         """``name[:version]`` → its state, in the order of ``BNN_PRELOAD``."""
         return {str(t): p.state for t, p in self._progress.items()}
 
+    def attempts(self) -> dict[str, int]:
+        """``name[:version]`` → how many times its loading has started."""
+        return {str(t): p.attempts for t, p in self._progress.items()}
+
     def reason(self) -> str:
         """Why the replica is not ready (empty when it is): every model not
         loaded yet, with its state and, for a failure, the error."""
@@ -199,11 +203,15 @@ class Preloader:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                reason = str(exc) or type(exc).__name__
+                # A warning when the reason is new; the same failure again
+                # (every retry_s, possibly for hours) only at DEBUG.
+                repeated = progress.state == "failed" and progress.reason == reason
                 progress.state = "failed"
-                progress.reason = str(exc) or type(exc).__name__
+                progress.reason = reason
                 log_event(
                     log,
-                    logging.WARNING,
+                    logging.DEBUG if repeated else logging.WARNING,
                     "preload_failed",
                     "preload of {model} failed (attempt {attempt}, retry in "
                     "{retry_s} s): {error}",

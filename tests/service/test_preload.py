@@ -174,7 +174,7 @@ def test_without_preload_ready_at_once(data_dir: Path) -> None:
 
 
 def test_unregistered_model_keeps_not_ready_until_registered(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = _registered_data_dir(tmp_path / "data", "mnist")
     settings = Settings(data_dir=path, preload="mnist,late", preload_retry_s=0.2)
@@ -190,6 +190,14 @@ def test_unregistered_model_keeps_not_ready_until_registered(
         ), message
         assert "mnist" not in message
         assert client.get("/v2/health/live").status_code == 200
+        # Retried; the same failure is a warning once.
+        _wait(lambda: preload.attempts()["late"] >= 3)
+        warnings = [
+            r
+            for r in caplog.records
+            if getattr(r, "event", "") == "preload_failed" and r.levelname == "WARNING"
+        ]
+        assert [r.fields["attempt"] for r in warnings] == [1]
 
         registered = client.post(
             "/v2/models", json={"name": "late", "definition": MNIST}
