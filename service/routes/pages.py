@@ -213,11 +213,12 @@ def _model_url(name: str, version: int | None = None, tail: str = "") -> str:
     return path + tail
 
 
-def _link(url: str, text: str) -> str:
-    return f'<a href="{esc(url)}">{esc(text)}</a>'
+def _link(url: str, text: str, root: str = "") -> str:
+    """A link to a path of this service (``root``: the proxy's root path)."""
+    return f'<a href="{esc(root + url)}">{esc(text)}</a>'
 
 
-def _table(rows: list[HomeRow]) -> str:
+def _table(rows: list[HomeRow], root: str) -> str:
     head = (
         '<th data-sort="text">Model</th>'
         '<th data-sort="number" title="Latest version">Latest</th>'
@@ -231,14 +232,16 @@ def _table(rows: list[HomeRow]) -> str:
     body = []
     for row in rows:
         versions = ", ".join(
-            _link(_model_url(row.name, v, "/summary?format=html"), str(v))
+            _link(_model_url(row.name, v, "/summary?format=html"), str(v), root)
             for v in row.versions
         )
         links = " · ".join(
             (
-                _link(_model_url(row.name, tail="/summary?format=html"), "report"),
-                _link(_model_url(row.name, tail="/definition"), "definition"),
-                _link(_model_url(row.name), "metadata"),
+                _link(
+                    _model_url(row.name, tail="/summary?format=html"), "report", root
+                ),
+                _link(_model_url(row.name, tail="/definition"), "definition", root),
+                _link(_model_url(row.name), "metadata", root),
             )
         )
         body.append(
@@ -278,9 +281,9 @@ def _auth_notice(state: str) -> str:
     )
 
 
-def _page(body: str) -> str:
+def _page(body: str, root: str) -> str:
     nav = " ".join(
-        _link(url, text)
+        _link(url, text, root)
         for url, text in (
             (DOCS_URL, "API documentation (Swagger UI)"),
             (REDOC_URL, "ReDoc"),
@@ -299,7 +302,11 @@ def _page(body: str) -> str:
 
 
 def render_home(
-    rows: list[HomeRow] | None, total: int, offset: int, auth: str | None
+    rows: list[HomeRow] | None,
+    total: int,
+    offset: int,
+    auth: str | None,
+    root: str = "",
 ) -> str:
     """The home page's HTML.
 
@@ -309,6 +316,8 @@ def render_home(
         offset: Position of the first row among all names.
         auth: ``None`` (no notice), ``"missing"``, ``"invalid"`` or
             ``"no-read"``: why the list is withheld.
+        root: The root path the service is mounted at behind a proxy
+            (``--root-path``), prefixed to every link.
 
     Returns:
         A complete HTML page.
@@ -319,17 +328,17 @@ def render_home(
         if not rows and offset == 0:
             parts.append(
                 '<p id="empty">No model is registered yet: '
-                f"<code>POST /v2/models</code> ({_link(DOCS_URL, 'how')}).</p>"
+                f"<code>POST /v2/models</code> ({_link(DOCS_URL, 'how', root)}).</p>"
             )
         else:
-            parts.append(_table(rows))
+            parts.append(_table(rows, root))
             pages = []
             if offset > 0:
                 pages.append(
-                    _link(f"/?offset={max(0, offset - PAGE_SIZE)}", "previous")
+                    _link(f"/?offset={max(0, offset - PAGE_SIZE)}", "previous", root)
                 )
             if offset + PAGE_SIZE < total:
-                pages.append(_link(f"/?offset={offset + PAGE_SIZE}", "next"))
+                pages.append(_link(f"/?offset={offset + PAGE_SIZE}", "next", root))
             if pages:
                 parts.append(f"<p>{' · '.join(pages)}</p>")
             parts.append(
@@ -338,7 +347,7 @@ def render_home(
                 "one bit; compression: float-32 bytes / memory). Click a column "
                 "header to sort.</p>"
             )
-    return _page("".join(parts))
+    return _page("".join(parts), root)
 
 
 @router.get(HOME_URL, response_class=HTMLResponse, include_in_schema=False)
@@ -351,6 +360,7 @@ async def home(
 ) -> HTMLResponse:
     """The home page: registered models with their sizes and links."""
     granted = _granted(request)
+    root = request.scope.get("root_path", "").rstrip("/")  # behind a proxy
     headers = dict(HTML_HEADERS)
     if granted is None:
         has_header = "authorization" in request.headers
@@ -359,20 +369,23 @@ async def home(
                 'Bearer realm="bnncore", error="invalid_token"'
             )
         return HTMLResponse(
-            render_home(None, 0, offset, "invalid" if has_header else "missing"),
+            render_home(None, 0, offset, "invalid" if has_header else "missing", root),
             status_code=401 if has_header else 200,
             headers=headers,
         )
     if "read" not in granted:
         return HTMLResponse(
-            render_home(None, 0, offset, "no-read"), status_code=403, headers=headers
+            render_home(None, 0, offset, "no-read", root),
+            status_code=403,
+            headers=headers,
         )
     # The model list's own route function: the same query and sizes.
     page = await models.list_models(
         request, store, settings, cache, limit=PAGE_SIZE, offset=offset
     )
     return HTMLResponse(
-        render_home(home_rows(page), page.total, offset, None), headers=headers
+        render_home(home_rows(page), page.total, offset, None, root),
+        headers=headers,
     )
 
 

@@ -285,3 +285,19 @@ def test_docs_and_assets_follow_public_docs(tmp_path, public_docs):
 def test_asset_paths_name_the_vendored_files():
     names = {path.rsplit("/", 1)[1] for path in pages.asset_paths()}
     assert {"swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"} <= names
+
+
+def test_behind_a_proxy_links_carry_the_root_path(tmp_path):
+    """Behind a proxy that strips ``/bnn`` (uvicorn ``--root-path /bnn``),
+    every link of the pages starts with it."""
+    app = create_app(Settings(data_dir=tmp_path / "data"))
+    with TestClient(app, root_path="/bnn") as client:
+        register(client, "alpha", dense("alpha", 8))
+        page = Page(client.get("/").text)
+        hrefs = [attrs["href"] for tag, attrs in page.tags if tag == "a"]
+        assert "/bnn/docs" in hrefs
+        assert "/bnn/v2/models/alpha/summary?format=html" in hrefs
+        assert all(href and href.startswith("/bnn/") for href in hrefs), hrefs
+        docs = _page_assets(client.get("/docs").text)
+        assert docs and all(a.startswith("/bnn/static/docs/") for a in docs)
+        assert "url: '/bnn/openapi.json'" in client.get("/docs").text
