@@ -294,7 +294,10 @@ def replica_start(
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
     env.update({"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
                 "PYTHONPYCACHEPREFIX": _PYCACHE, "BNN_DATA_DIR": str(directory),
-                "BNN_ROLE": role, "BNN_LOG_LEVEL": "warning"})  # fmt: skip
+                "BNN_ROLE": role, "BNN_LOG_LEVEL": "warning",
+                # As deploy/ runs them: full replicas migrate the registry's
+                # schema, inference replicas only check it.
+                "BNN_MIGRATE": "off" if role == "inference" else "auto"})  # fmt: skip
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
