@@ -2,7 +2,7 @@
 own estimate (``POST /v2/estimate``, its ``memory`` and ``totals`` sections).
 
     python deploy/memory.py http://127.0.0.1:8000 mnist:1 --batch 32 --workers 2
-    BNN_API_KEY=... python deploy/memory.py https://registry.example mnist,other
+    BNN_API_KEY=... python deploy/memory.py https://reg.example a,b --image full
 
 The formula (docs/deployment.md, "Resource requests"):
 
@@ -15,10 +15,12 @@ The formula (docs/deployment.md, "Resource requests"):
 against ``BNN_MAX_REQUEST_BYTES`` (the model's per-row peak, its temporaries
 and the JSON response); ``resident`` is the served model's float weights (the
 Keras model keeps float32 latent weights, 4 bytes a parameter) plus its packed
-weights (the packed engine's copy); ``base`` is the process with no model
-(627-629 MiB measured for the full image). With ``BNN_MAX_BATCH=batch`` and that
-``BNN_MAX_REQUEST_BYTES`` the service refuses (413) any request that would go
-beyond, so the figure is both the request and the limit.
+weights (the packed engine's copy; an inference-only replica keeps less, so
+this bounds it); ``base`` is the process with no model: 627-629 MiB measured
+for the full image, 93 MiB for the inference-only one (``--image``). With
+``BNN_MAX_BATCH=batch`` and that ``BNN_MAX_REQUEST_BYTES`` the service refuses
+(413) any request that would go beyond, so the figure is both the request and
+the limit.
 
 Uses only the standard library; needs a ``read`` key when the service has keys.
 """
@@ -37,8 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 
 MIB = 1024 * 1024
-BASE_MIB = 640
-"""Resident memory of an idle full-image replica (629 MiB measured), rounded up."""
+BASE_MIB = {"full": 640, "inference": 128}
+"""Resident memory of an idle replica of each image, rounded up: 627-629 MiB
+measured for the full image (``python -m service``, TensorFlow 2.21), 93 MiB
+for the inference-only one (``BNN_ROLE=inference``)."""
 ROUND_MIB = 64
 
 
@@ -95,7 +99,7 @@ def sizing(
     estimates: Mapping[str, Mapping[str, Any]],
     batch: int,
     workers: int,
-    base_mib: int = BASE_MIB,
+    base_mib: int = BASE_MIB["inference"],
 ) -> Sizing:
     """The memory of a replica serving ``estimates`` (name → estimate)."""
     if batch < 1 or workers < 1:
@@ -158,7 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", help="name[:version],... as in BNN_PRELOAD")
     parser.add_argument("--batch", type=int, default=32, help="largest batch served")
     parser.add_argument("--workers", type=int, default=2, help="BNN_INFERENCE_WORKERS")
-    parser.add_argument("--base-mib", type=int, default=BASE_MIB)
+    parser.add_argument(
+        "--image",
+        choices=sorted(BASE_MIB),
+        default="inference",
+        help="the replica's image, for its base memory (default: inference)",
+    )
+    parser.add_argument("--base-mib", type=int, help="the base memory, measured")
     args = parser.parse_args(argv)
     targets = [t.strip() for t in args.models.split(",") if t.strip()]
     try:
@@ -172,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     except urllib.error.URLError as exc:
         print(f"{args.url}: {exc.reason}", file=sys.stderr)
         return 1
-    print(render(sizing(estimates, args.batch, args.workers, args.base_mib)))
+    base = args.base_mib if args.base_mib is not None else BASE_MIB[args.image]
+    print(render(sizing(estimates, args.batch, args.workers, base)))
     return 0
 
 

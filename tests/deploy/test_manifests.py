@@ -548,6 +548,10 @@ def test_inferenceservice_memory_follows_from_the_model_estimate(
     workers = int(environment["BNN_INFERENCE_WORKERS"])
     limit = int(environment["BNN_MAX_REQUEST_BYTES"])
     resources = _one("InferenceService")["spec"]["predictor"]["model"]["resources"]
+    # The runtime's image (BNN_ROLE=inference) decides the base memory.
+    (runtime,) = _one("ServingRuntime")["spec"]["containers"]
+    image = "inference" if "bnncore-inference:" in runtime["image"] else "full"
+    assert image == "inference" and environment["BNN_ROLE"] == "inference"
     with _served(Settings(data_dir=tmp_path / "a")) as url:
         registered = httpx.post(
             f"{url}/v2/models", json={"name": "mnist", "definition": MNIST_BNN}
@@ -556,13 +560,12 @@ def test_inferenceservice_memory_follows_from_the_model_estimate(
         # The command the walkthrough runs, over HTTP against the service.
         out = io.StringIO()  # the command's output (the app logs to stdout)
         with contextlib.redirect_stdout(out):
-            code = memory.main(
-                [url, "mnist:1", "--batch", str(batch), "--workers", str(workers)]
-            )
+            options = ["--batch", str(batch), "--workers", str(workers)]
+            code = memory.main([url, "mnist:1", *options, "--image", image])
         printed = out.getvalue()
         assert code == 0, printed
         estimate = httpx.post(f"{url}/v2/estimate", json=MNIST_BNN).json()
-    sized = memory.sizing({"mnist:1": estimate}, batch, workers)
+    sized = memory.sizing({"mnist:1": estimate}, batch, workers, memory.BASE_MIB[image])
     assert memory.render(sized) == printed.rstrip("\n")
     assert f'BNN_MAX_REQUEST_BYTES: "{limit}"' in printed.splitlines()
     assert printed.splitlines()[-1] == (
@@ -596,7 +599,8 @@ def test_registry_limits_hold_what_the_service_admits() -> None:
     )
     requests = settings.inference_workers * settings.max_request_bytes
     limit = _quantity_bytes(container["resources"]["limits"]["memory"])
-    assert limit >= memory.BASE_MIB * memory.MIB + requests
+    assert "bnncore-service:" in container["image"]  # the full image
+    assert limit >= memory.BASE_MIB["full"] * memory.MIB + requests
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]
     (volume,) = [
         v
