@@ -67,11 +67,14 @@ MODELS = shots.sample_definitions()
 
 
 @pytest.fixture(scope="module")
-def base(
-    start_service: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
-) -> str:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("browser-data")
+
+
+@pytest.fixture(scope="module")
+def base(start_service: Callable[..., Any], data_dir: Path) -> str:
     """The service, with :data:`MODELS` registered."""
-    service = start_service(tmp_path_factory.mktemp("browser-data"))
+    service = start_service(data_dir)
     shots.register(service.base, MODELS)
     return service.base
 
@@ -208,6 +211,49 @@ def test_following_the_report_link_shows_one_bar_per_layer(
             layers[bar.get_attribute("data-label")]["memory_bits"] > 0
         )
     shots.screenshot(driver, artifacts / "report-mnist-bnn.png", full_page=True)
+
+
+def test_a_hostile_model_name_runs_no_script(driver, base, data_dir):
+    """The API refuses such a name; it is written to the store directly (as
+    another replica or an older release could), then removed."""
+    from service.config import Settings
+    from service.store import Store
+
+    hostile = (
+        "<img src=x onerror=\"document.title='pwned'\">"
+        "<script>document.title='pwned'</script>"
+    )
+    store = Store(Settings(data_dir=data_dir)).open()
+    try:
+        record = store.get("mnist-bnn")
+        assert record is not None
+        created, _ = store.register(
+            hostile,
+            record.content_hash,
+            store.load_definition(record.content_hash),
+            record.kind,
+            record.params,
+            record.memory_bytes,
+            record.inputs,
+            record.outputs,
+        )
+        try:
+            _open(driver, f"{base}/", "#models tbody tr")
+            cells = driver.find_elements(By.CSS_SELECTOR, "#models tbody td")
+            assert hostile in [cell.text for cell in cells]  # shown as text
+            assert driver.title == "bnncore model service"
+            assert driver.find_elements(By.CSS_SELECTOR, "#models img") == []
+            row = next(
+                r
+                for r in driver.find_elements(By.CSS_SELECTOR, "#models tbody tr")
+                if r.get_attribute("data-name") == hostile
+            )
+            report = row.find_element(By.LINK_TEXT, "report").get_attribute("href")
+            assert report.startswith(f"{base}/v2/models/%3Cimg%20src%3Dx")
+        finally:
+            store.delete(hostile, created.version)
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(
