@@ -263,6 +263,12 @@ class ApiKeyAuth:
                     "authentication required: send 'Authorization: Bearer <key>' "
                     "(the service has BNN_API_KEYS set)"
                 )
+            elif b" " not in header.strip() and header.strip().lower() != b"bearer":
+                # One token, no scheme: most likely a bare key. Never echo it.
+                message = (
+                    "Authorization: a value without a scheme received (a bare "
+                    "key?); allowed: 'Bearer <key>'"
+                )
             elif header.partition(b" ")[0].lower() != b"bearer":
                 received = header.partition(b" ")[0][:20].decode("latin-1")
                 message = (

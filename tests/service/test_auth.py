@@ -62,6 +62,9 @@ def test_requests_without_a_valid_key_get_401_with_a_challenge(
             assert reply.status_code == 401, (headers, path)
             assert reply.headers["www-authenticate"].startswith("Bearer")
             assert fragment in reply.json()["error"]
+            # A key sent without its scheme is never echoed, not even in part.
+            for key in KEYS.values():
+                assert key[:6] not in reply.text
     # A wrong key is refused before the body is read: no 413 for a huge one.
     reply = client.put(
         "/v2/models/m/versions/1/weights",
