@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 import jsonschema
 import kubernetes.client
+import numpy as np
 import pytest
 import yaml
 
@@ -610,3 +611,69 @@ def test_registry_limits_hold_what_the_service_admits() -> None:
     uploads = settings.max_concurrent_uploads * settings.max_weights_bytes
     assert _quantity_bytes(volume["emptyDir"]["sizeLimit"]) >= uploads
     assert str(settings.data_dir) == "/data"
+
+
+def test_the_kserve_container_serves_its_preloaded_model(
+    tmp_path: Path, start_service: Callable[..., Any]
+) -> None:
+    """The ServingRuntime's container as KServe runs it for the example
+    InferenceService (the runtime's environment merged with the
+    InferenceService's, ``{{.Name}}`` filled in), on a local store in place
+    of the Secret's PostgreSQL and bucket: it becomes ready once its
+    preloaded model is loaded, and answers as the full service does."""
+    from fastapi.testclient import TestClient
+
+    from bench.load import MNIST_BNN
+    from bnncore.export import to_bytes
+    from service.main import create_app
+
+    environment = _isvc_environment()
+    api_keys = environment["BNN_API_KEYS"]
+    admin, app = (entry.split(":")[0] for entry in api_keys.split(","))
+    data = tmp_path / "data"
+    full = Settings(data_dir=data, api_keys=api_keys)
+    image = np.random.default_rng(3).random((2, 28, 28, 1), dtype=np.float32)
+    # A full replica registers the model and uploads its weights (as push does).
+    with TestClient(create_app(full)) as client:
+        client.headers["Authorization"] = f"Bearer {admin}"
+        registered = client.post(
+            "/v2/models", json={"name": "mnist", "definition": MNIST_BNN}
+        )
+        assert registered.status_code == 201, registered.text
+        built = client.app.state.runtime.cache.get(registered.json()["content_hash"])
+        uploaded = client.put(
+            "/v2/models/mnist/versions/1/weights",
+            content=to_bytes(built.model),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        client.headers["Authorization"] = f"Bearer {app}"
+        body = {
+            "inputs": [
+                {
+                    "name": client.get("/v2/models/mnist").json()["inputs"][0]["name"],
+                    "shape": list(image.shape),
+                    "datatype": "FP32",
+                    "data": image.ravel().tolist(),
+                }
+            ]
+        }
+        expected = client.post("/v2/models/mnist/infer", json=body).json()
+    local = {
+        k: v
+        for k, v in environment.items()
+        if k.startswith("BNN_")
+        and k not in ("BNN_DATABASE_URL", "BNN_OBJECT_STORE_URL", "BNN_DATA_DIR")
+    }
+    assert local["BNN_ROLE"] == "inference" and local["BNN_MIGRATE"] == "off"
+    # start_service returns once GET /v2/health/ready answers 200.
+    replica = start_service(data, env=local)
+    try:
+        headers = {"Authorization": f"Bearer {app}"}
+        answer = httpx.post(
+            f"{replica.base}/v2/models/mnist/infer", json=body, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outputs"] == expected["outputs"]
+    finally:
+        replica.stop()
