@@ -88,12 +88,13 @@ def chrome() -> Any:
             f"headless browser tests need {CHROMIUM!r} and {CHROMEDRIVER!r} on "
             "PATH (Debian: apt-get install chromium chromium-driver)"
         )
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager: no download
     options = webdriver.ChromeOptions()
     options.binary_location = paths[0]
     for argument in CHROME_ARGUMENTS:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    # With the driver's path given, Selenium skips Selenium Manager (which
+    # would look for, and may download, a driver and a browser).
     return webdriver.Chrome(options=options, service=Service(executable_path=paths[1]))
 
 
