@@ -247,3 +247,15 @@ def test_real_process_preloads_before_ready(
         assert [(e["name"], e["state"]) for e in index.json()] == [("mnist", "READY")]
     finally:
         service.stop()
+
+
+def test_names_are_the_routes_model_names() -> None:
+    """BNN_PRELOAD accepts exactly the names the model routes accept."""
+    from typing import get_args
+
+    from service.deps import ModelName
+    from service.preload import NAME_PATTERN
+
+    (path,) = get_args(ModelName)[1:]
+    patterns = [getattr(m, "pattern", None) for m in path.metadata]
+    assert NAME_PATTERN.pattern in patterns
