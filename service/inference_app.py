@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException
 
 from service.auth import ApiKeyAuth, include_router
 from service.config import Settings, SettingsError, load_settings
+from service.database import DatabaseURLError, check_url
 from service.inference.runtime_models import RuntimeInferenceService
 from service.limits import BodySizeLimit
 from service.metrics import Metrics, MetricsMiddleware
@@ -138,11 +139,14 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _app_from_environment() -> FastAPI:
-    """The app of the ``BNN_*`` environment; a bad value stops the start with
-    one line on stderr (exit 2), as ``service.main`` does."""
+    """The app of the ``BNN_*`` environment; a bad value, or a database URL
+    whose driver is not installed, stops the start with one line on stderr
+    (exit 2), as ``service.main`` does."""
     try:
-        return create_inference_app(load_settings())
-    except SettingsError as exc:
+        settings = load_settings()
+        check_url(settings.resolved_database_url())
+        return create_inference_app(settings)
+    except (SettingsError, DatabaseURLError) as exc:
         print(f"bnncore service: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

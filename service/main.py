@@ -184,6 +184,13 @@ def _app_from_environment() -> FastAPI:
     try:
         settings = load_settings()
         check_url(settings.resolved_database_url())
+        if settings.role == "inference":
+            # uvicorn service.main:app with BNN_ROLE=inference: the inference
+            # replica all the same (with TensorFlow imported by this module;
+            # python -m service and service.inference_app:app leave it out).
+            from service.inference_app import create_inference_app
+
+            return create_inference_app(settings)
     except (SettingsError, DatabaseURLError) as exc:
         print(f"bnncore service: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

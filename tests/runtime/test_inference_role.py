@@ -333,3 +333,44 @@ def test_zoo_definitions_need_a_full_replica() -> None:
         load("qn", 2, ("h", "w"), zoo, b"", 2**20)
     with pytest.raises(ValueError, match="Keras JSON"):
         keras_document(zoo)
+
+
+def test_api_keys_and_scopes_apply(full_store: dict[str, Any]) -> None:
+    from service.inference_app import create_inference_app
+
+    settings = Settings(
+        data_dir=full_store["data_dir"], role="inference", api_keys="r:read,i:infer"
+    )
+    case = full_store["expected"]["mnist"]
+    body = _oip(case["x"], case["input"])
+    with TestClient(create_inference_app(settings)) as client:
+        assert client.post("/v2/models/mnist/infer", json=body).status_code == 401
+        read = {"Authorization": "Bearer r"}
+        refused = client.post("/v2/models/mnist/infer", json=body, headers=read)
+        assert refused.status_code == 403
+        assert "'infer' scope" in refused.json()["error"]
+        assert client.get("/v2/models/mnist", headers=read).status_code == 200
+        infer = {"Authorization": "Bearer i"}
+        answer = client.post("/v2/models/mnist/infer", json=body, headers=infer)
+        assert _binary_outputs(answer) == case["outputs"]
+        assert client.get("/v2/health/live").status_code == 200  # open
+
+
+def test_the_full_app_module_serves_the_role_it_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``uvicorn service.main:app`` with ``BNN_ROLE=inference`` is an
+    inference replica too; ``BNN_ENGINE=keras`` cannot be one."""
+    from service import main
+
+    monkeypatch.setenv("BNN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BNN_ROLE", "inference")
+    app = main._app_from_environment()
+    assert "inference replica" in app.title
+    monkeypatch.setenv("BNN_ENGINE", "keras")
+    with pytest.raises(SystemExit) as stopped:
+        main._app_from_environment()
+    assert stopped.value.code == 2
+    assert "BNN_ENGINE='keras' needs TensorFlow" in capsys.readouterr().err
+    monkeypatch.setenv("BNN_ROLE", "full")
+    assert "inference replica" not in main._app_from_environment().title
