@@ -88,9 +88,10 @@ class Exported:
 
 def to_definition(model: Any) -> dict[str, Any]:
     """The model's Keras-JSON definition: ``json.loads(model.to_json())``
-    without its training configuration (``compile_config``: optimizer, loss
-    and metrics of a compiled model), which an inference export does not hold
-    and the service refuses.
+    without its training configuration, which an inference export does not
+    hold and the service refuses: ``compile_config`` (optimizer, loss and
+    metrics of a compiled model) and the flip-ratio metrics (a quantizer's
+    ``metrics``, a quantized layer's ``flip_ratio_names``).
 
     Raises:
         TypeError: ``model`` is not a ``keras.Model``.
@@ -99,9 +100,25 @@ def to_definition(model: Any) -> dict[str, Any]:
         raise TypeError(
             f"Expected a keras.Model. Received: model of type {type(model).__name__}"
         )
-    definition = json.loads(model.to_json())
+    definition = _without_training_metrics(json.loads(model.to_json()))
     definition.pop("compile_config", None)
     return definition
+
+
+def _without_training_metrics(value: Any) -> Any:
+    """``value`` with every bnncore object's flip-ratio metrics left out."""
+    if isinstance(value, list):
+        return [_without_training_metrics(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = {key: _without_training_metrics(item) for key, item in value.items()}
+    config = out.get("config")
+    registered = out.get("registered_name")
+    if isinstance(config, dict) and str(registered).startswith("bnncore>"):
+        config.pop("flip_ratio_names", None)
+        if out.get("module") == "bnncore.quantizers":
+            config.pop("metrics", None)
+    return out
 
 
 def save(model: Any, directory: str | os.PathLike) -> Exported:

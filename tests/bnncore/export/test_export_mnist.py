@@ -175,3 +175,22 @@ def test_definition_of_a_compiled_model_leaves_the_training_configuration_out(
     assert definition == {k: v for k, v in keras_json.items() if k != "compile_config"}
     lq.export.save(model, tmp_path)
     assert json.loads((tmp_path / "definition.json").read_text()) == definition
+
+
+def test_definition_leaves_the_flip_ratio_metrics_out() -> None:
+    """Training bookkeeping, like compile_config: the service refuses it, and
+    the definition is otherwise the model's own JSON."""
+    with lq.context.metrics_scope(["flip_ratio"]):
+        model = mnist_bnn()
+    keras_json = json.loads(model.to_json())
+    keras_json.pop("compile_config", None)
+    layers = keras_json["config"]["layers"]
+    with_metrics = [entry for entry in layers if "flip_ratio_names" in entry["config"]]
+    assert with_metrics  # the quantized layers with a kernel quantizer
+    for entry in with_metrics:
+        entry["config"].pop("flip_ratio_names")
+        entry["config"]["kernel_quantizer"]["config"].pop("metrics")
+    definition = lq.export.to_definition(model)
+    assert definition == keras_json
+    keras_json_module = pytest.importorskip("service.keras_json")
+    keras_json_module.translate(definition)  # accepted
