@@ -321,6 +321,16 @@ def load(
         model = bnncore_runtime.from_bytes(document, weights, max_bytes=max_bytes)
     except ValueError as error:  # Unsupported layer, definition or weights file
         raise NeedsFullReplicaError(name, version, str(error)) from None
+    if not model.binary_layers:
+        # A full replica runs such a model with Keras (service.inference.Served),
+        # whose float rounding the core does not reproduce: every replica of
+        # a store answers a request with the same bits.
+        raise NeedsFullReplicaError(
+            name,
+            version,
+            "it has no binary layer, so a full replica runs it with Keras rather "
+            "than the packed engine, and only Keras gives its answers",
+        )
     return RuntimeServed(key, model)
 
 

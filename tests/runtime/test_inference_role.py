@@ -62,6 +62,16 @@ AVERAGE_POOL: dict[str, Any] = {
     ],
 }  # fmt: skip
 
+FLOAT_ONLY: dict[str, Any] = {
+    "name": "float",
+    "input_shape": [8, 8, 2],
+    "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 3},
+    ],
+}
+
 
 def _zoo_initializers_replaced(node: Any) -> Any:
     """QuickNet's blur-pool initializer (a bnncore.zoo class the service does
@@ -126,6 +136,7 @@ def full_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "quicknet": (_zoo_initializers_replaced(lq.export.to_definition(quicknet)),
                      (32, 32, 3), quicknet),
         "avg": (AVERAGE_POOL, (8, 8, 2), None),
+        "float": (FLOAT_ONLY, (8, 8, 2), None),
     }  # fmt: skip
     expected: dict[str, Any] = {}
     with TestClient(create_app(Settings(data_dir=data_dir))) as client:
@@ -146,7 +157,7 @@ def full_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             x = rng.normal(size=(3, *shape)).astype(np.float32)
             input_name = client.get(f"/v2/models/{name}").json()["inputs"][0]["name"]
             expected[name] = {"x": x, "input": input_name}
-            if name == "avg":
+            if name in ("avg", "float"):
                 continue
             answer = client.post(f"/v2/models/{name}/infer", json=_oip(x, input_name))
             assert answer.headers["X-BNN-Engine"] == "packed"
@@ -231,6 +242,20 @@ def test_a_layer_the_core_does_not_run_needs_a_full_replica(
     )
     assert again.status_code == 501
     assert again.json()["error"] == message
+
+
+def test_a_model_without_binary_layers_needs_a_full_replica(
+    replica: Any, full_store: dict[str, Any]
+) -> None:
+    """A full replica runs it with Keras, so only a full replica answers it
+    with the same bits (the core runs every layer of it, but rounds its own
+    way)."""
+    case = full_store["expected"]["float"]
+    answer = httpx.post(
+        f"{replica.base}/v2/models/float/infer", json=_oip(case["x"], case["input"])
+    )
+    assert answer.status_code == 501
+    assert "it has no binary layer" in answer.json()["error"]
 
 
 def test_no_uploaded_weights_needs_a_full_replica(
