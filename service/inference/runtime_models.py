@@ -34,6 +34,7 @@ import numpy as np
 from fastapi.concurrency import run_in_threadpool
 
 import bnncore_runtime
+from bnncore_runtime.codec import FORMAT
 from bnncore_runtime.container import MAX_HEADER_BYTES
 from bnncore_runtime.definition import parse_definition
 from bnncore_runtime.layers import infer_shapes
@@ -58,7 +59,6 @@ ENGINE = "packed"
 engine's plan and core, run by ``bnncore_runtime``."""
 
 _ROUTE = "route it to a full replica (BNN_ROLE=full), which runs it with TensorFlow"
-_FORMAT = "bnncore.weights"
 
 
 class NeedsFullReplicaError(InferenceError):
@@ -309,7 +309,7 @@ def load(
             "when the model is built; upload a bnncore weights file "
             "(bnncore.export.write_weights) with PUT .../weights to a full replica",
         )
-    if _weights_format(weights) != _FORMAT:
+    if _weights_format(weights) != FORMAT:
         raise NeedsFullReplicaError(
             name,
             version,
