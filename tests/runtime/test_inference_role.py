@@ -399,3 +399,33 @@ def test_the_full_app_module_serves_the_role_it_is_given(
     assert "BNN_ENGINE='keras' needs TensorFlow" in capsys.readouterr().err
     monkeypatch.setenv("BNN_ROLE", "full")
     assert "inference replica" not in main._app_from_environment().title
+
+
+def test_preload_decides_readiness(full_store: dict[str, Any]) -> None:
+    """``BNN_PRELOAD`` on an inference replica (as KServe runs it): ready once
+    its model is loaded; a model that needs a full replica keeps it not
+    ready, with the reason."""
+    import time
+
+    from service.inference_app import create_inference_app
+
+    def ready_after(preload: str) -> Any:
+        settings = Settings(
+            data_dir=full_store["data_dir"], role="inference", preload=preload
+        )
+        with TestClient(create_inference_app(settings)) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                # The states first: a failure stays "failed" while retried.
+                states = client.app.state.preload.states()  # type: ignore[attr-defined]
+                answer = client.get("/v2/health/ready")
+                if answer.status_code == 200 or "failed" in states.values():
+                    return answer
+                assert time.monotonic() < deadline, answer.text
+                time.sleep(0.05)
+
+    assert ready_after("mnist:1").json() == {"status": "ready"}
+    refused = ready_after("avg")
+    assert refused.status_code == 503
+    assert "avg failed to load" in refused.json()["error"]
+    assert "AveragePooling2D" in refused.json()["error"]
