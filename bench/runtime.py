@@ -38,8 +38,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -120,6 +122,7 @@ print(json.dumps({"answered": answered, "rss_loaded": loaded,
 # Compiled bytecode is cached (outside the repository) as an installed package
 # has it, even where the environment sets PYTHONDONTWRITEBYTECODE.
 _PYCACHE = tempfile.mkdtemp(prefix="bench-runtime-pycache-")
+atexit.register(shutil.rmtree, _PYCACHE, ignore_errors=True)  # no leftovers
 
 
 def _child(code: str, *args: str) -> tuple[dict[str, Any], float]:
