@@ -27,18 +27,63 @@ import numpy as np
 
 from bnncore_runtime.buffers import empty as _empty
 
+CORE_MISSING = (
+    "bnncore's compiled core (the extension module bnncore_runtime._kernels, "
+    "from bnncore/engine/_kernels.c and bnncore/engine/csrc) is not installed, so "
+    "the packed engine (bnncore.engine) and the runtime (bnncore_runtime.load) "
+    "cannot run; quantizers, layers, analysis, export and the zoo work without "
+    "it. The install builds it when it finds a C compiler and the Python headers "
+    "(Debian/Ubuntu: apt-get install gcc python3-dev): install them, then run "
+    "`pip install -e .` (or `pip install .`, or `pip install ./runtime` for the "
+    "runtime alone) again, or `python setup.py build_ext --inplace` in a checkout."
+)
+"""What any use of the core says when the extension could not be imported."""
+
+
+class CoreUnavailableError(ImportError):
+    """The compiled core could not be imported (see :data:`CORE_MISSING`)."""
+
+
+def _core_error(cause: ImportError) -> CoreUnavailableError:
+    error = CoreUnavailableError(f"{CORE_MISSING} (importing it failed: {cause})")
+    error.__cause__ = cause
+    return error
+
+
+class _MissingCore:
+    """Stands in for the compiled core when it could not be imported: importing
+    this module (and so ``import bnncore``) still works, and any call into the
+    core raises :class:`CoreUnavailableError` naming the original error."""
+
+    def __init__(self, cause: ImportError) -> None:
+        self.cause = cause
+
+    def __getattr__(self, name: str) -> Any:
+        raise _core_error(self.cause)
+
+
+_missing: ImportError | None = None
 try:
     from bnncore_runtime import _kernels
-except ImportError as error:  # pragma: no cover - exercised only on broken installs
-    raise ImportError(
-        "bnncore_runtime needs its compiled core (bnncore_runtime._kernels, from "
-        "bnncore/engine/_kernels.c and bnncore/engine/csrc), which the install "
-        "builds: run `pip install -e '.[dev]'` (or `pip install ./runtime` for the "
-        "runtime alone; both need a C compiler and the Python headers) or "
-        "`python setup.py build_ext --inplace`."
-    ) from error
+except ImportError as error:
+    _missing = error
+    _kernels = _MissingCore(error)  # type: ignore[assignment]
+
+
+def core_available() -> bool:
+    """Whether the compiled core was imported (else its functions raise
+    :class:`CoreUnavailableError`)."""
+    return _missing is None
+
+
+def require_core() -> None:
+    """Raises :class:`CoreUnavailableError` unless the compiled core was imported."""
+    if _missing is not None:
+        raise _core_error(_missing)
+
 
 __all__ = [
+    "CORE_MISSING",
     "EPILOGUE_OPS",
     "OP_BIAS",
     "OP_CLIP",
@@ -48,7 +93,9 @@ __all__ = [
     "OP_SCALE",
     "OP_SIGN",
     "ConvGeometry",
+    "CoreUnavailableError",
     "bconv",
+    "core_available",
     "description",
     "epilogue",
     "fconv",
@@ -61,6 +108,7 @@ __all__ = [
     "out_layout",
     "pack",
     "pack_weights",
+    "require_core",
     "set_isa",
     "set_kernel",
     "softmax",
@@ -277,7 +325,8 @@ def _check_description() -> None:
         )
 
 
-_check_description()
+if core_available():
+    _check_description()
 
 
 def bconv(
