@@ -14,6 +14,12 @@ function (``__attribute__((target("avx2")))``,
 (``csrc/config.c``), so the build runs on any x86-64 (or other) machine with gcc
 or clang. Warnings: ``-Wall -Wextra`` always, ``-Werror`` with
 ``BNN_STRICT_BUILD=1`` or ``CI=true``.
+
+The extension is optional except in strict builds: where it cannot be built
+(no C compiler, no Python headers) the install still succeeds with a warning,
+and ``import bnncore`` works; the engine and ``bnncore_runtime.load`` then
+raise ``CoreUnavailableError`` saying how to build it. With
+``BNN_STRICT_BUILD=1`` or ``CI=true`` a failed build fails the install.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import BaseError, CCompilerError, CompileError
 
 _HERE = os.path.join("bnncore", "engine")
 _CSRC = [
@@ -69,10 +76,31 @@ class BuildExt(build_ext):
                 ext.extra_link_args = ["-pthread", *ext.extra_link_args]
         super().build_extensions()
 
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except (BaseError, CCompilerError, CompileError):
+            if ext.optional:
+                self.warn(_NOT_BUILT)
+            raise  # build_ext goes on without an optional extension
+
+
+_NOT_BUILT = (
+    "bnncore's compiled core (bnncore_runtime._kernels) was not built: the "
+    "library (quantizers, layers, analysis, export, zoo) works without it, the "
+    "engine (bnncore.engine) and bnncore_runtime.load do not. To build it, "
+    "install a C compiler and the Python headers (Debian/Ubuntu: apt-get install "
+    "gcc python3-dev) and run `pip install .` (or `pip install -e .`) again."
+)
 
 setup(
     ext_modules=[
-        Extension("bnncore_runtime._kernels", sources=_SOURCES, depends=_HEADERS)
+        Extension(
+            "bnncore_runtime._kernels",
+            sources=_SOURCES,
+            depends=_HEADERS,
+            optional=not _strict(),
+        )
     ],
     cmdclass={"build_ext": BuildExt},
 )
