@@ -23,13 +23,18 @@ absl's "All log messages before absl::InitializeLog()", the CUDA probe's
 "failed call to cuInit" on a machine without a GPU) are not the command's
 output: the commands that use TensorFlow set ``TF_CPP_MIN_LOG_LEVEL=2``
 unless it is set, then import TensorFlow and initialise its devices with
-stderr filtered (:func:`start_tensorflow`). ``--debug``, or
-``TF_CPP_MIN_LOG_LEVEL`` set by the user, leaves TensorFlow's logging alone.
+stderr filtered (:func:`start_tensorflow`), and only then the library
+(:func:`load_library`). ``--debug``, or ``TF_CPP_MIN_LOG_LEVEL`` set by the
+user, leaves TensorFlow's logging alone. This works from the real entry points
+because ``bnncore/__init__.py`` imports nothing when the process is the
+command (the console script or ``python -m bnncore``); ``--help`` and usage
+errors import no TensorFlow at all.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -40,7 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-__all__ = ["UsageError", "load_source", "main", "start_tensorflow"]
+__all__ = ["UsageError", "load_library", "load_source", "main", "start_tensorflow"]
 
 PROG = "bnncore"
 FORMATS = ("text", "json", "csv", "markdown", "html")
@@ -103,6 +108,16 @@ def start_tensorflow(debug: bool = False) -> None:
         tf.config.list_physical_devices()  # the CUDA probe logs here
 
 
+def load_library() -> None:
+    """Imports every module of bnncore, as ``import bnncore`` does in a
+    program (it registers the layers and quantizers with Keras): in the
+    command, ``import bnncore`` defers them (see ``bnncore/__init__.py``)."""
+    import bnncore
+
+    for name in bnncore.__all__:
+        importlib.import_module(f"bnncore.{name}")
+
+
 # ----------------------------------------------------------------------------
 # Sources
 # ----------------------------------------------------------------------------
@@ -111,7 +126,7 @@ def start_tensorflow(debug: bool = False) -> None:
 def _load_keras_file(path: Path) -> Any:
     import keras
 
-    import bnncore  # noqa: F401  (registers bnncore's layers and quantizers)
+    load_library()  # registers bnncore's layers and quantizers
 
     try:
         return keras.saving.load_model(path, safe_mode=True)
@@ -137,7 +152,8 @@ def _load_definition_file(path: Path) -> Any:
         from service.schemas.definitions import Definition
     except ImportError as error:
         raise UsageError(
-            f"reading a definition file needs the service package ({error})"
+            f"reading a definition file needs the service ({error}): "
+            "pip install 'bnncore[service]'"
         ) from error
     try:
         adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, Definition))
@@ -301,7 +317,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         from service.server import main as serve
     except ImportError as error:
-        raise UsageError(f"the service package is not installed ({error})") from error
+        raise UsageError(
+            f"the service is not installed ({error}): pip install 'bnncore[service]'"
+        ) from error
+    load_library()
     serve(
         ["--host", args.host, "--port", str(args.port), "--log-level", args.log_level]
     )
@@ -315,7 +334,9 @@ def _db_upgrade(args: argparse.Namespace) -> int:
         from service.config import SettingsError, load_settings
         from service.database import DatabaseURLError, shown
     except ImportError as error:
-        raise UsageError(f"the service package is not installed ({error})") from error
+        raise UsageError(
+            f"the service is not installed ({error}): pip install 'bnncore[service]'"
+        ) from error
     try:
         settings = load_settings()
     except SettingsError as error:
@@ -470,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if run in (_summary, _compare, _export, _zoo):  # they use TensorFlow
             start_tensorflow(args.debug)
+            load_library()
         return run(args)
     except UsageError as error:
         if args.debug:
