@@ -19,7 +19,8 @@ The extension is optional except in strict builds: where it cannot be built
 (no C compiler, no Python headers) the install still succeeds with a warning,
 and ``import bnncore`` works; the engine and ``bnncore_runtime.load`` then
 raise ``CoreUnavailableError`` saying how to build it. With
-``BNN_STRICT_BUILD=1`` or ``CI=true`` a failed build fails the install.
+``BNN_STRICT_BUILD=1`` or ``CI=true``, or ``BNN_REQUIRE_CORE=1`` (the Docker
+image: the core without ``-Werror``), a failed build fails the install.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def _strict() -> bool:
     return strict in ("1", "true", "yes") or ci in ("1", "true", "yes")
 
 
+def _core_required() -> bool:
+    """A failed build of the core fails the install: strict builds and
+    ``BNN_REQUIRE_CORE=1``; elsewhere the core is optional."""
+    required = os.environ.get("BNN_REQUIRE_CORE", "").strip().lower()
+    return _strict() or required in ("1", "true", "yes")
+
+
 class BuildExt(build_ext):
     """``build_ext`` with optimisation and exact-rounding flags for gcc/clang."""
 
@@ -99,7 +107,7 @@ setup(
             "bnncore_runtime._kernels",
             sources=_SOURCES,
             depends=_HEADERS,
-            optional=not _strict(),
+            optional=not _core_required(),
         )
     ],
     cmdclass={"build_ext": BuildExt},

@@ -154,11 +154,14 @@ def test_the_build_stage_files_build_a_wheel_with_the_entry_point(
 
 
 def test_the_image_installs_the_storage_drivers_of_every_topology() -> None:
-    """The extras the scaled-out settings need are the ones pyproject declares.
+    """The extras the image's service and scaled-out settings need are the
+    ones pyproject declares.
 
-    BNN_DATABASE_URL=postgresql+psycopg://... needs the ``postgres`` extra and
-    BNN_OBJECT_STORE_URL=s3://... the ``s3`` extra; the build stage must wheel
-    the package with both, and the runtime stage install every wheel built.
+    The service itself needs the ``service`` extra (the library installs
+    without it), BNN_DATABASE_URL=postgresql+psycopg://... the ``postgres``
+    extra and BNN_OBJECT_STORE_URL=s3://... the ``s3`` extra; the build stage
+    must wheel the package with all three, and the runtime stage install every
+    wheel built.
     """
     import tomllib
 
@@ -169,7 +172,7 @@ def test_the_image_installs_the_storage_drivers_of_every_topology() -> None:
     requested = re.search(r"'\.\[([\w,]+)\]'", wheel)
     assert requested, wheel
     named = set(requested[1].split(","))
-    assert {"postgres", "s3"} <= named <= set(extras)
+    assert {"service", "postgres", "s3"} <= named <= set(extras)
     assert any(
         "pip install" in run and "/wheels/*.whl" in run for run in _instructions("RUN")
     )
