@@ -1,0 +1,217 @@
+"""The fast JSON path of OIP requests (``codec.parse_oip``): for every body,
+the request it gives decodes exactly as pydantic's validation of the same body
+does (same arrays bit for bit, or the same refusal word for word); it is taken
+for ordinary tensor bodies and declines (``None``) where orjson and pydantic
+could read a body differently.
+
+The oracle is the route's pydantic path (``model_validate_json`` and the
+duplicate-key check), which the existing inference tests pin down.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.inference.codec import InferenceError, Limits, decode_oip, parse_oip
+from service.inference.schemas import InferenceRequest
+from service.routes.inference import _parse
+
+INPUTS = [{"name": "x", "shape": [-1, 2, 3]}, {"name": "y:z", "shape": [-1, 2]}]
+OUTPUTS = [{"name": "out"}, {"name": "aux"}]
+LIMITS = Limits(max_batch=64, max_tensor_elements=100_000)
+
+
+def _outcome(raw: bytes, request: InferenceRequest | None) -> tuple[Any, ...]:
+    """What decoding ``raw`` gives: the error, or the decoded request."""
+    try:
+        if request is None:
+            request = _parse(raw, InferenceRequest)
+        decoded = decode_oip(request, "m", INPUTS, OUTPUTS, LIMITS)
+    except InferenceError as error:
+        return ("refused", error.status, str(error))
+    arrays = [(a.dtype.str, a.shape, a.tobytes()) for a in decoded.arrays]
+    return ("ok", request.id, arrays, decoded.rows, decoded.outputs,
+            decoded.engine, decoded.binary)  # fmt: skip
+
+
+def _both(raw: bytes) -> tuple[InferenceRequest | None, tuple[Any, ...]]:
+    """The fast request (or None) and the outcome of the route's fallback
+    rule ``parse_oip(raw) or pydantic``, checked against pydantic alone."""
+    fast = parse_oip(raw)
+    got = _outcome(raw, fast)
+    assert got == _outcome(raw, None)
+    return fast, got
+
+
+def _body(**changes: Any) -> dict[str, Any]:
+    rng = np.random.default_rng(len(changes))
+    body: dict[str, Any] = {
+        "id": "req-1",
+        "inputs": [
+            {"name": "x", "shape": [2, 2, 3], "datatype": "FP32",
+             "data": rng.normal(size=12).astype(np.float32).tolist()},
+            {"name": "y:z", "shape": [2, 2], "datatype": "INT16",
+             "data": [[1, -2], [3, 400]]},
+        ],
+        "outputs": [{"name": "aux"}, {"name": "out", "parameters": {"k": "a:b"}}],
+        "parameters": {"engine": "keras", "note": {"deep": [1, "x:y"]}},
+    }  # fmt: skip
+    body.update(changes)
+    return body
+
+
+def _raw(body: Any) -> bytes:
+    return json.dumps(body).encode()
+
+
+TAKEN = {
+    "full": _body(),
+    "no optional fields": {"inputs": _body()["inputs"]},
+    "nulls": _body(id=None, parameters=None, outputs=None),
+    "nested data": _body(
+        inputs=[
+            {
+                "name": "x",
+                "shape": [1, 2, 3],
+                "datatype": "FP64",
+                "data": [[[0.5, -1e-300, 3], [4, 5.25, 6e10]]],
+            },
+            {"name": "y:z", "shape": [1, 2], "datatype": "BOOL", "data": [True, False]},
+        ]
+    ),
+    "64-bit integers": _body(
+        inputs=[
+            {
+                "name": "x",
+                "shape": [1, 2, 3],
+                "datatype": "UINT64",
+                "data": [0, 2**63 - 1, 1, 2, 3, 4],
+            },
+            {
+                "name": "y:z",
+                "shape": [1, 2],
+                "datatype": "INT64",
+                "data": [-(2**63), 2**63 - 1],
+            },
+        ]
+    ),
+    "binary outputs": _body(parameters={"binary_data_output": True}),
+}
+
+
+@pytest.mark.parametrize("body", TAKEN.values(), ids=TAKEN.keys())
+def test_ordinary_bodies_take_the_fast_path_and_decode_as_pydantic(body: Any) -> None:
+    fast, outcome = _both(_raw(body))
+    assert fast is not None
+    assert outcome[0] == "ok"
+
+
+def test_the_fast_request_has_the_fields_pydantic_sets() -> None:
+    raw = _raw(_body())
+    fast = parse_oip(raw)
+    slow = InferenceRequest.model_validate_json(raw)
+    assert fast is not None
+    assert fast.model_fields_set == slow.model_fields_set
+    assert [t.model_fields_set for t in fast.inputs] == [
+        t.model_fields_set for t in slow.inputs
+    ]
+    assert isinstance(fast.inputs[0].data, np.ndarray)  # converted once
+    assert fast.model_dump(exclude={"inputs"}) == slow.model_dump(exclude={"inputs"})
+
+
+DECLINED = {
+    # a repeated key, anywhere, also when a ':' in a string would make up
+    # for the key lost
+    "duplicate top key": b'{"inputs": [], "inputs": INPUTS}',
+    "duplicate input key": b'{"inputs": [{"name": "y:z", "name": "y:z", '
+    b'"shape": [1, 2], "datatype": "FP32", "data": [1, 2]}, X]}',
+    "duplicate parameter, colon compensates": b'{"id": "a:b", "inputs": INPUTS, '
+    b'"parameters": {"engine": "auto", "engine": "keras"}}',
+    "escape in a string": b'{"id": "\\u0061", "inputs": INPUTS}',
+    "integer beyond 64 bits": b'{"inputs": INPUTS, "parameters": '
+    b'{"n": 18446744073709551616}}',
+    "NaN token": b'{"inputs": INPUTS, "parameters": {"n": NaN}}',
+    "unknown key": b'{"input": [], "inputs": INPUTS}',
+    "byte order mark": b'\xef\xbb\xbf{"inputs": INPUTS}',
+}
+
+
+@pytest.mark.parametrize("template", DECLINED.values(), ids=DECLINED.keys())
+def test_bodies_orjson_could_read_differently_take_pydantics_path(
+    template: bytes,
+) -> None:
+    inputs = _body()["inputs"]
+    raw = template.replace(b"INPUTS", _raw(inputs)).replace(b"X", _raw(inputs[0]))
+    fast, _ = _both(raw)
+    assert fast is None
+
+
+BIG = {
+    "int beyond 64 bits in data": 2**64,
+    "uint64 beyond int64 in data": 2**64 - 1,
+    "int below int64 in data": -(2**63) - 1,
+    "float at 2**63 in data": 2.0**63,
+}
+
+
+@pytest.mark.parametrize("value", BIG.values(), ids=BIG.keys())
+@pytest.mark.parametrize("datatype", ["FP32", "INT64", "UINT64"])
+def test_large_numbers_in_data_are_refused_or_accepted_as_before(
+    value: Any, datatype: str
+) -> None:
+    body = _body()
+    body["inputs"][0]["datatype"] = datatype
+    body["inputs"][0]["data"] = [value, *range(11)]
+    fast, _ = _both(_raw(body))
+    assert fast is None
+
+
+def test_refusals_name_the_same_field_either_way() -> None:
+    cases = [
+        _body(inputs=[{**_body()["inputs"][0], "data": [1, "two", 3]}]),
+        _body(inputs=[{**_body()["inputs"][0], "data": [[1, 2], [3]]}]),
+        _body(inputs=[{**_body()["inputs"][0], "datatype": "INT8"}]),
+        _body(inputs=[{**_body()["inputs"][0], "shape": [2, 2, 3.0]}]),
+        _body(inputs=[{**_body()["inputs"][0], "shape": [2, 2, True]}]),
+        _body(inputs=[{**_body()["inputs"][0], "name": "n" * 257}]),
+        _body(inputs=[]),
+        _body(id=7),
+        _body(outputs=[{"name": "out", "extra": 1}]),
+        _body(parameters=["engine"]),
+        [1, 2],
+    ]
+    for body in cases:
+        _, outcome = _both(_raw(body))
+        assert outcome[0] == "refused", body
+
+
+def _mutations(rng: np.random.Generator, body: Any) -> Any:
+    """A random change of one value somewhere in ``body``."""
+    replacements = [None, True, 0, -1, 2**63, 1.5, 1e300, "", "a:b", [], {}, [1, [2]],
+                    {"k": 1}, "FP16", "BYTES", [2, 2, 3], 70000, -1e-9]  # fmt: skip
+    node = body
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:
+            return body
+        key = keys[rng.integers(len(keys))]
+        child = node[key]
+        if isinstance(child, dict | list) and child and rng.random() < 0.7:
+            node = child
+            continue
+        node[key] = replacements[rng.integers(len(replacements))]
+        return body
+
+
+def test_random_changes_decode_the_same_either_way() -> None:
+    rng = np.random.default_rng(19)
+    taken = 0
+    for _ in range(400):
+        body = _mutations(rng, json.loads(_raw(_body())))
+        fast, _ = _both(_raw(body))
+        taken += fast is not None
+    assert taken > 100  # the fast path is exercised, not only the fallback
