@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException
 
+from service import docs
 from service.auth import ApiKeyAuth, include_router
 from service.config import Settings, SettingsError, load_settings
 from service.database import DatabaseURLError, check_url
@@ -96,6 +97,8 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
         version=inference_role.server_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # docs.install_docs: Swagger UI and ReDoc served here
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -112,13 +115,10 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
         return inference_role.error(exc.status_code, str(exc.detail))
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, overrides=[])
-    docs = (app.docs_url, app.redoc_url, app.openapi_url)
     app.add_middleware(
         ApiKeyAuth,
         keys=settings.api_key_scopes(),
-        open_paths=frozenset(p for p in docs if p)
-        if settings.public_docs
-        else frozenset(),
+        open_paths=docs.open_paths(app) if settings.public_docs else frozenset(),
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -135,6 +135,7 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     for router in (inference_role.router, metrics_router):
         include_router(app, router)
+    docs.install_docs(app)  # offline: the same pages as the full service
     return app
 
 

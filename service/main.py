@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 import bnncore
-from service import errors
+from service import docs, errors
 from service.auth import ApiKeyAuth, include_router
 from service.config import Settings, SettingsError, load_settings
 from service.database import DatabaseURLError, check_url
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=bnncore.__version__,
         description=DESCRIPTION,
         lifespan=with_logging(lifespan, settings),  # BNN_LOG_*, lifecycle lines
-        docs_url=None,  # pages.install_docs: Swagger UI and ReDoc served here
+        docs_url=None,  # docs.install_docs: Swagger UI and ReDoc served here
         redoc_url=None,
     )
     app.state.settings = settings
@@ -104,20 +104,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added after (so outside) the body limit: a request without a valid key
     # is refused before its body is read; CORS outermost, so that preflights
     # and error responses carry its headers.
-    docs = (
-        pages.DOCS_URL,
-        pages.REDOC_URL,
-        app.openapi_url,
-        app.swagger_ui_oauth2_redirect_url,
-        *pages.asset_paths(),
-    )
     # The home page is open: it checks the key itself and lists models only
     # to a key with the read scope (service/routes/pages.py).
     app.add_middleware(
         ApiKeyAuth,
         keys=settings.api_key_scopes(),
         open_paths=frozenset({pages.HOME_URL})
-        | (frozenset(p for p in docs if p) if settings.public_docs else frozenset()),
+        | (docs.open_paths(app) if settings.public_docs else frozenset()),
     )
     # Outside the body limit (which buffers what it passes; for uploads it only
     # checks the declared length) and the key check: a weights upload's body
@@ -154,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         include_router(app, router)
     app.include_router(pages.router)  # GET /, not in the OpenAPI document
-    pages.install_docs(app)
+    docs.install_docs(app)
     _share_openapi(app)
     return app
 

@@ -27,7 +27,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
@@ -59,7 +59,7 @@ log = logging.getLogger("service")
 def _definition_adapter() -> TypeAdapter[Any]:
     from service.schemas.definitions import Definition
 
-    return TypeAdapter(Definition)
+    return TypeAdapter(cast(Any, Definition))
 
 
 _COSTS_KEPT = 4096

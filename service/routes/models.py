@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -51,7 +51,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v2/models", tags=["models"], route_class=StrictJSONRoute)
 
 PLATFORM = "bnncore_keras"
-_definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
+_definition_adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, Definition))
 _register_adapter: TypeAdapter[RegisterRequest] = TypeAdapter(RegisterRequest)
 RegisterBody = Annotated[Any, Body(), documented_as(RegisterRequest)]
 

@@ -3,7 +3,7 @@ the comparison of two models (two definitions, or two registered versions)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, TypeAdapter
@@ -36,7 +36,7 @@ __all__ = [
 router = APIRouter(prefix="/v2", tags=["reports"], route_class=StrictDefinitionRoute)
 
 DefinitionBody = Annotated[Any, Body(), documented_as(Definition)]
-_definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
+_definition_adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, Definition))
 
 MEDIA_TYPES = {
     "json": "application/json",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -33,7 +33,7 @@ WEIGHTS_PATH = r"/v2/models/[^/]+/versions/[^/]+/weights"
 up to ``BNN_MAX_WEIGHTS_BYTES``."""
 
 _ACCEPTED_TYPES = ("application/octet-stream", "")
-_definition_adapter: TypeAdapter[Any] = TypeAdapter(Definition)
+_definition_adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, Definition))
 log = logging.getLogger("service.weights")
 
 
