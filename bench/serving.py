@@ -393,18 +393,24 @@ def check_own_rows(
     auth: dict[str, str],
     images: np.ndarray,
     repeats: int,
+    sent: np.ndarray | None = None,
 ) -> tuple[bool, list[str]]:
     """Each of ``len(images)`` concurrent clients sends its own image
     ``repeats`` times (JSON and binary alternately); every answer must equal,
     bit for bit, the answer to a single request for that image sent alone
-    before. Returns whether all did, and a line per mismatch."""
+    before. Returns whether all did, and a line per mismatch.
+
+    ``sent`` replaces what the clients send under load (default: ``images``),
+    so that a test can see the check fail."""
     import httpx
 
-    requests = [bodies(name, image[None], auth) for image in images]
+    requests = [
+        bodies(name, image[None], auth) for image in (images if sent is None else sent)
+    ]
     single = []
     with httpx.Client(base_url=url, timeout=60) as client:
-        for kinds in requests:
-            body, headers = kinds["json"]
+        for image in images:
+            body, headers = bodies(name, image[None], auth)["json"]
             answer = client.post(PATH, content=body, headers=headers)
             answer.raise_for_status()
             single.append(decode_answer(answer.content, answer.headers))
