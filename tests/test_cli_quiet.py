@@ -1,10 +1,9 @@
 """The command line keeps TensorFlow's native start-up lines off stderr.
 
-``bnncore/cli.py`` imports only the standard library at module level, so it is
-loaded here on its own (from its file, before any ``import bnncore``): that is
-how it runs when it is the first thing a process imports. The control is the
-same process importing TensorFlow plainly, which does print such lines on
-this machine.
+The commands are run as users run them: the console script
+(``.venv/bin/bnncore``) and ``python -m bnncore``, in subprocesses. The
+control is a program that imports bnncore, which does print such lines on
+this machine: library users' TensorFlow logging is left alone.
 """
 
 from __future__ import annotations
@@ -17,17 +16,11 @@ from pathlib import Path
 
 import pytest
 
+import bnncore
 from bnncore import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-
-CLI_FILE = str(ROOT / "bnncore" / "cli.py")
-LOAD_CLI_ALONE = f"""
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("cli_alone", {CLI_FILE!r})
-cli = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cli)
-"""  # fmt: skip
+CONSOLE_SCRIPT = Path(sys.executable).parent / "bnncore"
 
 DEFINITION = {
     "name": "tiny",
@@ -44,13 +37,43 @@ DEFINITION = {
 }
 
 
+def environment(**env: str) -> dict[str, str]:
+    found = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
+    found.pop("PYTHONPROFILEIMPORTTIME", None)
+    found.update(env)
+    return found
+
+
+def command(entry: str) -> list[str]:
+    """The ``bnncore`` command through one of its entry points."""
+    if entry == "module":
+        return [sys.executable, "-m", "bnncore"]
+    if not CONSOLE_SCRIPT.is_file():
+        message = f"no console script at {CONSOLE_SCRIPT} (pip install -e .)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return [str(CONSOLE_SCRIPT)]
+
+
+def bnncore_command(
+    entry: str, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*command(entry), *args],
+        cwd=ROOT,
+        env=environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
-    environment.update(env)
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env=environment,
+        env=environment(**env),
         capture_output=True,
         text=True,
         timeout=300,
@@ -121,35 +144,74 @@ def test_filter_restores_stderr_when_the_block_raises(capfd):
     assert capfd.readouterr().err.splitlines() == ["kept before the error", "after"]
 
 
-def test_summary_run_first_in_a_process_prints_no_tensorflow_line(tmp_path):
-    control = run("import tensorflow")
-    if not native_lines(control.stderr):  # the test could not fail here
+@pytest.fixture(scope="module")
+def definition(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A definition file for ``summary``, once a library user's import of
+    bnncore is known to print native lines here (else nothing can fail)."""
+    control = run("import bnncore")
+    assert control.returncode == 0, control.stderr
+    if not native_lines(control.stderr):
         pytest.skip("TensorFlow prints no native start-up line on this machine")
-    definition = tmp_path / "tiny.json"
-    definition.write_text(json.dumps(DEFINITION))
-    result = run(
-        LOAD_CLI_ALONE + f"sys.exit(cli.main(['summary', {str(definition)!r}]))"
-    )
+    path = tmp_path_factory.mktemp("quiet") / "tiny.json"
+    path.write_text(json.dumps(DEFINITION))
+    return str(path)
+
+
+@pytest.mark.parametrize("entry", ["console", "module"])
+def test_summary_prints_no_tensorflow_line(entry, definition):
+    result = bnncore_command(entry, "summary", definition)
     assert result.returncode == 0, result.stderr
     assert "QuantDense" in result.stdout
     assert native_lines(result.stderr) == []
 
 
+def test_debug_keeps_tensorflow_lines(definition):
+    result = bnncore_command("console", "--debug", "summary", definition)
+    assert result.returncode == 0, result.stderr
+    assert "QuantDense" in result.stdout
+    assert native_lines(result.stderr) != []
+
+
 @pytest.mark.parametrize(
-    ("argv", "code"),
-    [(["--help"], 0), (["summary", "--help"], 0), (["summary"], 2), ([], 2)],
-    ids=["help", "summary-help", "missing-source", "no-command"],
-)
-def test_help_and_usage_errors_do_not_import_tensorflow(argv, code):
-    result = run(
-        LOAD_CLI_ALONE
-        + f"code = cli.main({argv!r})\n"
-        + "print('tensorflow' in sys.modules, file=sys.stderr)\n"
-        + "sys.exit(code)"
-    )
-    assert result.returncode == code
-    assert result.stderr.splitlines()[-1] == "False"
+    ("entry", "argv", "code"),
+    [("module", ["--help"], 0), ("module", ["summary", "--help"], 0),
+     ("module", ["summary"], 2), ("module", [], 2), ("console", ["--help"], 0),
+     ("console", ["summary"], 2)],
+    ids=["module-help", "module-summary-help", "module-missing-source",
+         "module-no-command", "console-help", "console-missing-source"],
+)  # fmt: skip
+def test_help_and_usage_errors_do_not_import_tensorflow(entry, argv, code):
+    result = bnncore_command(entry, *argv, PYTHONPROFILEIMPORTTIME="1")
+    assert result.returncode == code, result.stderr
+    imported = [
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert "bnncore.cli" in imported  # the import log is there to read
+    assert not [m for m in imported if m.split(".")[0] in ("tensorflow", "keras")]
     assert native_lines(result.stderr) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "orig_argv", "command_"),
+    [(["/venv/bin/bnncore", "summary"], ["/venv/bin/python", "/venv/bin/bnncore"],
+      True),
+     (["-m", "summary"], ["python", "-m", "bnncore", "summary"], True),
+     (["-m", "summary"], ["python", "-X", "dev", "-m", "bnncore"], True),
+     (["-m"], ["python", "-m", "bench"], False),
+     (["-m"], ["python", "-m", "bnncore.engine.x"], False),
+     (["-c"], ["python", "-c", "import bnncore", "bnncore"], False),
+     (["train.py"], ["python", "train.py"], False),
+     (["/home/u/bnncore.py"], ["python", "/home/u/bnncore.py"], False),
+     ([], ["python"], False)],
+    ids=["console-script", "python-m", "python-options-m", "other-module",
+         "submodule", "python-c", "script", "script-named-bnncore-py", "embedded"],
+)  # fmt: skip
+def test_the_command_is_recognised_from_argv(monkeypatch, argv, orig_argv, command_):
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(sys, "orig_argv", orig_argv)
+    assert bnncore._run_as_the_command() is command_
 
 
 def test_debug_and_a_users_level_leave_tensorflow_logging_alone(monkeypatch):
