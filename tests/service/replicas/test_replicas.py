@@ -1,5 +1,8 @@
 """Three real replicas (``python -m service`` processes) sharing one registry
-on a real PostgreSQL and one data directory: they agree (issue 17, item 2).
+on a real PostgreSQL and one bucket on a real S3-compatible server (moto's
+server mode over HTTP): they agree (issue 17, item 2). Each replica has a data
+directory of its own, which holds only its uploads in progress, so everything
+they share goes through PostgreSQL and S3.
 
 Checked against the documented bound: a change committed through one replica
 is served by every other one at most ``BNN_REGISTRY_POLL_S`` (1 s, the
@@ -64,17 +67,25 @@ class Weights:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("replicas") / "data"
+def data_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("replicas")
+    return [root / f"replica-{i}" for i in range(3)]
 
 
 @pytest.fixture(scope="module")
-def replicas(postgres: Any, start_service: Any, data_dir: Path) -> Iterator[list[Any]]:
-    """Three replicas on one PostgreSQL database and one data directory."""
-    env = {"BNN_DATABASE_URL": postgres.create_database()}
+def replicas(
+    postgres: Any, s3_server: Any, start_service: Any, data_dirs: list[Path]
+) -> Iterator[list[Any]]:
+    """Three replicas on one PostgreSQL database and one S3 bucket."""
+    env = {
+        "BNN_DATABASE_URL": postgres.create_database(),
+        "BNN_OBJECT_STORE_URL": s3_server.new_bucket(),
+        **s3_server.env,
+    }
     with ThreadPoolExecutor(3) as pool:  # they start (import TensorFlow) together
         futures = [
-            pool.submit(start_service, data_dir, env=env, timeout=300) for _ in range(3)
+            pool.submit(start_service, data_dir, env=env, timeout=300)
+            for data_dir in data_dirs
         ]
         started = [future.result() for future in futures]
     try:
@@ -220,7 +231,10 @@ def test_concurrent_registrations_of_one_definition_give_one_version(
 
 
 def test_a_replica_killed_during_an_upload_leaves_the_others_serving(
-    cluster: list[Any], files: dict[str, Any], data_dir: Path
+    replicas: list[Any],
+    cluster: list[Any],
+    files: dict[str, Any],
+    data_dirs: list[Path],
 ) -> None:
     if len(cluster) < 3:
         pytest.skip("needs three running replicas")
@@ -229,7 +243,8 @@ def test_a_replica_killed_during_an_upload_leaves_the_others_serving(
     assert _upload(a.base, "crash", files["a"].file).status_code == 201
     before = httpx.get(f"{a.base}/v2/models/crash/versions/1").json()
 
-    uploads = data_dir / "weights"
+    # c's upload in progress is a file in its own data directory, before S3.
+    uploads = data_dirs[replicas.index(c)] / "weights"
     leftovers = set(uploads.glob(".tmp-upload-*"))
     half = len(files["b"].file) // 2
     killed = threading.Event()
