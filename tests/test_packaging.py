@@ -8,10 +8,10 @@ its compiled core.
   extra may provide it (``boto3`` in ``s3``). Import names are mapped to
   distributions by the installed metadata
   (``importlib.metadata.packages_distributions``).
-* With ``bnncore_runtime._kernels`` made unimportable (a ``sys.meta_path``
-  finder), ``import bnncore``, the quantizers, the layers, the summary and
-  the export work, and the engine raises ``CoreUnavailableError`` saying how
-  to build the core.
+* With ``bnncore_runtime._kernels`` and the service extra's modules made
+  unimportable (a ``sys.meta_path`` finder), ``import bnncore``, the
+  quantizers, the layers, the summary and the export work, and the engine
+  raises ``CoreUnavailableError`` saying how to build the core.
 * ``setup.py`` with a compiler that fails: the build succeeds without the
   core, except in strict builds (``CI=true``, ``BNN_STRICT_BUILD=1``) and with
   ``BNN_REQUIRE_CORE=1``.
@@ -199,13 +199,15 @@ def test_the_check_flags_a_library_import_the_core_does_not_provide(source, prob
 WITHOUT_CORE = r"""
 import importlib.abc, json, sys, tempfile
 
-class HideCore(importlib.abc.MetaPathFinder):
+HIDDEN = set(json.loads(sys.argv[1]))
+
+class Hide(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name == "bnncore_runtime._kernels":
-            raise ImportError("hidden by the test")
+        if name == "bnncore_runtime._kernels" or name.split(".")[0] in HIDDEN:
+            raise ImportError(f"{name} hidden by the test")
         return None
 
-sys.meta_path.insert(0, HideCore())
+sys.meta_path.insert(0, Hide())
 
 import io, contextlib
 import numpy as np
@@ -240,13 +242,27 @@ for what, call in [("compile", lambda: lq.engine.compile(model)),
         out[what] = None
     except ImportError as error:
         out[what] = [type(error).__name__, str(error)]
+out["hidden_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in HIDDEN)
 print(json.dumps(out))
 """
 
 
-def test_bnncore_works_without_the_compiled_core_until_the_engine_is_used():
+def service_only_modules() -> list[str]:
+    """Top-level modules whose distributions are all in the service extra
+    and none in the core's (fastapi, pydantic, sqlalchemy, ...)."""
+    only = EXTRAS["service"] - CORE
+    return sorted(
+        module
+        for module, dists in importlib.metadata.packages_distributions().items()
+        if dists and {canonical(d) for d in dists} <= only
+    )
+
+
+def test_the_library_works_without_the_core_and_the_web_stack():
+    hidden = service_only_modules()
+    assert {"fastapi", "pydantic", "sqlalchemy", "uvicorn"} <= set(hidden)
     result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_CORE],
+        [sys.executable, "-c", WITHOUT_CORE, json.dumps(hidden)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -255,6 +271,7 @@ def test_bnncore_works_without_the_compiled_core_until_the_engine_is_used():
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.splitlines()[-1])
     assert out["available"] is False  # the finder did hide the core
+    assert out["hidden_loaded"] == []
     x = [[-1.5, -0.0, 0.0, 0.25, 2.0, -3.0]]
     sign = [[-1.0 if v < 0 else 1.0 for v in row] for row in x]  # sign(0) = +1
     assert out["sign"] == sign
@@ -267,7 +284,7 @@ def test_bnncore_works_without_the_compiled_core_until_the_engine_is_used():
         name, message = out[what]
         assert name == "CoreUnavailableError"
         assert "bnncore_runtime._kernels" in message
-        assert "hidden by the test" in message  # what failed
+        assert "_kernels hidden by the test" in message  # what failed
         assert "C compiler" in message and "Python headers" in message
         assert "pip install -e ." in message
 
