@@ -18,10 +18,13 @@ PORT ?= 8000
 
 .PHONY: install test lint format serve bench bench-peers clean
 
-$(STAMP): pyproject.toml
+# .[dev] = the library, the service extra, both storage drivers and the test
+# tools; BNN_REQUIRE_CORE=1: the compiled core (optional for `pip install .`)
+# must build here, since the engine, the service and the tests use it.
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	BNN_REQUIRE_CORE=1 $(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
