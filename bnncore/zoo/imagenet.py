@@ -124,8 +124,10 @@ def preprocess_input(image: Any) -> Any:
 
     Args:
         image: One image, ``(height, width, 3)``: a NumPy array (any real
-            dtype) or a TensorFlow tensor. A batch is not accepted, as in
-            Larq Zoo: map this function over the images.
+            dtype) or a TensorFlow tensor, eager or traced (so it can be
+            given to ``tf.data.Dataset.map``, as Larq Zoo's tutorial does).
+            A batch is not accepted, as in Larq Zoo: map this function over
+            the images.
 
     Returns:
         A float32 ``(224, 224, 3)`` array (NumPy for a NumPy input, else a
@@ -133,7 +135,9 @@ def preprocess_input(image: Any) -> Any:
 
     Raises:
         ValueError: if the image is not ``(height, width, 3)`` with a shorter
-            side of at least 2 pixels.
+            side of at least 2 pixels (for a traced image whose sizes are not
+            known until run time, the size check raises TensorFlow's
+            ``InvalidArgumentError`` with the same message when it runs).
     """
     tensor = tf.convert_to_tensor(image)
     shape = tuple(tensor.shape)
@@ -151,14 +155,22 @@ def preprocess_input(image: Any) -> Any:
             "preprocess_input: expected an image of real numbers. Received "
             f"dtype: {tensor.dtype.name}"
         )
+    too_small = (
+        "preprocess_input: the image is too small for the centre crop "
+        "(the shorter side must be at least 2 pixels). Received shape: "
+    )
     height, width = tf.shape(tensor)[0], tf.shape(tensor)[1]
+    if shape[0] is not None and shape[1] is not None:
+        if min(shape[0], shape[1]) < 2:
+            raise ValueError(f"{too_small}{shape}")
+    else:  # traced (tf.data.Dataset.map, tf.function): sizes known at run time
+        check = tf.debugging.assert_greater_equal(
+            tf.minimum(height, width), 2, message=f"{too_small}{shape}"
+        )
+        with tf.control_dependencies([check]):
+            tensor = tf.identity(tensor)
     ratio = IMAGE_SIZE / (IMAGE_SIZE + CROP_PADDING)
     crop = tf.cast(ratio * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
-    if int(crop) < 1:
-        raise ValueError(
-            "preprocess_input: the image is too small for the centre crop "
-            f"(the shorter side must be at least 2 pixels). Received shape: {shape}"
-        )
     top = (height - crop + 1) // 2
     left = (width - crop + 1) // 2
     cropped = tensor[top : top + crop, left : left + crop, :]
