@@ -110,6 +110,9 @@ class Run:
     p50_ms: float
     p99_ms: float
     load_before: float
+    server_cpu_ms: float = 0.0
+    """CPU time of the service process per request (all its threads): less
+    sensitive than latency to other processes on a shared machine."""
 
     @property
     def requests_per_s(self) -> float:
@@ -204,6 +207,18 @@ class Server:
         except BaseException:
             self.__exit__()
             raise
+
+    def cpu_seconds(self) -> float:
+        """CPU time the service process has used (user + system, all
+        threads), from ``/proc`` (0 where there is none)."""
+        assert self.process is not None
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        except OSError:
+            return 0.0
+        # Fields after "(command)" start at field 3; utime, stime: 14 and 15.
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def tail(self) -> str:
         self._log.flush()
@@ -477,7 +492,9 @@ def run_server(
             body, headers = requests[kind]
             for count in connections:
                 load = load_average()[0]
+                cpu = server.cpu_seconds()
                 found = wrk_run(server.url, body, headers, count, seconds, Path(tmp))
+                cpu = server.cpu_seconds() - cpu
                 errors = sum(
                     found[k] for k in ("connect", "read", "write", "status", "timeout")
                 )
@@ -492,6 +509,7 @@ def run_server(
                     p50_ms=found["p50_us"] / 1e3,
                     p99_ms=found["p99_us"] / 1e3,
                     load_before=load,
+                    server_cpu_ms=cpu * 1e3 / max(found["requests"], 1),
                 )
                 runs.append(run)
                 print(render_run(run), flush=True)
@@ -512,8 +530,8 @@ def run_server(
 
 HEADER = (
     "| body | batching | connections | requests/s | images/s | p50 ms | p99 ms "
-    "| errors | load before |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    "| errors | server CPU ms/request | load before |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -521,7 +539,8 @@ def render_run(run: Run) -> str:
     return (
         f"| {run.body} | {'on' if run.batching else 'off'} | {run.connections} | "
         f"{run.requests_per_s:,.0f} | {run.images_per_s:,.0f} | {run.p50_ms:.2f} | "
-        f"{run.p99_ms:.2f} | {run.errors} | {run.load_before:.2f} |"
+        f"{run.p99_ms:.2f} | {run.errors} | {run.server_cpu_ms:.2f} | "
+        f"{run.load_before:.2f} |"
     )
 
 

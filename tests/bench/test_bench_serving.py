@@ -80,9 +80,10 @@ def test_wrk_counts_agree_with_the_service(
     running, name = server
     images = np.random.default_rng(0).random((1, 28, 28, 1), "float32")
     body, headers = serving.bodies(name, images, AUTH)[kind]
-    before = _successes(running.url)
+    before, cpu = _successes(running.url), running.cpu_seconds()
     found = serving.wrk_run(running.url, body, headers, 4, 1, tmp_path)
     served = _successes(running.url) - before
+    assert running.cpu_seconds() > cpu  # the service's own CPU time is read
     assert found["requests"] > 0
     assert found["status"] == found["connect"] == found["read"] == 0
     # wrk counts answers received; the service may finish up to one request
@@ -108,12 +109,12 @@ def test_wrk_counts_refused_requests_as_errors(
 def test_report_renders_the_runs_and_the_targets() -> None:
     machine = serving.Machine(2, "test CPU", (1.0, 2.0, 3.0))
     runs = [
-        serving.Run("json", False, 1, 1, 2.0, 1000, 0, 0.8, 2.0, 1.5),
-        serving.Run("json", False, 16, 1, 2.0, 2000, 3, 9.0, 20.0, 1.5),
+        serving.Run("json", False, 1, 1, 2.0, 1000, 0, 0.8, 2.0, 1.5, 0.7),
+        serving.Run("json", False, 16, 1, 2.0, 2000, 3, 9.0, 20.0, 1.5, 0.6),
     ]
     report = serving.Report(machine, 0.1, runs, True, 0, [])
     text = serving.render(report)
-    assert "| json | off | 1 | 500 | 500 | 0.80 | 2.00 | 0 | 1.50 |" in text
+    assert "| json | off | 1 | 500 | 500 | 0.80 | 2.00 | 0 | 0.70 | 1.50 |" in text
     verdicts = dict(serving.verdicts(report))
     assert verdicts[
         "json, 1 connection: p50 0.80 ms (target <= 1.0 ms); HTTP overhead 0.70 "
