@@ -143,6 +143,24 @@ def instrument() -> None:
     _wrap_hop(Scheduler, "run", "thread hop: inference pool", first=1)
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads (Linux), by Python thread name
+    (threads Python did not start, e.g. the engine's and TensorFlow's, as
+    ``native <tid>``)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    found: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        name = names.get(int(task.name), f"native {task.name}")
+        found[name] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
 class TimedApp:
     """The ASGI app, timed as a whole (inclusive)."""
 
@@ -180,6 +198,9 @@ def summary(requests: int) -> list[tuple[str, float, float | None, float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench._serving_profile")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--cprofile", type=int, default=0, help="also cProfile the event loop: top N"
+    )
     args = parser.parse_args(argv)
     key = secrets.token_urlsafe(16)
     data = tempfile.TemporaryDirectory(prefix="bnn-profile-")
@@ -227,22 +248,38 @@ def main(argv: list[str] | None = None) -> int:
                     HOPS.clear()
                     CPU.clear()
                     load = serving.load_average()
-                    cpu = time.process_time()
+                    cpu, threads = time.process_time(), thread_cpu()
                     found = serving.wrk_run(
                         url, body, headers, 1, args.seconds, Path(tmp)
                     )
-                    cpu = (time.process_time() - cpu) / max(found["requests"], 1)
-                    results[kind] = (found, load, cpu, summary(found["requests"]))
+                    count = max(found["requests"], 1)
+                    cpu = (time.process_time() - cpu) / count
+                    after = thread_cpu()
+                    by_thread = {
+                        name: (after[name] - threads.get(name, 0.0)) / count
+                        for name in after
+                    }
+                    results[kind] = (found, load, cpu, summary(count), by_thread)
         finally:
             server.should_exit = True
 
     thread = threading.Thread(target=drive)
     thread.start()
-    asyncio.run(server.serve())
-    thread.join()
+    if args.cprofile:
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        profile.runcall(asyncio.run, server.serve())
+        thread.join()
+        stats = pstats.Stats(profile).sort_stats("tottime")
+        stats.print_stats(args.cprofile)
+    else:
+        asyncio.run(server.serve())
+        thread.join()
     data.cleanup()
     print(f"machine: {serving.machine()}")
-    for kind, (found, load, cpu, rows) in results.items():
+    for kind, (found, load, cpu, rows, by_thread) in results.items():
         print(
             f"\n{kind}: {found['requests']} requests on 1 connection, wrk p50 "
             f"{found['p50_us'] / 1e3:.2f} ms, p99 {found['p99_us'] / 1e3:.2f} ms; "
@@ -256,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         for label, median, cpu, calls in rows:
             shown = "" if cpu is None else f"{cpu:.1f}"
             print(f"| {label} | {median:.1f} | {shown} | {calls:.2f} |")
+        print("\n| thread (by name) | CPU µs per request |\n|---|---:|")
+        for name, seconds in sorted(by_thread.items(), key=lambda x: -x[1]):
+            if seconds > 0:
+                print(f"| {name} | {seconds * 1e6:.0f} |")
     return 0
 
 
