@@ -646,6 +646,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= seconds <= 600:
         parser.error(f"--seconds: received {args.seconds}; allowed: 1 to 600")
 
+    if shutil.which("wrk") is None:
+        print("bench serving: wrk is not installed (Debian package 'wrk'); skipped")
+        return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     where = machine()
     images = np.random.default_rng(0).random((1, 28, 28, 1), "float32")
