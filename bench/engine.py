@@ -328,6 +328,8 @@ def bench_models(
     repeats: int, peer: _peers.Peer | None = None, only: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """Whole models; with ``peer``, LCE on the same weights in the same rounds."""
+    import keras
+
     from bnncore import engine, zoo
 
     cases = [
@@ -343,6 +345,9 @@ def bench_models(
     for name, arch, build, batches in cases:
         if only and not any(o.lower() in name.lower() for o in only):
             continue
+        # Seeded initialisers: the same weights in every run, so the LCE
+        # column (which depends on them, see docs/engine.md) is reproducible.
+        keras.utils.set_random_seed(0)
         model = build()
         _randomize_bn(model)
         shape = tuple(model.inputs[0].shape[1:])
