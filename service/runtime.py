@@ -116,9 +116,10 @@ class ModelCache:
             self._items[key] = item
             self._items.move_to_end(key)
             while len(self._items) > self.size:
-                out, built = self._items.popitem(last=False)
-                gone.append(out)
-                evicted.append(built)
+                # No local name may keep an evicted model alive past the
+                # collection below.
+                gone.append(next(iter(self._items)))
+                evicted.append(self._items.pop(gone[-1]))
             self.evictions += len(evicted)
         for out in gone:
             _log_evicted(out, self.size)

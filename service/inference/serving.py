@@ -316,7 +316,10 @@ class InferenceService:
         if len(self._served) > self.settings.model_cache_size:
             size = self.settings.model_cache_size
             while len(self._served) > size:
-                gone, _ = self._served.popitem(last=False)
+                # Only the key is kept: no local name may hold the evicted
+                # model while the collector runs.
+                gone = next(iter(self._served))
+                del self._served[gone]
                 _log_evicted(gone, "cache_full", f"BNN_MODEL_CACHE_SIZE={size}")
             _collect_soon()
         return served
