@@ -37,6 +37,7 @@ from service.inference.codec import (
     decode_tfs,
     encode_oip_binary,
     encode_tfs,
+    parse_oip,
     to_json,
 )
 from service.inference.schemas import (
@@ -245,7 +246,9 @@ async def _infer_record(
     @_timed(service, record, "compute_input")
     def decode() -> tuple[InferenceRequest, Decoded]:
         json_part, binary = split_body(raw, header)
-        body = _parse(json_part, InferenceRequest)
+        # orjson's fast path; pydantic validates what it declines.
+        fast = parse_oip(json_part)
+        body = fast if fast is not None else _parse(json_part, InferenceRequest)
         return body, decode_oip(
             body, record.name, record.inputs, record.outputs, limits, binary
         )

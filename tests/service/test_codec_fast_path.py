@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+import service.routes.inference as route
 from service.inference.codec import InferenceError, Limits, decode_oip, parse_oip
 from service.inference.schemas import InferenceRequest
 from service.routes.inference import _parse
@@ -215,3 +217,39 @@ def test_random_changes_decode_the_same_either_way() -> None:
         fast, _ = _both(_raw(body))
         taken += fast is not None
     assert taken > 100  # the fast path is exercised, not only the fallback
+
+
+def test_the_route_answers_through_the_fast_path_as_through_pydantic(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    definition = {"input_shape": [3], "layers": [{"type": "Dense", "units": 2}]}
+    created = client.post("/v2/models", json={"name": "tiny", "definition": definition})
+    assert created.status_code == 201, created.text
+    name = client.get("/v2/models/tiny").json()["inputs"][0]["name"]
+    calls: list[bool] = []
+
+    def spy(raw: bytes) -> InferenceRequest | None:
+        found = parse_oip(raw)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr(route, "parse_oip", spy)
+    tensor = {"name": name, "shape": [2, 3], "datatype": "FP32",
+              "data": [0.5, -1.25, 3.0, 7.0, 0.0, -2.5]}  # fmt: skip
+    fast = client.post("/v2/models/tiny/infer", json={"id": "a", "inputs": [tensor]})
+    # An escape in the id ("a" as \u0061) sends the same request down pydantic's path.
+    raw = json.dumps({"id": "a", "inputs": [tensor]}).replace('"a"', '"\\u0061"')
+    slow = client.post(
+        "/v2/models/tiny/infer",
+        content=raw,
+        headers={"Content-Type": "application/json"},
+    )
+    assert calls == [True, False]
+    assert fast.status_code == slow.status_code == 200, (fast.text, slow.text)
+    assert fast.json() == slow.json()
+    refused = client.post(
+        "/v2/models/tiny/infer", json={"inputs": [{**tensor, "shape": [2, 4]}]}
+    )
+    assert calls[-1] is True
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("inputs[0].shape: received [2, 4]")
