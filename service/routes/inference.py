@@ -101,7 +101,7 @@ class InferenceRoute(APIRoute):
 router = APIRouter(tags=["inference"], route_class=InferenceRoute)
 
 
-def get_inference(request: Request) -> InferenceService:
+async def get_inference(request: Request) -> InferenceService:
     """The app's inference service (created by the lifespan)."""
     return request.app.state.inference
 

@@ -120,7 +120,7 @@ class InferenceRoleRoute(APIRoute):
 router = APIRouter(route_class=InferenceRoleRoute)
 
 
-def get_inference(request: Request) -> RuntimeInferenceService:
+async def get_inference(request: Request) -> RuntimeInferenceService:
     """The app's inference service (created by the lifespan)."""
     return request.app.state.inference
 

@@ -197,7 +197,7 @@ async def register(
     return _registered(record, created)
 
 
-def get_size_cache(request: Request) -> SizeCache:
+async def get_size_cache(request: Request) -> SizeCache:
     """The app's cache of definition sizes (made on first use)."""
     state = request.app.state
     cache = getattr(state, "size_cache", None)
