@@ -15,6 +15,10 @@ database round trip). A change made through this process's own
 :class:`~service.store.Store` is seen by the next lookup. What is served is
 always a consistent pair: the model cache keys on the definition's content
 hash and the weights' sha256, never on a name or version.
+
+:meth:`RegistryView.cached_get` and :meth:`RegistryView.cached_weights` answer
+only from memory (no database, no I/O), so the event loop can call them
+without a thread hop and hop to :meth:`~RegistryView.get` only on a miss.
 """
 
 from __future__ import annotations
@@ -104,6 +108,34 @@ class RegistryView:
                 while len(self._items) > _KEPT:
                     self._items.popitem(last=False)
         return value
+
+    def _cached(self, key: tuple[str, str, int | None]) -> tuple[bool, Any]:
+        """``(True, value)`` when :meth:`_lookup` would answer ``key`` without
+        reading the database (the generation read less than ``poll_s`` ago and
+        the lookup kept), else ``(False, None)``; never blocks on I/O."""
+        with self._lock:
+            if self.store.writes != self._writes:
+                return False, None  # _lookup drops everything first
+            if self._checked is None or self._clock() - self._checked >= self.poll_s:
+                return False, None  # the generation is due to be read
+            if key not in self._items:
+                return False, None
+            self._items.move_to_end(key)
+            return True, self._items[key]
+
+    def cached_get(
+        self, name: str, version: int | None = None
+    ) -> tuple[bool, VersionRecord | None]:
+        """:meth:`get` answered from memory only: ``(True, record or None)``
+        when it needs no database read, ``(False, None)`` when it does (then
+        call :meth:`get`)."""
+        return self._cached(("record", name, version))
+
+    def cached_weights(
+        self, name: str, version: int
+    ) -> tuple[bool, StoredWeights | None]:
+        """:meth:`weights` answered from memory only, as :meth:`cached_get`."""
+        return self._cached(("weights", name, version))
 
     def get(self, name: str, version: int | None = None) -> VersionRecord | None:
         """:meth:`Store.get`, reused while the registry is unchanged."""

@@ -41,7 +41,7 @@ from service.logs import log_event
 from service.metrics import Metrics
 from service.peak import JSON_BYTES_PER_VALUE, RequestCost, keras_model_cost
 from service.registry_view import RegistryView
-from service.store import Store, StoreError, VersionRecord
+from service.store import Store, StoredWeights, StoreError, VersionRecord
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -243,7 +243,9 @@ class InferenceService:
         Raises:
             NotFoundError: no such model or version (404).
         """
-        record = await run_in_threadpool(self.registry.get, name, version)
+        found, record = self.registry.cached_get(name, version)
+        if not found:  # the database must be read: off the loop
+            record = await run_in_threadpool(self.registry.get, name, version)
         if record is None:
             what = (
                 f"model {name!r}" if version is None else f"{name!r} version {version}"
@@ -260,10 +262,18 @@ class InferenceService:
     async def key(self, record: VersionRecord) -> tuple[str, str | None]:
         """The served-model cache key of a version (definition hash, sha256 of
         its uploaded weights or ``None``)."""
-        weights = await run_in_threadpool(
-            self.registry.weights, record.name, record.version
-        )
+        weights = await self._weights(record)
         return (record.content_hash, None if weights is None else weights.sha256)
+
+    async def _weights(self, record: VersionRecord) -> StoredWeights | None:
+        """The version's uploaded weights (``None``: its initial ones), from
+        the registry view's memory on the loop, or read off the loop."""
+        found, weights = self.registry.cached_weights(record.name, record.version)
+        if not found:
+            weights = await run_in_threadpool(
+                self.registry.weights, record.name, record.version
+            )
+        return weights
 
     def state(self, key: tuple[str, str | None]) -> str:
         """``"READY"`` (loaded), ``"LOADING"`` or ``"UNAVAILABLE"`` (not in
@@ -284,9 +294,7 @@ class InferenceService:
     async def served(self, record: VersionRecord) -> Served:
         """The loaded version: from the cache, or built, weighted and compiled
         now (once, however many requests ask at the same time)."""
-        weights = await run_in_threadpool(
-            self.registry.weights, record.name, record.version
-        )
+        weights = await self._weights(record)
         key = (record.content_hash, None if weights is None else weights.sha256)
         hit = self._served.get(key)
         if hit is not None:
