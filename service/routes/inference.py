@@ -40,6 +40,11 @@ from service.inference.codec import (
     parse_oip,
     to_json,
 )
+from service.inference.inline import (
+    INLINE_TFS_BODY_BYTES,
+    inline_answer,
+    inline_body,
+)
 from service.inference.schemas import (
     BINARY_BODY,
     InferenceRequest,
@@ -253,8 +258,12 @@ async def _infer_record(
             body, record.name, record.inputs, record.outputs, limits, binary
         )
 
-    # Parsing, checking and encoding large tensors take milliseconds: off the loop.
-    body, decoded = await run_in_threadpool(decode)
+    # Parsing, checking and encoding large tensors take milliseconds: off the
+    # loop; a small body costs less than the hop (INLINE_BODY_BYTES).
+    if inline_body(raw):
+        body, decoded = decode()
+    else:
+        body, decoded = await run_in_threadpool(decode)
     served = await service.served(record)
     outputs, engine = await service.infer(record, served, decoded, cost)
     _check_arity(record, outputs)
@@ -282,6 +291,8 @@ async def _infer_record(
         headers[HEADER] = str(length)
         return Response(payload, media_type=MEDIA_TYPE, headers=headers)
 
+    if inline_answer(outputs):
+        return encode(), decoded.rows
     return await run_in_threadpool(encode), decoded.rows
 
 
@@ -381,7 +392,10 @@ async def _predict(
             body = _parse(raw, PredictRequest)
             return decode_tfs(body, record.name, record.inputs, limits)
 
-        decoded, rows_format = await run_in_threadpool(decode)
+        if inline_body(raw, INLINE_TFS_BODY_BYTES):
+            decoded, rows_format = decode()
+        else:
+            decoded, rows_format = await run_in_threadpool(decode)
         served = await service.served(record)
         outputs, engine = await service.infer(record, served, decoded, cost)
         _check_arity(record, outputs)
@@ -391,7 +405,10 @@ async def _predict(
             content, nonfinite = encode_tfs(outputs, record.outputs, rows_format)
             return _json(content, engine, nonfinite)
 
-        response = await run_in_threadpool(encode)
+        if inline_answer(outputs):
+            response = encode()
+        else:
+            response = await run_in_threadpool(encode)
         outcome.rows = decoded.rows
         return response
 

@@ -38,7 +38,13 @@ from service.inference.codec import (
     decode_tfs,
     encode_oip_binary,
     encode_tfs,
+    parse_oip,
     to_json,
+)
+from service.inference.inline import (
+    INLINE_TFS_BODY_BYTES,
+    inline_answer,
+    inline_body,
 )
 from service.inference.runtime_models import RuntimeInferenceService
 from service.inference.schemas import (
@@ -351,9 +357,12 @@ async def _run(
     record: VersionRecord,
     decode: Callable[[Limits], tuple[Decoded, Any]],
     encode: Callable[[list[Any], Decoded, Any, str], Response],
+    inline: bool,
 ) -> Response:
-    """Cost, decode (off the loop), load, infer, encode; counted in the
-    statistics as success or failure."""
+    """Cost, decode, load, infer, encode; counted in the statistics as success
+    or failure. Decoding runs on the loop when ``inline`` (a small body) and
+    encoding when the answer is small (``service.inference.inline``), else in
+    the thread pool."""
     start = time.perf_counter_ns()
     rows: int | None = None
     try:
@@ -365,7 +374,10 @@ async def _run(
             settings.max_request_bytes,
             cost,
         )
-        decoded, extra = await run_in_threadpool(decode, limits)
+        if inline:
+            decoded, extra = decode(limits)
+        else:
+            decoded, extra = await run_in_threadpool(decode, limits)
         served = await service.served(record)
         outputs, engine = await service.infer(record, served, decoded, cost)
         if len(outputs) != len(record.outputs):
@@ -374,7 +386,10 @@ async def _run(
                 f"model {record.name!r} version {record.version} produced "
                 f"{len(outputs)} outputs but its metadata lists {len(record.outputs)}",
             )
-        response = await run_in_threadpool(encode, outputs, decoded, extra, engine)
+        if inline_answer(outputs):
+            response = encode(outputs, decoded, extra, engine)
+        else:
+            response = await run_in_threadpool(encode, outputs, decoded, extra, engine)
         rows = decoded.rows
         return response
     finally:
@@ -396,7 +411,9 @@ async def _infer(
 
     def decode(limits: Limits) -> tuple[Decoded, InferenceRequest]:
         json_part, binary = split_body(raw, header)
-        body = _parse(json_part, InferenceRequest)
+        # orjson's fast path; pydantic validates what it declines.
+        fast = parse_oip(json_part)
+        body = fast if fast is not None else _parse(json_part, InferenceRequest)
         decoded = decode_oip(
             body, record.name, record.inputs, record.outputs, limits, binary
         )
@@ -428,7 +445,7 @@ async def _infer(
         headers[HEADER] = str(length)
         return Response(payload, media_type=MEDIA_TYPE, headers=headers)
 
-    return await _run(request, service, record, decode, encode)
+    return await _run(request, service, record, decode, encode, inline_body(raw))
 
 
 _INFER: dict[str, Any] = {
@@ -475,7 +492,8 @@ async def _predict(
             headers=_headers(engine, nonfinite),
         )
 
-    return await _run(request, service, record, decode, encode)
+    inline = inline_body(raw, INLINE_TFS_BODY_BYTES)
+    return await _run(request, service, record, decode, encode, inline)
 
 
 _PREDICT: dict[str, Any] = {
