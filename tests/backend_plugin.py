@@ -18,8 +18,9 @@ directory (a restart) finds the same registry again.
 Servers started by the ``start_service`` fixture run in their own process,
 outside the plugin; their tests are skipped with that reason.
 
-``--backend-report=PATH`` writes, at the end, what the plugin made: the
-databases and buckets (JSON), so a caller can check the plugin was active.
+``--backend-report=PATH`` writes, at the end, what the plugin made and what
+the tests left in it (JSON: the rows of each database's registry tables and
+the object keys of each bucket), so a caller can check the plugin was active.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pg_fixture import PostgresServer, find_binaries
+from pg_fixture import SUPERUSER, PostgresServer, find_binaries
 from s3_fixture import _ISOLATED, S3Server, start_s3_server
 
 __all__ = ["Backends"]
@@ -59,11 +60,37 @@ class Backends:
         return self.buckets[key]
 
     def report(self) -> dict[str, Any]:
-        return {
-            "databases": sorted(self.databases.values()),
-            "buckets": sorted(self.buckets.values()),
-            "s3_endpoint": self.s3.endpoint,
-        }
+        """What the tests left behind: rows of ``model_versions`` and
+        ``model_weights`` per database, object keys per bucket."""
+        import psycopg
+
+        rows: dict[str, dict[str, int]] = {}
+        for url in sorted(self.databases.values()):
+            name = url.rsplit("/", 1)[1]
+            with psycopg.connect(
+                f"host=127.0.0.1 port={self.postgres.port} user={SUPERUSER} "
+                f"dbname={name}"
+            ) as connection:
+                counts = {}
+                for table in ("model_versions", "model_weights"):
+                    found = connection.execute(
+                        "SELECT to_regclass(%s) IS NOT NULL", (table,)
+                    ).fetchone()
+                    if found and found[0]:
+                        row = connection.execute(
+                            f"SELECT count(*) FROM {table}"
+                        ).fetchone()
+                        counts[table] = int(row[0]) if row else 0
+                rows[url] = counts
+        objects: dict[str, list[str]] = {}
+        client = self.s3.client()
+        for url in sorted(self.buckets.values()):
+            bucket = url.removeprefix("s3://").split("/", 1)[0]
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            objects[url] = [
+                o["Key"] for page in pages for o in page.get("Contents", [])
+            ]
+        return {"databases": rows, "buckets": objects, "s3_endpoint": self.s3.endpoint}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
