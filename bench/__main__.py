@@ -5,12 +5,14 @@ Usage::
     python -m bench                 # every benchmark
     python -m bench model_profile   # those whose name contains an argument
     python -m bench --list          # the names only
+    python -m bench serving --quick # options after the names go to the benchmarks
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import pkgutil
 import sys
 import time
@@ -32,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", help="run benchmarks containing these")
     parser.add_argument("--list", action="store_true", help="list and exit")
-    args = parser.parse_args(argv)
+    # Options the runner does not know (--quick, --lce on, ...) belong to the
+    # selected benchmarks; each gets them, never the runner's own arguments.
+    args, options = parser.parse_known_args(argv)
 
     names = available()
     if args.list:
@@ -58,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {name}")
         start = time.perf_counter()
-        code = run() or 0
+        takes_argv = bool(inspect.signature(run).parameters)
+        if options and not takes_argv:
+            print(f"== {name}: takes no options, {options} ignored")
+        code = (run(options) if takes_argv else run()) or 0
         print(f"== {name}: exit {code} ({time.perf_counter() - start:.1f} s)\n")
         worst = max(worst, code)
     return worst
