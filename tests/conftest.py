@@ -7,16 +7,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pg_fixture import postgres, postgres_url  # noqa: F401  (fixtures)
 from s3_fixture import s3_server, s3_url  # noqa: F401  (fixtures)
+from server_wait import wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,21 +123,16 @@ def start_service(
             )
         running = ServiceProcess(process, port, log)
         started.append(running)
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the service exited:\n{running.log_tail()}")
-            try:
-                if httpx.get(f"{running.base}/v2/health/ready").status_code == 200:
-                    return running
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                running.stop()
-                raise AssertionError(
-                    f"the service was not ready in {timeout:g} s:\n{running.log_tail()}"
-                )
-            time.sleep(0.3)
+        wait_until_answering(
+            process,
+            f"{running.base}/v2/health/ready",
+            what="the service",
+            timeout=timeout,
+            log_tail=running.log_tail,
+            stop=running.stop,
+            interval=0.3,
+        )
+        return running
 
     yield start
     for running in started:

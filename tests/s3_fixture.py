@@ -25,15 +25,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from server_wait import wait_until_answering
 
 __all__ = ["S3Server", "s3_server", "s3_url", "start_s3_server"]
 
@@ -156,21 +155,15 @@ def start_s3_server(log_dir: Path, timeout: float = 30.0) -> S3Server:
             stderr=subprocess.STDOUT,
         )
     server = S3Server(process, port, log)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"the moto server exited:\n{server.log_tail()}")
-        try:
-            if httpx.get(f"{server.endpoint}/moto-api/").status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise AssertionError(
-                f"the moto server did not answer in {timeout:g} s:\n{server.log_tail()}"
-            )
-        time.sleep(0.1)
+    wait_until_answering(
+        process,
+        f"{server.endpoint}/moto-api/",
+        what="the moto server",
+        timeout=timeout,
+        log_tail=server.log_tail,
+        stop=server.stop,
+    )
+    return server
 
 
 @pytest.fixture(scope="session")
