@@ -41,9 +41,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# python -m service: uvicorn with the connection limits of the BNN_* settings
+# python -m bnncore_service: uvicorn with the connection limits of the BNN_* settings
 serve: $(STAMP)
-	$(BIN)/python -m service --host $(HOST) --port $(PORT)
+	$(BIN)/python -m bnncore_service --host $(HOST) --port $(PORT)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

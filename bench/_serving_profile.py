@@ -1,7 +1,7 @@
 """Where the time of one inference request goes (docs/inference.md, "Where
 the time goes"): a helper, not a benchmark of record.
 
-Runs the app as ``python -m service`` does (uvicorn, h11, the same ASGI
+Runs the app as ``python -m bnncore_service`` does (uvicorn, h11, the same ASGI
 wrapper and middleware), in this process, with ``time.perf_counter_ns``
 wrappers put around the steps from the outside (the service's code is not
 changed), registers the MNIST BNN, and has ``wrk`` send requests on **one**
@@ -102,10 +102,10 @@ def instrument() -> None:
     import uvicorn.protocols.http.h11_impl as h11_impl
     from starlette.requests import Request
 
-    import service.inference.serving as serving_module
-    import service.routes.inference as route
-    from service import auth, limits, logs, metrics, server, uploads
-    from service.inference.scheduler import Scheduler
+    import bnncore_service.inference.serving as serving_module
+    import bnncore_service.routes.inference as route
+    from bnncore_service import auth, limits, logs, metrics, server, uploads
+    from bnncore_service.inference.scheduler import Scheduler
 
     _wrap_sync(
         server.LimitedH11Protocol, "data_received", "h11: parse the bytes received"
@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     instrument()
     import uvicorn
 
-    from service.logs import configure_logging
-    from service.server import ConnectionCap, _app_for_role, uvicorn_options
+    from bnncore_service.logs import configure_logging
+    from bnncore_service.server import ConnectionCap, _app_for_role, uvicorn_options
 
     app = _app_for_role()
     settings = app.state.settings

@@ -1,6 +1,6 @@
 """Load generator: throughput, p50/p99 latency and errors of REST inference.
 
-Starts the service (``uvicorn service.main:app`` in a subprocess, on a free
+Starts the service (``uvicorn bnncore_service.main:app`` in a subprocess, on a free
 **loopback** port, with a temporary data directory and an API key), registers
 the Larq MNIST BNN (93,088 binary weights, 28×28×1 input) and, for each number
 of concurrent clients N (1, 4 and 16 by default), has N threads send
@@ -125,7 +125,7 @@ class Service:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
         env.update(self.env, BNN_DATA_DIR=str(Path(self._tmp.name) / "data"))
         self.log = open(Path(self._tmp.name) / "service.log", "wb")
-        command = [sys.executable, "-m", "uvicorn", "service.main:app"]
+        command = [sys.executable, "-m", "uvicorn", "bnncore_service.main:app"]
         self.process = subprocess.Popen(
             [*command, "--host", HOST, "--port", str(self.port), "--no-access-log"],
             cwd=ROOT,

@@ -21,7 +21,7 @@ Both answer from the same export, with the same bits (checked). The targets
 of issue 20 are judged at the end: the import at most 100 ms, the MNIST BNN
 process at most 60 MB, QuickNet's at most its weights plus 80 MB.
 
-``--replicas`` measures the service instead: ``python -m service`` started
+``--replicas`` measures the service instead: ``python -m bnncore_service`` started
 on a store holding the MNIST BNN (registered, bnncore weights uploaded), as
 an inference replica (``BNN_ROLE=inference``) and as a full one: from
 starting the process to ``/v2/health/ready`` answering 200, and to its first
@@ -259,8 +259,8 @@ def _replica_store(directory: Path) -> tuple[dict[str, Any], int]:
 
     import bnncore
     from bench.engine import _randomize_bn, mnist_bnn
-    from service.config import Settings
-    from service.main import create_app
+    from bnncore_service.config import Settings
+    from bnncore_service.main import create_app
 
     model = mnist_bnn()
     _randomize_bn(model)
@@ -284,7 +284,7 @@ def _replica_store(directory: Path) -> tuple[dict[str, Any], int]:
 def replica_start(
     role: str, directory: Path, request: dict[str, Any]
 ) -> dict[str, Any]:
-    """One ``python -m service`` process of ``role`` on ``directory``: seconds
+    """One ``python -m bnncore_service`` process of ``role`` on ``directory``: seconds
     from starting it to ready and to its first answer, the answer's bytes,
     its RSS then."""
     import socket
@@ -305,7 +305,7 @@ def replica_start(
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--port", str(port)],
+        [sys.executable, "-m", "bnncore_service", "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -363,7 +363,7 @@ def replicas(processes: int) -> tuple[str, bool]:
     lines = [
         f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load "
         f"average after the run: {load}. Median of {processes} processes each "
-        "(`python -m service`, SQLite store, MNIST BNN).",
+        "(`python -m bnncore_service`, SQLite store, MNIST BNN).",
         "",
         "| | inference replica | full replica | full / inference |",
         "|---|---|---|---|",

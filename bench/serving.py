@@ -1,6 +1,6 @@
 """The serving benchmark of record: the hosted endpoint under ``wrk``.
 
-Starts the real service (``python -m service`` on a free **loopback** port,
+Starts the real service (``python -m bnncore_service`` on a free **loopback** port,
 a temporary data directory, an API key: every request is authenticated),
 registers the Larq MNIST BNN and uploads its weights (random, batch norms
 randomized), then drives ``POST /v2/models/mnist/infer`` with ``wrk`` (its
@@ -162,7 +162,7 @@ def _free_port() -> int:
 
 
 class Server:
-    """``python -m service`` in a subprocess on a loopback port, a temporary
+    """``python -m bnncore_service`` in a subprocess on a loopback port, a temporary
     data directory of its own (a context manager; stopped on exit)."""
 
     def __init__(self, env: dict[str, str], startup_s: float = 180.0) -> None:
@@ -186,7 +186,15 @@ class Server:
         )
         self._log = open(self._log_path, "wb")  # closed by __exit__
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", HOST, "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "bnncore_service",
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+            ],
             cwd=ROOT,
             env=env,
             stdout=self._log,

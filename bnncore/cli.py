@@ -146,10 +146,10 @@ def _load_definition_file(path: Path) -> Any:
     try:  # the service's builder: validated, allow-listed constructors only
         from pydantic import TypeAdapter, ValidationError
 
-        from service.builder import build, plan
-        from service.config import Settings
-        from service.estimate import DefinitionError, LimitError
-        from service.schemas.definitions import Definition
+        from bnncore_service.builder import build, plan
+        from bnncore_service.config import Settings
+        from bnncore_service.estimate import DefinitionError, LimitError
+        from bnncore_service.schemas.definitions import Definition
     except ImportError as error:
         raise UsageError(
             f"reading a definition file needs the service ({error}): "
@@ -315,7 +315,7 @@ def _zoo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from service.server import main as serve
+        from bnncore_service.server import main as serve
     except ImportError as error:
         raise UsageError(
             f"the service is not installed ({error}): pip install 'bnncore[service]'"
@@ -330,9 +330,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _db_upgrade(args: argparse.Namespace) -> int:
     del args
     try:
-        from service import migrations
-        from service.config import SettingsError, load_settings
-        from service.database import DatabaseURLError, shown
+        from bnncore_service import migrations
+        from bnncore_service.config import SettingsError, load_settings
+        from bnncore_service.database import DatabaseURLError, shown
     except ImportError as error:
         raise UsageError(
             f"the service is not installed ({error}): pip install 'bnncore[service]'"

@@ -41,7 +41,7 @@ from typing import Any
 MIB = 1024 * 1024
 BASE_MIB = {"full": 640, "inference": 128}
 """Resident memory of an idle replica of each image, rounded up: 627-629 MiB
-measured for the full image (``python -m service``, TensorFlow 2.21), 93 MiB
+measured for the full image (``python -m bnncore_service``, TensorFlow 2.21), 93 MiB
 for the inference-only one (``BNN_ROLE=inference``)."""
 ROUND_MIB = 64
 

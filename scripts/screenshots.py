@@ -259,7 +259,7 @@ def register(base: str, definitions: dict[str, dict[str, Any]]) -> None:
 
 @contextmanager
 def running_service(data_dir: Path) -> Iterator[str]:
-    """``python -m service`` on a free loopback port; yields its base URL."""
+    """``python -m bnncore_service`` on a free loopback port; yields its base URL."""
     import httpx
 
     with socket.socket() as sock:
@@ -267,7 +267,7 @@ def running_service(data_dir: Path) -> Iterator[str]:
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
     env["BNN_DATA_DIR"] = str(data_dir)
-    command = [sys.executable, "-m", "service", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "bnncore_service", "--host", "127.0.0.1"]
     process = subprocess.Popen(
         [*command, "--port", str(port)],
         cwd=ROOT,

@@ -1,1 +1,5 @@
-"""The bnncore model service: definitions → validated build → reports over REST."""
+"""Compatibility alias of :mod:`bnncore_service`, the model service's package.
+
+The service was the top-level package ``service`` until 0.2. ``service.main:app``
+and ``python -m service`` keep working; new code imports ``bnncore_service``.
+"""

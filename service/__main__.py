@@ -1,5 +1,5 @@
-"""``python -m service``: the server runner (:mod:`service.server`)."""
+"""``python -m service``, kept for command lines written before 0.2."""
 
-from service.server import main
+from bnncore_service.server import main
 
 main()

@@ -8,7 +8,7 @@ rootdir conftest imports ``pg_fixture`` and ``s3_fixture`` the same way)::
 
 For the session it starts one PostgreSQL (``tests/pg_fixture.py``) and one
 moto S3 server (``tests/s3_fixture.py``), points this process's ``AWS_*``
-variables at the latter, and wraps ``service.config.Settings.__init__``: a
+variables at the latter, and wraps ``bnncore_service.config.Settings.__init__``: a
 ``Settings`` made without a ``database_url`` gets a new empty database, one
 without an ``object_store_url`` a new empty bucket, both chosen per resolved
 ``data_dir``. So each app a test builds on a new directory starts from a
@@ -155,7 +155,7 @@ _AWS_NAMES = (
 def _settings_on_backends(_backends: Backends) -> Iterator[None]:
     """Every ``Settings`` without a database or object store gets the
     session's PostgreSQL and S3 (a database and a bucket per data dir)."""
-    from service.config import Settings
+    from bnncore_service.config import Settings
 
     original = Settings.__init__
 

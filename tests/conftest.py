@@ -79,8 +79,8 @@ def start_service(
 
     ``start_service(data_dir, *, env=None, command="service", args=(),
     preexec_fn=None, timeout=120)``: ``command`` is ``"service"``
-    (``python -m service``, the runner with the connection limits) or
-    ``"uvicorn"`` (``uvicorn service.main:app``); ``env`` adds ``BNN_*``
+    (``python -m bnncore_service``, the runner with the connection limits) or
+    ``"uvicorn"`` (``uvicorn bnncore_service.main:app``); ``env`` adds ``BNN_*``
     settings to an environment cleared of the caller's. Every process still
     running is stopped at the end of the session.
     """
@@ -100,8 +100,8 @@ def start_service(
         variables["BNN_DATA_DIR"] = str(data_dir)
         variables.update(env or {})
         program = {
-            "service": ["-m", "service"],
-            "uvicorn": ["-m", "uvicorn", "service.main:app"],
+            "service": ["-m", "bnncore_service"],
+            "uvicorn": ["-m", "uvicorn", "bnncore_service.main:app"],
         }[command]
         log = tmp_path_factory.mktemp("service-log") / "server.log"
         with log.open("wb") as out:

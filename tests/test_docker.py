@@ -1,7 +1,7 @@
 """docker/Dockerfile and docker/compose.yaml against the code (no Docker engine here).
 
 Checked: the container runs the command ``make serve`` runs
-(``python -m service``, which serves ``service.main:app`` in one uvicorn
+(``python -m bnncore_service``, which serves ``bnncore_service.main:app`` in one uvicorn
 worker with the connection limits of the settings), in exec form, as a
 non-root user,
 with its health check on an open route of that app on the port it serves;
@@ -43,7 +43,7 @@ def _instructions(name: str) -> list[str]:
 def _serve_command() -> list[str]:
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\nserve:", 1)[1].split("\n\n", 1)[0]
-    line = next(x for x in recipe.splitlines() if "-m service" in x)
+    line = next(x for x in recipe.splitlines() if "-m bnncore_service" in x)
     # `make serve PORT=...` overrides these; the defaults are `NAME ?= value`.
     defaults = dict(re.findall(r"^(\w+)[ \t]*\?=[ \t]*(\S+)", makefile, re.M))
     return re.sub(r"\$\((\w+)\)", lambda m: defaults.get(m[1], m[0]), line).split()
@@ -53,16 +53,16 @@ def test_the_container_runs_the_makefile_entry_point() -> None:
     (cmd,) = _instructions("CMD")
     command = json.loads(cmd)  # exec form: a JSON array, no shell
     serve = _serve_command()
-    assert command[:3] == ["python", "-m", "service"]
-    assert serve[0].endswith("/python") and serve[1:3] == ["-m", "service"]
+    assert command[:3] == ["python", "-m", "bnncore_service"]
+    assert serve[0].endswith("/python") and serve[1:3] == ["-m", "bnncore_service"]
     assert "--workers" not in command  # the runner serves one worker
     assert command[command.index("--host") + 1] == "0.0.0.0"
     from fastapi import FastAPI
 
-    import service.main
-    from service.server import parse_args
+    import bnncore_service.main
+    from bnncore_service.server import parse_args
 
-    assert isinstance(service.main.app, FastAPI)
+    assert isinstance(bnncore_service.main.app, FastAPI)
     # The runner accepts both command lines (an unknown option exits).
     container, make = parse_args(command[3:]), parse_args(serve[3:])
     assert (container.host, container.port) == ("0.0.0.0", 8000)
@@ -72,8 +72,8 @@ def test_the_container_runs_the_makefile_entry_point() -> None:
 def test_healthcheck_port_user_and_stages(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from service.config import Settings
-    from service.main import create_app
+    from bnncore_service.config import Settings
+    from bnncore_service.main import create_app
 
     (cmd,) = _instructions("CMD")
     port = json.loads(cmd)[json.loads(cmd).index("--port") + 1]
@@ -93,7 +93,7 @@ def test_healthcheck_port_user_and_stages(tmp_path: Path) -> None:
 
 def test_compose_settings_are_service_settings() -> None:
     yaml = pytest.importorskip("yaml")
-    from service.config import Settings
+    from bnncore_service.config import Settings
 
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
     (service,) = compose["services"].values()
@@ -148,7 +148,7 @@ def test_the_build_stage_files_build_a_wheel_with_the_entry_point(
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "service/main.py" in names and "bnncore/client.py" in names
+    assert "bnncore_service/main.py" in names and "bnncore/client.py" in names
     assert any(n.startswith("bnncore_runtime/_kernels") for n in names)
     assert "bnncore_runtime/model.py" in names
 

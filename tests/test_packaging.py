@@ -3,7 +3,7 @@ its compiled core.
 
 * Every third-party module imported under ``bnncore/`` and ``bnncore_runtime/``
   is provided by a core dependency of ``pyproject.toml``, and every one
-  imported under ``service/`` by the core dependencies plus the ``service``
+  imported under ``bnncore_service/`` by the core dependencies plus the ``service``
   extra. An import inside ``try: ... except ImportError`` is optional: any
   extra may provide it (``boto3`` in ``s3``). Import names are mapped to
   distributions by the installed metadata
@@ -35,9 +35,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
-FIRST_PARTY = {"bnncore", "bnncore_runtime", "service", "bench"}
+FIRST_PARTY = {"bnncore", "bnncore_runtime", "bnncore_service", "service", "bench"}
 LIBRARY_PACKAGES = ("bnncore", "bnncore_runtime")
-SERVICE_PACKAGES = ("service",)
+SERVICE_PACKAGES = ("bnncore_service", "service")
 
 
 def canonical(name: str) -> str:

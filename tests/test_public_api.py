@@ -1,6 +1,6 @@
 """Only public Keras/TensorFlow APIs: no ``keras.src`` nor ``tensorflow.python``.
 
-Every ``.py`` file under ``bnncore/`` and ``service/`` is parsed; the checker
+Every ``.py`` file under ``bnncore/`` and ``bnncore_service/`` is parsed; the checker
 flags imports of the private packages, attribute access that reaches them
 (``tf.python.x``, ``keras.src.x``, ``from keras import src``) and the dynamic
 ways of doing the same (``getattr(keras, "src")``, ``importlib.import_module(
@@ -117,7 +117,7 @@ def test_the_scan_sees_the_project():
     names = {f.relative_to(ROOT).as_posix() for f in _project_files()}
     assert "bnncore/quantizers.py" in names
     assert "bnncore/layers/base.py" in names
-    assert any(n.startswith("service/") for n in names)
+    assert any(n.startswith("bnncore_service/") for n in names)
 
 
 @pytest.mark.parametrize(

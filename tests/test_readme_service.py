@@ -36,7 +36,14 @@ def server(tmp_path):
     port = free_port()
     env = {**os.environ, "BNN_DATA_DIR": str(tmp_path / "data")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "service.main:app", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bnncore_service.main:app",
+            "--port",
+            str(port),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

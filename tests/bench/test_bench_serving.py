@@ -1,4 +1,4 @@
-"""``bench/serving.py`` against the real service (``python -m service`` with
+"""``bench/serving.py`` against the real service (``python -m bnncore_service`` with
 dynamic batching on): merged batches give each caller its own rows, and what
 ``wrk`` reports agrees with the service's own request counts."""
 

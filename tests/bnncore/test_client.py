@@ -1,6 +1,6 @@
 """bnncore.client against a real service: uvicorn on a loopback port.
 
-The service runs as a subprocess (``uvicorn service.main:app``, the Makefile's
+The service runs as a subprocess (``uvicorn bnncore_service.main:app``, the Makefile's
 entry point) with API keys set; the oracle is the trained model in this
 process.
 """

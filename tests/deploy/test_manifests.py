@@ -13,7 +13,7 @@ Oracles, all local (nothing is downloaded):
 * Consistency with the service: the port the command serves is the declared
   container port and the one the probes, the Service and the scrape
   annotations use; probes call the real health routes of the app; every
-  ``BNN_*`` variable is a field of ``service.config.Settings`` and each
+  ``BNN_*`` variable is a field of ``bnncore_service.config.Settings`` and each
   container's environment (Secret values included) loads as the service
   loads it; every Secret key referenced exists; the InferenceService's memory
   is what ``deploy/memory.py`` computes from the service's own estimate of
@@ -44,8 +44,8 @@ import numpy as np
 import pytest
 import yaml
 
-from service.config import Settings, SettingsError, load_settings
-from service.preload import PreloadTarget, parse_preload
+from bnncore_service.config import Settings, SettingsError, load_settings
+from bnncore_service.preload import PreloadTarget, parse_preload
 
 # Starlette's TestClient warns that it prefers httpx2; httpx is what we have.
 pytestmark = pytest.mark.filterwarnings("ignore:.*httpx2")
@@ -308,7 +308,7 @@ def _containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
 
 def _served_port(container: dict[str, Any]) -> int:
     command = [*container["command"], *container["args"]]
-    assert command[:3] == ["python", "-m", "service"], command
+    assert command[:3] == ["python", "-m", "bnncore_service"], command
     options = dict(zip(command[3::2], command[4::2], strict=True))
     assert options["--host"] == "0.0.0.0"
     return int(options["--port"])
@@ -328,7 +328,7 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], int]:
     """The status the real app answers to ``GET path`` (its lifespan run)."""
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
+    from bnncore_service.main import create_app
 
     app = create_app(Settings(data_dir=tmp_path_factory.mktemp("routes")))
     statuses: dict[str, int] = {}
@@ -516,7 +516,7 @@ def _served(settings: Settings) -> Iterator[str]:
 
     import uvicorn
 
-    from service.main import create_app
+    from bnncore_service.main import create_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -625,7 +625,7 @@ def test_the_kserve_container_serves_its_preloaded_model(
 
     from bench.load import MNIST_BNN
     from bnncore.export import to_bytes
-    from service.main import create_app
+    from bnncore_service.main import create_app
 
     environment = _isvc_environment()
     api_keys = environment["BNN_API_KEYS"]

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.config import Settings
-from service.docs import ASSETS_DIR
+from bnncore_service.config import Settings
+from bnncore_service.docs import ASSETS_DIR
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*httpx2")
 
 
 def test_docs_pages_load_only_files_the_replica_serves(tmp_path: Path) -> None:
-    from service.inference_app import create_inference_app
+    from bnncore_service.inference_app import create_inference_app
 
     settings = Settings(data_dir=tmp_path / "data", role="inference")
     with TestClient(create_inference_app(settings)) as client:
@@ -42,7 +42,7 @@ def test_docs_pages_load_only_files_the_replica_serves(tmp_path: Path) -> None:
 
 
 def test_docs_follow_the_key_rule(tmp_path: Path) -> None:
-    from service.inference_app import create_inference_app
+    from bnncore_service.inference_app import create_inference_app
 
     closed = Settings(
         data_dir=tmp_path / "data",

@@ -21,8 +21,8 @@ from runtime_models import randomize
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from service.config import Settings  # noqa: E402
-from service.inference.runtime_models import (  # noqa: E402
+from bnncore_service.config import Settings  # noqa: E402
+from bnncore_service.inference.runtime_models import (  # noqa: E402
     NeedsFullReplicaError,
     keras_document,
     load,
@@ -121,9 +121,9 @@ def full_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     import bnncore as lq
     from bench.engine import mnist_bnn
-    from service.builder import build, plan
-    from service.main import create_app
-    from service.schemas.definitions import Definition
+    from bnncore_service.builder import build, plan
+    from bnncore_service.main import create_app
+    from bnncore_service.schemas.definitions import Definition
 
     data_dir = tmp_path_factory.mktemp("shared-store")
     rng = np.random.default_rng(7)
@@ -178,7 +178,7 @@ def full_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def replica(start_service: Any, full_store: dict[str, Any]) -> Iterator[Any]:
-    """The inference replica, ``python -m service`` with ``BNN_ROLE=inference``."""
+    """The inference replica: ``python -m bnncore_service``, ``BNN_ROLE=inference``."""
     running = start_service(full_store["data_dir"], env={"BNN_ROLE": "inference"})
     yield running
     running.stop()
@@ -310,8 +310,8 @@ def test_serving_in_a_fresh_process_imports_no_tensorflow(
 import json, sys, warnings
 warnings.filterwarnings("ignore")
 from fastapi.testclient import TestClient
-from service.config import Settings
-from service.inference_app import create_inference_app
+from bnncore_service.config import Settings
+from bnncore_service.inference_app import create_inference_app
 body = json.loads(sys.stdin.read())
 settings = Settings(data_dir={str(full_store["data_dir"])!r}, role="inference")
 with TestClient(create_inference_app(settings)) as client:
@@ -361,7 +361,7 @@ def test_zoo_definitions_need_a_full_replica() -> None:
 
 
 def test_api_keys_and_scopes_apply(full_store: dict[str, Any]) -> None:
-    from service.inference_app import create_inference_app
+    from bnncore_service.inference_app import create_inference_app
 
     settings = Settings(
         data_dir=full_store["data_dir"], role="inference", api_keys="r:read,i:infer"
@@ -384,9 +384,9 @@ def test_api_keys_and_scopes_apply(full_store: dict[str, Any]) -> None:
 def test_the_full_app_module_serves_the_role_it_is_given(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """``uvicorn service.main:app`` with ``BNN_ROLE=inference`` is an
+    """``uvicorn bnncore_service.main:app`` with ``BNN_ROLE=inference`` is an
     inference replica too; ``BNN_ENGINE=keras`` cannot be one."""
-    from service import main
+    from bnncore_service import main
 
     monkeypatch.setenv("BNN_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("BNN_ROLE", "inference")
@@ -407,7 +407,7 @@ def test_preload_decides_readiness(full_store: dict[str, Any]) -> None:
     ready, with the reason."""
     import time
 
-    from service.inference_app import create_inference_app
+    from bnncore_service.inference_app import create_inference_app
 
     def ready_after(preload: str) -> Any:
         settings = Settings(

@@ -120,13 +120,13 @@ def test_the_inference_target_runs_the_inference_replica():
         "RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels"
     ]
     assert "COPY --from=build /serve-wheels /wheels" in stage
-    assert "COPY service ./service" in stage
+    assert "COPY bnncore_service ./bnncore_service" in stage
     assert "('tensorflow', 'keras', 'bnncore')" in stage
     assert "BNN_ROLE=inference" in stage
     assert "USER bnn" in stage
     (cmd,) = [line for line in stage.splitlines() if line.startswith("CMD ")]
     command = json.loads(cmd.removeprefix("CMD "))
-    assert command[:3] == ["python", "-m", "service"]
+    assert command[:3] == ["python", "-m", "bnncore_service"]
     assert command[command.index("--port") + 1] == "8000"
     assert "EXPOSE 8000" in stage and "/v2/health/ready" in stage
     build = _stage("build")
@@ -184,7 +184,7 @@ sys.meta_path.insert(0, NotInTheImage())
 
 
 def test_the_inference_replica_runs_with_only_the_serve_extras(start_service, tmp_path):
-    """``python -m service`` with ``BNN_ROLE=inference`` starts and answers
+    """``python -m bnncore_service`` with ``BNN_ROLE=inference`` starts and answers
     when only what ``bnncore-runtime[serve]`` installs can be imported: every
     other distribution of this environment (TensorFlow, Keras, bnncore, the
     test tools) is made unimportable, as in the image."""
@@ -197,6 +197,7 @@ def test_the_inference_replica_runs_with_only_the_serve_extras(start_service, tm
     for module, owners in metadata.packages_distributions().items():
         if module in sys.stdlib_module_names or module in (
             "service",
+            "bnncore_service",
             "bnncore_runtime",
         ):
             continue

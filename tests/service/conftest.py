@@ -13,8 +13,8 @@ import pytest
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from service.config import Settings  # noqa: E402
-from service.main import create_app  # noqa: E402
+from bnncore_service.config import Settings  # noqa: E402
+from bnncore_service.main import create_app  # noqa: E402
 
 # The starved-weights advice of bnncore layers is noise in these tests.
 logging.getLogger("bnncore").setLevel(logging.ERROR)

@@ -17,10 +17,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-import service.routes.inference as route
-from service.inference.codec import InferenceError, Limits, decode_oip, parse_oip
-from service.inference.schemas import InferenceRequest
-from service.routes.inference import _parse
+import bnncore_service.routes.inference as route
+from bnncore_service.inference.codec import (
+    InferenceError,
+    Limits,
+    decode_oip,
+    parse_oip,
+)
+from bnncore_service.inference.schemas import InferenceRequest
+from bnncore_service.routes.inference import _parse
 
 INPUTS = [{"name": "x", "shape": [-1, 2, 3]}, {"name": "y:z", "shape": [-1, 2]}]
 OUTPUTS = [{"name": "out"}, {"name": "aux"}]

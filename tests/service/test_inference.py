@@ -26,8 +26,8 @@ from test_inference_common import (
     tensor,
 )
 
-from service.config import Settings
-from service.main import create_app
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
 
 ZOO = {"zoo": "QuickNetSmall", "input_shape": [32, 32, 3], "num_classes": 10}
 

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from test_inference_common import output, randomize, register, served_model, tensor
 
-from service.config import Settings
-from service.main import create_app
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
 
 SMALL = {
     "name": "small",

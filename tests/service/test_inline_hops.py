@@ -14,18 +14,18 @@ import numpy as np
 import orjson
 import pytest
 
-from service.config import Settings
-from service.inference import serving
-from service.inference.binary import HEADER
-from service.inference.inline import (
+from bnncore_service.config import Settings
+from bnncore_service.inference import serving
+from bnncore_service.inference.binary import HEADER
+from bnncore_service.inference.inline import (
     INLINE_BODY_BYTES,
     INLINE_OUTPUT_VALUES,
     INLINE_TFS_BODY_BYTES,
 )
-from service.main import create_app
-from service.registry_view import RegistryView
-from service.routes import inference as route
-from service.store import Store
+from bnncore_service.main import create_app
+from bnncore_service.registry_view import RegistryView
+from bnncore_service.routes import inference as route
+from bnncore_service.store import Store
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 from fastapi.testclient import TestClient  # noqa: E402

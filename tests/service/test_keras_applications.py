@@ -21,8 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bnncore.models import profile
-from service.config import Settings
-from service.main import create_app
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
 
 LAYER_FIELDS = (
     "type",

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from test_inference_common import register, tensor
 
-from service.config import Settings
-from service.main import create_app
-from service.metrics import REJECTION_REASONS
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
+from bnncore_service.metrics import REJECTION_REASONS
 
 TINY = {"name": "tiny", "input_shape": [3], "layers": [{"type": "Dense", "units": 2}]}
 INFER = "/v2/models/{name}/infer"

@@ -15,9 +15,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from service.auth import SCOPES, include_router, required_scope
-from service.config import Settings
-from service.main import create_app
+from bnncore_service.auth import SCOPES, include_router, required_scope
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
 
 SCHEME = "bearerAuth"
 # One key per scope, and one lacking each scope (holding the two others).
@@ -55,7 +55,7 @@ def document(client: TestClient) -> dict[str, Any]:
 def api_routes(routes: Any) -> Iterator[APIRoute]:
     """The APIRoutes of a route list. This FastAPI lists an included router as
     one entry holding ``original_router`` (its routes carry their full paths);
-    older ones copy its routes in (as service/metrics.py also assumes)."""
+    older ones copy its routes in (as bnncore_service/metrics.py also assumes)."""
     for route in routes:
         if isinstance(route, APIRoute):
             yield route

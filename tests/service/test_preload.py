@@ -1,7 +1,7 @@
 """``BNN_PRELOAD``: models loaded at start-up, and the readiness they decide.
 
 Against the real app (its lifespan through ``TestClient``, and once as a real
-``python -m service`` process): the replica is live at once, not ready (503,
+``python -m bnncore_service`` process): the replica is live at once, not ready (503,
 the reason naming each model) until every preloaded model is in the served
 cache, which the repository index (``state: READY``) confirms without any
 request having loaded it. A model that is not registered keeps the replica
@@ -24,9 +24,9 @@ import pytest
 from fastapi.testclient import TestClient
 from service_samples import MNIST
 
-from service.config import Settings, SettingsError, load_settings
-from service.main import create_app
-from service.preload import PreloadTarget, parse_preload
+from bnncore_service.config import Settings, SettingsError, load_settings
+from bnncore_service.main import create_app
+from bnncore_service.preload import PreloadTarget, parse_preload
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,7 +101,7 @@ def test_malformed_value_stops_the_process_with_one_line(tmp_path: Path) -> None
         BNN_ROLE="inference",
     )
     done = subprocess.run(
-        [sys.executable, "-m", "service", "--port", "0"],
+        [sys.executable, "-m", "bnncore_service", "--port", "0"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -221,7 +221,7 @@ def test_unknown_version_names_it_and_shutdown_does_not_wait_for_retries(
             "mnist:7 failed to load ('mnist' version 7 is not registered"
             in (response.json()["error"])
         )
-        # Logged as a warning event with its fields (service/logs.py).
+        # Logged as a warning event with its fields (bnncore_service/logs.py).
         (failed,) = [
             r for r in caplog.records if getattr(r, "event", "") == "preload_failed"
         ]
@@ -253,8 +253,8 @@ def test_names_are_the_routes_model_names() -> None:
     """BNN_PRELOAD accepts exactly the names the model routes accept."""
     from typing import get_args
 
-    from service.deps import ModelName
-    from service.preload import NAME_PATTERN
+    from bnncore_service.deps import ModelName
+    from bnncore_service.preload import NAME_PATTERN
 
     (path,) = get_args(ModelName)[1:]
     patterns = [getattr(m, "pattern", None) for m in path.metadata]

@@ -23,7 +23,7 @@ from service_samples import MNIST
 from test_service_estimate import DEFINITIONS
 
 from bnncore.models import profile
-from service.schemas.reports import (
+from bnncore_service.schemas.reports import (
     ComparisonReport,
     EstimateReport,
     EstimateReportLayer,
@@ -80,8 +80,8 @@ def _check_keys(model: type[BaseModel], data: Any, path: str) -> int:
 def served() -> Iterator[TestClient]:
     import tempfile
 
-    from service.config import Settings
-    from service.main import create_app
+    from bnncore_service.config import Settings
+    from bnncore_service.main import create_app
 
     with tempfile.TemporaryDirectory() as data_dir:
         app = create_app(Settings(data_dir=data_dir))
@@ -383,9 +383,9 @@ def _small_bnn() -> keras.Model:
 
 def test_model_list_carries_sizes_without_building(tmp_path: Any) -> None:
     from bnncore import export
-    from service.config import Settings
-    from service.main import create_app
-    from service.schemas.reports import ModelList
+    from bnncore_service.config import Settings
+    from bnncore_service.main import create_app
+    from bnncore_service.schemas.reports import ModelList
 
     settings = Settings(data_dir=tmp_path / "data")
     bnn = _small_bnn()
@@ -453,7 +453,7 @@ def test_model_list_carries_sizes_without_building(tmp_path: Any) -> None:
         assert uploaded == [("bnn", 1)]
 
         # The cache is bounded: least recently used first out.
-        from service.sizes import SizeCache
+        from bnncore_service.sizes import SizeCache
 
         with pytest.raises(ValueError, match="Received: size=0"):
             SizeCache(0)
@@ -467,8 +467,8 @@ def test_model_list_carries_sizes_without_building(tmp_path: Any) -> None:
 
 
 def test_model_list_under_lowered_limits_keeps_the_stored_sizes(tmp_path: Any) -> None:
-    from service.config import Settings
-    from service.main import create_app
+    from bnncore_service.config import Settings
+    from bnncore_service.main import create_app
 
     data_dir = tmp_path / "data"
     with TestClient(create_app(Settings(data_dir=data_dir))) as client:
@@ -492,7 +492,7 @@ def test_model_list_under_lowered_limits_keeps_the_stored_sizes(tmp_path: Any) -
 
 def test_schema_version_is_the_library_s() -> None:
     from bnncore.analysis.records import SCHEMA_VERSION
-    from service.schemas.reports import REPORT_SCHEMA_VERSION
+    from bnncore_service.schemas.reports import REPORT_SCHEMA_VERSION
 
     assert REPORT_SCHEMA_VERSION == SCHEMA_VERSION
     assert (

@@ -12,7 +12,7 @@ from service_samples import MNIST
 from bnncore.analysis import render
 from bnncore.layers import QuantConv2D, QuantDense
 from bnncore.models import profile
-from service.schemas.layers import LAYER_TYPES
+from bnncore_service.schemas.layers import LAYER_TYPES
 
 
 def local_mnist() -> keras.Model:
@@ -312,8 +312,8 @@ def test_zoo_definition_reports_the_zoo_model(client):
 def test_zoo_models_over_the_params_limit_are_refused(tmp_path):
     from fastapi.testclient import TestClient
 
-    from service.config import Settings
-    from service.main import create_app
+    from bnncore_service.config import Settings
+    from bnncore_service.main import create_app
 
     app = create_app(Settings(data_dir=tmp_path / "data", max_params=1_000_000))
     with TestClient(app) as small:

@@ -16,11 +16,11 @@ import pytest
 from pydantic import TypeAdapter
 
 from bnncore.models import profile
-from service.builder import build, plan
-from service.config import Settings
-from service.estimate import DefinitionError, LimitError
-from service.schemas.definitions import Definition
-from service.schemas.layers import LAYER_TYPES
+from bnncore_service.builder import build, plan
+from bnncore_service.config import Settings
+from bnncore_service.estimate import DefinitionError, LimitError
+from bnncore_service.schemas.definitions import Definition
+from bnncore_service.schemas.layers import LAYER_TYPES
 
 DEFINITION = TypeAdapter(Definition)
 SETTINGS = Settings(data_dir="unused")

@@ -24,8 +24,8 @@ from schemathesis.checks import not_a_server_error
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from service.config import Settings  # noqa: E402
-from service.main import create_app  # noqa: E402
+from bnncore_service.config import Settings  # noqa: E402
+from bnncore_service.main import create_app  # noqa: E402
 
 EXAMPLES = 10
 DATA_DIR = Path(tempfile.mkdtemp(prefix="bnn-fuzz-"))

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from service.config import Settings
-from service.main import create_app
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
 
 Q = {"kernel_quantizer": "ste_sign", "kernel_constraint": "weight_clip"}
 BN = {"type": "BatchNormalization", "scale": False}

@@ -4,7 +4,7 @@ The oracles are independent of the logging code: the responses the client
 received (a refusal's reason is the ``error`` it was sent), the registration's
 content hash, hashlib's sha256 of the uploaded file, the Keras parameter count,
 the packed engine's own compile result, ``Settings.model_fields`` for the
-start-up line, and the output of a real ``python -m service`` process.
+start-up line, and the output of a real ``python -m bnncore_service`` process.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from fastapi.testclient import TestClient
 import bnncore as lq
 from bnncore import engine
 from bnncore.engine import kernels
-from service.config import Settings
-from service.logs import (
+from bnncore_service.config import Settings
+from bnncore_service.logs import (
     JsonFormatter,
     TextFormatter,
     configure_logging,
@@ -40,7 +40,7 @@ from service.logs import (
     mark_logged,
     settings_fields,
 )
-from service.main import create_app
+from bnncore_service.main import create_app
 
 KEY = "k3y-" + secrets.token_hex(16)
 """A real API key of the app under test: it must never appear in the log."""
@@ -237,7 +237,7 @@ def test_builds_loads_and_the_engine_are_logged(run: Run) -> None:
     initial = run.one("model_built", key=content_hash[:12], weights="initial")
     weighted = run.one("model_built", key=content_hash[:12], weights=sha[:12])
     for line in (initial, weighted):
-        assert line["level"] == "INFO" and line["logger"] == "service.runtime"
+        assert line["level"] == "INFO" and line["logger"] == "bnncore_service.runtime"
         assert line["params"] == run.model.count_params()
         assert line["build_ms"] > 0 and isinstance(line["profile_ms"], float)
     loaded = run.one("model_loaded")
@@ -507,9 +507,9 @@ def test_a_bad_log_setting_stops_the_start_with_one_line(
     value: str,
     expected: str,
 ) -> None:
-    # What importing service.main runs (python -m service, uvicorn
-    # service.main:app); test_service_startup_config.py runs it in a process.
-    from service.main import _app_from_environment
+    # What importing bnncore_service.main runs (python -m bnncore_service, uvicorn
+    # bnncore_service.main:app); test_service_startup_config.py runs it in a process.
+    from bnncore_service.main import _app_from_environment
 
     monkeypatch.setenv("BNN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv(variable, value)
@@ -545,7 +545,7 @@ def test_the_formatters_refuse_unknown_formats() -> None:
 
 
 def test_the_runners_connection_cap_logs_its_503() -> None:
-    from service.server import ConnectionCap, LimitedH11Protocol
+    from bnncore_service.server import ConnectionCap, LimitedH11Protocol
 
     class Full(LimitedH11Protocol):
         max_connections = 2

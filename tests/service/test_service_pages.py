@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.config import Settings
-from service.main import create_app
-from service.routes import pages
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
+from bnncore_service.routes import pages
 
 
 class Page(HTMLParser):

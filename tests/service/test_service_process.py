@@ -1,6 +1,6 @@
 """The service as a real process: uvicorn on a loopback port, stopped and restarted.
 
-One test starts ``uvicorn service.main:app`` (the command ``make serve`` runs)
+One test starts ``uvicorn bnncore_service.main:app`` (the command ``make serve`` runs)
 with only ``BNN_DATA_DIR`` set, registers a model over HTTP, stops the
 process, starts a new one on the same data directory and finds everything
 there.

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.config import Settings
-from service.runtime import Built, BusyError, ModelCache, Runtime
+from bnncore_service.config import Settings
+from bnncore_service.runtime import Built, BusyError, ModelCache, Runtime
 
 
 def test_builds_beyond_the_pending_limit_are_refused(tmp_path: Path) -> None:

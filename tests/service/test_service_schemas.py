@@ -8,7 +8,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 from test_service_estimate import DEFINITIONS
 
-from service.schemas.definitions import Definition, content_hash
+from bnncore_service.schemas.definitions import Definition, content_hash
 
 DEFINITION = TypeAdapter(Definition)
 

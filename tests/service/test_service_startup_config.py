@@ -1,7 +1,7 @@
 """Bad ``BNN_*`` values stop the start-up with one line naming the variable.
 
-The service is started as an operator starts it (``python -m service``, in
-a subprocess; ``uvicorn service.main:app`` stops on the same import); the
+The service is started as an operator starts it (``python -m bnncore_service``, in
+a subprocess; ``uvicorn bnncore_service.main:app`` stops on the same import); the
 oracle is what a person needs to fix the value: the variable, what it held
 and the expected form, and no traceback.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import SettingsError, expected_form, load_settings
+from bnncore_service.config import SettingsError, expected_form, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,9 +35,9 @@ def _start(command: list[str], tmp_path: Path, **variables: str) -> tuple[int, s
 
 
 def test_bad_value_stops_the_start_with_one_line(tmp_path: Path) -> None:
-    # ``uvicorn service.main:app`` fails on the same path (importing
-    # service.main reads the settings); one subprocess keeps the test quick.
-    command = ["-m", "service", "--port", "0"]
+    # ``uvicorn bnncore_service.main:app`` fails on the same path (importing
+    # bnncore_service.main reads the settings); one subprocess keeps the test quick.
+    command = ["-m", "bnncore_service", "--port", "0"]
     code, stderr = _start(command, tmp_path, BNN_MAX_BATCH="lots")
     assert code == 2
     assert "Traceback" not in stderr and "pydantic" not in stderr.lower(), stderr
@@ -81,7 +81,7 @@ def test_several_bad_values_make_one_line(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_expected_form_of_every_setting_is_words() -> None:
-    from service.config import Settings
+    from bnncore_service.config import Settings
 
     for field in Settings.model_fields:
         assert expected_form(field) != "a value", field

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from service.config import Settings
-from service.store import Store, atomic_write
+from bnncore_service.config import Settings
+from bnncore_service.store import Store, atomic_write
 
 IO = ([{"name": "x", "shape": [-1, 4]}], [{"name": "y", "shape": [-1, 2]}])
 

@@ -43,12 +43,12 @@ from sqlalchemy import (
 
 import bnncore as lq
 from bnncore import cli
-from service import migrations
-from service.config import Settings
-from service.database import DatabaseURLError, check_url
-from service.main import create_app
-from service.registry_view import RegistryView
-from service.store import Store, StoreError, _metadata
+from bnncore_service import migrations
+from bnncore_service.config import Settings
+from bnncore_service.database import DatabaseURLError, check_url
+from bnncore_service.main import create_app
+from bnncore_service.registry_view import RegistryView
+from bnncore_service.store import Store, StoreError, _metadata
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -257,7 +257,7 @@ def test_database_url_errors_are_one_line_and_hide_the_password(
 def test_the_server_stops_with_one_line_when_the_driver_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    from service.main import _app_from_environment
+    from bnncore_service.main import _app_from_environment
 
     monkeypatch.setenv("BNN_DATA_DIR", str(tmp_path))
     # pg8000: a PostgreSQL driver SQLAlchemy knows, not installed here
@@ -341,8 +341,8 @@ def test_a_failure_inside_a_registration_rolls_back_counter_and_generation(
 
 _RACER = """
 import json, sys
-from service.config import Settings
-from service.store import Store
+from bnncore_service.config import Settings
+from bnncore_service.store import Store
 
 data_dir, url, me = sys.argv[1], sys.argv[2] or None, sys.argv[3]
 store = Store(Settings(data_dir=data_dir, database_url=url)).open()

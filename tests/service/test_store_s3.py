@@ -26,10 +26,10 @@ from fastapi.testclient import TestClient
 from s3_fixture import S3Server, start_s3_server
 
 import bnncore as lq
-from service.blobs import S3Blobs
-from service.config import Settings, SettingsError, load_settings
-from service.main import create_app
-from service.store import Store, StoreError
+from bnncore_service.blobs import S3Blobs
+from bnncore_service.config import Settings, SettingsError, load_settings
+from bnncore_service.main import create_app
+from bnncore_service.store import Store, StoreError
 
 IO: list[dict[str, Any]] = [{"name": "x", "shape": [-1, 4]}]
 WEIGHTS = b"weights: any bytes; the store does not parse them" * 20

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from test_inference_common import FLOAT, RES, SEQ, register
 
-from service.config import Settings
-from service.inference.tfserving import model_status
-from service.main import create_app
+from bnncore_service.config import Settings
+from bnncore_service.inference.tfserving import model_status
+from bnncore_service.main import create_app
 
 AVAILABLE = {"state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
 

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from test_inference_common import FLOAT, register
 
-from service.config import Settings
-from service.inference.codec import Limits, decode_oip
-from service.inference.schemas import InferenceRequest
-from service.main import create_app
+from bnncore_service.config import Settings
+from bnncore_service.inference.codec import Limits, decode_oip
+from bnncore_service.inference.schemas import InferenceRequest
+from bnncore_service.main import create_app
 
 
 def _prometheus(client: Any, name: str) -> float:

@@ -1,4 +1,4 @@
-"""``tritonclient[http]`` with its defaults against a real ``python -m service``
+"""``tritonclient[http]`` with its defaults against a real ``python -m bnncore_service``
 process: the binary tensor data extension (inputs and outputs, async, several
 outputs), and every extension the server metadata lists (model repository,
 configuration, statistics).

@@ -7,17 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.auth import required_scope
-from service.inference.binary import encode_body, split_body
-from service.inference.codec import (
+from bnncore_service.auth import required_scope
+from bnncore_service.inference.binary import encode_body, split_body
+from bnncore_service.inference.codec import (
     DATATYPES,
     InferenceError,
     Limits,
     decode_oip,
     encode_oip_binary,
 )
-from service.inference.schemas import InferenceRequest
-from service.peak import RequestCost
+from bnncore_service.inference.schemas import InferenceRequest
+from bnncore_service.peak import RequestCost
 
 INPUTS = [{"name": "x", "shape": [-1, 2, 3]}]
 OUTPUTS = [{"name": "y", "shape": [-1, 10]}, {"name": "z", "shape": [-1, 1]}]

@@ -22,11 +22,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bnncore as lq
-from service.builder import plan
-from service.config import Settings as ServiceSettings
-from service.main import create_app
-from service.routes.models import _definition_adapter
-from service.weights import WeightsRefusedError, check
+from bnncore_service.builder import plan
+from bnncore_service.config import Settings as ServiceSettings
+from bnncore_service.main import create_app
+from bnncore_service.routes.models import _definition_adapter
+from bnncore_service.weights import WeightsRefusedError, check
 
 logging.getLogger("bnncore").setLevel(logging.ERROR)
 
@@ -306,7 +306,7 @@ def test_a_failed_write_keeps_the_previous_weights(
         raise OSError(28, "No space left on device")
 
     # The upload is streamed to a temporary file; the disk refuses its flush.
-    monkeypatch.setattr("service.store.os.fsync", full_disk)
+    monkeypatch.setattr("bnncore_service.store.os.fsync", full_disk)
     reply = app_client.put(URL, content=models["file_b"])
     assert reply.status_code == 503
     assert "No space left" in reply.json()["error"]

@@ -88,8 +88,8 @@ def node_tools() -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def generated(node_tools: dict[str, Path], tmp_path_factory) -> Iterator[Path]:
-    from service.config import Settings
-    from service.main import create_app
+    from bnncore_service.config import Settings
+    from bnncore_service.main import create_app
 
     work = tmp_path_factory.mktemp("typescript")
     # What GET /openapi.json serves, from the app in this process.

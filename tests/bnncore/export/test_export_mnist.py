@@ -137,9 +137,9 @@ def test_round_trip_through_the_definition(
 def test_the_service_accepts_the_definition_and_the_weights(
     mnist_model: keras.Model, digits: np.ndarray
 ) -> None:
-    keras_json = pytest.importorskip("service.keras_json")
-    builder = pytest.importorskip("service.builder")
-    config = pytest.importorskip("service.config")
+    keras_json = pytest.importorskip("bnncore_service.keras_json")
+    builder = pytest.importorskip("bnncore_service.builder")
+    config = pytest.importorskip("bnncore_service.config")
     graph = keras_json.translate(lq.export.to_definition(mnist_model))
     settings = config.Settings()
     served = builder.build(builder.plan(graph, settings), settings)
@@ -192,5 +192,5 @@ def test_definition_leaves_the_flip_ratio_metrics_out() -> None:
         entry["config"]["kernel_quantizer"]["config"].pop("metrics")
     definition = lq.export.to_definition(model)
     assert definition == keras_json
-    keras_json_module = pytest.importorskip("service.keras_json")
+    keras_json_module = pytest.importorskip("bnncore_service.keras_json")
     keras_json_module.translate(definition)  # accepted

@@ -1,6 +1,6 @@
 """The service's pages and the HTML report in a real browser: headless
 Chromium (Debian's ``chromium`` and ``chromium-driver``) driven by Selenium,
-against ``python -m service`` on loopback.
+against ``python -m bnncore_service`` on loopback.
 
 The oracle is the service's JSON: the models registered here, their JSON
 reports (layer counts, parameters, memory, MACs). Every page visit also checks,
@@ -216,8 +216,8 @@ def test_following_the_report_link_shows_one_bar_per_layer(
 def test_a_hostile_model_name_runs_no_script(driver, base, data_dir):
     """The API refuses such a name; it is written to the store directly (as
     another replica or an older release could), then removed."""
-    from service.config import Settings
-    from service.store import Store
+    from bnncore_service.config import Settings
+    from bnncore_service.store import Store
 
     hostile = (
         "<img src=x onerror=\"document.title='pwned'\">"

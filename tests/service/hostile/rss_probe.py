@@ -15,10 +15,10 @@ import sys
 import numpy as np
 from pydantic import TypeAdapter
 
-from service.builder import build, plan
-from service.config import Settings
-from service.estimate import estimate_with_peak, request_cost
-from service.schemas.definitions import Definition, Sequential
+from bnncore_service.builder import build, plan
+from bnncore_service.config import Settings
+from bnncore_service.estimate import estimate_with_peak, request_cost
+from bnncore_service.schemas.definitions import Definition, Sequential
 
 
 def _status(field: str) -> int:

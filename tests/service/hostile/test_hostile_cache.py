@@ -19,9 +19,9 @@ import keras
 import pytest
 from fastapi.testclient import TestClient
 
-from service.config import Settings
-from service.main import create_app
-from service.runtime import Built, ModelCache
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
+from bnncore_service.runtime import Built, ModelCache
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ The red team posted a 2.3 MB definition of 200,000 unknown keys to
 ``/v2/summary``, ``/v2/estimate`` and ``/v2/models`` from four clients: each
 request held the event loop for 2.5–3.2 s and ``/v2/health/ready`` went from
 3.4 ms to 8.3 s at p50. This test replays it against a real server process
-(``python -m service``, default settings) and measures readiness from
+(``python -m bnncore_service``, default settings) and measures readiness from
 another process while the attack runs, and every hostile request must get its
 422. Readiness must answer within 100 ms at p50 and p95; the slowest probe
 within 1 s (Kubernetes' default probe timeout). The tail is given room because

@@ -23,9 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bnncore.layers import QuantDense
-from service.config import Settings
-from service.jsonbody import JSONBodyError, check_duplicate_keys
-from service.main import create_app
+from bnncore_service.config import Settings
+from bnncore_service.jsonbody import JSONBodyError, check_duplicate_keys
+from bnncore_service.main import create_app
 
 MAX_KEYS = 2_000
 

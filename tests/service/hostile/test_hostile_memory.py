@@ -33,13 +33,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import TypeAdapter
 from tf_memory_oracle import largest_tensor, layer_bytes, simulated_peak, trace
 
-from service.builder import build, plan
-from service.config import Settings
-from service.estimate import LimitError, estimate_layer, estimate_with_peak
-from service.inference.codec import encode_oip, encode_tfs, to_json
-from service.inference.scheduler import Batcher
-from service.main import create_app
-from service.peak import (
+from bnncore_service.builder import build, plan
+from bnncore_service.config import Settings
+from bnncore_service.estimate import LimitError, estimate_layer, estimate_with_peak
+from bnncore_service.inference.codec import encode_oip, encode_tfs, to_json
+from bnncore_service.inference.scheduler import Batcher
+from bnncore_service.main import create_app
+from bnncore_service.peak import (
     ACTIVATION_FACTORS,
     JSON_BYTES_PER_VALUE,
     QUANTIZER_FACTORS,
@@ -48,9 +48,9 @@ from service.peak import (
     RequestCost,
     model_peak,
 )
-from service.schemas.components import ACTIVATION_ALIASES
-from service.schemas.definitions import Definition
-from service.schemas.layers import AnyLayer
+from bnncore_service.schemas.components import ACTIVATION_ALIASES
+from bnncore_service.schemas.definitions import Definition
+from bnncore_service.schemas.layers import AnyLayer
 
 DEFINITION = TypeAdapter(Definition)
 LAYER = TypeAdapter(AnyLayer)
@@ -297,7 +297,7 @@ def test_peak_estimate_bounds_tensorflow_for_every_layer_type(rank: int) -> None
 
 def test_every_activation_and_quantizer_has_a_measured_factor() -> None:
     assert set(ACTIVATION_FACTORS) == set(ACTIVATION_ALIASES)
-    from service.schemas.components import QUANTIZER_TYPES
+    from bnncore_service.schemas.components import QUANTIZER_TYPES
 
     assert set(QUANTIZER_FACTORS) == set(QUANTIZER_TYPES)
 

@@ -1,7 +1,7 @@
 """The memory attacks of issue 14 (findings 1 and 2) against a real server
 under a memory cap.
 
-``uvicorn service.main:app`` runs in a subprocess with its address space
+``uvicorn bnncore_service.main:app`` runs in a subprocess with its address space
 capped (``RLIMIT_AS``, 4 GiB: TensorFlow reserves about 2 GiB of virtual memory
 at start, so any of the attacks' tensors, 16 GiB for the separable bomb, would
 fail to allocate and take the server down). Every hostile request must get a

@@ -1,7 +1,7 @@
 """Hostile load against a real server process (issue 14, findings 4 to 6):
 memory bounded by configuration, uploads, connections.
 
-One ``python -m service`` process (the command ``make serve`` runs) with small
+One ``python -m bnncore_service`` process (the command ``make serve`` runs) with small
 limits serves every test of this module; each test names the attack it
 replays from the red-team report, and checks the server afterwards:
 

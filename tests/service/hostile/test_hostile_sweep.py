@@ -22,9 +22,9 @@ import safetensors.numpy
 from fastapi.testclient import TestClient
 from service_samples import MNIST
 
-from service.config import Settings
-from service.main import create_app
-from service.store import Store
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
+from bnncore_service.store import Store
 
 GRACE_S = 3600.0
 OLD = time.time() - 2 * GRACE_S
@@ -110,7 +110,7 @@ def test_startup_sweeps_exactly_the_old_leftovers(
     root = settings.data_dir
     assert _files(root) == keep | go
     with (
-        caplog.at_level(logging.WARNING, logger="service.store"),
+        caplog.at_level(logging.WARNING, logger="bnncore_service.store"),
         TestClient(create_app(settings)) as client,
     ):
         assert _files(root) == keep
@@ -125,7 +125,7 @@ def test_startup_sweeps_exactly_the_old_leftovers(
     # A second start finds nothing more to sweep.
     caplog.clear()
     with (
-        caplog.at_level(logging.WARNING, logger="service.store"),
+        caplog.at_level(logging.WARNING, logger="bnncore_service.store"),
         TestClient(create_app(settings)),
     ):
         pass

@@ -18,9 +18,9 @@ import safetensors.numpy
 from fastapi.testclient import TestClient
 
 from bnncore import export
-from service.config import Settings
-from service.main import create_app
-from service.weights import check, check_file, max_file_bytes
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
+from bnncore_service.weights import check, check_file, max_file_bytes
 
 OCTETS = {"content-type": "application/octet-stream"}
 URL = "/v2/models/dense/versions/1/weights"

@@ -1,4 +1,4 @@
-"""Three real replicas (``python -m service`` processes) sharing one registry
+"""Three real replicas (``python -m bnncore_service`` processes) sharing one registry
 on a real PostgreSQL and one bucket on a real S3-compatible server (moto's
 server mode over HTTP): they agree (issue 17, item 2). Each replica has a data
 directory of its own, which holds only its uploads in progress, so everything

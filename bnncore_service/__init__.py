@@ -1,0 +1,1 @@
+"""The bnncore model service: definitions → validated build → reports over REST."""

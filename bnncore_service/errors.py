@@ -1,0 +1,197 @@
+"""The JSON error envelope ``{"error": "<message>"}`` for every error response."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bnncore_service.estimate import DefinitionError, LimitError
+from bnncore_service.jsonbody import json_error_message
+from bnncore_service.logs import client_address, log_event, mark_logged
+from bnncore_service.runtime import BusyError
+from bnncore_service.schemas.reports import ErrorResponse
+from bnncore_service.store import StoreError
+
+__all__ = ["ERROR_RESPONSES", "NotFoundError", "format_validation_errors", "install"]
+
+log = logging.getLogger("service")
+
+_MAX_ERRORS = 5
+_DEFINITION_FORMS = ("Sequential", "Graph", "Zoo", "KerasJSON")
+
+
+class NotFoundError(LookupError):
+    """A model or version that does not exist (→ 404)."""
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    """``("body", "definition", "Sequential", "layers", 3, "Dense", "units")`` →
+    ``definition.layers[3].units`` (union tags, which are capitalized, dropped)."""
+    parts: list[str] = []
+    if len(loc) > 1 and loc[0] == "body" and loc[1] in _DEFINITION_FORMS:
+        parts.append("definition")  # the body is a definition (dry runs)
+    for index, part in enumerate(loc):
+        if index == 0 and part in ("body", "query", "path", "header"):
+            if part != "body":
+                parts.append(str(part))
+            continue
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif str(part)[:1].isupper() or str(part).startswith("function-"):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts).lstrip(".") or "body"
+
+
+def _received(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _layer_note(loc: Sequence[Any], body: Any) -> str:
+    """`` (layer 'conv1', type Conv2D)`` for an error inside a layer of
+    ``body`` (the parsed request), found by following ``loc``; ``""`` if
+    the error is not inside a layer."""
+    node, layer = body, None
+    for part, following in zip(loc, (*loc[1:], None), strict=True):
+        if isinstance(part, str) and (part[:1].isupper() or part == "body"):
+            continue  # union tags and the "body" root are not in the data
+        if isinstance(node, dict) and isinstance(part, str):
+            node = node.get(part)
+            if part == "layers" and isinstance(following, int):
+                layer = node
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            if layer is not None and node is not None and layer is not node:
+                layer = node if isinstance(node, dict) else None
+        else:
+            break
+    if not isinstance(layer, dict):
+        return ""
+    name, kind = layer.get("name"), layer.get("type")
+    parts = [f"layer {str(name)[:64]!r}" if isinstance(name, str) else ""]
+    parts.append(f"type {kind[:64]}" if isinstance(kind, str) else "")
+    text = ", ".join(p for p in parts if p)
+    return f" ({text})" if text else ""
+
+
+def format_validation_errors(
+    errors: Sequence[Mapping[str, Any]], total: int | None = None, body: Any = None
+) -> str:
+    """One message for pydantic errors: ``path: message (received value)``,
+    and the layer (name and type) when the error is inside one.
+
+    Args:
+        errors: Pydantic's error dicts; only the first few are formatted.
+        total: How many errors there are in all, when ``errors`` is a part
+            (``ValidationError.error_count()``); default ``len(errors)``.
+        body: The parsed request the errors are about (to name the layer).
+    """
+    seen: dict[str, str] = {}
+    for item in errors[: _MAX_ERRORS * 4]:
+        if len(seen) >= _MAX_ERRORS:
+            break
+        where = _location(tuple(item.get("loc", ())))
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        if (
+            "input" in item
+            and item.get("type") not in ("missing",)
+            and not isinstance(item["input"], dict | list)
+        ):
+            message += f" (received {_received(item['input'])})"
+        if body is not None:
+            message += _layer_note(tuple(item.get("loc", ())), body)
+        key = f"{where}: {message}"
+        seen.setdefault(key, key)
+    messages = list(seen)
+    text = "; ".join(messages)
+    more = max(len(errors) if total is None else total, len(messages)) - len(messages)
+    if more > 0:
+        text += f"; and {more:,} more"
+    return text
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (404, "Not found"),
+        (413, "Larger than a configured limit"),
+        (422, "Invalid request; the message names the field"),
+        (503, "Too busy; retry later"),
+    )
+}
+"""Error responses documented on every route."""
+
+
+def install(app: FastAPI) -> None:
+    """Registers the handlers that turn every error into the envelope."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Any:
+        errors = list(exc.errors())
+        if errors and errors[0].get("type") == "json_invalid":
+            # FastAPI's own parse failed (a route without StrictJSONRoute):
+            # say where and why, as the strict parser does.
+            first = errors[0]
+            loc = tuple(first.get("loc", ()))
+            pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
+            reason = str((first.get("ctx") or {}).get("error", "invalid"))
+            body = exc.body if isinstance(exc.body, str | bytes) else None
+            return error(422, f"body: {json_error_message(reason, body, pos)}")
+        return error(422, format_validation_errors(errors, body=exc.body))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Any:
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(DefinitionError)
+    async def _definition(_: Request, exc: DefinitionError) -> Any:
+        return error(422, str(exc))
+
+    @app.exception_handler(LimitError)
+    async def _limit(_: Request, exc: LimitError) -> Any:
+        return error(413, str(exc))
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> Any:
+        return error(404, str(exc))
+
+    @app.exception_handler(BusyError)
+    async def _busy(_: Request, exc: BusyError) -> Any:
+        return error(503, str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> Any:
+        log_event(
+            log, logging.ERROR, "store_error", "store error: {error}", error=str(exc)
+        )
+        return error(503, f"registry unavailable: {exc}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Any:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log_event(
+            log,
+            logging.ERROR,
+            "request_failed",
+            "{method} {route} failed with 500: {error}",
+            exc_info=exc,
+            method=request.method,
+            route=route,
+            status=500,
+            client=client_address(request.scope),
+            error=type(exc).__name__,
+        )
+        mark_logged(exc)  # uvicorn's copy of the traceback is dropped
+        return error(500, "internal server error")

@@ -1,0 +1,563 @@
+"""Quantizers, constraints, activations, initializers and regularizers by allow-list.
+
+Each can be named by an alias (``"ste_sign"``) or given as an object with a
+``type`` and typed arguments (``{"type": "SteSign", "clip_value": 0.5}``).
+Validation resolves aliases to the object form with every default filled in,
+so two spellings of the same thing normalize (and hash) identically. Each
+object model creates its runtime object with :meth:`create`, calling the
+constructor of a class or function from this allow-list — never a lookup by a
+client-supplied name in Keras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+import keras
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    RootModel,
+    Tag,
+)
+
+from bnncore import activations as bactivations
+from bnncore import constraints as bconstraints
+from bnncore import quantizers as bquantizers
+from bnncore_service.schemas.common import (
+    Axis,
+    Bits,
+    Bool,
+    Finite,
+    Fraction,
+    NonNegFloat,
+    PosFloat,
+    Seed,
+    StrictModel,
+    type_tag,
+)
+
+__all__ = [
+    "ACTIVATION_ALIASES",
+    "QUANTIZER_TYPES",
+    "Activation",
+    "Constraint",
+    "Initializer",
+    "Quantizer",
+    "QuantizerObject",
+    "Regularizer",
+]
+
+
+class Component(StrictModel):
+    """An object form: ``type`` plus constructor arguments."""
+
+    _target: ClassVar[Callable[..., Any]]
+
+    if TYPE_CHECKING:  # each concrete component declares it as a one-value Literal
+        type: str
+
+    def create(self) -> Any:
+        """Calls the allow-listed constructor with the validated arguments."""
+        return type(self)._target(**self.model_dump(exclude={"type"}))
+
+
+def _names(title: str, names: Any) -> type[Enum]:
+    """A string enum of allowed names (one shared entry in the JSON schema)."""
+    return Enum(title, {name: name for name in names}, type=str)  # type: ignore[return-value]
+
+
+def _alias_or_object(alias: Any, obj: Any, resolve: Callable[[Any], Any]) -> Any:
+    """``alias | obj``, told apart by the JSON type, aliases resolved to objects.
+
+    The object union is wrapped in a named root model so that the JSON schema
+    holds it once and refers to it, instead of repeating it in every field.
+    """
+    wrapper = type(
+        alias.__name__.replace("Name", "Object"),
+        (RootModel[obj],),
+        {"__module__": __name__},
+    )
+
+    def resolved(value: Any) -> Any:
+        if isinstance(value, RootModel):
+            return value.root
+        return resolve(value.value if isinstance(value, Enum) else value)
+
+    return Annotated[
+        Annotated[alias, Tag("Alias")] | Annotated[wrapper, Tag("Object")],
+        Discriminator(lambda v: "Alias" if isinstance(v, str | Enum) else "Object"),
+        AfterValidator(resolved),
+        PlainSerializer(_dump, return_type=Any),
+    ]
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value.value if isinstance(value, Enum) else value
+
+
+# --------------------------------------------------------------------------
+# Quantizers
+# --------------------------------------------------------------------------
+
+ClipValue = PosFloat | None
+
+
+class SteSignQ(Component):
+    """Sign with the straight-through estimator (1 bit)."""
+
+    _target = bquantizers.SteSign
+    type: Literal["SteSign"]
+    clip_value: ClipValue = 1.0
+
+
+class ApproxSignQ(Component):
+    """Sign with the ApproxSign pseudo-gradient (1 bit)."""
+
+    _target = bquantizers.ApproxSign
+    type: Literal["ApproxSign"]
+
+
+class SwishSignQ(Component):
+    """Sign with the SignSwish pseudo-gradient (1 bit)."""
+
+    _target = bquantizers.SwishSign
+    type: Literal["SwishSign"]
+    beta: PosFloat = 5.0
+
+
+class SteHeavisideQ(Component):
+    """Binarization to {0, 1} (1 bit)."""
+
+    _target = bquantizers.SteHeaviside
+    type: Literal["SteHeaviside"]
+    clip_value: ClipValue = 1.0
+
+
+class MagnitudeAwareSignQ(Component):
+    """Scaled sign of Bi-Real Net (1 bit)."""
+
+    _target = bquantizers.MagnitudeAwareSign
+    type: Literal["MagnitudeAwareSign"]
+    clip_value: ClipValue = 1.0
+
+
+class SteTernQ(Component):
+    """Ternarization to {-1, 0, 1} (2 bits)."""
+
+    _target = bquantizers.SteTern
+    type: Literal["SteTern"]
+    threshold_value: NonNegFloat = 0.05
+    ternary_weight_networks: Bool = False
+    clip_value: ClipValue = 1.0
+
+
+class DoReFaQ(Component):
+    """k-bit DoReFa quantizer (``k_bit`` bits)."""
+
+    _target = bquantizers.DoReFa
+    type: Literal["DoReFa"]
+    k_bit: Bits = 2
+    mode: Literal["activations", "weights"] = "activations"
+
+
+class NoOpQ(Component):
+    """Identity with a declared precision (``precision`` bits)."""
+
+    _target = bquantizers.NoOp
+    type: Literal["NoOp"]
+    precision: Bits
+
+
+QuantizerObject = Annotated[
+    SteSignQ
+    | ApproxSignQ
+    | SwishSignQ
+    | SteHeavisideQ
+    | MagnitudeAwareSignQ
+    | SteTernQ
+    | DoReFaQ
+    | NoOpQ,
+    Field(discriminator="type"),
+]
+QUANTIZER_TYPES: dict[str, type[Component]] = {
+    type_tag(cls): cls
+    for cls in (
+        SteSignQ,
+        ApproxSignQ,
+        SwishSignQ,
+        SteHeavisideQ,
+        MagnitudeAwareSignQ,
+        SteTernQ,
+        DoReFaQ,
+        NoOpQ,
+    )
+}
+_QUANTIZER_ALIASES = {
+    "ste_sign": "SteSign",
+    "approx_sign": "ApproxSign",
+    "swish_sign": "SwishSign",
+    "ste_heaviside": "SteHeaviside",
+    "magnitude_aware_sign": "MagnitudeAwareSign",
+    "ste_tern": "SteTern",
+    "dorefa_quantizer": "DoReFa",
+    "dorefa": "DoReFa",
+    "DoReFaQuantizer": "DoReFa",
+    **{name: name for name in QUANTIZER_TYPES if name != "NoOp"},
+}
+QuantizerAlias = _names("QuantizerName", _QUANTIZER_ALIASES)
+
+
+def quantizer_bits(spec: Component | None) -> int | None:
+    """Bit width of a quantizer spec, ``None`` for no quantizer."""
+    if spec is None:
+        return None
+    if isinstance(spec, DoReFaQ):
+        return spec.k_bit
+    if isinstance(spec, NoOpQ):
+        return spec.precision
+    return bquantizers.get_precision(type(spec)._target)
+
+
+def _resolve_quantizer(value: Any) -> Any:
+    if isinstance(value, str):
+        return QUANTIZER_TYPES[_QUANTIZER_ALIASES[value]](
+            type=_QUANTIZER_ALIASES[value]
+        )
+    return value
+
+
+Quantizer = _alias_or_object(QuantizerAlias, QuantizerObject, _resolve_quantizer)
+"""A quantizer: an alias such as ``"ste_sign"`` or an object with ``type``."""
+
+# --------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------
+
+_KERAS_ACTIVATIONS = [
+    "linear",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "hard_sigmoid",
+    "tanh",
+    "softmax",
+    "log_softmax",
+    "softplus",
+    "softsign",
+    "elu",
+    "selu",
+    "gelu",
+    "silu",
+    "swish",
+    "hard_silu",
+    "hard_swish",
+    "leaky_relu",
+    "exponential",
+    "mish",
+]
+_BNN_ACTIVATIONS: dict[str, Callable[..., Any]] = {
+    "hard_tanh": bactivations.hard_tanh,
+    "leaky_tanh": bactivations.leaky_tanh,
+    **bquantizers.function_aliases(),
+}
+ACTIVATION_ALIASES: dict[str, Callable[..., Any]] = {
+    **{name: getattr(keras.activations, name) for name in _KERAS_ACTIVATIONS},
+    **_BNN_ACTIVATIONS,
+}
+ActivationAlias = _names("ActivationName", ACTIVATION_ALIASES)
+Activation = _alias_or_object(ActivationAlias, QuantizerObject, lambda v: v)
+"""An activation: a name (Keras's or bnncore's) or a quantizer object."""
+
+
+def create_activation(spec: Any) -> Any:
+    """The callable for an activation spec (``None`` → ``None``)."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        return ACTIVATION_ALIASES[spec]
+    return spec.create()
+
+
+# --------------------------------------------------------------------------
+# Constraints
+# --------------------------------------------------------------------------
+
+AxisArg = Axis | Annotated[list[Axis], Field(min_length=1, max_length=6)]
+
+
+class WeightClipC(Component):
+    """Clip weights to ``[-clip_value, clip_value]``."""
+
+    _target = bconstraints.WeightClip
+    type: Literal["WeightClip"]
+    clip_value: PosFloat = 1.0
+
+
+class MaxNormC(Component):
+    """Keras ``MaxNorm``."""
+
+    _target = keras.constraints.MaxNorm
+    type: Literal["MaxNorm"]
+    max_value: PosFloat = 2.0
+    axis: AxisArg = 0
+
+
+class NonNegC(Component):
+    """Keras ``NonNeg``."""
+
+    _target = keras.constraints.NonNeg
+    type: Literal["NonNeg"]
+
+
+class UnitNormC(Component):
+    """Keras ``UnitNorm``."""
+
+    _target = keras.constraints.UnitNorm
+    type: Literal["UnitNorm"]
+    axis: AxisArg = 0
+
+
+class MinMaxNormC(Component):
+    """Keras ``MinMaxNorm``."""
+
+    _target = keras.constraints.MinMaxNorm
+    type: Literal["MinMaxNorm"]
+    min_value: NonNegFloat = 0.0
+    max_value: NonNegFloat = 1.0
+    rate: Fraction = 1.0
+    axis: AxisArg = 0
+
+
+ConstraintObject = Annotated[
+    WeightClipC | MaxNormC | NonNegC | UnitNormC | MinMaxNormC,
+    Field(discriminator="type"),
+]
+_CONSTRAINT_ALIASES: dict[str, type[Component]] = {
+    "weight_clip": WeightClipC,
+    "WeightClip": WeightClipC,
+    "max_norm": MaxNormC,
+    "non_neg": NonNegC,
+    "unit_norm": UnitNormC,
+    "min_max_norm": MinMaxNormC,
+}
+
+
+def _resolve_constraint(value: Any) -> Any:
+    if isinstance(value, str):
+        cls = _CONSTRAINT_ALIASES[value]
+        return cls(type=type_tag(cls))
+    return value
+
+
+Constraint = _alias_or_object(
+    _names("ConstraintName", _CONSTRAINT_ALIASES),
+    ConstraintObject,
+    _resolve_constraint,
+)
+
+# --------------------------------------------------------------------------
+# Initializers
+# --------------------------------------------------------------------------
+
+
+class _Seeded(Component):
+    seed: Seed | None = None
+
+
+class ZerosI(Component):
+    _target = keras.initializers.Zeros
+    type: Literal["Zeros"]
+
+
+class OnesI(Component):
+    _target = keras.initializers.Ones
+    type: Literal["Ones"]
+
+
+class ConstantI(Component):
+    _target = keras.initializers.Constant
+    type: Literal["Constant"]
+    value: Finite = 0.0
+
+
+class RandomNormalI(_Seeded):
+    _target = keras.initializers.RandomNormal
+    type: Literal["RandomNormal"]
+    mean: Finite = 0.0
+    stddev: PosFloat = 0.05
+
+
+class TruncatedNormalI(_Seeded):
+    _target = keras.initializers.TruncatedNormal
+    type: Literal["TruncatedNormal"]
+    mean: Finite = 0.0
+    stddev: PosFloat = 0.05
+
+
+class RandomUniformI(_Seeded):
+    _target = keras.initializers.RandomUniform
+    type: Literal["RandomUniform"]
+    minval: Finite = -0.05
+    maxval: Finite = 0.05
+
+
+class VarianceScalingI(_Seeded):
+    _target = keras.initializers.VarianceScaling
+    type: Literal["VarianceScaling"]
+    scale: PosFloat = 1.0
+    mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in"
+    distribution: Literal["truncated_normal", "untruncated_normal", "uniform"] = (
+        "truncated_normal"
+    )
+
+
+class GlorotUniformI(_Seeded):
+    _target = keras.initializers.GlorotUniform
+    type: Literal["GlorotUniform"]
+
+
+class GlorotNormalI(_Seeded):
+    _target = keras.initializers.GlorotNormal
+    type: Literal["GlorotNormal"]
+
+
+class HeUniformI(_Seeded):
+    _target = keras.initializers.HeUniform
+    type: Literal["HeUniform"]
+
+
+class HeNormalI(_Seeded):
+    _target = keras.initializers.HeNormal
+    type: Literal["HeNormal"]
+
+
+class LecunUniformI(_Seeded):
+    _target = keras.initializers.LecunUniform
+    type: Literal["LecunUniform"]
+
+
+class LecunNormalI(_Seeded):
+    _target = keras.initializers.LecunNormal
+    type: Literal["LecunNormal"]
+
+
+_INITIALIZERS = (
+    ZerosI,
+    OnesI,
+    ConstantI,
+    RandomNormalI,
+    TruncatedNormalI,
+    RandomUniformI,
+    VarianceScalingI,
+    GlorotUniformI,
+    GlorotNormalI,
+    HeUniformI,
+    HeNormalI,
+    LecunUniformI,
+    LecunNormalI,
+)
+InitializerObject = Annotated[
+    ZerosI
+    | OnesI
+    | ConstantI
+    | RandomNormalI
+    | TruncatedNormalI
+    | RandomUniformI
+    | VarianceScalingI
+    | GlorotUniformI
+    | GlorotNormalI
+    | HeUniformI
+    | HeNormalI
+    | LecunUniformI
+    | LecunNormalI,
+    Field(discriminator="type"),
+]
+
+
+def _snake(name: str) -> str:
+    out = "".join("_" + c.lower() if c.isupper() else c for c in name)
+    return out.lstrip("_")
+
+
+_INITIALIZER_ALIASES: dict[str, type[Component]] = {}
+for _cls in _INITIALIZERS:
+    _type = type_tag(_cls)
+    _INITIALIZER_ALIASES[_snake(_type)] = _cls
+    _INITIALIZER_ALIASES[_type] = _cls
+
+
+def _resolve_initializer(value: Any) -> Any:
+    if isinstance(value, str):
+        cls = _INITIALIZER_ALIASES[value]
+        return cls(type=type_tag(cls))
+    return value
+
+
+Initializer = _alias_or_object(
+    _names("InitializerName", _INITIALIZER_ALIASES),
+    InitializerObject,
+    _resolve_initializer,
+)
+
+# --------------------------------------------------------------------------
+# Regularizers
+# --------------------------------------------------------------------------
+
+Factor = NonNegFloat
+
+
+class L1R(Component):
+    _target = keras.regularizers.L1
+    type: Literal["L1"]
+    l1: Factor = 0.01
+
+
+class L2R(Component):
+    _target = keras.regularizers.L2
+    type: Literal["L2"]
+    l2: Factor = 0.01
+
+
+class L1L2R(Component):
+    _target = keras.regularizers.L1L2
+    type: Literal["L1L2"]
+    l1: Factor = 0.0
+    l2: Factor = 0.0
+
+
+RegularizerObject = Annotated[L1R | L2R | L1L2R, Field(discriminator="type")]
+_REGULARIZER_ALIASES: dict[str, type[Component]] = {
+    "l1": L1R,
+    "L1": L1R,
+    "l2": L2R,
+    "L2": L2R,
+    "l1_l2": L1L2R,
+    "L1L2": L1L2R,
+}
+
+
+def _resolve_regularizer(value: Any) -> Any:
+    if isinstance(value, str):
+        cls = _REGULARIZER_ALIASES[value]
+        return cls(type=type_tag(cls))
+    return value
+
+
+Regularizer = _alias_or_object(
+    _names("RegularizerName", _REGULARIZER_ALIASES),
+    RegularizerObject,
+    _resolve_regularizer,
+)
+
+
+def create(spec: Any) -> Any:
+    """The runtime object of any component spec; ``None`` stays ``None``."""
+    return None if spec is None else spec.create()
