@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["axis_geometry", "same_padding", "window"]
+__all__ = ["axis_geometry", "same_padding", "transpose_length", "window"]
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -32,3 +32,11 @@ def axis_geometry(size: int, k: int, s: int, d: int, padding: str) -> tuple[int,
         return d * (k - 1), (size - 1) // s + 1
     before, _ = same_padding(size, k, s, d)
     return before, -(-size // s)
+
+
+def transpose_length(size: int, k: int, s: int, d: int, padding: str) -> int:
+    """Output size of one spatial axis of a transposed convolution (no
+    ``output_padding``): ``size × s`` under ``"same"``, plus what the dilated
+    kernel reaches beyond the last stride under ``"valid"``."""
+    extent = (k - 1) * d + 1
+    return size * s + max(extent - s, 0) if padding == "valid" else size * s

@@ -19,6 +19,13 @@ import math
 from collections.abc import Sequence
 from typing import Any, cast
 
+from bnncore_runtime.layer_rules import (
+    LayerRule,
+    RuleError,
+    WeightsRule,
+    dtype_bits,
+    rule_for,
+)
 from bnncore_service.config import Settings
 from bnncore_service.peak import (
     JSON_BYTES_PER_VALUE,
@@ -29,7 +36,6 @@ from bnncore_service.peak import (
     model_peak,
 )
 from bnncore_service.schemas import layers as L
-from bnncore_service.schemas.common import size_tuple
 from bnncore_service.schemas.components import quantizer_bits
 from bnncore_service.schemas.definitions import Graph
 from bnncore_service.schemas.reports import (
@@ -75,296 +81,38 @@ def _limit(where: str, what: str, value: int, limit: int, setting: str) -> None:
         )
 
 
-def _rank(where: str, layer: Any, shape: Shape, rank: int) -> None:
-    if len(shape) != rank:
-        raise DefinitionError(
-            f"{where}: {layer.type} expects inputs of rank {rank} (without the "
-            f"batch dimension), received shape {list(shape)}"
-        )
-
-
-def _conv_length(where: str, n: int, k: int, s: int, d: int, padding: str) -> int:
-    if padding == "valid":
-        extent = (k - 1) * d + 1
-        if n < extent:
-            raise DefinitionError(
-                f"{where}: input size {n} is smaller than the kernel/pool extent "
-                f"{extent} with padding='valid'"
-            )
-        return (n - extent) // s + 1
-    return -(-n // s)
-
-
-def _transpose_length(n: int, k: int, s: int, d: int, padding: str) -> int:
-    extent = (k - 1) * d + 1
-    return n * s + max(extent - s, 0) if padding == "valid" else n * s
-
-
-MacTerm = tuple[Weight, int]
+def _definition_error(where: str, error: RuleError) -> DefinitionError:
+    """A layer rule's refusal, placed in the definition (``where.field``)."""
+    place = f"{where}.{error.field}" if error.field else where
+    return DefinitionError(f"{place}: {error.message}")
 
 
 def _weights_and_macs(
-    where: str, layer: Any, shape: Shape, out: Shape
-) -> tuple[list[Weight], list[MacTerm]]:
-    """The layer's weights (name, shape, bits) and its MAC terms.
+    rule: LayerRule, layer: Any, shapes: list[Shape], out: Shape
+) -> tuple[list[Weight], list[tuple[Weight, int]]]:
+    """The layer's weights (name, shape, bits) and its MAC terms, by its rule.
 
     A MAC term is a kernel and how many times each of its weights is used in
     one call at batch 1.
     """
-    channels = shape[-1] if shape else 0
-    trainable = layer.trainable
-
-    def w(name: str, wshape: Sequence[int], quantizer: Any = None, train=True):
-        bits = quantizer_bits(quantizer) or 32
-        return Weight(
-            name=name, shape=list(wshape), bits=bits, trainable=trainable and train
-        )
-
-    bias = getattr(layer, "use_bias", False)
-    if isinstance(layer, L._Dense):
-        kernel = w(
-            "kernel", (channels, layer.units), getattr(layer, "kernel_quantizer", None)
-        )
-        weights = [kernel] + ([w("bias", (layer.units,))] if bias else [])
-        return weights, [(kernel, math.prod(out[:-1]))]
-    if isinstance(layer, L._Conv):
-        if channels % layer.groups:
-            raise DefinitionError(
-                f"{where}: input channels {channels} are not a multiple of "
-                f"groups={layer.groups}"
+    weights = []
+    for weight in cast(WeightsRule, rule.weights)(layer, shapes, out):
+        argument = rule.quantizer_of(weight.name)
+        quantizer = getattr(layer, argument, None) if argument else None
+        weights.append(
+            Weight(
+                name=weight.name,
+                shape=list(weight.shape),
+                bits=quantizer_bits(quantizer) or dtype_bits(weight.dtype),
+                trainable=layer.trainable and weight.trainable,
             )
-        kernel_size = size_tuple(layer.kernel_size)
-        kshape = (*kernel_size, channels // layer.groups, layer.filters)
-        weights = [w("kernel", kshape, getattr(layer, "kernel_quantizer", None))]
-        weights += [w("bias", (layer.filters,))] if bias else []
-        return weights, [(weights[0], math.prod(out[:-1]))]
-    if isinstance(layer, L._Transpose):
-        kshape = (*size_tuple(layer.kernel_size), layer.filters, channels)
-        weights = [w("kernel", kshape, getattr(layer, "kernel_quantizer", None))]
-        weights += [w("bias", (layer.filters,))] if bias else []
-        return weights, [(weights[0], math.prod(shape[:-1]))]
-    if isinstance(layer, L._Separable):
-        dshape = (*size_tuple(layer.kernel_size), channels, layer.depth_multiplier)
-        pshape = (*(1,) * layer._rank, channels * layer.depth_multiplier, layer.filters)
-        weights = [
-            w("depthwise_kernel", dshape, getattr(layer, "depthwise_quantizer", None)),
-            w("pointwise_kernel", pshape, getattr(layer, "pointwise_quantizer", None)),
-        ]
-        weights += [w("bias", (layer.filters,))] if bias else []
-        positions = math.prod(out[:-1])
-        return weights, [(weights[0], positions), (weights[1], positions)]
-    if isinstance(layer, L._Depthwise):
-        kshape = (*size_tuple(layer.kernel_size), channels, layer.depth_multiplier)
-        weights = [w("kernel", kshape, getattr(layer, "depthwise_quantizer", None))]
-        weights += [w("bias", (channels * layer.depth_multiplier,))] if bias else []
-        return weights, [(weights[0], math.prod(out[:-1]))]
-    if isinstance(layer, L._Local):
-        positions = math.prod(out[:-1])
-        kernel_size = size_tuple(layer.kernel_size)
-        kshape = (positions, math.prod(kernel_size) * channels, layer.filters)
-        weights = [w("kernel", kshape, getattr(layer, "kernel_quantizer", None))]
-        weights += [w("bias", (*out[:-1], layer.filters))] if bias else []
-        return weights, [(weights[0], 1)]
-    if isinstance(layer, L.BatchNormalization):
-        weights = [w("gamma", (channels,))] if layer.scale else []
-        weights += [w("beta", (channels,))] if layer.center else []
-        weights += [
-            w("moving_mean", (channels,), train=False),
-            w("moving_variance", (channels,), train=False),
-        ]
-        return weights, []
-    if isinstance(layer, L.Normalization):
-        if layer.mean is not None:  # constants of the definition, not weights
-            return [], []
-        return [
-            w("mean", (channels,), train=False),
-            w("variance", (channels,), train=False),
-            Weight(name="count", shape=[], bits=64, trainable=False),
-        ], []
-    if isinstance(layer, L.LayerNormalization):
-        weights = [w("gamma", (channels,))] if layer.scale else []
-        weights += [w("beta", (channels,))] if layer.center else []
-        return weights, []
-    if isinstance(layer, L.LayerScale):
-        if layer.projection_dim != channels:
-            raise DefinitionError(
-                f"{where}.projection_dim: {layer.projection_dim} but the input "
-                f"has {channels} channels (allowed: the input's channels)"
-            )
-        return [w("gamma", (channels,))], []
-    if isinstance(layer, L.PReLU):
-        alpha = list(shape)
-        for axis in layer.shared_axes or []:
-            if axis > len(shape):
-                raise DefinitionError(
-                    f"{where}.shared_axes: axis {axis} is out of range for inputs "
-                    f"of rank {len(shape)}"
-                )
-            alpha[axis - 1] = 1
-        return [w("alpha", alpha)], []
-    return [], []
-
-
-def _output_shape(where: str, layer: Any, shapes: list[Shape]) -> Shape:
-    """Output shape (batch excluded) of ``layer`` applied to ``shapes``."""
-    shape = shapes[0]
-    if isinstance(layer, L._Dense):
-        return (*shape[:-1], layer.units)
-    if isinstance(layer, L._Spatial | L._Local):
-        _rank(where, layer, shape, layer._rank + 1)
-        kernel_size, strides = size_tuple(layer.kernel_size), size_tuple(layer.strides)
-        dilation = getattr(layer, "dilation_rate", (1,) * layer._rank)
-        if isinstance(layer, L._Transpose):
-            spatial = [
-                _transpose_length(n, k, s, d, layer.padding)
-                for n, k, s, d in zip(
-                    shape[:-1], kernel_size, strides, dilation, strict=True
-                )
-            ]
-        else:
-            spatial = [
-                _conv_length(where, n, k, s, d, layer.padding)
-                for n, k, s, d in zip(
-                    shape[:-1], kernel_size, strides, dilation, strict=True
-                )
-            ]
-        if isinstance(layer, L._Separable | L._Conv | L._Transpose | L._Local):
-            channels = layer.filters
-        else:  # the one kind of _Spatial left: a depthwise convolution
-            channels = shape[-1] * cast(L._Depthwise, layer).depth_multiplier
-        return (*spatial, channels)
-    if isinstance(layer, L._Pool):
-        _rank(where, layer, shape, layer._rank + 1)
-        pool_size = size_tuple(layer.pool_size)
-        strides = size_tuple(layer.strides or layer.pool_size)
-        spatial = [
-            _conv_length(where, n, p, s, 1, layer.padding)
-            for n, p, s in zip(shape[:-1], pool_size, strides, strict=True)
-        ]
-        return (*spatial, shape[-1])
-    if isinstance(layer, L._GlobalPool):
-        _rank(where, layer, shape, layer._rank + 1)
-        return (*(1,) * layer._rank, shape[-1]) if layer.keepdims else (shape[-1],)
-    if isinstance(layer, L.Flatten):
-        return (math.prod(shape),)
-    if isinstance(layer, L.Reshape):
-        target = list(layer.target_shape)
-        total = math.prod(shape)
-        known = math.prod(v for v in target if v != -1)
-        if -1 in target:
-            if total % known:
-                raise DefinitionError(
-                    f"{where}.target_shape: {target} cannot hold {total} elements"
-                )
-            target[target.index(-1)] = total // known
-        if math.prod(target) != total:
-            raise DefinitionError(
-                f"{where}.target_shape: {target} has {math.prod(target)} elements, "
-                f"the input {list(shape)} has {total}"
-            )
-        return tuple(target)
-    if isinstance(layer, L.Permute):
-        _rank(where, layer, shape, len(layer.dims))
-        return tuple(shape[d - 1] for d in layer.dims)
-    if isinstance(layer, L.ZeroPadding1D | L._ZeroPaddingND):
-        rank = 1 if isinstance(layer, L.ZeroPadding1D) else layer._rank
-        # Validated into one (before, after) pair per spatial axis.
-        pads = cast(
-            tuple[tuple[int, int], ...],
-            (layer.padding,) if rank == 1 else layer.padding,
         )
-        _rank(where, layer, shape, rank + 1)
-        return (*(n + a + b for n, (a, b) in zip(shape, pads, strict=False)), shape[-1])
-    if isinstance(layer, L.Cropping1D | L._CroppingND):
-        rank = 1 if isinstance(layer, L.Cropping1D) else layer._rank
-        crops = cast(
-            tuple[tuple[int, int], ...],
-            (layer.cropping,) if rank == 1 else layer.cropping,
-        )
-        _rank(where, layer, shape, rank + 1)
-        spatial = []
-        for n, (a, b) in zip(shape, crops, strict=False):
-            if a + b >= n:
-                raise DefinitionError(
-                    f"{where}.cropping: {[list(c) for c in crops]} leaves nothing "
-                    f"of the input {list(shape)}"
-                )
-            spatial.append(n - a - b)
-        return (*spatial, shape[-1])
-    if isinstance(layer, L.UpSampling1D):
-        _rank(where, layer, shape, 2)
-        return (shape[0] * layer.size, shape[1])
-    if isinstance(layer, L.UpSampling2D):
-        _rank(where, layer, shape, 3)
-        size = size_tuple(layer.size)
-        return (shape[0] * size[0], shape[1] * size[1], shape[2])
-    if isinstance(layer, L.Concatenate):
-        rank = len(shape)
-        axis = layer.axis
-        if not (-rank <= axis <= rank) or axis in (0, -rank - 1):
-            raise DefinitionError(
-                f"{where}.axis: {axis} is not a feature axis of inputs of rank {rank}"
-            )
-        index = axis - 1 if axis > 0 else rank + axis
-        for other in shapes[1:]:
-            if len(other) != rank or any(
-                a != b
-                for i, (a, b) in enumerate(zip(shape, other, strict=True))
-                if i != index
-            ):
-                raise DefinitionError(
-                    f"{where}: inputs {[list(s) for s in shapes]} differ outside the "
-                    f"concatenation axis {axis}"
-                )
-        return tuple(
-            sum(s[i] for s in shapes) if i == index else shape[i] for i in range(rank)
-        )
-    if isinstance(layer, L._Merge):
-        # Keras broadcasts: inputs of one rank whose sizes agree or are 1
-        # (a squeeze-and-excitation scale [1, 1, C] times a [H, W, C] map).
-        if any(len(other) != len(shape) for other in shapes[1:]) or any(
-            len({n for n in sizes if n != 1}) > 1 for sizes in zip(*shapes, strict=True)
-        ):
-            raise DefinitionError(
-                f"{where}: {layer.type} needs inputs of one rank whose sizes are "
-                f"equal or 1 on each axis, received {[list(s) for s in shapes]}"
-            )
-        return tuple(max(sizes) for sizes in zip(*shapes, strict=True))
-    if isinstance(layer, L.BatchNormalization | L.Normalization | L.LayerNormalization):
-        _last_axis(where, layer, shape)
-    if isinstance(layer, L.Normalization) and layer.mean is not None:
-        for field in ("mean", "variance"):
-            value = getattr(layer, field)
-            if isinstance(value, list) and len(value) not in (1, shape[-1]):
-                raise DefinitionError(
-                    f"{where}.{field}: {len(value)} values for {shape[-1]} "
-                    "channels (allowed: one number, or one value per channel)"
-                )
-    if isinstance(layer, L.Dropout) and layer.noise_shape is not None:
-        full = (None, *shape)
-        if len(layer.noise_shape) != len(full) or any(
-            n not in (None, 1, m) for n, m in zip(layer.noise_shape, full, strict=False)
-        ):
-            raise DefinitionError(
-                f"{where}.noise_shape: {layer.noise_shape} does not fit inputs of "
-                f"shape {list(full)} (allowed: one entry per axis, batch first, "
-                "each null, 1 or the input's size)"
-            )
-    if isinstance(layer, L.Softmax) and not -len(shape) <= layer.axis <= len(shape):
-        raise DefinitionError(f"{where}.axis: out of range for rank {len(shape)}")
-    return shape
-
-
-def _last_axis(where: str, layer: Any, shape: Shape) -> None:
-    """Normalization layers work on the last axis only: ``-1``, or
-    ``len(shape)`` (the input's rank - 1, counting the batch axis)."""
-    axis = L.last_axis(layer.axis)
-    if axis not in (-1, len(shape)):
-        raise DefinitionError(
-            f"{where}.axis: {layer.axis!r} is not the last axis of inputs of "
-            f"shape {[None, *shape]} (allowed: -1 or {len(shape)}; only the "
-            "last axis is supported)"
-        )
+    by_name = {weight.name: weight for weight in weights}
+    terms = [
+        (by_name[term.weight], cast(int, term.positions))
+        for term in (rule.macs(layer, shapes, out) if rule.macs else ())
+    ]
+    return weights, terms
 
 
 def _check_sizes(where: str, layer: Any, settings: Settings) -> None:
@@ -377,7 +125,7 @@ def _check_sizes(where: str, layer: Any, settings: Settings) -> None:
                 settings.max_kernel_size,
                 "max_kernel_size",
             )
-    if isinstance(layer, L._Dense):
+    if hasattr(layer, "units"):  # Dense and QuantDense
         _limit(f"{where}.units", "units", layer.units, settings.max_units, "max_units")
     if hasattr(layer, "filters"):
         _limit(
@@ -394,7 +142,7 @@ def estimate_layer(
 ) -> tuple[LayerEstimate, Shape]:
     """The estimate of one layer given its input shapes (batch excluded)."""
     _check_sizes(where, layer, settings)
-    if isinstance(layer, L._Depthwise):
+    if hasattr(layer, "depth_multiplier"):  # depthwise and separable
         # input channels × depth_multiplier is a channel count: the output of
         # a depthwise layer, the intermediate of a separable one.
         _limit(
@@ -408,8 +156,14 @@ def estimate_layer(
     # No limit on an output's extents: a layer's width is bounded above
     # (units, filters, channels), every tensor's size by the activation
     # elements (a Flatten of a large feature map is not a wide layer).
-    out = _output_shape(where, layer, shapes)
-    weights, terms = _weights_and_macs(where, layer, shapes[0], out)
+    rule = rule_for(layer.type)
+    if rule.output_shape is None or not rule.estimable:
+        raise DefinitionError(f"{where}: {layer.type} layers cannot be estimated")
+    try:
+        out = rule.output_shape(layer, shapes)
+        weights, terms = _weights_and_macs(rule, layer, shapes, out)
+    except RuleError as error:
+        raise _definition_error(where, error) from None
     input_bits = quantizer_bits(getattr(layer, "input_quantizer", None))
     macs = bops = 0
     macs_by_bits: dict[str, int] = {}
@@ -428,9 +182,10 @@ def estimate_layer(
         by_bits[str(weight.bits)] = by_bits.get(str(weight.bits), 0) + count
         memory_bits += count * weight.bits
     inference_params = params
-    if isinstance(layer, L.BatchNormalization):
-        inference_params = 2 * shapes[0][-1]
-        memory_bits = inference_params * 32
+    if rule.fold is not None:  # one scale and one offset per channel
+        channels = next(w for w in weights if w.name == rule.fold.channels)
+        inference_params = rule.fold.params(math.prod(channels.shape))
+        memory_bits = inference_params * channels.bits
     return (
         LayerEstimate(
             name=layer.name,
@@ -713,7 +468,7 @@ def estimate_report(result: Estimate, graph: Graph) -> EstimateReport:
         _report_layer(
             row,
             [output_shapes[name] for name in by_name[row.name].inputs or []],
-            folded=isinstance(by_name[row.name], L.BatchNormalization),
+            folded=rule_for(by_name[row.name].type).fold is not None,
         )
         for row in result.layers
     ]

@@ -28,7 +28,9 @@ tensor is counted at 4 bytes per element (the models are float32; boolean
 masks take 1 byte, float64 temporaries of ``magnitude_aware_sign`` count as two
 elements in its factor).
 
-The counts per operation come from TensorFlow's graphs of each layer type;
+The counts per operation come from TensorFlow's graphs of each layer type,
+kept with the layer's other rules in :mod:`bnncore_runtime.layer_rules`
+(``intermediates``, ``fixed``; the quantizer and activation factors);
 ``tests/service/hostile/test_hostile_memory.py`` checks them against the
 graph TensorFlow traces for random definitions.
 """
@@ -36,19 +38,29 @@ graph TensorFlow traces for random definitions.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bnncore_service.schemas.common import size_tuple
+from bnncore_runtime.layer_rules import (
+    ACTIVATION_FACTORS,
+    DEFAULT_FACTOR,
+    QUANTIZER_FACTORS,
+    fixed_elements,
+    intermediate_elements,
+    rule_for,
+)
 
 # ``bnncore_service.schemas.layers`` (which imports Keras) is imported by the functions
 # that read layer specs, so that RequestCost and the constants import without
 # TensorFlow (the inference replica's codec uses them).
 
 __all__ = [
+    "ACTIVATION_FACTORS",
     "BYTES_PER_ELEMENT",
+    "DEFAULT_FACTOR",
     "JSON_BYTES_PER_VALUE",
+    "QUANTIZER_FACTORS",
     "SCRATCH_BYTES",
     "LayerPeak",
     "Peak",
@@ -79,56 +91,6 @@ batch."""
 SMALL_TENSOR_BYTES = 1024
 """Allowance per layer for the small tensors its operations create whatever
 the batch: shape vectors, scalars, reduction results."""
-
-DEFAULT_FACTOR = 12
-"""Elements created per input element by an elementwise function missing from
-the tables below (a test fails when an allowed one is missing)."""
-
-QUANTIZER_FACTORS: dict[str, int] = {
-    "SteSign": 4,
-    "ApproxSign": 4,
-    "SwishSign": 4,
-    "SteHeaviside": 4,
-    "MagnitudeAwareSign": 11,
-    "SteTern": 8,
-    "DoReFa": 6,
-    "NoOp": 1,
-}
-"""Elements a quantizer's operations create per input element (its output
-included), from TensorFlow's graph of each."""
-
-ACTIVATION_FACTORS: dict[str, int] = {
-    "linear": 0,
-    "relu": 1,
-    "relu6": 1,
-    "sigmoid": 1,
-    "hard_sigmoid": 4,
-    "tanh": 1,
-    "softmax": 2,
-    "log_softmax": 2,
-    "softplus": 1,
-    "softsign": 1,
-    "elu": 1,
-    "selu": 1,
-    "gelu": 6,
-    "silu": 4,
-    "swish": 4,
-    "hard_silu": 5,
-    "hard_swish": 5,
-    "leaky_relu": 1,
-    "exponential": 1,
-    "mish": 4,
-    "hard_tanh": 3,
-    "leaky_tanh": 11,
-    "ste_sign": 4,
-    "approx_sign": 4,
-    "swish_sign": 4,
-    "ste_heaviside": 4,
-    "magnitude_aware_sign": 11,
-    "ste_tern": 8,
-    "dorefa_quantizer": 6,
-}
-"""Elements an activation creates per element (its output included)."""
 
 
 def quantizer_factor(spec: Any) -> int:
@@ -224,126 +186,16 @@ class RequestCost:
         return max(limit - self.fixed_bytes, 0) // max(per_row, 1)
 
 
-def _padded(shape: Shape, layer: Any) -> int:
-    """Elements of the input padded for ``same``/``causal`` (0 for ``valid``)."""
-    padding = getattr(layer, "padding", "valid")
-    if padding == "valid":
-        return 0
-    # Sizes are tuples of the layer's rank once validated.
-    kernel = size_tuple(getattr(layer, "kernel_size", None) or layer.pool_size)
-    strides = size_tuple(getattr(layer, "strides", None) or kernel)
-    dilation = size_tuple(getattr(layer, "dilation_rate", None) or (1,) * len(kernel))
-    sizes = []
-    for n, k, s, d in zip(shape[:-1], kernel, strides, dilation, strict=False):
-        extent = (k - 1) * d + 1
-        out = -(-n // s)
-        sizes.append(max(n, (out - 1) * s + extent))
-    return math.prod(sizes) * shape[-1]
+def _factor(layer: Any) -> Callable[[str], int]:
+    """Elements per element of the quantizer or activation in an argument."""
 
+    def factor(argument: str) -> int:
+        value = getattr(layer, argument, None)
+        if argument == "activation":
+            return activation_factor(value)
+        return quantizer_factor(value)
 
-def _kernel_elements(weights: Sequence[Any], name: str) -> int:
-    for weight in weights:
-        if weight.name == name:
-            return math.prod(weight.shape)
-    return 0
-
-
-def _fixed(layer: Any, weights: Sequence[Any], out: Shape) -> int:
-    """Batch-independent bytes of a layer: quantized kernel copies, gather
-    indices, and :data:`SMALL_TENSOR_BYTES`."""
-    from bnncore_service.schemas import layers as L
-
-    elements = 0
-    for field, weight in (
-        ("kernel_quantizer", "kernel"),
-        ("depthwise_quantizer", "depthwise_kernel"),
-        ("depthwise_quantizer", "kernel"),
-        ("pointwise_quantizer", "pointwise_kernel"),
-    ):
-        factor = quantizer_factor(getattr(layer, field, None))
-        elements += factor * _kernel_elements(weights, weight)
-    if isinstance(layer, L._Local):  # the einsum may lay the kernel out anew
-        elements += _kernel_elements(weights, "kernel")
-        # The gather indices (int64): one (output position, kernel offset) grid
-        # per spatial axis.
-        elements += 2 * sum(
-            n * k for n, k in zip(out[:-1], size_tuple(layer.kernel_size), strict=True)
-        )
-    return elements * BYTES_PER_ELEMENT + SMALL_TENSOR_BYTES
-
-
-def _intermediates(layer: Any, shapes: list[Shape], out: Shape) -> int:
-    """Elements of every tensor a layer's operations create besides its output."""
-    from bnncore_service.schemas import layers as L
-
-    shape = shapes[0]
-    first = math.prod(shape)
-    o = math.prod(out)
-    total = quantizer_factor(getattr(layer, "input_quantizer", None)) * first
-    total += activation_factor(getattr(layer, "activation", None)) * o
-    if getattr(layer, "use_bias", False):
-        total += o  # the bias addition writes a new tensor
-    if isinstance(layer, L._Spatial | L._Pool):
-        total += _padded(shape, layer)
-    if isinstance(layer, L._Dense | L._Conv):
-        if getattr(layer, "groups", 1) > 1:  # inputs and outputs regrouped
-            total += first + o
-        return total
-    if isinstance(layer, L._Separable):
-        spatial = math.prod(out[:-1])
-        return total + spatial * shape[-1] * layer.depth_multiplier
-    if isinstance(layer, L._Depthwise):
-        return total
-    if isinstance(layer, L._Transpose):
-        # The column buffer of the gradient-of-convolution TensorFlow runs.
-        kernel = math.prod(size_tuple(layer.kernel_size))
-        return total + math.prod(shape[:-1]) * kernel * layer.filters
-    if isinstance(layer, L._Local):
-        window = size_tuple(layer.kernel_size)
-        steps = list(shape)
-        gathered = 0
-        for axis, (k, n) in enumerate(zip(window, out[:-1], strict=True)):
-            steps[axis] = n * k  # the windows gathered along one more axis
-            gathered += math.prod(steps)
-        patches = math.prod(out[:-1]) * math.prod(window) * shape[-1]
-        return total + gathered + 2 * patches + 2 * o
-    if isinstance(layer, L.BatchNormalization):
-        return total + 3 * first
-    if isinstance(layer, L.Normalization):  # (x - mean), then its quotient
-        return total + 2 * first
-    if isinstance(layer, L.LayerNormalization):
-        # Mean, centred input, its square, variance, scaled and shifted
-        # copies (measured: 6.5 per element at 2 channels, reductions
-        # included).
-        return total + 8 * first
-    if isinstance(layer, L.PReLU):
-        return total + 5 * o
-    if isinstance(layer, L.ReLU):  # slope, threshold and ceiling: a select each
-        return total + 8 * o
-    if isinstance(layer, L.ELU):
-        return total + 4 * o
-    if isinstance(layer, L.LayerScale):  # the product is the output
-        return total + o
-    if isinstance(layer, L.LeakyReLU | L.Rescaling):
-        return total + 2 * o
-    if isinstance(layer, L.Softmax):
-        return total + 3 * o
-    if isinstance(layer, L.ActivationLayer):
-        return total  # its factor is counted above (``activation`` field)
-    if layer.type in QUANTIZER_FACTORS:  # a quantizer used as a layer
-        return total + quantizer_factor(layer) * first
-    if isinstance(layer, L.UpSampling1D):
-        return total + o
-    if isinstance(layer, L.UpSampling2D):
-        # Nearest: one repeat per axis (a tile, then its reshape); bilinear: a
-        # resize. The first axis' step counted twice covers both.
-        first_step = out[0] * shape[1] * shape[2]
-        return total + 2 * first_step + o
-    if isinstance(layer, L.Concatenate):
-        return total
-    if isinstance(layer, L._Merge):  # a running sum (or extreme), then a mean
-        return total + len(shapes) * o
-    return total
+    return factor
 
 
 def layer_peak(
@@ -357,13 +209,15 @@ def layer_peak(
         out: Its output shape.
         weights: Its weights (``name`` and ``shape``) as the estimate lists them.
     """
+    rule, factor = rule_for(layer.type), _factor(layer)
+    fixed = fixed_elements(rule, layer, shapes, out, factor, weights)
     return LayerPeak(
         name=layer.name,
         type=layer.type,
         input_elements=sum(math.prod(s) for s in shapes),
-        intermediate_elements=_intermediates(layer, shapes, out),
+        intermediate_elements=intermediate_elements(rule, layer, shapes, out, factor),
         output_elements=math.prod(out),
-        fixed_bytes=_fixed(layer, weights, out),
+        fixed_bytes=fixed * BYTES_PER_ELEMENT + SMALL_TENSOR_BYTES,
     )
 
 
