@@ -1,6 +1,10 @@
 """Counting: bit widths, parameters, memory, MACs, BOPs and activations.
 
-The rules (documented with examples in ``docs/profile.md``):
+The rules (documented with examples in ``docs/profile.md``); the facts about
+each layer type (which kernels multiply inputs and how often, which layers
+fold for inference) come from the table of layer rules,
+:mod:`bnncore_runtime.layer_rules`, which the service's estimate of a
+definition applies too:
 
 * A weight counts at the ``precision`` of the quantizer applied to it in the
   forward pass (``layer.kernel_quantizers``), else at its dtype's width. A
@@ -26,11 +30,10 @@ The rules (documented with examples in ``docs/profile.md``):
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import keras
 
@@ -50,7 +53,7 @@ from bnncore.analysis.records import (
     WeightProfile,
     bit_counts,
 )
-from bnncore.layers.locally_connected import LocallyConnected1D, LocallyConnected2D
+from bnncore_runtime.layer_rules import LayerRule, MacTerm, dtype_bits, rule_of
 
 __all__ = [
     "check_built",
@@ -65,34 +68,6 @@ __all__ = [
 DEFAULT_BITS = 32
 
 _Sources = Mapping[str | None, int]  # producer name → bits of its output
-
-_TRANSPOSED = (
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-)
-_SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
-_CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-_LOCAL = (LocallyConnected1D, LocallyConnected2D)
-# Layers whose weights are applied element-wise or looked up: 0 MACs, no note.
-_NO_MACS = (
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.GroupNormalization,
-    keras.layers.Normalization,
-    keras.layers.Embedding,
-    keras.layers.PReLU,
-)
-
-
-def dtype_bits(dtype: Any) -> int:
-    """Bit width of a dtype name (``"float32"`` → 32, ``"bool"`` → 8)."""
-    name = str(getattr(dtype, "name", dtype))
-    if name == "bool":
-        return 8
-    match = re.search(r"(\d+)", name)
-    return int(match.group(1)) if match else DEFAULT_BITS
 
 
 def _quantizer_name(quantizer: Any) -> str:
@@ -185,14 +160,16 @@ def _count_params(layer: Any, weights: tuple[WeightProfile, ...]) -> _ParamCount
         counts.params += w.params
         counts.trainable += w.params if w.trainable else 0
         counts.by_bits[w.bits] += w.params
-    if isinstance(layer, keras.layers.BatchNormalization) and counted:
+    rule = rule_of(layer)
+    if rule is not None and rule.fold is not None and counted:
         # Folded at inference into one scale and one offset per channel.
-        channels = math.prod(int(d) for d in layer.moving_mean.shape)
-        bits = dtype_bits(layer.moving_mean.dtype)
-        counts.inference = 2 * channels
-        counts.inference_by_bits[bits] += 2 * channels
-        counts.memory_bits = 2 * channels * bits
-        counts.memory_bits_8 = 2 * channels * min(bits, 8)
+        variable = getattr(layer, rule.fold.channels)
+        inference = rule.fold.params(math.prod(int(d) for d in variable.shape))
+        bits = dtype_bits(variable.dtype)
+        counts.inference = inference
+        counts.inference_by_bits[bits] += inference
+        counts.memory_bits = inference * bits
+        counts.memory_bits_8 = inference * min(bits, 8)
         return counts
     for w in counted:
         counts.inference += w.params
@@ -207,39 +184,12 @@ def _count_params(layer: Any, weights: tuple[WeightProfile, ...]) -> _ParamCount
 # ----------------------------------------------------------------------------
 
 
-def _spatial(layer: Any, shape: Shape) -> Shape:
-    if getattr(layer, "data_format", "channels_last") == "channels_first":
-        return shape[2:]
-    return shape[1:-1]
-
-
-def _kernel_terms(layer: Any) -> list[tuple[str, int]]:
-    """(attribute, number of weights) of the kernels that multiply inputs."""
-    if isinstance(layer, _SEPARABLE):
-        names = ["depthwise_kernel", "pointwise_kernel"]
-    else:
-        names = ["kernel"]
-    terms = []
-    for name in names:
-        kernel = getattr(layer, name, None)
-        if kernel is not None:
-            terms.append((name, math.prod(int(d) for d in kernel.shape)))
-    return terms
-
-
-def _positions(layer: Any, call: Call) -> int | None:
-    """How many times each kernel weight is used in one call at batch 1."""
-    if isinstance(layer, _LOCAL):
-        return 1
-    if isinstance(layer, _TRANSPOSED):
-        dims = _spatial(layer, call.input_shapes[0]) if call.input_shapes else None
-    elif isinstance(layer, keras.layers.Dense):
-        dims = call.output_shapes[0][1:-1] if call.output_shapes else None
-    else:
-        dims = _spatial(layer, call.output_shapes[0]) if call.output_shapes else None
-    if dims is None or any(d is None for d in dims):
-        return None
-    return math.prod(dims)  # type: ignore[arg-type]
+def _mac_terms(rule: LayerRule, layer: Any, call: Call) -> tuple[MacTerm, ...]:
+    """The layer's MAC terms in one call, by its rule (shapes without batch)."""
+    assert rule.macs is not None
+    inputs = [shape[1:] for shape in call.input_shapes]
+    output = call.output_shapes[0][1:] if call.output_shapes else None
+    return rule.macs(layer, inputs, output)
 
 
 def _unknown_shape_note(call: Call) -> str:
@@ -256,10 +206,8 @@ def _unknown_shape_note(call: Call) -> str:
 
 def is_mac_layer(layer: Any) -> bool:
     """Whether the layer multiplies its inputs by weights (MACs counted)."""
-    return isinstance(
-        layer,
-        (keras.layers.Dense, *_CONV, *_DEPTHWISE, *_SEPARABLE, *_TRANSPOSED, *_LOCAL),
-    )
+    rule = rule_of(layer)
+    return rule is not None and rule.macs is not None
 
 
 @dataclass
@@ -277,22 +225,26 @@ def _count_macs(
     input_bits: int,
 ) -> _MacCounts:
     counts = _MacCounts()
-    if not is_mac_layer(layer):
-        if any(w.params for w in weights) and not isinstance(layer, _NO_MACS):
+    rule = rule_of(layer)
+    if rule is None or rule.macs is None:
+        silent = rule is not None and rule.weights_without_macs
+        if any(w.params for w in weights) and not silent:
             counts.notes.append(
                 f"MACs are not counted for {type(layer).__name__} layers."
             )
         return counts
     bits_by_id = {id(v): w.bits for v, w in zip(layer.weights, weights, strict=True)}
     for call in calls:
-        positions = _positions(layer, call)
-        if positions is None:
+        terms = _mac_terms(rule, layer, call)
+        if any(term.positions is None for term in terms):
             counts.notes.append(_unknown_shape_note(call))
             continue
-        for attribute, size in _kernel_terms(layer):
-            kernel = getattr(layer, attribute)
+        for term in terms:
+            kernel = getattr(layer, term.weight, None)
+            if kernel is None:
+                continue
             kernel_bits = bits_by_id.get(id(kernel), dtype_bits(kernel.dtype))
-            macs = size * positions
+            macs = math.prod(int(d) for d in kernel.shape) * cast(int, term.positions)
             counts.macs += macs
             counts.by_bits[max(input_bits, kernel_bits)] += macs
             counts.bops += macs * input_bits * kernel_bits
