@@ -9,6 +9,12 @@ of revision ``0001``, no ``alembic_version``) is recognised and stamped
 starting together) take turns: PostgreSQL through an advisory lock held by
 the migration's transaction, SQLite through ``BEGIN IMMEDIATE``; either way a
 failed migration rolls back whole.
+
+Alembic (and its Mako templates) is imported only to stamp or migrate, or to
+look up a revision this code does not name: reading a database's revision is
+one query of Alembic's version table (:func:`current`), so a replica whose
+database is current (``BNN_MIGRATE=off``, or ``auto`` with nothing to do)
+starts without importing Alembic.
 """
 
 from __future__ import annotations
@@ -16,21 +22,26 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from bnncore_service import database
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 __all__ = ["HEAD", "MigrationError", "current", "head", "require_head", "upgrade"]
 
 HEAD = "0002"
 """The revision this code reads and writes (a test checks it is the head)."""
+
+VERSION_TABLE = "alembic_version"
+"""Alembic's table of the database's revision (its default name, one
+``version_num`` column, one row on a linear history)."""
 
 LEGACY_TABLES = frozenset({"model_names", "model_versions", "model_weights"})
 """The tables of revision ``0001``, as ``create_all`` made them before."""
@@ -38,7 +49,8 @@ LEGACY_TABLES = frozenset({"model_names", "model_versions", "model_weights"})
 _LOCK_KEY = 0x626E6E636F7265  # "bnncore": the advisory lock of migrations
 
 # Alembic announces each of its plugins at INFO on every run: noise in the
-# service's start-up log (its "Running upgrade ..." lines are kept).
+# service's start-up log (its "Running upgrade ..." lines are kept). Set here,
+# before Alembic is imported, so that it holds whenever Alembic runs.
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
@@ -47,6 +59,8 @@ class MigrationError(RuntimeError):
 
 
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent))
     config.attributes["connection"] = connection
@@ -55,6 +69,8 @@ def _config(connection: Connection | None = None) -> Config:
 
 @functools.cache
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
 
 
@@ -66,8 +82,27 @@ def head() -> str:
 
 
 def current(connection: Connection) -> str | None:
-    """The database's revision (``None``: never migrated)."""
-    return MigrationContext.configure(connection).get_current_revision()
+    """The database's revision (``None``: never migrated), read from Alembic's
+    version table with one query, as Alembic's
+    ``MigrationContext.get_current_revision`` reads it.
+
+    Raises:
+        MigrationError: the table holds more than one revision (branches:
+            no release of this code made it).
+    """
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    found = [
+        str(row[0])
+        for row in connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    ]
+    if len(found) > 1:
+        raise MigrationError(
+            f"the registry database's {VERSION_TABLE} table holds several "
+            f"revisions ({', '.join(sorted(found))}); expected one: not a "
+            "database any release created"
+        )
+    return found[0] if found else None
 
 
 def _recognise(connection: Connection) -> str | None:
@@ -78,6 +113,8 @@ def _recognise(connection: Connection) -> str | None:
             or the revision is unknown to this code (made by a newer one).
     """
     revision = current(connection)
+    if revision == HEAD:  # the common case: no need to read the scripts
+        return revision
     if revision is not None:
         try:
             _script().get_revision(revision)
@@ -99,6 +136,8 @@ def _recognise(connection: Connection) -> str | None:
             f"{', '.join(sorted(LEGACY_TABLES - present))}, and no migration "
             "record: not a database any release created"
         )
+    from alembic import command
+
     command.stamp(_config(connection), "0001")
     return "0001"
 
@@ -127,7 +166,9 @@ def upgrade(url: str) -> tuple[str | None, str]:
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}
                 )
             before = _recognise(connection)
-            if before != head():
+            if before != HEAD:
+                from alembic import command
+
                 command.upgrade(_config(connection), "head")
             after = current(connection)
     finally:
