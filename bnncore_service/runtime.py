@@ -1,4 +1,4 @@
-"""Per-process runtime: the bounded build executor and the LRU cache of built models.
+"""Per-process runtime: the bounded build executor and the model cache.
 
 TensorFlow work (building a model, profiling it) runs on a small thread pool,
 never on the event loop; at most ``BNN_MAX_PENDING_BUILDS`` jobs may be queued
@@ -8,7 +8,9 @@ A Keras model is a web of reference cycles (layers, their nodes, the model's
 graph), so dropping the last reference to an evicted model frees nothing: its
 weights stay allocated until the cyclic garbage collector runs, and a full
 collection over the ~350,000 objects TensorFlow and Keras create at import
-takes ~0.3 s while holding the GIL. So the cache collects after each eviction
+takes ~0.3 s while holding the GIL. So the cache
+(:class:`~bnncore_service.model_cache.ModelCache`, one per process, shared by
+reports and inference) collects after each eviction
 (on the build thread that evicted, never on the event loop), and
 :func:`freeze_startup_objects` moves the objects that exist at start-up into
 the collector's permanent generation, once per process, which makes those
@@ -25,16 +27,15 @@ import gc
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bnncore_service.builder import Plan, build
 from bnncore_service.config import Settings
 from bnncore_service.logs import log_event
+from bnncore_service.model_cache import Built, ModelCache, model_key
 from bnncore_service.store import StoredWeights
 
 __all__ = ["Built", "BusyError", "ModelCache", "Runtime", "freeze_startup_objects"]
@@ -66,90 +67,6 @@ def freeze_startup_objects() -> None:
 
 class BusyError(RuntimeError):
     """Too many builds queued (→ 503)."""
-
-
-@dataclass(frozen=True)
-class Built:
-    """A built model and its profile.
-
-    Attributes:
-        weights_sha256: The uploaded weights loaded into ``model`` (``None``:
-            initial weights). Anything cached from ``model`` (compiled engines)
-            must key on it as well as on the content hash.
-    """
-
-    model: Any
-    profile: Any
-    weights_sha256: str | None = None
-
-
-class ModelCache:
-    """A thread-safe least-recently-used cache of :class:`Built` by content hash.
-
-    What it evicts is freed before :meth:`put` returns (a garbage collection
-    after the eviction), so the memory of built models stays bounded by the
-    cache size. :meth:`put` blocks for that collection: call it from a worker
-    thread, as :meth:`Runtime.built` does.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[str, Built] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-        self.evictions = 0
-
-    def get(self, key: str) -> Built | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return item
-
-    def put(self, key: str, item: Built) -> None:
-        evicted: list[Built] = []
-        gone: list[str] = []
-        with self._lock:
-            self._items[key] = item
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                # No local name may keep an evicted model alive past the
-                # collection below.
-                gone.append(next(iter(self._items)))
-                evicted.append(self._items.pop(gone[-1]))
-            self.evictions += len(evicted)
-        for out in gone:
-            _log_evicted(out, self.size)
-        if evicted:
-            # The evicted models are cycles: only the collector frees them
-            # (outside the lock, so that readers of the cache do not wait).
-            del evicted
-            gc.collect()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def keys(self) -> list[str]:
-        with self._lock:
-            return list(self._items)
-
-
-def _log_evicted(key: str, size: int) -> None:
-    content_hash, _, weights = key.partition("+weights:")
-    log_event(
-        log,
-        logging.INFO,
-        "model_evicted",
-        "evicted model {key} from the build cache (BNN_MODEL_CACHE_SIZE={size})",
-        cache="build",
-        key=content_hash[:12],
-        weights=weights[:12] or "initial",
-        size=size,
-        reason="cache_full",
-    )
 
 
 class Runtime:
@@ -223,9 +140,7 @@ class Runtime:
                 initial-weights model shared by identical definitions is never
                 modified).
         """
-        key = plan.content_hash
-        if weights is not None:
-            key = f"{plan.content_hash}+weights:{weights.sha256}"
+        key = model_key(plan.content_hash, None if weights is None else weights.sha256)
         item = self.cache.get(key)
         if item is not None:
             return item

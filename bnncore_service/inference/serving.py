@@ -1,5 +1,6 @@
 """Serving registered versions: loading (definition, uploaded weights, packed
-engine), the served-model cache and running requests.
+engine) through the registry (``bnncore_service.registry``), keeping them in
+the process's one model cache and running requests.
 
 A version is served by a :class:`Served`: its Keras model (built by
 ``Runtime.built`` with the version's uploaded weights, if any) and, when the
@@ -21,7 +22,6 @@ dynamic batch is capped to the rows that fit.
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import logging
 import time
@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
-from pydantic import TypeAdapter
 
 from bnncore_service.config import Settings
 from bnncore_service.inference.codec import Decoded, InferenceError
@@ -39,8 +38,9 @@ from bnncore_service.inference.scheduler import Batcher, Scheduler, Timed
 from bnncore_service.inference.statistics import InferenceStatistics
 from bnncore_service.logs import log_event
 from bnncore_service.metrics import Metrics
+from bnncore_service.model_cache import model_key
 from bnncore_service.peak import JSON_BYTES_PER_VALUE, RequestCost, keras_model_cost
-from bnncore_service.registry_view import RegistryView
+from bnncore_service.registry import Registry
 from bnncore_service.store import Store, StoredWeights, StoreError, VersionRecord
 
 if TYPE_CHECKING:
@@ -55,22 +55,15 @@ __all__ = ["InferenceService", "Served"]
 log = logging.getLogger("service")
 
 
-@functools.cache
-def _definition_adapter() -> TypeAdapter[Any]:
-    from bnncore_service.schemas.definitions import Definition
-
-    return TypeAdapter(cast(Any, Definition))
-
-
 _COSTS_KEPT = 4096
 """Request costs cached (a few integers each, keyed by content hash)."""
 
 
 def _collect_soon() -> None:
     """Frees evicted models: Keras models are reference cycles, which only the
-    garbage collector frees (as the build cache does, ``bnncore_service.runtime``). It
-    runs on a worker thread, so the request that evicted does not wait; with
-    the start-up objects frozen (``gc.freeze``) a collection takes milliseconds.
+    garbage collector frees (``bnncore_service.model_cache``). It runs on a
+    worker thread, so the request that evicted does not wait; with the
+    start-up objects frozen (``gc.freeze``) a collection takes milliseconds.
     """
     asyncio.get_running_loop().run_in_executor(None, gc.collect)
 
@@ -185,31 +178,21 @@ def _log_loaded(record: VersionRecord, served: Served, seconds: float) -> None:
     )
 
 
-def _log_evicted(key: tuple[str, str | None], reason: str, detail: str) -> None:
-    log_event(
-        log,
-        logging.INFO,
-        "model_evicted",
-        "evicted model {key} from the serving cache ({detail})",
-        cache="serving",
-        key=key[0][:12],
-        weights=(key[1] or "initial")[:12],
-        reason=reason,
-        detail=detail,
-    )
-
-
 class InferenceService:
-    """Loads versions and runs inference requests for one app instance."""
+    """Loads versions and runs inference requests for one app instance.
+
+    Versions are looked up and loaded through its :class:`Registry`, and kept
+    in the process's one model cache (``Registry.cache``): a served version is
+    the cache entry of its (definition, weights), next to its built model.
+    """
 
     def __init__(
         self, settings: Settings, store: Store, runtime: Runtime, metrics: Metrics
     ) -> None:
         self.settings = settings
         self.store = store
-        # Record and weights lookups, reused until the registry's generation
-        # changes (read at most every BNN_REGISTRY_POLL_S).
-        self.registry = RegistryView(store, settings.registry_poll_s)
+        self.registry = Registry(settings, store, runtime)
+        self.cache = self.registry.cache
         self.runtime = runtime
         self.metrics = metrics
         self.scheduler = Scheduler(
@@ -222,20 +205,24 @@ class InferenceService:
             if settings.batching
             else None
         )
-        self._served: OrderedDict[tuple[str, str | None], Served] = OrderedDict()
         self._costs: OrderedDict[str, RequestCost] = OrderedDict()
         self._loading: dict[tuple[str, str | None], asyncio.Future[Served]] = {}
         self.statistics = InferenceStatistics()
-        metrics.track_models(lambda: len(self._served))
+        metrics.track_models(self.cache.loaded_count)
 
     def close(self) -> None:
         self.scheduler.close()
-        self._served.clear()
+        self.cache.drop_served()
+
+    @property
+    def _served(self) -> dict[tuple[str, str | None], Served]:
+        """The loaded versions by key, least recently used first."""
+        return {served.key: served for served in self.cache.loaded().values()}
 
     @property
     def loaded(self) -> int:
         """Versions in memory, ready to infer."""
-        return len(self._served)
+        return self.cache.loaded_count()
 
     async def record(self, name: str, version: int | None) -> VersionRecord:
         """The registered version (the latest when ``version`` is None).
@@ -243,9 +230,9 @@ class InferenceService:
         Raises:
             NotFoundError: no such model or version (404).
         """
-        found, record = self.registry.cached_get(name, version)
+        found, record = self.registry.cached_record(name, version)
         if not found:  # the database must be read: off the loop
-            record = await run_in_threadpool(self.registry.get, name, version)
+            record = await run_in_threadpool(self.registry.read_record, name, version)
         if record is None:
             what = (
                 f"model {name!r}" if version is None else f"{name!r} version {version}"
@@ -271,23 +258,22 @@ class InferenceService:
         found, weights = self.registry.cached_weights(record.name, record.version)
         if not found:
             weights = await run_in_threadpool(
-                self.registry.weights, record.name, record.version
+                self.registry.read_weights, record.name, record.version
             )
         return weights
 
     def state(self, key: tuple[str, str | None]) -> str:
         """``"READY"`` (loaded), ``"LOADING"`` or ``"UNAVAILABLE"`` (not in
         memory; the next request loads it)."""
-        if key in self._served:
+        if self.cache.has_served(model_key(*key)):
             return "READY"
         return "LOADING" if key in self._loading else "UNAVAILABLE"
 
     def evict(self, key: tuple[str, str | None]) -> bool:
         """Drops a loaded version from the cache (a request being served keeps
         its reference); whether it was loaded."""
-        dropped = self._served.pop(key, None) is not None
+        dropped = self.cache.unload(model_key(*key))
         if dropped:
-            _log_evicted(key, "unload", "unloaded on request")
             _collect_soon()
         return dropped
 
@@ -296,10 +282,9 @@ class InferenceService:
         now (once, however many requests ask at the same time)."""
         weights = await self._weights(record)
         key = (record.content_hash, None if weights is None else weights.sha256)
-        hit = self._served.get(key)
+        hit = self.cache.served(model_key(*key))
         if hit is not None:
-            self._served.move_to_end(key)
-            return hit
+            return cast(Served, hit)
         pending = self._loading.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -319,17 +304,9 @@ class InferenceService:
         finally:
             self._loading.pop(key, None)
         future.set_result(served)
-        self._served[key] = served
         _log_loaded(record, served, time.perf_counter() - start)
-        if len(self._served) > self.settings.model_cache_size:
-            size = self.settings.model_cache_size
-            while len(self._served) > size:
-                # Only the key is kept: no local name may hold the evicted
-                # model while the collector runs.
-                gone = next(iter(self._served))
-                del self._served[gone]
-                _log_evicted(gone, "cache_full", f"BNN_MODEL_CACHE_SIZE={size}")
-            _collect_soon()
+        if self.cache.put_served(model_key(*key), served):
+            _collect_soon()  # what the entry evicted
         return served
 
     async def cost(self, record: VersionRecord) -> RequestCost:
@@ -359,8 +336,7 @@ class InferenceService:
         from bnncore_service.schemas.definitions import Sequential, Zoo
 
         def from_definition() -> RequestCost | None:
-            normalized = self.store.load_definition(record.content_hash)
-            definition = _definition_adapter().validate_python(normalized)
+            definition = self.registry.definition_of(record.content_hash)
             if isinstance(definition, Zoo):
                 return None
             offset = 1 if isinstance(definition, Sequential) else 0
@@ -378,14 +354,7 @@ class InferenceService:
     async def _load(
         self, record: VersionRecord, weights: Any, key: tuple[str, str | None]
     ) -> Served:
-        from bnncore_service.builder import plan
-
-        normalized = await run_in_threadpool(
-            self.store.load_definition, record.content_hash
-        )
-        definition = _definition_adapter().validate_python(normalized)
-        model_plan = plan(definition, self.settings)
-        built = await self.runtime.run(self.runtime.built, model_plan, weights)
+        built = await self.registry.built(record, weights)
         return await self.runtime.run(
             Served.load, key, built.model, self.settings.engine != "keras"
         )
