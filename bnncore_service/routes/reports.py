@@ -8,8 +8,9 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from bnncore_service.auth import READ
 from bnncore_service.builder import Plan, plan
-from bnncore_service.deps import RuntimeDep, SettingsDep, StoreDep
+from bnncore_service.deps import SettingsDep
 from bnncore_service.errors import ERROR_RESPONSES
 from bnncore_service.jsonbody import (
     StrictDefinitionRoute,
@@ -19,6 +20,7 @@ from bnncore_service.jsonbody import (
     validate_off_loop,
 )
 from bnncore_service.keras_json import check_shapes
+from bnncore_service.registry import RegistryDep
 from bnncore_service.schemas.definitions import Definition
 from bnncore_service.schemas.reports import (
     ComparisonReport,
@@ -112,6 +114,7 @@ def render_response(profile: Any, format: str) -> Response:
 
 @router.post(
     "/summary",
+    dependencies=[READ],
     response_class=Response,
     responses=REPORT_RESPONSES,
     summary="Dry run: the report of a definition (nothing stored)",
@@ -120,13 +123,13 @@ async def summary(
     request: Request,
     definition: DefinitionBody,
     settings: SettingsDep,
-    runtime: RuntimeDep,
+    registry: RegistryDep,
     format: ReportFormatQuery = "json",
 ) -> Response:
     """Validates, estimates (refusing anything over the limits), builds and
     profiles the definition, and returns its report."""
     model_plan = await definition_plan(request, definition, settings)
-    built = await runtime.run(runtime.built, model_plan)
+    built = await registry.build(model_plan)
     return render_response(built.profile, format)
 
 
@@ -145,6 +148,7 @@ def _estimate_response(model_plan: Plan) -> Response:
 
 @router.post(
     "/estimate",
+    dependencies=[READ],
     response_model=EstimateReport,
     responses=ERROR_RESPONSES,
     summary="The analytic estimate of a definition, without building it",
@@ -225,15 +229,15 @@ async def compare_definitions(
     request: Request,
     body: CompareBody,
     settings: SettingsDep,
-    runtime: RuntimeDep,
+    registry: RegistryDep,
     format: CompareFormatQuery = "json",
 ) -> Response:
     """Validates, estimates and builds both definitions (each within the
     limits, as a dry run), and compares ``b`` with ``a``."""
     pair = await validate_off_loop(request, _compare_adapter, body)
     plan_a, plan_b = await run_validation(request, _plan_pair, pair, settings)
-    built_a = await runtime.run(runtime.built, plan_a)
-    built_b = await runtime.run(runtime.built, plan_b)
+    built_a = await registry.build(plan_a)
+    built_b = await registry.build(plan_b)
     return compare_response(built_a.profile, built_b.profile, format)
 
 
@@ -242,6 +246,7 @@ router.add_api_route(
     "/compare",
     compare_definitions,
     methods=["POST"],
+    dependencies=[READ],
     response_class=Response,
     responses=COMPARE_RESPONSES,
     summary="Dry run: compare two definitions (nothing stored)",
@@ -251,6 +256,7 @@ router.add_api_route(
 
 @router.get(
     "/compare",
+    dependencies=[READ],
     response_class=Response,
     responses=COMPARE_RESPONSES,
     summary="Compare two registered models (NAME or NAME:VERSION)",
@@ -258,20 +264,12 @@ router.add_api_route(
 async def compare_registered(
     a: ModelRef,
     b: ModelRef,
-    settings: SettingsDep,
-    store: StoreDep,
-    runtime: RuntimeDep,
+    registry: RegistryDep,
     format: CompareFormatQuery = "json",
 ) -> Response:
     """The comparison of model ``b`` with model ``a``, both registered."""
-    from bnncore_service.routes.models import (  # models imports this module
-        _built,
-        _record,
-    )
-
     profiles = []
     for ref in (a, b):
         name, _, version = ref.partition(":")
-        record = await _record(store, name, int(version) if version else None)
-        profiles.append((await _built(store, runtime, settings, record)).profile)
+        profiles.append(await registry.profile(name, int(version) if version else None))
     return compare_response(profiles[0], profiles[1], format)

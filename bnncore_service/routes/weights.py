@@ -4,30 +4,25 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
-from bnncore_service.builder import plan
-from bnncore_service.config import Settings
+from bnncore_service.auth import ADMIN
 from bnncore_service.deps import (
     ModelName,
-    RuntimeDep,
     SettingsDep,
-    StoreDep,
     VersionNumber,
 )
-from bnncore_service.errors import ERROR_RESPONSES, NotFoundError, error
+from bnncore_service.errors import ERROR_RESPONSES, error
 from bnncore_service.logs import log_event
-from bnncore_service.runtime import Runtime
-from bnncore_service.schemas.definitions import Definition
-from bnncore_service.store import Store, Upload
+from bnncore_service.registry import Registry, RegistryDep
+from bnncore_service.store import Upload
 from bnncore_service.uploads import TooLargeError, body_stream, receive_into
-from bnncore_service.weights import WeightsRefusedError, check_file, max_file_bytes
+from bnncore_service.weights import WeightsRefusedError, max_file_bytes
 
 __all__ = ["WEIGHTS_PATH", "router"]
 
@@ -39,7 +34,6 @@ WEIGHTS_PATH = r"/v2/models/[^/]+/versions/[^/]+/weights"
 up to ``BNN_MAX_WEIGHTS_BYTES``."""
 
 _ACCEPTED_TYPES = ("application/octet-stream", "")
-_definition_adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, Definition))
 log = logging.getLogger("bnncore_service.weights")
 
 
@@ -82,6 +76,7 @@ _BODY = {
 
 @router.put(
     "/{name}/versions/{version}/weights",
+    dependencies=[ADMIN],
     response_model=WeightsUploaded,
     responses={
         201: {"model": WeightsUploaded, "description": "First upload"},
@@ -99,8 +94,7 @@ async def upload_weights(
     request: Request,
     response: Response,
     settings: SettingsDep,
-    store: StoreDep,
-    runtime: RuntimeDep,
+    registry: RegistryDep,
 ) -> Any:
     """Checks every tensor name, shape and dtype of the file against the
     version's built model, then stores it atomically: until the new file is
@@ -121,9 +115,7 @@ async def upload_weights(
             "e.g. curl --data-binary @weights.safetensors -H 'Content-Type: "
             "application/octet-stream')",
         )
-    record = await run_in_threadpool(store.get, name, version)
-    if record is None:
-        raise NotFoundError(f"{name!r} version {version} is not registered")
+    record = await registry.record(name, version)
     cap = max_file_bytes(record.params, settings.max_weights_bytes)
     limit = (
         f"BNN_MAX_WEIGHTS_BYTES={settings.max_weights_bytes}"
@@ -139,23 +131,10 @@ async def upload_weights(
             f"request body of {int(declared):,} bytes exceeds the limit of "
             f"{cap:,} bytes ({limit})",
         )
-    with runtime.upload_slot():
-        upload = await run_in_threadpool(store.new_upload)
-        try:
-            return await _receive_check_store(
-                name,
-                version,
-                request,
-                response,
-                settings,
-                store,
-                runtime,
-                upload,
-                cap,
-                limit,
-            )
-        finally:
-            await run_in_threadpool(upload.discard)
+    async with registry.upload() as upload:
+        return await _receive_check_store(
+            name, version, request, response, registry, upload, cap, limit
+        )
 
 
 async def _receive_check_store(
@@ -163,9 +142,7 @@ async def _receive_check_store(
     version: int,
     request: Request,
     response: Response,
-    settings: Settings,
-    store: Store,
-    runtime: Runtime,
+    registry: Registry,
     upload: Upload,
     cap: int,
     limit: str,
@@ -178,31 +155,14 @@ async def _receive_check_store(
         return error(413, str(too_large))
     except ClientDisconnect:
         return error(400, "the client disconnected before the whole body arrived")
-    record = await run_in_threadpool(store.get, name, version)
-    if record is None:
-        raise NotFoundError(f"{name!r} version {version} is not registered")
-    normalized = await run_in_threadpool(store.load_definition, record.content_hash)
-    model_plan = plan(_definition_adapter.validate_python(normalized), settings)
-    built = await runtime.run(runtime.built, model_plan)
     try:
-        checked = await runtime.run(
-            check_file,
-            built.model,
-            upload.path,
-            settings.max_weights_bytes,
-            upload.sha256,
-        )
+        saved = await registry.save_weights(name, version, upload)
     except WeightsRefusedError as refused:
         body: dict[str, Any] = {"error": str(refused)}
         if refused.differences:
             body["differences"] = refused.differences
         return JSONResponse(body, status_code=refused.status)
-    tensors, kind = len(checked.arrays), checked.format
-    del checked  # the decoded arrays: not needed to store the file
-    saved = await run_in_threadpool(store.save_weights, name, version, upload)
-    if saved is None:
-        raise NotFoundError(f"{name!r} version {version} is not registered")
-    stored, previous = saved
+    stored, previous = saved.stored, saved.previous
     log_event(
         log,
         logging.INFO,
@@ -213,8 +173,8 @@ async def _receive_check_store(
         version=version,
         bytes=stored.size,
         sha256=stored.sha256,
-        format=kind,
-        tensors=tensors,
+        format=saved.format,
+        tensors=saved.tensors,
         duration_ms=round((time.perf_counter() - start) * 1000, 1),
         replaced=previous,
     )
@@ -224,8 +184,8 @@ async def _receive_check_store(
         version=version,
         sha256=stored.sha256,
         size=stored.size,
-        format=kind,  # type: ignore[arg-type]
-        tensors=tensors,
+        format=saved.format,  # type: ignore[arg-type]
+        tensors=saved.tensors,
         uploaded_at=stored.uploaded_at,
         replaced=previous if previous != stored.sha256 else None,
     )
