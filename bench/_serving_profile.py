@@ -1,8 +1,9 @@
 """Where the time of one inference request goes (docs/inference.md, "Where
 the time goes"): a helper, not a benchmark of record.
 
-Runs the app as ``python -m bnncore_service`` does (uvicorn, h11, the same ASGI
-wrapper and middleware), in this process, with ``time.perf_counter_ns``
+Runs the app as ``python -m bnncore_service`` does (uvicorn, httptools and
+uvloop when installed, or ``--http h11 --loop asyncio``, the same ASGI
+wrapper and middleware) in one process, with ``time.perf_counter_ns``
 wrappers put around the steps from the outside (the service's code is not
 changed), registers the MNIST BNN, and has ``wrk`` send requests on **one**
 connection (JSON, then binary). Prints, per step, the median time per
@@ -113,6 +114,19 @@ def instrument() -> None:
     _wrap_async(
         h11_impl.RequestResponseCycle, "send", "h11: write the answer (2 calls)"
     )
+    if server.HAVE_HTTPTOOLS:
+        import uvicorn.protocols.http.httptools_impl as httptools_impl
+
+        _wrap_sync(
+            server.LimitedHttpToolsProtocol,
+            "data_received",
+            "httptools: parse the bytes received",
+        )
+        _wrap_async(
+            httptools_impl.RequestResponseCycle,
+            "send",
+            "httptools: write the answer (2 calls)",
+        )
     _wrap_async(logs.RequestLog, "__call__", "middleware RequestLog, inclusive")
     _wrap_async(metrics.MetricsMiddleware, "__call__", "middleware Metrics, inclusive")
     _wrap_async(uploads.DeferredBody, "__call__", "middleware DeferredBody, inclusive")
@@ -201,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cprofile", type=int, default=0, help="also cProfile the event loop: top N"
     )
+    parser.add_argument("--http", default="auto", help="auto, httptools or h11")
+    parser.add_argument("--loop", default="auto", help="auto, uvloop or asyncio")
     args = parser.parse_args(argv)
     key = secrets.token_urlsafe(16)
     data = tempfile.TemporaryDirectory(prefix="bnn-profile-")
@@ -218,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
 
     app = _app_for_role()
     settings = app.state.settings
-    options = uvicorn_options(settings)
+    options = uvicorn_options(settings, args.http, args.loop)
+    run: Any = asyncio.run
+    if options.pop("loop") == "uvloop":
+        import uvloop
+
+        run = uvloop.run
     configure_logging(settings.log_format, settings.log_level)
     port = serving._free_port()
     config = uvicorn.Config(
@@ -270,12 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         import pstats
 
         profile = cProfile.Profile()
-        profile.runcall(asyncio.run, server.serve())
+        profile.runcall(run, server.serve())
         thread.join()
         stats = pstats.Stats(profile).sort_stats("tottime")
         stats.print_stats(args.cprofile)
     else:
-        asyncio.run(server.serve())
+        run(server.serve())
         thread.join()
     data.cleanup()
     print(f"machine: {serving.machine()}")

@@ -165,7 +165,10 @@ class Server:
     """``python -m bnncore_service`` in a subprocess on a loopback port, a temporary
     data directory of its own (a context manager; stopped on exit)."""
 
-    def __init__(self, env: dict[str, str], startup_s: float = 180.0) -> None:
+    def __init__(
+        self, env: dict[str, str], startup_s: float = 180.0, args: Sequence[str] = ()
+    ) -> None:
+        self.args = list(args)
         self.port = _free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.env = env
@@ -194,6 +197,7 @@ class Server:
                 HOST,
                 "--port",
                 str(self.port),
+                *self.args,
             ],
             cwd=ROOT,
             env=env,
@@ -217,16 +221,11 @@ class Server:
             raise
 
     def cpu_seconds(self) -> float:
-        """CPU time the service process has used (user + system, all
-        threads), from ``/proc`` (0 where there is none)."""
+        """CPU time the service has used (user + system, all threads of the
+        process and of its worker processes, ``BNN_WORKERS``), from ``/proc``
+        (0 where there is none)."""
         assert self.process is not None
-        try:
-            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        except OSError:
-            return 0.0
-        # Fields after "(command)" start at field 3; utime, stime: 14 and 15.
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_tree_cpu_seconds(self.process.pid)
 
     def tail(self) -> str:
         self._log.flush()
@@ -242,6 +241,39 @@ class Server:
                 self.process.wait()
         self._log.close()
         self._tmp.cleanup()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after "(command)" start at field 3: ppid is field 4, utime and
+    # stime 14 and 15.
+    return stat.rsplit(")", 1)[1].split()
+
+
+def process_tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and its live descendants (their
+    threads included), from ``/proc``; 0 where there is none."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return 0.0
+    ticks: dict[int, int] = {}
+    for pid in entries:
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        children.setdefault(int(fields[1]), []).append(pid)
+        ticks[pid] = int(fields[11]) + int(fields[12])
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo += children.get(pid, [])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def mnist_model() -> Any:

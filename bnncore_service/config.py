@@ -98,6 +98,10 @@ class Settings(BaseSettings):
             (``max_batch`` = 256 rows) of a model with a 4 MB per-row peak
             still fits.
         inference_workers: Model executions running at once (threads).
+        workers: ``BNN_WORKERS``: server processes of ``python -m
+            bnncore_service`` sharing its port, each with its own model
+            cache and connection limits (docs/inference.md, "Workers and
+            threads").
         max_pending_inferences: Executions running or queued; beyond, 503 at
             once.
         inference_timeout_s: Longest wait for an inference result (504 after).
@@ -189,6 +193,7 @@ class Settings(BaseSettings):
     max_tensor_elements: int = Field(default=4_000_000, ge=1)
     max_request_bytes: int = Field(default=1024**3, ge=1024 * 1024)
     inference_workers: int = Field(default=2, ge=1)
+    workers: int = Field(default=1, ge=1, le=64)
     max_pending_inferences: int = Field(default=32, ge=1)
     inference_timeout_s: float = Field(default=30.0, gt=0)
     engine: str = Field(default="auto", pattern="^(auto|keras)$")

@@ -5,17 +5,25 @@ limits of :class:`~bnncore_service.config.Settings`.
 leave a server open to a few cheap attacks: with httptools (picked by
 ``--http auto`` when installed) a request head of any size is read into
 memory, and a connection that never finishes its request head is held for
-ever. This runner passes:
+ever. This runner serves with uvloop and httptools when they are installed
+(``uvicorn[standard]``; else asyncio and h11) and passes:
 
-* ``BNN_MAX_HEADER_BYTES`` → the h11 implementation with
-  ``h11_max_incomplete_event_size``: a longer request head gets 400 and the
-  connection is closed;
+* ``BNN_MAX_HEADER_BYTES``: a longer request head is refused and the
+  connection closed; with httptools by counting the head's bytes
+  (:class:`LimitedHttpToolsProtocol`, 431), with h11 through
+  ``h11_max_incomplete_event_size`` (400);
 * ``BNN_MAX_CONNECTIONS``: a new connection at the cap closes the one that
-  has waited longest for its request head (:class:`LimitedH11Protocol`);
+  has waited longest for its request head (:class:`ConnectionLimits`);
   when none is waiting, requests get 503 at once (:class:`ConnectionCap`);
 * ``BNN_KEEP_ALIVE_S`` → ``timeout_keep_alive``;
 * ``BNN_HEADER_TIMEOUT_S`` → a header-read deadline uvicorn does not have
-  (see :class:`LimitedH11Protocol`).
+  (see :class:`ConnectionLimits`).
+
+``BNN_WORKERS`` worker processes share the port (uvicorn's supervisor
+restarts one that dies); each has its own model cache, and the limits above
+apply per process. Unless ``BNN_ENGINE_THREADS`` is set, each process's
+packed engine gets ``cores // workers`` threads, so that the processes do not
+oversubscribe the cores (docs/inference.md, "Workers and threads").
 
 It configures logging (``BNN_LOG_FORMAT``, ``BNN_LOG_LEVEL``) before uvicorn
 starts and passes ``log_config=None``, so that uvicorn's own lines, from
@@ -26,9 +34,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import importlib.util
 import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,16 +51,55 @@ from bnncore_service.logs import client_address, configure_logging, log_event
 
 __all__ = [
     "ConnectionCap",
+    "ConnectionLimits",
     "LimitedH11Protocol",
+    "LimitedHttpToolsProtocol",
+    "engine_threads",
     "main",
     "parse_args",
     "uvicorn_options",
+    "worker_count",
 ]
 
+HTTP_CHOICES = ("auto", "httptools", "h11")
+LOOP_CHOICES = ("auto", "uvloop", "asyncio")
+_HTTP_VARIABLE = "BNN_SERVER_HTTP"
+"""How the runner tells its worker processes the HTTP implementation chosen
+(``--http``); set by :func:`main`, not a setting."""
 
-class LimitedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request head, and room
-    made for new connections at the cap.
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def cores() -> int:
+    """CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def worker_count(settings: Settings) -> int:
+    """``BNN_WORKERS`` (default 1).
+
+    Each process holds its own model cache (and, in a full replica,
+    TensorFlow), and applies the connection limits to its own connections:
+    docs/inference.md ("Workers and threads") gives the memory per process
+    and why one process is the default.
+    """
+    return settings.workers
+
+
+def engine_threads(workers: int) -> int:
+    """Packed-engine threads per process: the cores shared by the workers, at
+    least one (``BNN_ENGINE_THREADS`` overrides it)."""
+    return max(1, cores() // workers)
+
+
+class ConnectionLimits:
+    """Connection limits for a uvicorn HTTP protocol (a mixin before
+    ``H11Protocol`` or ``HttpToolsProtocol``): a deadline for each request
+    head, and room made for new connections at the cap.
 
     * A connection must deliver a complete request head within
       :attr:`header_timeout_s` of being opened, or of the end of its previous
@@ -63,39 +113,48 @@ class LimitedH11Protocol(H11Protocol):
       are never closed for this; when every connection has one,
       :class:`ConnectionCap` answers 503.
 
-    It relies on uvicorn's ``H11Protocol`` keeping its ``h11.Connection`` as
-    ``conn`` and calling ``on_response_complete`` (uvicorn 0.2x to 0.55);
+    It relies on uvicorn's protocols calling ``on_response_complete`` and
+    having ``transport``, ``loop`` and ``logger`` (uvicorn 0.2x to 0.55);
     ``tests/service/hostile/test_hostile_resources.py`` checks the behaviour
-    against a real server. :func:`uvicorn_options` makes the subclass that
-    carries the settings and its own connection registry.
+    against a real server with either implementation. :func:`uvicorn_options`
+    makes the subclass that carries the settings and its own connection
+    registry.
     """
 
     header_timeout_s: float = 10.0
     max_connections: int = 1000
-    _open: set[LimitedH11Protocol] = set()  # noqa: RUF012 (per subclass)
-    _waiting: dict[LimitedH11Protocol, None] = {}  # noqa: RUF012 (per subclass)
+    max_header_bytes: int = 64 * 1024
+    _open: set[Any] = set()  # noqa: RUF012 (per subclass)
+    _waiting: dict[Any, None] = {}  # noqa: RUF012 (per subclass)
 
     _head_timer: asyncio.TimerHandle | None = None
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    logger: logging.Logger
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def _awaiting_head(self) -> bool:
+        """Whether the connection waits for (the rest of) a request head."""
+        raise NotImplementedError
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._open.add(self)
         if self.active_connections() > self.max_connections:
             self._make_room()
         self._watch_head()
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         self._watch_head()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         self._watch_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._open.discard(self)
         self._cancel_head_timer()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     @classmethod
     def active_connections(cls) -> int:
@@ -124,7 +183,7 @@ class LimitedH11Protocol(H11Protocol):
         """Arms the deadline while a request head is awaited, else cancels it."""
         if self.transport.is_closing():
             self._cancel_head_timer()
-        elif self.conn.their_state is h11.IDLE:
+        elif self._awaiting_head():
             if self._head_timer is None:  # a new wait: a fresh deadline
                 self._head_timer = self.loop.call_later(
                     self.header_timeout_s, self._head_timed_out
@@ -155,18 +214,181 @@ class LimitedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class LimitedH11Protocol(ConnectionLimits, H11Protocol):  # type: ignore[misc]
+    """uvicorn's h11 protocol with :class:`ConnectionLimits`; the head size is
+    bounded by h11 itself (``h11_max_incomplete_event_size``)."""
+
+    def _awaiting_head(self) -> bool:
+        return self.conn.their_state is h11.IDLE
+
+
+try:  # uvicorn[standard]
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    HAVE_HTTPTOOLS = True
+except ImportError:  # pragma: no cover - the h11 fallback
+    HAVE_HTTPTOOLS = False
+
+
+if HAVE_HTTPTOOLS:
+
+    class LimitedHttpToolsProtocol(ConnectionLimits, HttpToolsProtocol):  # type: ignore[misc]
+        """uvicorn's httptools protocol with :class:`ConnectionLimits` and the
+        request-head bound h11 has and httptools lacks.
+
+        The head's size is counted two ways: the bytes received while a head is
+        incomplete (an unfinished head larger than the bound is refused as soon
+        as it is received, however it is sent), and the request line and
+        header lines parsed (a complete head that arrived in one piece). Over
+        :attr:`~ConnectionLimits.max_header_bytes`, the answer is 431 naming
+        the limit and the connection is closed.
+        """
+
+        _reading_head = True  # between a request's end and its next head
+        _head_received = 0  # bytes received while the head was incomplete
+        _head_parsed = 0  # request line and header lines parsed
+        _head_refused = False
+
+        def _awaiting_head(self) -> bool:
+            cycle = self.cycle
+            return cycle is None or cycle.response_complete
+
+        def data_received(self, data: bytes) -> None:
+            if self._head_refused:
+                return
+            self._unset_keepalive_if_required()
+            if self._reading_head:
+                self._head_received += len(data)
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                else:
+                    self._unsupported_upgrade_warning()
+            except httptools.HttpParserError:
+                if self._head_refused:
+                    self._refuse_head()
+                    return
+                msg = "Invalid HTTP request received."
+                self.logger.warning(msg)
+                self.send_400_response(msg)
+                return
+            if self._reading_head and self._head_received > self.max_header_bytes:
+                self._head_refused = True
+                self._refuse_head()
+                return
+            self._watch_head()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head_parsed = 0
+
+        def on_url(self, url: bytes) -> None:
+            super().on_url(url)
+            self._head_parsed += len(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            super().on_header(name, value)
+            self._head_parsed += len(name) + len(value) + 4  # ": ", CRLF
+            if self._head_parsed > self.max_header_bytes:
+                self._head_refused = True
+                raise ValueError("request head too large")  # stops the parser
+
+        def on_headers_complete(self) -> None:
+            self._reading_head = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._reading_head = True
+            self._head_received = 0
+
+        def _refuse_head(self) -> None:
+            """431 naming the limit, and the connection closed."""
+            log_event(
+                self.logger,
+                logging.WARNING,
+                "connection_closed",
+                "closing a connection whose request head exceeds {limit} bytes "
+                "(BNN_MAX_HEADER_BYTES)",
+                limit=self.max_header_bytes,
+                reason="header_too_large",
+            )
+            body = json.dumps(
+                {
+                    "error": "request head exceeds the limit of "
+                    f"{self.max_header_bytes} bytes (BNN_MAX_HEADER_BYTES)"
+                }
+            ).encode()
+            if not self.transport.is_closing():
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"content-type: application/json\r\n"
+                    b"content-length: " + str(len(body)).encode() + b"\r\n"
+                    b"connection: close\r\n\r\n" + body
+                )
+                self.transport.close()
+            self._cancel_head_timer()
+
+
+def http_implementation(choice: str = "auto") -> str:
+    """``httptools`` or ``h11`` for ``--http`` (``auto``: httptools when
+    installed).
+
+    Raises:
+        ValueError: an unknown choice, or httptools asked for but missing.
+    """
+    if choice not in HTTP_CHOICES:
+        raise ValueError(
+            f"Expected --http to be one of {', '.join(HTTP_CHOICES)}. "
+            f"Received: {choice!r}."
+        )
+    available = HAVE_HTTPTOOLS
+    if choice == "httptools" and not available:
+        raise ValueError(
+            "--http httptools: httptools is not installed "
+            "(pip install 'uvicorn[standard]')"
+        )
+    if choice == "auto":
+        return "httptools" if available else "h11"
+    return choice
+
+
+def loop_implementation(choice: str = "auto") -> str:
+    """``uvloop`` or ``asyncio`` for ``--loop`` (``auto``: uvloop when
+    installed).
+
+    Raises:
+        ValueError: an unknown choice, or uvloop asked for but missing.
+    """
+    if choice not in LOOP_CHOICES:
+        raise ValueError(
+            f"Expected --loop to be one of {', '.join(LOOP_CHOICES)}. "
+            f"Received: {choice!r}."
+        )
+    if choice == "uvloop" and not _installed("uvloop"):
+        raise ValueError(
+            "--loop uvloop: uvloop is not installed (pip install 'uvicorn[standard]')"
+        )
+    if choice == "auto":
+        return "uvloop" if _installed("uvloop") else "asyncio"
+    return choice
+
+
 class ConnectionCap:
     """ASGI wrapper answering 503 (``Retry-After: 1``, connection closed) while
     more than ``BNN_MAX_CONNECTIONS`` connections are open, which happens only
     when none of them is waiting for a request head (those are closed to make
-    room, see :class:`LimitedH11Protocol`).
+    room, see :class:`ConnectionLimits`).
 
     uvicorn's own ``limit_concurrency`` counts connections until their close
     has completed, so right after room was made it can refuse a request the
     cap allows; it is kept only as a backstop at twice the cap.
     """
 
-    def __init__(self, app: Any, protocol: type[LimitedH11Protocol]) -> None:
+    def __init__(self, app: Any, protocol: type[ConnectionLimits]) -> None:
         self.app = app
         self.protocol = protocol
 
@@ -208,25 +430,42 @@ class ConnectionCap:
         await self.app(scope, receive, send)
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
+def protocol_class(settings: Settings, http: str = "auto") -> type[ConnectionLimits]:
+    """The protocol class carrying the settings' limits and its own connection
+    registry (one per app: :class:`ConnectionCap` reads the same registry)."""
+    base: Any = (
+        LimitedHttpToolsProtocol
+        if http_implementation(http) == "httptools"
+        else LimitedH11Protocol
+    )
+    made: type[ConnectionLimits] = type(
+        base.__name__,
+        (base,),
+        {
+            "header_timeout_s": settings.header_timeout_s,
+            "max_connections": settings.max_connections,
+            "max_header_bytes": settings.max_header_bytes,
+            "_open": set(),
+            "_waiting": {},
+        },
+    )
+    return made
+
+
+def uvicorn_options(
+    settings: Settings, http: str = "auto", loop: str = "auto"
+) -> dict[str, Any]:
     """The keyword arguments of ``uvicorn.run`` that apply the connection limits
     (the app must be wrapped in :class:`ConnectionCap` with ``["http"]``).
 
     Args:
         settings: The service's settings (``BNN_*``).
+        http: ``auto`` (httptools when installed), ``httptools`` or ``h11``.
+        loop: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``.
     """
-    protocol = type(
-        "LimitedH11Protocol",
-        (LimitedH11Protocol,),
-        {
-            "header_timeout_s": settings.header_timeout_s,
-            "max_connections": settings.max_connections,
-            "_open": set(),
-            "_waiting": {},
-        },
-    )
     return {
-        "http": protocol,
+        "http": protocol_class(settings, http),
+        "loop": loop_implementation(loop),
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "limit_concurrency": 2 * settings.max_connections + 1,  # a backstop
         "timeout_keep_alive": settings.keep_alive_s,
@@ -235,7 +474,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line of ``python -m bnncore_service`` (``--host``, ``--port``,
-    ``--log-level``); everything else is a ``BNN_*`` setting."""
+    ``--log-level``, ``--http``, ``--loop``); everything else is a ``BNN_*``
+    setting."""
     parser = argparse.ArgumentParser(
         prog="python -m bnncore_service",
         description="Serve the bnncore model service; settings are BNN_* "
@@ -247,6 +487,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--log-level",
         default=None,
         help="uvicorn's log level (default: BNN_LOG_LEVEL, itself info)",
+    )
+    parser.add_argument(
+        "--http",
+        default="auto",
+        choices=HTTP_CHOICES,
+        help="HTTP parser (default auto: httptools when installed, else h11); "
+        "the limits are the same with either",
+    )
+    parser.add_argument(
+        "--loop",
+        default="auto",
+        choices=LOOP_CHOICES,
+        help="event loop (default auto: uvloop when installed, else asyncio)",
     )
     return parser.parse_args(argv)
 
@@ -265,26 +518,84 @@ def _app_for_role() -> Any:
     return app
 
 
+@functools.cache
+def _worker_app() -> tuple[Any, type[ConnectionLimits]]:
+    """A worker process's app (wrapped in :class:`ConnectionCap`) and the
+    protocol class whose connections it counts (made once per process)."""
+    app = _app_for_role()
+    settings = app.state.settings
+    configure_logging(settings.log_format, settings.log_level)
+    protocol = protocol_class(settings, os.environ.get(_HTTP_VARIABLE, "auto"))
+    return ConnectionCap(app, protocol), protocol
+
+
+def worker_app() -> Any:
+    """The app of a worker process (``factory=True``: uvicorn calls it in
+    each process it starts)."""
+    return _worker_app()[0]
+
+
+def worker_protocol(*args: Any, **kwargs: Any) -> Any:
+    """A connection's protocol in a worker process (uvicorn's ``http``
+    factory, by import string)."""
+    return _worker_app()[1](*args, **kwargs)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m bnncore_service [--host H] [--port P]``: serves
-    ``bnncore_service.main:app``,
-    or ``bnncore_service.inference_app:app`` with ``BNN_ROLE=inference``, with the
-    limits of the ``BNN_*`` settings (one worker; scale with replicas)."""
+    ``bnncore_service.main:app``, or ``bnncore_service.inference_app:app``
+    with ``BNN_ROLE=inference``, with the limits of the ``BNN_*`` settings,
+    in ``BNN_WORKERS`` processes."""
     args = parse_args(argv)
     import uvicorn
 
-    app = _app_for_role()
+    from bnncore_service.config import SettingsError, load_settings
+    from bnncore_service.database import DatabaseURLError, check_url
 
-    settings = app.state.settings
-    options = uvicorn_options(settings)
+    try:
+        settings = load_settings()
+        check_url(settings.resolved_database_url())
+        http = http_implementation(args.http)
+        loop = loop_implementation(args.loop)
+    except (SettingsError, DatabaseURLError, ValueError) as exc:
+        # One line, as the app modules do (their worker processes would
+        # otherwise each stop on it, and be restarted).
+        print(f"bnncore service: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    workers = worker_count(settings)
+    # The packed engine reads it when it compiles a model (bnncore_runtime).
+    os.environ.setdefault("BNN_ENGINE_THREADS", str(engine_threads(workers)))
+    os.environ[_HTTP_VARIABLE] = http
+    log_level = (args.log_level or settings.log_level).lower()
     # Every line of the process in the BNN_LOG_FORMAT, uvicorn's too (its own
     # logging configuration is not applied: log_config=None).
+    if workers > 1:
+        # Each worker process imports and builds the app itself.
+        configure_logging(settings.log_format, settings.log_level)
+        uvicorn.run(
+            "bnncore_service.server:worker_app",
+            factory=True,
+            workers=workers,
+            host=args.host,
+            port=args.port,
+            log_level=log_level,
+            log_config=None,
+            http="bnncore_service.server:worker_protocol",
+            loop=loop,
+            h11_max_incomplete_event_size=settings.max_header_bytes,
+            limit_concurrency=2 * settings.max_connections + 1,
+            timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
+        )
+        return
+    app = _app_for_role()
+    settings = app.state.settings
+    options = uvicorn_options(settings, http, loop)
     configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         ConnectionCap(app, options["http"]),
         host=args.host,
         port=args.port,
-        log_level=(args.log_level or settings.log_level).lower(),
+        log_level=log_level,
         log_config=None,
         **options,
     )
