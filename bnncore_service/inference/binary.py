@@ -5,7 +5,7 @@ A request may carry the header ``Inference-Header-Content-Length: N``: its
 first ``N`` bytes are the JSON inference request, the rest are the elements of
 the inputs that have ``parameters.binary_data_size``, one after the other in
 the order of ``inputs`` (little-endian, row-major; decoded by
-:func:`bnncore_service.inference.codec.decode_oip`).
+:func:`bnncore_service.inference.oip.decode_oip`).
 
 A response with outputs in binary (``parameters.binary_data`` of a requested
 output, or ``parameters.binary_data_output`` of the request for the outputs
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bnncore_service.inference.codec import InferenceError, to_json
+from bnncore_service.inference.tensors import InferenceError, to_json
 
 __all__ = ["HEADER", "MEDIA_TYPE", "encode_body", "split_body"]
 

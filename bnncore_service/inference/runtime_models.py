@@ -38,8 +38,8 @@ from bnncore_runtime.codec import FORMAT
 from bnncore_runtime.container import MAX_HEADER_BYTES
 from bnncore_runtime.definition import parse_definition
 from bnncore_runtime.layers import infer_shapes
-from bnncore_service.inference.codec import InferenceError
 from bnncore_service.inference.serving import InferenceService
+from bnncore_service.inference.tensors import InferenceError
 from bnncore_service.peak import BYTES_PER_ELEMENT, SCRATCH_BYTES, RequestCost
 from bnncore_service.store import StoredWeights, VersionRecord
 

@@ -1,5 +1,6 @@
 """Request and response bodies of the inference endpoints (OpenAPI documentation
-and the first, structural validation; the tensor checks are in ``codec``)."""
+and the first, structural validation; the tensor checks are in ``tensors``,
+``oip`` and ``tfserving``)."""
 
 from __future__ import annotations
 
