@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 
+_PAGE = 100
+"""Models read per query when listing every version."""
+
+
 @functools.cache
 def _definition_adapter() -> TypeAdapter[Any]:
     from bnncore_service.schemas.definitions import Definition
@@ -250,6 +254,16 @@ class Registry:
 
     # -- version → definition → plan → build: the one path ------------------
 
+    def normalized_of(self, content_hash: str) -> dict[str, Any]:
+        """The stored (normalized) definition of ``content_hash`` as JSON data,
+        not validated: what an inference replica, which has no schemas of
+        Keras layers, reads (blocking).
+
+        Raises:
+            StoreError: it cannot be read.
+        """
+        return self.store.load_definition(content_hash)
+
     def definition_of(self, content_hash: str) -> Any:
         """The stored definition of ``content_hash``, validated (blocking).
 
@@ -257,8 +271,7 @@ class Registry:
             StoreError: it cannot be read.
             pydantic.ValidationError: the current schema refuses it.
         """
-        normalized = self.store.load_definition(content_hash)
-        return _definition_adapter().validate_python(normalized)
+        return _definition_adapter().validate_python(self.normalized_of(content_hash))
 
     def plan_of(self, content_hash: str) -> Plan:
         """:meth:`definition_of`, sized against the current limits (blocking).
@@ -331,7 +344,7 @@ class Registry:
             NotFoundError: no such model or version (404).
         """
         record = await self.record(name, version)
-        return await run_in_threadpool(self.store.load_definition, record.content_hash)
+        return await run_in_threadpool(self.normalized_of, record.content_hash)
 
     async def profile(self, name: str, version: int | None) -> Any:
         """The profile of a version as registered (its initial weights).
@@ -340,6 +353,30 @@ class Registry:
             NotFoundError: no such model or version (404).
         """
         return (await self.built(await self.record(name, version))).profile
+
+    async def records(self, name: str | None = None) -> list[VersionRecord]:
+        """Every registered version (of ``name``; ``None``: of every model),
+        by name then version; ``[]`` for a name not registered."""
+        return await run_in_threadpool(self._records, name)
+
+    def _records(self, name: str | None) -> list[VersionRecord]:
+        if name is not None:
+            pairs = [(name, self.store.versions(name))]
+        else:
+            pairs, offset = [], 0
+            while True:
+                page, total = self.store.list_models(_PAGE, offset)
+                pairs.extend(page)
+                offset += _PAGE
+                if offset >= total or not page:
+                    break
+        records = []
+        for model, versions in pairs:
+            for version in versions:
+                record = self.store.get(model, version)
+                if record is not None:  # deleted since the list was read
+                    records.append(record)
+        return records
 
     async def page(
         self, sizes: SizeCache, limit: int, offset: int, run: Run = run_in_threadpool

@@ -168,6 +168,11 @@ def test_register_resolve_and_delete(registry: Registry) -> None:
         assert (info.record.version, info.versions, info.weights) == (2, [1, 2], None)
         stored = await registry.definition("m", 1)
         assert content_hash(stored) == record.content_hash
+        await registry.register("a", model_plan, "Sequential")  # same definition
+        listed = [(r.name, r.version) for r in await registry.records()]
+        assert listed == [("a", 1), ("m", 1), ("m", 2)]
+        assert [r.version for r in await registry.records("m")] == [1, 2]
+        assert await registry.records("nope") == []
 
         await registry.delete("m", 2)
         with pytest.raises(NotFoundError, match="'m' version 2 is not registered"):
