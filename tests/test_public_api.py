@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bnncore", "service")
+PACKAGES = ("bnncore", "bnncore_runtime", "bnncore_service", "service")
 PRIVATE = ("keras.src", "tensorflow.python")
 TOP_LEVEL = {"keras", "tensorflow"}
 
