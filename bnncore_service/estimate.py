@@ -3,9 +3,13 @@
 :func:`estimate` walks a validated graph definition with plain Python
 integers — output shapes, weights (with their bit widths), parameters, memory,
 MACs and activation elements per layer — without building or allocating
-anything, and refuses it as soon as a configured limit is passed. The
-numbers follow the counting rules of ``bnncore.models.profile`` so that the
-estimate of a definition equals the profile of the model built from it.
+anything, and refuses it as soon as a configured limit is passed. Each
+layer's output shape, weights, MAC terms and folding come from the table of
+layer rules (:mod:`bnncore_runtime.layer_rules`), which
+``bnncore.models.profile`` applies to the built model too, so the estimate of
+a definition equals the profile of the model built from it by construction.
+What stays here is the service's own: the limits, and the totals and report
+in the shape of the profile's.
 
 :func:`estimate_with_peak` also returns the peak memory of running the model
 (:mod:`bnncore_service.peak`): the per-row bytes and the batch-independent bytes that
