@@ -33,11 +33,17 @@ No configured key (unset or blank) leaves the service open. Refusals are
 counted in ``bnn_rejections_total`` with reason ``unauthorized`` (401) or
 ``forbidden`` (403).
 
-The OpenAPI document declares this as the HTTP bearer scheme ``bearerAuth``
-(:data:`BEARER`): :func:`include_router` adds it to every route that
-:func:`required_scope` protects, with that scope as the requirement's role
-(``"security": [{"bearerAuth": ["read"]}]``, OpenAPI 3.1). The declaration
-documents the middleware and checks nothing itself.
+Each route declares the scope it needs, in its decorator:
+``dependencies=[INFER]`` (:func:`require`, a FastAPI ``Security`` requirement
+on the HTTP bearer scheme ``bearerAuth``, :data:`BEARER`) or ``[OPEN]`` for an
+open route. The declarations are the one table: FastAPI writes each one into
+the OpenAPI document (``"security": [{"bearerAuth": ["infer"]}]``), and the
+middleware matches a request to the app's routes with Starlette's own route
+matching (:class:`ScopeTable`) and enforces the scope of the route it reaches,
+before the body is read. A route that declares nothing, or a request that
+reaches no route (404, 405), needs ``read`` for ``GET``/``HEAD`` and ``admin``
+otherwise (:func:`default_scope`). The dependency itself checks nothing
+(``auto_error=False``): the middleware has decided before routing.
 """
 
 from __future__ import annotations
@@ -46,18 +52,30 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Security
+from fastapi import APIRouter, Depends, FastAPI, Security, params
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
+from starlette.routing import BaseRoute, Match
+
+from bnncore_service.errors import send_error
 
 __all__ = [
+    "ADMIN",
     "BEARER",
+    "INFER",
+    "OPEN",
+    "READ",
     "SCOPES",
     "ApiKeyAuth",
+    "ScopeTable",
+    "declared_scope",
+    "default_scope",
     "include_router",
     "parse_api_keys",
+    "require",
     "required_scope",
 ]
 
@@ -65,9 +83,6 @@ SCOPES = ("read", "infer", "admin")
 """The scopes a key can hold."""
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,512}$")
-_DRY_RUNS = frozenset({"/v2/summary", "/v2/estimate", "/v2/compare"})
-_READING_POSTS = _DRY_RUNS | {"/v2/repository/index"}
-"""POST routes that only read: the dry runs and the model repository index."""
 
 Scope = dict[str, Any]
 
@@ -135,28 +150,6 @@ def parse_api_keys(text: str | None) -> dict[str, frozenset[str]]:
     return keys
 
 
-def required_scope(method: str, path: str) -> str | None:
-    """The scope a request needs (``None``: open, i.e. health)."""
-    if path == "/v2/health" or path.startswith("/v2/health/"):
-        return None
-    method = method.upper()
-    parts = path.split("/")
-    # /v2/models/{name}[/versions/{v}]/(infer|ready): the model name comes
-    # first, so a model named "infer" or "ready" is read like any other.
-    model_endpoint = len(parts) >= 5 and parts[1:3] == ["v2", "models"]
-    if (
-        (model_endpoint and parts[-1] in ("infer", "ready"))
-        or (path.startswith("/v1/") and path.endswith("/ready"))
-        or ":" in parts[-1]  # TF Serving's :predict, :classify...
-    ):
-        return "infer"
-    if method in ("GET", "HEAD"):
-        return "read"
-    if method == "POST" and path.rstrip("/") in _READING_POSTS:
-        return "read"
-    return "admin"
-
-
 BEARER = HTTPBearer(
     scheme_name="bearerAuth",
     description=(
@@ -173,31 +166,156 @@ dependency it only reads the header (``auto_error=False``: it never refuses);
 the middleware has already decided before routing."""
 
 
+def require(scope: str) -> Any:
+    """The declaration that a route needs ``scope``, for its decorator's
+    ``dependencies`` (:data:`READ`, :data:`INFER`, :data:`ADMIN`).
+
+    Raises:
+        ValueError: ``scope`` is not one of :data:`SCOPES`.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"scope: received {scope!r}; allowed: {', '.join(SCOPES)}")
+    return Security(BEARER, scopes=[scope])
+
+
+READ = require("read")
+INFER = require("infer")
+ADMIN = require("admin")
+
+
+async def _open() -> None:
+    """The marker of an open route (:data:`OPEN`); it does nothing."""
+
+
+OPEN: Any = Depends(_open)
+"""The declaration that a route needs no key (the health probes)."""
+
+_UNDECLARED = "undeclared"
+
+
+def default_scope(method: str) -> str:
+    """The scope of a route that declares none, and of a request that reaches
+    no route: ``read`` for ``GET``/``HEAD``, ``admin`` for anything else."""
+    return "read" if method.upper() in ("GET", "HEAD") else "admin"
+
+
+def declared_scope(route: BaseRoute) -> str | None:
+    """The scope ``route`` declares (``None``: open, :data:`OPEN`), or
+    ``"undeclared"``.
+
+    Raises:
+        ValueError: the route declares more than one scope.
+    """
+    found: list[str | None] = []
+    for dependency in getattr(route, "dependencies", None) or ():
+        if isinstance(dependency, params.Security) and dependency.dependency is BEARER:
+            found.extend(dependency.scopes or [_UNDECLARED])
+        elif dependency.dependency is _open:
+            found.append(None)
+    if len(found) > 1:
+        raise ValueError(
+            f"route {getattr(route, 'path', route)}: declares {len(found)} scopes "
+            f"{[str(s) for s in found]}; declare one"
+        )
+    return found[0] if found else _UNDECLARED
+
+
 def _route_scope(route: APIRoute) -> str | None:
     """The scope every method of ``route`` needs (``None``: open)."""
+    declared = declared_scope(route)
+    if declared != _UNDECLARED:
+        return declared
     methods = sorted(route.methods or ())
-    scopes = {required_scope(method, route.path) for method in methods}
+    scopes = {default_scope(method) for method in methods}
     if len(scopes) != 1:
         raise ValueError(
             f"route {route.path}: its methods {methods} need "
-            f"different scopes {sorted(map(str, scopes))}; declare one route per "
-            "scope"
+            f"different scopes {sorted(scopes)}; declare one route per scope"
         )
     return scopes.pop()
 
 
-def include_router(app: FastAPI, router: APIRouter) -> None:
-    """Includes ``router`` in ``app``, declaring :data:`BEARER` on each route
-    that :func:`required_scope` protects, with the scope it needs.
+def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """The routes of a route list in matching order; an included router (which
+    this FastAPI lists as one entry holding ``original_router``, its routes
+    carrying their full paths) is searched in place."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None and getattr(route, "path", None) is None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
 
-    The scope comes from the function the middleware uses, applied to the
-    route's path template, so the document follows what is enforced, for
-    routes added later too.
+
+class ScopeTable:
+    """The scope each request needs, from the scopes declared on ``routes``
+    (an app's ``routes``): the request is matched as Starlette matches it (the
+    first route that fully matches its method and path), so a model named
+    ``infer``, ``ready`` or ``stats`` is read like any other."""
+
+    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+        self._routes: list[tuple[BaseRoute, str | None]] = [
+            (route, declared_scope(route)) for route in _flat(routes)
+        ]
+
+    def scope(self, method: str, path: str, root_path: str = "") -> str | None:
+        """The scope a request needs (``None``: open)."""
+        request = {"type": "http", "method": method, "path": path}
+        if root_path:
+            request["root_path"] = root_path
+        for route, declared in self._routes:
+            match, _ = route.matches(request)
+            if match is Match.FULL:
+                return default_scope(method) if declared == _UNDECLARED else declared
+        return default_scope(method)
+
+
+_service_scopes: list[ScopeTable] = []
+
+
+def required_scope(
+    method: str, path: str, routes: Iterable[BaseRoute] | None = None
+) -> str | None:
+    """The scope a request needs (``None``: open), as declared on the route
+    it reaches among ``routes``; by default the full service's routes
+    (:func:`bnncore_service.main.create_app`, built once)."""
+    if routes is not None:
+        return ScopeTable(routes).scope(method, path)
+    if not _service_scopes:
+        from bnncore_service.config import Settings
+        from bnncore_service.main import create_app
+
+        _service_scopes.append(ScopeTable(create_app(Settings()).routes))
+    return _service_scopes[0].scope(method, path)
+
+
+def include_router(
+    app: FastAPI,
+    router: APIRouter,
+    responses: dict[int | str, dict[str, Any]] | None = None,
+) -> None:
+    """Includes ``router`` in ``app``; a route that declares no scope is
+    given :func:`default_scope` of its methods, declared the same way, so
+    that the document shows what the middleware enforces.
+
+    Args:
+        app: The app.
+        router: Its routes, in matching order.
+        responses: More responses to document on each of them.
+
+    Raises:
+        ValueError: a route declares more than one scope, or declares none and
+            its methods need different default scopes.
     """
     for route in router.routes:
         scope = _route_scope(route) if isinstance(route, APIRoute) else None
-        dependencies = None if scope is None else [Security(BEARER, scopes=[scope])]
-        app.include_router(APIRouter(routes=[route]), dependencies=dependencies)
+        undeclared = isinstance(route, APIRoute) and (
+            declared_scope(route) == _UNDECLARED
+        )
+        dependencies = [require(scope)] if undeclared and scope is not None else None
+        app.include_router(
+            APIRouter(routes=[route]), dependencies=dependencies, responses=responses
+        )
 
 
 def _digest(key: str | bytes) -> bytes:
@@ -222,6 +340,14 @@ class ApiKeyAuth:
         self.app = app
         self._keys = [(_digest(key), scopes) for key, scopes in keys.items()]
         self._open = open_paths
+        self._table: ScopeTable | None = None
+
+    def _scope_table(self, scope: Scope) -> ScopeTable:
+        """The scopes declared on the app's routes (read at its first request,
+        when every route is in place)."""
+        if self._table is None:
+            self._table = ScopeTable(getattr(scope.get("app"), "routes", ()))
+        return self._table
 
     def authorize(self, header: bytes | None) -> frozenset[str] | None:
         """The scopes of the presented key; ``None``: no valid key.
@@ -247,7 +373,9 @@ class ApiKeyAuth:
         if scope["type"] != "http" or not self._keys:
             await self.app(scope, receive, send)
             return
-        needed = required_scope(scope["method"], scope["path"])
+        needed = self._scope_table(scope).scope(
+            scope["method"], scope["path"], scope.get("root_path", "")
+        )
         if needed is None or scope["path"] in self._open:
             await self.app(scope, receive, send)
             return
@@ -305,16 +433,4 @@ def _count(scope: Scope, reason: str) -> None:
 
 
 async def _respond(send: Any, status: int, message: str, challenge: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", challenge.encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, status, message, [(b"www-authenticate", challenge.encode())])

@@ -3,17 +3,23 @@
 Every dependency that only reads ``app.state`` is ``async def``: FastAPI runs
 a plain ``def`` dependency in its thread pool, a hop of about 0.3 ms per
 dependency per request (docs/inference.md, "Where the time goes").
+
+Importing this module imports neither TensorFlow nor Keras (the inference
+replica's routes use it): :class:`~bnncore_service.runtime.Runtime` is named
+for type checkers only.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Path, Request
 
 from bnncore_service.config import Settings
-from bnncore_service.runtime import Runtime
 from bnncore_service.store import Store
+
+if TYPE_CHECKING:
+    from bnncore_service.runtime import Runtime
 
 __all__ = [
     "ModelName",
@@ -41,7 +47,10 @@ async def get_runtime(request: Request) -> Runtime:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+if TYPE_CHECKING:
+    RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+else:  # the class is not imported at run time (it imports Keras)
+    RuntimeDep = Annotated[Any, Depends(get_runtime)]
 
 ModelName = Annotated[
     str,

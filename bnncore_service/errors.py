@@ -1,24 +1,42 @@
-"""The JSON error envelope ``{"error": "<message>"}`` for every error response."""
+"""The JSON error envelope ``{"error": "<message>"}`` of every error response,
+built here only: :func:`error` (a response), :func:`error_body` (its bytes,
+for the ASGI middlewares that answer before routing), :data:`ErrorResponse`
+(its OpenAPI model), and the handlers that turn exceptions into it
+(:func:`install`).
+
+This module imports neither TensorFlow, Keras nor ``bnncore`` (the inference
+replica uses it): the exceptions of the full service's definition and build
+layers are imported by :func:`install`.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bnncore_service.estimate import DefinitionError, LimitError
 from bnncore_service.jsonbody import json_error_message
 from bnncore_service.logs import client_address, log_event, mark_logged
-from bnncore_service.runtime import BusyError
-from bnncore_service.schemas.reports import ErrorResponse
 from bnncore_service.store import StoreError
 
-__all__ = ["ERROR_RESPONSES", "NotFoundError", "format_validation_errors", "install"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "ErrorResponse",
+    "NotFoundError",
+    "error",
+    "error_body",
+    "error_responses",
+    "format_validation_errors",
+    "install",
+    "send_error",
+]
 
 log = logging.getLogger("service")
 
@@ -26,12 +44,58 @@ _MAX_ERRORS = 5
 _DEFINITION_FORMS = ("Sequential", "Graph", "Zoo", "KerasJSON")
 
 
+class ErrorResponse(BaseModel):
+    """Every error: one message naming the offending field and value."""
+
+    error: str = Field(examples=["definition.layers[0].units: ..."])
+
+
 class NotFoundError(LookupError):
     """A model or version that does not exist (→ 404)."""
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+def error_body(message: str) -> bytes:
+    """The envelope's bytes: ``{"error": message}`` as JSON."""
+    return json.dumps({"error": message}).encode()
+
+
+def error(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The envelope as a response."""
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def send_error(
+    send: Any,
+    status: int,
+    message: str,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Sends the envelope from an ASGI middleware (before routing)."""
+    body = error_body(message)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_responses(
+    descriptions: Iterable[tuple[int, str]],
+) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route: each status documented with the envelope."""
+    return {
+        status: {"model": ErrorResponse, "description": description}
+        for status, description in descriptions
+    }
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -122,20 +186,22 @@ def format_validation_errors(
     return text
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in (
+ERROR_RESPONSES = error_responses(
+    (
         (404, "Not found"),
         (413, "Larger than a configured limit"),
         (422, "Invalid request; the message names the field"),
         (503, "Too busy; retry later"),
     )
-}
+)
 """Error responses documented on every route."""
 
 
 def install(app: FastAPI) -> None:
-    """Registers the handlers that turn every error into the envelope."""
+    """Registers the handlers that turn every error of the full service into
+    the envelope."""
+    from bnncore_service.estimate import DefinitionError, LimitError
+    from bnncore_service.runtime import BusyError
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Any:

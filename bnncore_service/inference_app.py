@@ -9,13 +9,15 @@ TensorFlow, Keras nor ``bnncore``, so it starts in a fraction of a second
 and holds tens of megabytes instead of hundreds; it runs in the runtime image
 (``docker/Dockerfile.runtime``, target ``inference``).
 
-It serves: OIP inference, model metadata and readiness, the TensorFlow
-Serving REST routes, health, server metadata and ``/metrics``
-(``bnncore_service/routes/inference_role.py``), with the full service's API keys,
-body limit, CORS and metrics. A version whose layers the core does not run
-(or that has no uploaded bnncore weights file) is refused with 501 and the
-reason: a full replica serves it. Every other route of the full service is
-404 (405 for another method on a served path), naming the role.
+It serves: OIP inference and readiness and the TensorFlow Serving REST
+routes (the full service's own, ``bnncore_service/routes/inference.py``), OIP
+model metadata, health and server metadata
+(``bnncore_service/routes/inference_role.py``) and ``/metrics``, with the full
+service's API keys, body limit, CORS and metrics. A version whose layers the
+core does not run (or that has no uploaded bnncore weights file) is refused
+with 501 and the reason: a full replica serves it. Every other route of the
+full service is 404 (405 for another method on a served path), naming the
+role.
 
 The replica only reads the store: it does not sweep it at start-up (the full
 replicas do).
@@ -36,12 +38,13 @@ from bnncore_service import docs
 from bnncore_service.auth import ApiKeyAuth, include_router
 from bnncore_service.config import Settings, SettingsError, load_settings
 from bnncore_service.database import DatabaseURLError, check_url
+from bnncore_service.errors import error
 from bnncore_service.inference.runtime_models import RuntimeInferenceService
 from bnncore_service.limits import BodySizeLimit
 from bnncore_service.metrics import Metrics, MetricsMiddleware
 from bnncore_service.metrics import router as metrics_router
 from bnncore_service.preload import Preloader
-from bnncore_service.routes import inference_role
+from bnncore_service.routes import inference, inference_role
 from bnncore_service.store import Store
 
 __all__ = ["app", "create_inference_app"]
@@ -107,12 +110,12 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
     async def _not_served(request: Request, exc: HTTPException) -> Any:
         if exc.status_code in (404, 405):
             what = "not found" if exc.status_code == 404 else "method not allowed"
-            return inference_role.error(
+            return error(
                 exc.status_code,
                 f"{request.method} {request.url.path}: {what}; "
                 f"{inference_role.ROLE_MESSAGE}",
             )
-        return inference_role.error(exc.status_code, str(exc.detail))
+        return error(exc.status_code, str(exc.detail))
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, overrides=[])
     app.add_middleware(
@@ -133,8 +136,10 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    for router in (inference_role.router, metrics_router):
-        include_router(app, router)
+    include_router(app, inference_role.router)
+    # The full replica's inference routes, on the runtime (501: needs TensorFlow).
+    include_router(app, inference.router, responses=inference.NEEDS_FULL_REPLICA)
+    include_router(app, metrics_router)
     docs.install_docs(app)  # offline: the same pages as the full service
     return app
 

@@ -112,13 +112,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added after (so outside) the body limit: a request without a valid key
     # is refused before its body is read; CORS outermost, so that preflights
     # and error responses carry its headers.
-    # The home page is open: it checks the key itself and lists models only
-    # to a key with the read scope (bnncore_service/routes/pages.py).
+    # Each route declares its scope (bnncore_service/auth.py); the home page is
+    # declared open: it checks the key itself and lists models only to a key
+    # with the read scope (bnncore_service/routes/pages.py).
     app.add_middleware(
         ApiKeyAuth,
         keys=settings.api_key_scopes(),
-        open_paths=frozenset({pages.HOME_URL})
-        | (docs.open_paths(app) if settings.public_docs else frozenset()),
+        open_paths=docs.open_paths(app) if settings.public_docs else frozenset(),
     )
     # Outside the body limit (which buffers what it passes; for uploads it only
     # checks the declared length) and the key check: a weights upload's body

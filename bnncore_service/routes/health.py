@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 import bnncore
+from bnncore_service.auth import OPEN, READ
 from bnncore_service.builder import zoo_names
 from bnncore_service.deps import SettingsDep, StoreDep
 from bnncore_service.errors import ERROR_RESPONSES, error
@@ -44,7 +46,7 @@ _LIMITS = (
 )
 
 
-@router.get("/health/live", response_model=HealthResponse)
+@router.get("/health/live", dependencies=[OPEN], response_model=HealthResponse)
 def live() -> HealthResponse:
     """The process answers."""
     return HealthResponse(status="live")
@@ -52,10 +54,11 @@ def live() -> HealthResponse:
 
 @router.get(
     "/health/ready",
+    dependencies=[OPEN],
     response_model=HealthResponse,
     responses={503: ERROR_RESPONSES[503]},
 )
-async def ready(request: Request, store: StoreDep) -> HealthResponse:
+async def ready(request: Request, store: StoreDep) -> HealthResponse | JSONResponse:
     """The registry database answers and every model of ``BNN_PRELOAD`` is
     loaded (503 with the reason otherwise)."""
     preload: Preloader | None = getattr(request.app.state, "preload", None)
@@ -66,7 +69,7 @@ async def ready(request: Request, store: StoreDep) -> HealthResponse:
     return HealthResponse(status="ready")
 
 
-@router.get("", response_model=ServerMetadata)
+@router.get("", dependencies=[READ], response_model=ServerMetadata)
 def server_metadata(settings: SettingsDep) -> ServerMetadata:
     """Server metadata (Open Inference Protocol) and the definition catalogs."""
     return ServerMetadata(

@@ -2,17 +2,25 @@
 ``.../ready``) and TensorFlow Serving REST (``/v1/models/...:predict``, model
 status ``GET /v1/models/...`` and metadata ``GET /v1/models/.../metadata``).
 
+The same routes serve both roles: a full replica (``bnncore_service.main``, on
+:class:`~bnncore_service.inference.InferenceService`) and an inference replica
+(``bnncore_service.inference_app``, on its ``RuntimeInferenceService``, which
+refuses a version that needs TensorFlow with 501). Importing this module
+imports neither TensorFlow, Keras nor ``bnncore``.
+
 Every refusal is ``{"error": "<message>"}``: 400 for a request that does not
 fit the model (malformed bodies included, as the OIP specifies), 404 for an
 unknown model or version, 413 over a limit, 503 when busy, 504 on timeout.
 
-The memory bound (``BNN_MAX_REQUEST_BYTES``) is checked by the codec, from the
-version's request cost looked up before the body is decoded, so an oversized
-batch is refused before its data is converted or anything runs.
+The memory bound (``BNN_MAX_REQUEST_BYTES``) is checked by the decoders
+(``inference/oip.py``, ``inference/tfserving.py``), from the version's request
+cost looked up before the body is decoded, so an oversized batch is refused
+before its data is converted or anything runs.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -25,26 +33,17 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
+from bnncore_service.auth import INFER, READ
 from bnncore_service.deps import ModelName, SettingsDep, VersionNumber
-from bnncore_service.errors import error, format_validation_errors
+from bnncore_service.errors import error, error_responses, format_validation_errors
 from bnncore_service.inference import InferenceService
 from bnncore_service.inference.binary import HEADER, MEDIA_TYPE, encode_body, split_body
-from bnncore_service.inference.codec import (
-    Decoded,
-    InferenceError,
-    Limits,
-    decode_oip,
-    decode_tfs,
-    encode_oip_binary,
-    encode_tfs,
-    parse_oip,
-    to_json,
-)
 from bnncore_service.inference.inline import (
     INLINE_TFS_BODY_BYTES,
     inline_answer,
     inline_body,
 )
+from bnncore_service.inference.oip import decode_oip, encode_oip_binary, parse_oip
 from bnncore_service.inference.schemas import (
     BINARY_BODY,
     InferenceRequest,
@@ -56,17 +55,31 @@ from bnncore_service.inference.schemas import (
     TFSModelStatus,
     request_body,
 )
-from bnncore_service.inference.tfserving import model_metadata, model_status
+from bnncore_service.inference.tensors import Decoded, InferenceError, Limits, to_json
+from bnncore_service.inference.tfserving import (
+    decode_tfs,
+    encode_tfs,
+    model_metadata,
+    model_status,
+)
 from bnncore_service.jsonbody import JSONBodyError, check_duplicate_keys
 from bnncore_service.metrics import MODEL_STATE_KEY
 from bnncore_service.peak import RequestCost
-from bnncore_service.runtime import BusyError
-from bnncore_service.schemas.reports import ErrorResponse
 from bnncore_service.store import VersionRecord
 
-__all__ = ["router"]
+__all__ = ["NEEDS_FULL_REPLICA", "InferenceDep", "InferenceRoute", "router"]
 
 B = TypeVar("B", bound=BaseModel)
+
+
+def _build_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is the full replica's ``BusyError`` (too many builds
+    queued: a 503 its handler answers). It is looked up where it is defined
+    only once that module is loaded: an inference replica never loads it (it
+    imports Keras), and then nothing raises it."""
+    runtime = sys.modules.get("bnncore_service.runtime")
+    busy = getattr(runtime, "BusyError", None)
+    return busy is not None and isinstance(exc, busy)
 
 
 class _RouteOptions(TypedDict):
@@ -80,8 +93,9 @@ class _RouteOptions(TypedDict):
 
 class InferenceRoute(APIRoute):
     """Answers this router's errors in the envelope with OIP statuses: body
-    validation errors are 400 (not FastAPI's 422), and every rejection is
-    counted in ``bnn_rejections_total``."""
+    validation errors are 400 (not FastAPI's 422), an :class:`InferenceError`
+    its own status (501 on an inference replica for a version that needs a
+    full one), and every rejection is counted in ``bnn_rejections_total``."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -96,8 +110,9 @@ class InferenceRoute(APIRoute):
                     request.app.state.metrics.reject(exc.reason)
                 headers = {"Retry-After": "1"} if exc.status == 503 else None
                 return error(exc.status, str(exc), headers)
-            except BusyError:
-                request.app.state.metrics.reject("build_busy")
+            except Exception as exc:
+                if _build_busy(exc):
+                    request.app.state.metrics.reject("build_busy")
                 raise
 
         return route_handler
@@ -113,16 +128,20 @@ async def get_inference(request: Request) -> InferenceService:
 
 InferenceDep = Annotated[InferenceService, Depends(get_inference)]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in (
+_ERRORS = error_responses(
+    (
         (400, "The request does not fit the model; the message names the field"),
         (404, "Unknown model or version"),
         (413, "Body, batch, element count or request memory over a limit"),
         (503, "Too busy (retry later) or the model cannot be loaded"),
         (504, "Inference timed out"),
     )
-}
+)
+NEEDS_FULL_REPLICA = error_responses(
+    ((501, "The version needs TensorFlow: route it to a full replica"),)
+)
+"""The inference replica's one more refusal (documented where it includes
+:data:`router`)."""
 
 
 def _parse(raw: bytes, model: type[B]) -> B:
@@ -311,7 +330,7 @@ _INFER: _RouteOptions = {
 }
 
 
-@router.post("/v2/models/{name}/infer", **_INFER)
+@router.post("/v2/models/{name}/infer", dependencies=[INFER], **_INFER)
 async def infer(
     name: ModelName,
     request: Request,
@@ -322,7 +341,9 @@ async def infer(
     return await _infer(request, service, settings, name, None)
 
 
-@router.post("/v2/models/{name}/versions/{version}/infer", **_INFER)
+@router.post(
+    "/v2/models/{name}/versions/{version}/infer", dependencies=[INFER], **_INFER
+)
 async def infer_version(
     name: ModelName,
     version: VersionNumber,
@@ -340,18 +361,24 @@ async def _ready(
     record = await _record(request, service, name, version)
     try:
         await service.served(record)
-    except (BusyError, InferenceError):
-        raise
+    except InferenceError as exc:
+        if exc.status != 501:  # 501: this replica cannot serve it
+            raise
+        reason: Exception = exc
     except Exception as exc:
-        return error(
-            503,
-            f"model {record.name!r} version {record.version} is not ready: {exc}",
-        )
-    return JSONResponse({"name": record.name, "ready": True})
+        if _build_busy(exc):
+            raise
+        reason = exc
+    else:
+        return JSONResponse({"name": record.name, "ready": True})
+    return error(
+        503, f"model {record.name!r} version {record.version} is not ready: {reason}"
+    )
 
 
 @router.get(
     "/v2/models/{name}/ready",
+    dependencies=[INFER],
     response_model=ModelReady,
     responses=_ERRORS,
     response_class=JSONResponse,
@@ -363,6 +390,7 @@ async def ready(name: ModelName, request: Request, service: InferenceDep) -> Res
 
 @router.get(
     "/v2/models/{name}/versions/{version}/ready",
+    dependencies=[INFER],
     response_model=ModelReady,
     responses=_ERRORS,
     response_class=JSONResponse,
@@ -421,7 +449,7 @@ _PREDICT: _RouteOptions = {
 }
 
 
-@router.post("/v1/models/{name}:predict", **_PREDICT)
+@router.post("/v1/models/{name}:predict", dependencies=[INFER], **_PREDICT)
 async def predict(
     name: ModelName,
     request: Request,
@@ -432,7 +460,9 @@ async def predict(
     return await _predict(request, service, settings, name, None)
 
 
-@router.post("/v1/models/{name}/versions/{version}:predict", **_PREDICT)
+@router.post(
+    "/v1/models/{name}/versions/{version}:predict", dependencies=[INFER], **_PREDICT
+)
 async def predict_version(
     name: ModelName,
     version: VersionNumber,
@@ -460,7 +490,12 @@ async def _status(
     return JSONResponse(model_status(versions or [record.version]))
 
 
-@router.get("/v1/models/{name}", response_model=TFSModelStatus, **_LOOKUP)
+@router.get(
+    "/v1/models/{name}",
+    dependencies=[READ],
+    response_model=TFSModelStatus,
+    **_LOOKUP,
+)
 async def tfs_model_status(
     name: ModelName, request: Request, service: InferenceDep
 ) -> Response:
@@ -470,7 +505,10 @@ async def tfs_model_status(
 
 
 @router.get(
-    "/v1/models/{name}/versions/{version}", response_model=TFSModelStatus, **_LOOKUP
+    "/v1/models/{name}/versions/{version}",
+    dependencies=[READ],
+    response_model=TFSModelStatus,
+    **_LOOKUP,
 )
 async def tfs_version_status(
     name: ModelName, version: VersionNumber, request: Request, service: InferenceDep
@@ -479,7 +517,12 @@ async def tfs_version_status(
     return await _status(request, service, name, version)
 
 
-@router.get("/v1/models/{name}/metadata", response_model=TFSModelMetadata, **_LOOKUP)
+@router.get(
+    "/v1/models/{name}/metadata",
+    dependencies=[READ],
+    response_model=TFSModelMetadata,
+    **_LOOKUP,
+)
 async def tfs_model_metadata(
     name: ModelName, request: Request, service: InferenceDep
 ) -> Response:
@@ -491,6 +534,7 @@ async def tfs_model_metadata(
 
 @router.get(
     "/v1/models/{name}/versions/{version}/metadata",
+    dependencies=[READ],
     response_model=TFSModelMetadata,
     **_LOOKUP,
 )

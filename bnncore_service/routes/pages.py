@@ -31,7 +31,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 import bnncore
-from bnncore_service.auth import ApiKeyAuth
+from bnncore_service.auth import OPEN, ApiKeyAuth
 from bnncore_service.deps import SettingsDep, StoreDep
 from bnncore_service.docs import (
     ASSETS_URL,
@@ -323,7 +323,12 @@ def render_home(
     return _page("".join(parts), root)
 
 
-@router.get(HOME_URL, response_class=HTMLResponse, include_in_schema=False)
+@router.get(
+    HOME_URL,
+    dependencies=[OPEN],
+    response_class=HTMLResponse,
+    include_in_schema=False,
+)
 async def home(
     request: Request,
     store: StoreDep,

@@ -18,9 +18,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from bnncore_service.auth import ADMIN, READ
 from bnncore_service.deps import ModelName, SettingsDep, VersionNumber
 from bnncore_service.inference import InferenceService
-from bnncore_service.inference.codec import InferenceError
 from bnncore_service.inference.repository import (
     UNLOADED_REASON,
     IndexEntry,
@@ -32,6 +32,7 @@ from bnncore_service.inference.repository import (
     model_config,
 )
 from bnncore_service.inference.schemas import request_body
+from bnncore_service.inference.tensors import InferenceError
 from bnncore_service.peak import JSON_BYTES_PER_VALUE
 from bnncore_service.routes.inference import (
     _ERRORS,
@@ -83,6 +84,7 @@ async def _records(service: InferenceService, name: str | None) -> list[VersionR
 
 @router.post(
     "/v2/repository/index",
+    dependencies=[READ],
     response_model=list[IndexEntry],
     responses={400: _ERRORS[400]},
     response_class=JSONResponse,
@@ -110,6 +112,7 @@ async def repository_index(request: Request, service: InferenceDep) -> Response:
 
 @router.post(
     "/v2/repository/models/{name}/load",
+    dependencies=[ADMIN],
     responses={status: _ERRORS[status] for status in (400, 404, 503)},
     openapi_extra=request_body(LoadRequest),
 )
@@ -142,6 +145,7 @@ async def repository_load(
 
 @router.post(
     "/v2/repository/models/{name}/unload",
+    dependencies=[ADMIN],
     responses={status: _ERRORS[status] for status in (400, 404)},
     openapi_extra=request_body(UnloadRequest),
 )
@@ -182,7 +186,7 @@ _CONFIG: dict[str, Any] = {
 }
 
 
-@router.get("/v2/models/{name}/config", **_CONFIG)
+@router.get("/v2/models/{name}/config", dependencies=[READ], **_CONFIG)
 async def config(
     name: ModelName, request: Request, service: InferenceDep, settings: SettingsDep
 ) -> Response:
@@ -193,7 +197,11 @@ async def config(
     return await _config(request, service, settings, name, None)
 
 
-@router.get("/v2/models/{name}/versions/{version}/config", **_CONFIG)
+@router.get(
+    "/v2/models/{name}/versions/{version}/config",
+    dependencies=[READ],
+    **_CONFIG,
+)
 async def config_version(
     name: ModelName,
     version: VersionNumber,
@@ -220,13 +228,13 @@ _STATS: dict[str, Any] = {
 }
 
 
-@router.get("/v2/models/stats", **_STATS)
+@router.get("/v2/models/stats", dependencies=[READ], **_STATS)
 async def statistics_all(service: InferenceDep) -> Response:
     """Inference statistics of every registered version."""
     return _statistics(service, await _records(service, None))
 
 
-@router.get("/v2/models/{name}/stats", **_STATS)
+@router.get("/v2/models/{name}/stats", dependencies=[READ], **_STATS)
 async def statistics(
     name: ModelName, request: Request, service: InferenceDep
 ) -> Response:
@@ -237,7 +245,7 @@ async def statistics(
     return _statistics(service, records)
 
 
-@router.get("/v2/models/{name}/versions/{version}/stats", **_STATS)
+@router.get("/v2/models/{name}/versions/{version}/stats", dependencies=[READ], **_STATS)
 async def statistics_version(
     name: ModelName, version: VersionNumber, request: Request, service: InferenceDep
 ) -> Response:
