@@ -249,7 +249,10 @@ class Registry:
     @property
     def _runtime(self) -> Runtime:
         if self.runtime is None:
-            raise RuntimeError("this replica builds no Keras model (BNN_ROLE)")
+            raise RuntimeError(
+                "BNN_ROLE=inference: this replica builds no Keras model; send "
+                "registrations, reports and weights uploads to a full replica"
+            )
         return self.runtime
 
     # -- version → definition → plan → build: the one path ------------------
