@@ -1,0 +1,153 @@
+"""docker/slim_wheels.py: the wheels of the TensorFlow-free images lose their test
+suites, stubs, C sources and unused botocore models, and still install.
+
+Oracles: a wheel written here member by member, pip installing the result,
+and the sha256 of every file left against its ``RECORD`` row.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from bench import image_size
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "docker" / "slim_wheels.py"
+
+KEPT = {
+    "demo/__init__.py": b"VALUE = 1\n",
+    "demo/core.py": b"from demo import VALUE\n",
+    "demo/testing/helpers.py": b"# a 'testing' package is code: kept\n",
+    "demo/data/table.json": b"{}",
+    "botocore/data/endpoints.json": b"{}",
+    "botocore/data/s3/2006-03-01/service-2.json.gz": b"s3",
+    "botocore/data/sts/2011-06-15/service-2.json.gz": b"sts",
+    "botocore/data/sso-oidc/2019-06-10/service-2.json.gz": b"sso-oidc",
+    "demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
+    "demo-1.0.dist-info/WHEEL": (
+        b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n"
+    ),
+}
+DROPPED = {
+    "demo/tests/__init__.py": b"",
+    "demo/tests/test_core.py": b"def test(): pass\n",
+    "demo/sub/tests/data.bin": b"\0" * 100,
+    "demo/core.pyi": b"VALUE: int\n",
+    "demo/py.typed": b"",
+    "demo/include/demo.h": b"int x;\n",
+    "demo/_speedups.c": b"int y;\n",
+    "demo/_speedups.pyx": b"cdef int z\n",
+    "demo/lib/libdemo.a": b"!<arch>\n",
+    "botocore/data/ec2/2016-11-15/service-2.json.gz": b"ec2",
+}
+
+
+def _record_row(name: str, data: bytes) -> list[str]:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return [name, f"sha256={digest.decode()}", str(len(data))]
+
+
+def _wheel(path: Path) -> None:
+    files = {**KEPT, **DROPPED}
+    record = io.StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    for name, data in files.items():
+        writer.writerow(_record_row(name, data))
+    writer.writerow(["demo-1.0.dist-info/RECORD", "", ""])
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr("demo-1.0.dist-info/RECORD", record.getvalue())
+
+
+def test_a_slimmed_wheel_keeps_the_code_and_installs(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = wheels / "demo-1.0-py3-none-any.whl"
+    _wheel(wheel)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(wheels)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"{len(DROPPED)} files" in result.stdout
+    archive = zipfile.ZipFile(wheel)
+    record = "demo-1.0.dist-info/RECORD"
+    assert set(archive.namelist()) == {*KEPT, record}
+    rows = list(csv.reader(io.StringIO(archive.read(record).decode())))
+    assert rows == [_record_row(n, d) for n, d in KEPT.items()] + [[record, "", ""]]
+
+    site = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         "--target", str(site), str(wheel)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name, data in KEPT.items():
+        if ".dist-info/" not in name:
+            assert (site / name).read_bytes() == data
+    for name in DROPPED:
+        assert not (site / name).exists()
+    check = subprocess.run(
+        [sys.executable, "-c", "import demo.core; print(demo.core.VALUE)"],
+        cwd=site, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert check.stdout.strip() == "1"
+
+
+def test_a_wheel_with_nothing_to_drop_is_left_as_it_was(tmp_path: Path) -> None:
+    wheel = tmp_path / "plain-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("plain/__init__.py", b"")
+    before = wheel.read_bytes()
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stdout == ""
+    assert wheel.read_bytes() == before
+
+
+def test_the_build_stage_slims_both_wheel_directories_before_the_final_stages():
+    text = (ROOT / "docker" / "Dockerfile.runtime").read_text()
+    build, *finals = text.split("\nFROM ")[1:]
+    assert " AS build" in build.split("\n")[0]
+    assert (
+        "RUN --mount=type=bind,source=docker/slim_wheels.py,"
+        "target=/tmp/slim_wheels.py \\\n    python /tmp/slim_wheels.py /wheels "
+        "/serve-wheels" in build
+    )
+    # After both directories are made, and nothing adds wheels after it.
+    slim_at = build.index("slim_wheels.py /wheels")
+    assert build.index("--wheel-dir /serve-wheels") < slim_at
+    assert "pip wheel" not in build[slim_at:]
+    assert all("slim_wheels" not in stage for stage in finals)
+
+
+def test_the_estimate_sums_apparent_sizes_and_judges_the_target(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.bin").write_bytes(b"\0" * 1000)
+    (tmp_path / "y.bin").write_bytes(b"\0" * 24)
+    (tmp_path / "link").symlink_to(tmp_path / "y.bin")
+    assert image_size.apparent_bytes(tmp_path) == 1024
+    base = image_size.BASE_IMAGE_BYTES
+    small = image_size.Image("runtime, slimmed wheels", 20 * 10**6, 60 * 10**6, 0, [])
+    big = image_size.Image(
+        "inference, slimmed wheels", 40 * 10**6, 100 * 10**6, 10**6, [("numpy", 5)]
+    )
+    assert small.total == base + 80 * 10**6
+    assert big.without_wheel_layer == base + 101 * 10**6
+    text = image_size.render([small, big])
+    assert f"OK: runtime, slimmed wheels: {(base + 80 * 10**6) // 10**6} MB" in text
+    assert (
+        f"MISS: inference, slimmed wheels: {(base + 141 * 10**6) // 10**6} MB" in text
+    )
