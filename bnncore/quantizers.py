@@ -18,7 +18,8 @@ treated as 32-bit by the analysis tools and never raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, Union
 
 import keras
@@ -47,6 +48,8 @@ __all__ = [
     "get_precision",
     "magnitude_aware_sign",
     "names",
+    "precision_of",
+    "registry",
     "serialize",
     "set_precision",
     "ste_heaviside",
@@ -392,6 +395,9 @@ class Quantizer(keras.layers.Layer):
     """
 
     precision: int | None = None
+    precision_argument: str | None = None
+    """The constructor argument that sets ``precision`` (``"k_bit"`` of
+    :class:`DoReFa`), or ``None`` when the class fixes it."""
 
     def __init__(self, metrics: list[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("autocast", False)
@@ -606,6 +612,8 @@ class DoReFa(Quantizer):
         mode: ``"activations"`` or ``"weights"``.
     """
 
+    precision_argument = "k_bit"
+
     def __init__(
         self, k_bit: int = 2, mode: str = "activations", **kwargs: Any
     ) -> None:
@@ -642,6 +650,8 @@ class NoOp(Quantizer):
         precision: Bit width to report, a positive integer (required).
     """
 
+    precision_argument = "precision"
+
     def __init__(self, precision: int, **kwargs: Any) -> None:
         _check_positive_int("precision", precision)
         super().__init__(**kwargs)
@@ -666,6 +676,40 @@ NoOpQuantizer = NoOp
 def names() -> list[str]:
     """All names :func:`get` accepts: class names and snake_case aliases."""
     return sorted(_QUANTIZERS)
+
+
+def registry() -> dict[str, type[Quantizer]]:
+    """Every name :func:`get` accepts, mapped to its class.
+
+    The class names (``"SteSign"``), their snake_case aliases (``"ste_sign"``)
+    and Larq's earlier names (``"DoReFaQuantizer"``), in registration order:
+    the one list of quantizer names, which the service's definition language
+    reads too.
+    """
+    return dict(_QUANTIZERS)
+
+
+def precision_of(cls: type[Quantizer], arguments: Mapping[str, Any]) -> int | None:
+    """The ``precision`` of ``cls(**arguments)``, without constructing it.
+
+    Args:
+        cls: A :class:`Quantizer` class.
+        arguments: Constructor arguments (missing ones take their defaults).
+
+    Returns:
+        The bit width, or ``None`` if the class declares none.
+
+    Example:
+        >>> precision_of(DoReFa, {"k_bit": 4}), precision_of(SteSign, {})
+        (4, 1)
+    """
+    name = cls.precision_argument
+    if name is None:
+        return cls.precision
+    value = arguments.get(name, inspect.signature(cls).parameters[name].default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
 
 
 def serialize(quantizer: Any) -> Any:
