@@ -11,6 +11,7 @@ import base64
 import csv
 import hashlib
 import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -151,3 +152,66 @@ def test_the_estimate_sums_apparent_sizes_and_judges_the_target(tmp_path: Path):
     assert (
         f"MISS: inference, slimmed wheels: {(base + 141 * 10**6) // 10**6} MB" in text
     )
+
+
+S3_CHILD = """
+import json, sys
+import botocore
+from bnncore_service.blobs import S3Blobs
+
+blobs = S3Blobs(sys.argv[1])
+blobs.open()
+blobs.put_bytes("definitions/ab/x.json", b"{}")
+found = {
+    "botocore": botocore.__file__,
+    "read": blobs.read("definitions/ab/x.json", 10).decode(),
+    "listed": [info.key for info in blobs.list("definitions")],
+}
+blobs.delete("definitions/ab/x.json")
+found["after"] = [info.key for info in blobs.list("definitions")]
+blobs.close()
+print(json.dumps(found))
+"""
+
+
+def test_the_s3_store_runs_on_the_slimmed_botocore(s3_server, tmp_path: Path) -> None:
+    """botocore with only the service models slim_wheels keeps (the files of
+    the installed botocore that its rule keeps, copied) reads and writes a
+    bucket: the models it dropped are not needed."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location("slim_wheels", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    slim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(slim)
+    import botocore
+
+    installed = Path(botocore.__file__).parent
+    site = tmp_path / "site"
+    kept = dropped = 0
+    for path in installed.rglob("*"):
+        name = path.relative_to(installed.parent).as_posix()
+        if not path.is_file() or "__pycache__" in name:
+            continue
+        if slim.dropped(name):
+            dropped += 1
+            continue
+        kept += 1
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_bytes(path.read_bytes())
+    assert dropped > 1000 and kept < dropped  # the rule did drop models
+    models = {p.name for p in (site / "botocore" / "data").iterdir() if p.is_dir()}
+    assert models == set(slim.BOTOCORE_SERVICES)
+    env = {**os.environ, **s3_server.env,
+           "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", S3_CHILD, s3_server.new_bucket()],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["botocore"].startswith(str(site))  # the slimmed copy ran
+    assert found["read"] == "{}"
+    assert found["listed"] == ["definitions/ab/x.json"]
+    assert found["after"] == []
