@@ -6,7 +6,8 @@ Keras APIs are used:
 
 * functional models: ``model.operations`` and ``model.get_config()``, whose
   ``inbound_nodes`` list every call of an operation in this model, with the
-  shape of each input and the ``(operation, call, output)`` that produced it;
+  shape of each input and the ``(operation, call, output)`` that produced it
+  (read by :mod:`bnncore_runtime.keras_config`);
 * Sequential models: ``model.layers`` in order, one call each;
 * subclassed models, and functional models whose config cannot be built (a
   custom layer without ``get_config``): one call per layer, shapes from
@@ -16,14 +17,15 @@ Keras APIs are used:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import keras
+
+from bnncore_runtime.keras_config import History, KerasTensor, read_model
 
 __all__ = ["Call", "Site", "call_sites", "flat_shapes", "model_kind", "recorded_call"]
 
 Shape = tuple[int | None, ...]
-TensorKey = tuple[str, int, int]  # (operation name, call index, output index)
 
 
 @dataclass(frozen=True)
@@ -115,43 +117,22 @@ def _inferred_outputs(op: Any, input_shapes: tuple[Shape, ...]) -> tuple[Shape, 
 
 
 # ----------------------------------------------------------------------------
-# Functional models: parse get_config()
+# Functional models: read get_config()
 # ----------------------------------------------------------------------------
 
 
-def _tensor_refs(value: Any) -> list[tuple[Shape, TensorKey]]:
-    """The serialized Keras tensors in a node's ``args`` / ``kwargs``, in order."""
-    found: list[tuple[Shape, TensorKey]] = []
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            config = value.get("config") or {}
-            name, node, index = config["keras_history"]
-            found.append((_shape(config["shape"]), (name, int(node), int(index))))
-            return found
-        for item in value.values():
-            found.extend(_tensor_refs(item))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            found.extend(_tensor_refs(item))
-    return found
-
-
 def _functional_sites(model: keras.Model) -> list[Site]:
-    config = model.get_config()
-    nodes_by_name = {
-        layer_config["name"]: layer_config.get("inbound_nodes") or []
-        for layer_config in config["layers"]
-    }
-    # Every call's inputs, and the output shapes that consumers saw.
-    inputs: dict[str, list[list[tuple[Shape, TensorKey]]]] = {}
-    seen_outputs: dict[TensorKey, Shape] = {}
-    for name, nodes in nodes_by_name.items():
-        inputs[name] = []
-        for node in nodes:
-            refs = _tensor_refs([node.get("args"), node.get("kwargs")])
-            inputs[name].append(refs)
-            for shape, key in refs:
-                seen_outputs[key] = shape
+    config = read_model(model.get_config(), kind="functional")
+    # Every call's input tensors, and the output shapes that consumers saw.
+    inputs: dict[str, list[tuple[KerasTensor, ...]]] = {}
+    seen_outputs: dict[History, Shape] = {}
+    for layer in config.layers:
+        inputs[layer.name] = [call.tensors for call in layer.calls]
+        for call in layer.calls:
+            for tensor in call.tensors:
+                if tensor.shape is None:
+                    raise ValueError(f"{tensor.path}: the config states no shape")
+                seen_outputs[tensor.history] = tensor.shape
 
     sites = []
     for op in model.operations:
@@ -159,9 +140,9 @@ def _functional_sites(model: keras.Model) -> list[Site]:
             continue
         n_outputs = len(_recorded(op, "output") or ())
         calls = []
-        for index, refs in enumerate(inputs.get(op.name, [])):
-            input_shapes = tuple(shape for shape, _ in refs)
-            keys = [(op.name, index, t) for t in range(n_outputs)]
+        for index, tensors in enumerate(inputs.get(op.name, [])):
+            input_shapes = tuple(cast(Shape, t.shape) for t in tensors)
+            keys = [History(op.name, index, t) for t in range(n_outputs)]
             if n_outputs and all(key in seen_outputs for key in keys):
                 outputs = tuple(seen_outputs[key] for key in keys)
             else:
@@ -169,7 +150,7 @@ def _functional_sites(model: keras.Model) -> list[Site]:
             calls.append(
                 Call(
                     input_shapes=input_shapes,
-                    input_sources=tuple(key[0] for _, key in refs),
+                    input_sources=tuple(t.history.layer for t in tensors),
                     output_shapes=outputs,
                 )
             )

@@ -1,9 +1,10 @@
 """A Keras model as a flat list of nodes over named values.
 
 Functional models are read from their public config (``get_config()``, whose
-``inbound_nodes`` record every call with its tensor arguments) and their
-``operations``; Sequential models are a chain of their layers. Nested
-Functional/Sequential models are inlined. Anything else (a subclassed model)
+``inbound_nodes`` record every call with its tensor arguments; read by
+:mod:`bnncore_runtime.keras_config`) and their ``operations``; Sequential
+models are a chain of their layers. Nested Functional/Sequential models are
+inlined. Anything else (a subclassed model)
 raises :class:`UnsupportedGraphError` and is run whole by Keras.
 """
 
@@ -26,6 +27,12 @@ from bnncore_runtime.graph import (
     substitute,
     tensor_refs,
     toposort,
+)
+from bnncore_runtime.keras_config import (
+    KerasConfigError,
+    KerasTensor,
+    ModelConfig,
+    read_model,
 )
 
 __all__ = [
@@ -51,11 +58,6 @@ def _is_functional(model: Any) -> bool:
     return isinstance(config, dict) and "input_layers" in config and "layers" in config
 
 
-def _shape(config: dict[str, Any]) -> tuple[int | None, ...] | None:
-    shape = config.get("shape")
-    return None if shape is None else tuple(shape)
-
-
 _SERIALIZED_VALUES = (
     "__slice__",
     "__ellipsis__",
@@ -65,55 +67,57 @@ _SERIALIZED_VALUES = (
 )
 
 
-def _history_refs(raw: Any, scope: tuple[Any, ...], mapping: dict) -> Any:
-    """Turns serialized keras tensors into TensorRefs (``mapping`` renames values)."""
-    if isinstance(raw, dict):
-        if raw.get("class_name") == "__keras_tensor__":
-            config = raw["config"]
-            name, node_index, tensor_index = config["keras_history"]
-            value = (*scope, name, int(node_index), int(tensor_index))
-            return TensorRef(mapping.get(value, value), _shape(config))
-        if raw.get("class_name") in _SERIALIZED_VALUES:
+def _read(model: Any) -> ModelConfig:
+    """The functional ``model``'s config, read by the one Keras-config reader."""
+    try:
+        return read_model(model.get_config(), kind="functional")
+    except KerasConfigError as error:
+        raise UnsupportedGraphError(f"model {model.name!r}: {error}") from error
+
+
+def _refs(read: Any, scope: tuple[Any, ...], mapping: dict) -> Any:
+    """Call arguments as read (:class:`KerasTensor` in place of each tensor)
+    with TensorRefs for the tensors (``mapping`` renames values)."""
+    if isinstance(read, KerasTensor):
+        value = (*scope, *read.history)
+        return TensorRef(mapping.get(value, value), read.shape)
+    if isinstance(read, dict):
+        if read.get("class_name") in _SERIALIZED_VALUES:
             try:  # slices, Ellipsis, constants: Keras's own deserializer
-                return keras.saving.deserialize_keras_object(raw)
+                return keras.saving.deserialize_keras_object(read)
             except Exception as error:
-                raise UnsupportedGraphError(f"call argument {raw!r}") from error
-        return {key: _history_refs(item, scope, mapping) for key, item in raw.items()}
-    if isinstance(raw, list):
-        return [_history_refs(item, scope, mapping) for item in raw]
-    if isinstance(raw, tuple):
-        return tuple(_history_refs(item, scope, mapping) for item in raw)
-    return raw
-
-
-def _entry_values(raw: Any, scope: tuple[Any, ...]) -> list[ValueId]:
-    """``[[name, node, tensor], ...]`` (or a single triple) as value ids."""
-    if isinstance(raw, dict):
-        raise UnsupportedGraphError("dict-structured model inputs/outputs")
-    if len(raw) == 3 and isinstance(raw[0], str):
-        raw = [raw]
-    return [(*scope, name, int(node), int(tensor)) for name, node, tensor in raw]
+                raise UnsupportedGraphError(f"call argument {read!r}") from error
+        return {key: _refs(item, scope, mapping) for key, item in read.items()}
+    if isinstance(read, list):
+        return [_refs(item, scope, mapping) for item in read]
+    if isinstance(read, tuple):
+        return tuple(_refs(item, scope, mapping) for item in read)
+    return read
 
 
 def _parse_functional(
-    model: Any, scope: tuple[Any, ...], bound: dict[ValueId, ValueId]
+    model: Any,
+    scope: tuple[Any, ...],
+    bound: dict[ValueId, ValueId],
+    config: ModelConfig | None = None,
 ) -> tuple[list[Node], list[ValueId], list[ValueId]]:
-    config = model.get_config()
+    config = _read(model) if config is None else config
     ops = {op.name: op for op in model.operations}
-    inputs = _entry_values(config["input_layers"], scope)
-    outputs = _entry_values(config["output_layers"], scope)
+    inputs = [(*scope, *value) for value in config.inputs]
+    outputs = [(*scope, *value) for value in config.outputs]
     nodes: list[Node] = []
-    for layer_config in config["layers"]:
-        name = layer_config["name"]
-        op = ops.get(name)
+    for layer in config.layers:
+        op = ops.get(layer.name)
         if op is None:
-            raise UnsupportedGraphError(f"operation {name!r} not found in the model")
+            raise UnsupportedGraphError(
+                f"operation {layer.name!r} not found in the model"
+            )
         if isinstance(op, keras.layers.InputLayer):
             continue
-        for node_index, raw in enumerate(layer_config.get("inbound_nodes", [])):
-            args = _history_refs(raw.get("args", []), scope, bound)
-            kwargs = _history_refs(raw.get("kwargs", {}), scope, bound)
-            out = (*scope, name, node_index)
+        for node_index, call in enumerate(layer.calls):
+            args = _refs(call.args, scope, bound)
+            kwargs = _refs(call.kwargs, scope, bound)
+            out = (*scope, layer.name, node_index)
             nodes.extend(_expand(op, list(args), dict(kwargs), out))
     return nodes, [bound.get(v, v) for v in inputs], [bound.get(v, v) for v in outputs]
 
@@ -131,11 +135,12 @@ def _expand(op: Any, args: list[Any], kwargs: dict[str, Any], out: tuple) -> lis
                 f"Sequential {op.name!r} called on several tensors"
             )
         return _sequential_nodes(op, refs[0], scope, out)
-    sub_inputs = _entry_values(op.get_config()["input_layers"], scope)
+    config = _read(op)
+    sub_inputs = [(*scope, *value) for value in config.inputs]
     if len(sub_inputs) != len(refs):
         raise UnsupportedGraphError(f"nested model {op.name!r}: input count mismatch")
     bound = {sub: ref.value for sub, ref in zip(sub_inputs, refs, strict=True)}
-    nodes, _, sub_outputs = _parse_functional(op, scope, bound)
+    nodes, _, sub_outputs = _parse_functional(op, scope, bound, config)
     # Alias the nested outputs to this call's output ids.
     for index, value in enumerate(sub_outputs):
         nodes.append(identity((*out, index), value))
