@@ -21,10 +21,12 @@ from pydantic import (
     PrivateAttr,
     Strict,
     Tag,
+    ValidationError,
     model_validator,
 )
 
 from bnncore_service.schemas.common import Bool, Dim, Name, StrictModel
+from bnncore_service.schemas.from_keras import ShapeClaim, translate
 from bnncore_service.schemas.layers import LAYER_TYPES, AnyLayer, Input, LayerSpec
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "Sequential",
     "Zoo",
     "content_hash",
+    "keras_json_graph",
 ]
 
 HARD_MAX_LAYERS = 4096
@@ -227,27 +230,42 @@ class KerasJSON(_Definition):
     compile_config: dict[str, Any] | None = None
 
     _graph: Graph | None = None
-    _claims: list[Any] = PrivateAttr(default_factory=list)
+    _claims: list[ShapeClaim] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _translate(self) -> KerasJSON:
-        from bnncore_service.keras_json import translate_with_claims
-
-        self._graph, self._claims = translate_with_claims(self.model_dump())
+        self._graph, self._claims = keras_json_graph(self.model_dump())
         return self
 
     def graph(self) -> Graph:
         assert self._graph is not None
         return self._graph
 
-    def shape_claims(self) -> list[Any]:
+    def shape_claims(self) -> list[ShapeClaim]:
         """The shapes the document states (``build_config``, tensor
-        references), as :class:`bnncore_service.keras_json.ShapeClaim` s; checked
-        against the estimate by :func:`bnncore_service.keras_json.check_shapes`."""
+        references), as :class:`~bnncore_service.schemas.from_keras.ShapeClaim`
+        s; checked against the estimate by
+        :func:`bnncore_service.keras_json.check_shapes`."""
         return list(self._claims)
 
     def normalized(self) -> dict[str, Any]:
         return self.graph().normalized()
+
+
+def keras_json_graph(document: dict[str, Any]) -> tuple[Graph, list[ShapeClaim]]:
+    """A ``model.to_json()`` document as a validated :class:`Graph`, and the
+    shapes it states.
+
+    Raises:
+        bnncore_service.schemas.from_keras.TranslationError: naming the path of
+            the document's first offending field.
+    """
+    translation = translate(document)
+    try:
+        graph = Graph.model_validate(translation.graph)
+    except ValidationError as error:
+        raise translation.refusal(error.errors()[0]) from None
+    return graph, list(translation.claims)
 
 
 def _kind(value: Any) -> str | None:
