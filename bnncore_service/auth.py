@@ -48,6 +48,7 @@ otherwise (:func:`default_scope`). The dependency itself checks nothing
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -250,24 +251,46 @@ def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
 class ScopeTable:
     """The scope each request needs, from the scopes declared on ``routes``
     (an app's ``routes``): the request is matched as Starlette matches it (the
-    first route that fully matches its method and path), so a model named
-    ``infer``, ``ready`` or ``stats`` is read like any other."""
+    first route whose compiled path pattern and methods fully match), so a
+    model named ``infer``, ``ready`` or ``stats`` is read like any other.
+
+    Answers are kept for the last :data:`KEPT` (method, path) pairs of paths
+    up to :data:`KEPT_PATH` characters (at most about 1 MiB).
+    """
+
+    KEPT = 4096
+    KEPT_PATH = 256
 
     def __init__(self, routes: Iterable[BaseRoute]) -> None:
         self._routes: list[tuple[BaseRoute, str | None]] = [
             (route, declared_scope(route)) for route in _flat(routes)
         ]
+        self._scope = functools.lru_cache(maxsize=self.KEPT)(self._match)
 
-    def scope(self, method: str, path: str, root_path: str = "") -> str | None:
-        """The scope a request needs (``None``: open)."""
-        request = {"type": "http", "method": method, "path": path}
-        if root_path:
-            request["root_path"] = root_path
+    def _match(self, method: str, path: str) -> str | None:
+        request = None
         for route, declared in self._routes:
-            match, _ = route.matches(request)
-            if match is Match.FULL:
+            pattern = getattr(route, "path_regex", None)
+            if pattern is not None:
+                methods = getattr(route, "methods", None)
+                full = pattern.match(path) and (not methods or method in methods)
+            else:  # a route kind without a compiled path: its own matching
+                request = request or {"type": "http", "method": method, "path": path}
+                full = route.matches(request)[0] is Match.FULL
+            if full:
                 return default_scope(method) if declared == _UNDECLARED else declared
         return default_scope(method)
+
+    def scope(self, method: str, path: str, root_path: str = "") -> str | None:
+        """The scope a request needs (``None``: open); ``path`` is taken below
+        ``root_path`` as Starlette's routing takes it."""
+        if root_path and path.startswith(root_path):
+            rest = path[len(root_path) :]
+            if not rest or rest.startswith("/"):
+                path = rest
+        if len(path) > self.KEPT_PATH:
+            return self._match(method, path)
+        return self._scope(method, path)
 
 
 _service_scopes: list[ScopeTable] = []

@@ -26,6 +26,7 @@ from bnncore_service.auth import (
     READ,
     SCOPES,
     ApiKeyAuth,
+    ScopeTable,
     include_router,
     require,
     required_scope,
@@ -248,6 +249,23 @@ def test_unrouted_requests_need_the_methods_default() -> None:
         assert client.get("/nowhere", headers=bearer("r")).status_code == 404
         assert client.get("/nowhere", headers=bearer("i")).status_code == 403
         assert client.put("/search", headers=bearer("a")).status_code == 405
+
+
+def test_paths_below_a_root_path_and_long_paths_match_as_starlette_does() -> None:
+    app = _toy_app()
+    table = ScopeTable(app.routes)
+    assert table.scope("GET", "/api/things/infer/infer", "/api") == "read"
+    assert table.scope("GET", "/api/things/infer", "/api") == "admin"
+    assert table.scope("GET", "/apix/things/infer", "/api") == "read"  # unrouted
+    long_name = "n" * (ScopeTable.KEPT_PATH + 10)
+    assert table.scope("GET", f"/things/{long_name}/infer") == "read"
+    assert table.scope("GET", f"/things/{long_name}") == "admin"
+    with TestClient(app, root_path="/api") as client:
+        assert client.get("/api/things/x", headers=bearer("r")).status_code == 403
+        assert client.get("/api/things/x", headers=bearer("a")).json() == {
+            "route": "thing",
+            "name": "x",
+        }
 
 
 def test_a_route_declaring_two_scopes_is_refused() -> None:
