@@ -115,9 +115,14 @@ class Settings(BaseSettings):
             ``bnncore_service.inference_app``); a model
             it cannot run is refused with 501 naming the reason, for a full
             replica to serve (docs/deployment.md, docs/runtime.md).
-        batching: Dynamic batching of concurrent small requests per model.
+        batching: Dynamic batching of concurrent small requests per model
+            (on by default: a request that finds its model idle runs at
+            once, so batching only merges requests that would otherwise
+            queue; docs/inference.md, "Dynamic batching").
         batch_max_size: Rows of a merged batch (dynamic batching).
-        batch_max_wait_ms: Longest wait for companions (dynamic batching).
+        batch_max_wait_ms: Longest wait for companions (dynamic batching):
+            requests that arrive while their model runs wait for it to end,
+            at most this long.
         max_concurrent_uploads: ``BNN_MAX_CONCURRENT_UPLOADS``: weights
             uploads receiving or being checked at once; beyond, 503 with
             ``Retry-After`` before the body is read.
@@ -198,9 +203,9 @@ class Settings(BaseSettings):
     inference_timeout_s: float = Field(default=30.0, gt=0)
     engine: str = Field(default="auto", pattern="^(auto|keras)$")
     role: str = Field(default="full", pattern="^(full|inference)$")
-    batching: bool = False
+    batching: bool = True
     batch_max_size: int = Field(default=8, ge=1, le=4096)
-    batch_max_wait_ms: float = Field(default=2.0, ge=0, le=10_000)
+    batch_max_wait_ms: float = Field(default=1.0, ge=0, le=10_000)
     max_concurrent_uploads: int = Field(default=2, ge=1)
     sweep_grace_s: float = Field(default=3600.0, ge=0)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -8,12 +8,16 @@ queue). A request waits at most ``BNN_INFERENCE_TIMEOUT_S`` for its result
 interrupted and keeps its slot until it ends, so a stuck model saturates into
 503s instead of piling up work.
 
-:class:`Batcher` (``BNN_BATCHING=true``) merges concurrent small requests for
-the same model and engine into one execution of up to ``BNN_BATCH_MAX_SIZE``
-rows, waiting at most ``BNN_BATCH_MAX_WAIT_MS`` for companions, and gives each
-request its own rows back. A caller may cap a group's rows lower
-(``max_rows``: the rows whose memory fits ``BNN_MAX_REQUEST_BYTES``), so a
-merged batch never costs more than one request may.
+:class:`Batcher` (``BNN_BATCHING``, on by default) merges concurrent small
+requests for the same model and engine into one execution of up to
+``BNN_BATCH_MAX_SIZE`` rows and gives each request its own rows back. A
+request that finds no execution of its group running runs at once (no wait:
+alone, batching costs nothing); requests that arrive while one runs are
+merged and run as soon as it ends, or after at most
+``BNN_BATCH_MAX_WAIT_MS``, or when they fill a batch. A caller may cap a
+group's rows lower (``max_rows``: the rows whose memory fits
+``BNN_MAX_REQUEST_BYTES``), so a merged batch never costs more than one
+request may.
 """
 
 from __future__ import annotations
@@ -125,6 +129,7 @@ class _Queue:
     items: list[_Waiting] = field(default_factory=list)
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
+    execute: Execute | None = None
 
 
 Execute = Callable[[list[np.ndarray], int], Awaitable[list[np.ndarray]]]
@@ -133,16 +138,19 @@ Execute = Callable[[list[np.ndarray], int], Awaitable[list[np.ndarray]]]
 class Batcher:
     """Merges concurrent small requests for one model into larger batches.
 
-    Requests are grouped by a key (model and engine); a group runs when it
-    holds ``max_size`` rows or ``max_wait_s`` after its first request,
-    whichever comes first. A request with ``max_size`` rows or more is not
-    batched.
+    Requests are grouped by a key (model and engine). A request that finds
+    no execution of its group running runs at once. Otherwise it waits with
+    the others that arrive meanwhile; they run together when the running
+    execution ends, when they hold ``max_size`` rows, or ``max_wait_s``
+    after the first of them, whichever comes first. A request with
+    ``max_size`` rows or more is not batched.
     """
 
     def __init__(self, max_size: int, max_wait_s: float) -> None:
         self.max_size = max_size
         self.max_wait_s = max_wait_s
         self._queues: dict[Any, _Queue] = {}
+        self._running: dict[Any, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def accepts(self, rows: int) -> bool:
@@ -178,8 +186,9 @@ class Batcher:
         waiting = _Waiting(arrays, rows, loop.create_future())
         queue.items.append(waiting)
         queue.rows += rows
-        if queue.rows >= capacity:
-            self._flush(key, execute)
+        queue.execute = execute
+        if queue.rows >= capacity or not self._running.get(key):
+            self._flush(key, execute)  # full, or nothing to wait for
         elif queue.timer is None:
             queue.timer = loop.call_later(self.max_wait_s, self._flush, key, execute)
         return await waiting.future
@@ -190,9 +199,22 @@ class Batcher:
             return
         if queue.timer is not None:
             queue.timer.cancel()
+        self._running[key] = self._running.get(key, 0) + 1
         task = asyncio.ensure_future(self._run(queue.items, queue.rows, execute))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._ended(key))
+
+    def _ended(self, key: Any) -> None:
+        """An execution of ``key`` ended: what waited for it runs now."""
+        left = self._running.get(key, 1) - 1
+        if left > 0:
+            self._running[key] = left
+        else:
+            self._running.pop(key, None)
+        queue = self._queues.get(key)
+        if queue is not None and queue.execute is not None:
+            self._flush(key, queue.execute)
 
     @staticmethod
     async def _run(items: list[_Waiting], rows: int, execute: Execute) -> None:
