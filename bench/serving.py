@@ -66,6 +66,8 @@ BINARY_HEADER = "Inference-Header-Content-Length"
 
 # The issue's targets (Larq MNIST BNN, batch 1, 2 cores).
 TARGET_P50_MS = {"json": 1.0, "binary": 0.6}
+TARGET_QUICKNET_OVERHEAD_MS = 0.5
+QUICKNET = "quicknet"
 TARGET_RPS_16 = {"json": 1500.0, "binary": 3000.0}
 TARGET_IMAGES_64_BATCHING = 10_000.0
 
@@ -124,6 +126,30 @@ class Run:
 
 
 @dataclass(frozen=True)
+class QuickNetRun:
+    """QuickNet (224×224×3, batch 1) over binary OIP at one connection,
+    against the same model's in-process engine time."""
+
+    requests: int
+    seconds: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    engine_ms: float
+    server_cpu_ms: float
+    load_before: float
+
+    @property
+    def overhead_ms(self) -> float:
+        """The server's p50 over the in-process engine's median."""
+        return self.p50_ms - self.engine_ms
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything a benchmark run measured."""
 
@@ -133,6 +159,7 @@ class Report:
     correct: bool
     merged_executions: int
     notes: list[str]
+    quicknet: QuickNetRun | None = None
 
 
 def machine() -> Machine:
@@ -285,31 +312,38 @@ def mnist_model() -> Any:
     return model
 
 
-def register(url: str, headers: dict[str, str], model: Any) -> str:
-    """Registers ``model`` as ``mnist`` and uploads its weights; the input's
-    name."""
+def register(
+    url: str,
+    headers: dict[str, str],
+    model: Any,
+    name: str = MODEL,
+    definition: dict[str, Any] | None = None,
+) -> str:
+    """Registers ``model`` as ``name`` (by default ``mnist``, from its own
+    definition) and uploads its weights; the input's name."""
     import httpx
 
     import bnncore
 
-    definition = bnncore.export.to_definition(model)
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-        body = {"name": MODEL, "definition": definition}
+    if definition is None:
+        definition = bnncore.export.to_definition(model)
+    with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+        body = {"name": name, "definition": definition}
         answer = client.post("/v2/models", json=body)
         if answer.status_code != 201:
             raise RuntimeError(f"register: HTTP {answer.status_code}: {answer.text}")
         answer = client.put(
-            f"/v2/models/{MODEL}/versions/1/weights",
+            f"/v2/models/{name}/versions/1/weights",
             content=bnncore.export.to_bytes(model),
             headers={"Content-Type": "application/octet-stream"},
         )
         if answer.status_code != 201:
             raise RuntimeError(f"weights: HTTP {answer.status_code}: {answer.text}")
-        ready = client.get(f"/v2/models/{MODEL}/ready")
+        ready = client.get(f"/v2/models/{name}/ready")
         if ready.status_code != 200:
             raise RuntimeError(f"ready: HTTP {ready.status_code}: {ready.text}")
-        name: str = client.get(f"/v2/models/{MODEL}").json()["inputs"][0]["name"]
-        return name
+        found: str = client.get(f"/v2/models/{name}").json()["inputs"][0]["name"]
+        return found
 
 
 def json_body(name: str, images: np.ndarray) -> bytes:
@@ -372,15 +406,27 @@ def decode_answer(content: bytes, headers: Any) -> np.ndarray:
     return np.frombuffer(content[int(length) :], "<f4").reshape(out["shape"])
 
 
-def engine_ms(model: Any, images: np.ndarray, calls: int = 300) -> float:
-    """Median in-process time of the packed engine on ``images`` (ms)."""
+def engine_ms(
+    model: Any,
+    images: np.ndarray,
+    calls: int = 300,
+    seconds: float = 30.0,
+    compiled: Any = None,
+) -> float:
+    """Median in-process time of the packed engine on ``images`` (ms): of
+    ``calls`` calls, or as many as fit in about ``seconds`` (``compiled``:
+    the model already compiled)."""
     import bnncore
 
-    compiled = bnncore.engine.compile(model)
-    for _ in range(20):
+    if compiled is None:
+        compiled = bnncore.engine.compile(model)
+    for _ in range(min(20, calls)):
         compiled.predict(images)
-    times = []
+    times: list[int] = []
+    deadline = time.perf_counter() + seconds
     for _ in range(calls):
+        if times and time.perf_counter() > deadline:
+            break
         start = time.perf_counter_ns()
         compiled.predict(images)
         times.append(time.perf_counter_ns() - start)
@@ -394,9 +440,10 @@ def wrk_run(
     connections: int,
     seconds: float,
     directory: Path,
+    path: str = PATH,
 ) -> dict[str, int]:
-    """One ``wrk`` run (one thread, ``--latency``); its summary as numbers
-    (latencies in µs)."""
+    """One ``wrk`` run (one thread, ``--latency``) posting to ``path``; its
+    summary as numbers (latencies in µs)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed (Debian package 'wrk')")
@@ -409,7 +456,7 @@ def wrk_run(
     )
     duration = max(1, round(seconds))
     command = [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-               "--latency", "-s", str(script), url + PATH]  # fmt: skip
+               "--latency", "-s", str(script), url + path]  # fmt: skip
     result = subprocess.run(
         command,
         capture_output=True,
@@ -568,6 +615,75 @@ def run_server(
     return runs, correct, merged, notes
 
 
+def quicknet_model() -> Any:
+    """QuickNet 224×224×3 (``bnncore.zoo``) with random weights and
+    randomized batch norms."""
+    from bench.engine import _randomize_bn
+    from bnncore import zoo
+
+    model = zoo.QuickNet(input_shape=(224, 224, 3))
+    _randomize_bn(model)
+    return model
+
+
+def quicknet_run(seconds: float) -> QuickNetRun:
+    """QuickNet at batch 1 over binary OIP, one connection, batching off:
+    wrk's p50 against the in-process engine's median on the same weights
+    (the server overhead; the issue's target is at most 0.5 ms)."""
+    key = secrets.token_urlsafe(24)
+    env = {"BNN_API_KEYS": key, "BNN_BATCHING": "false", "BNN_LOG_LEVEL": "warning"}
+    auth = {"Authorization": f"Bearer {key}"}
+    model = quicknet_model()
+    image = np.random.default_rng(1).random((1, 224, 224, 3), "float32")
+    definition = {"zoo": "QuickNet", "input_shape": [224, 224, 3]}
+    path = f"/v2/models/{QUICKNET}/infer"
+    import bnncore
+
+    compiled = bnncore.engine.compile(model)
+    rounds = 3  # server and in-process engine alternately: the same load
+    with Server(env) as server, tempfile.TemporaryDirectory() as tmp:
+        name = register(server.url, auth, model, QUICKNET, definition)
+        body, headers = bodies(name, image, auth)["binary"]
+        served = _post_once(server.url, path, body, headers)
+        wrk_run(server.url, body, headers, 1, 2, Path(tmp), path)  # warm-up
+        load = load_average()[0]
+        found, engines, cpu = [], [], 0.0
+        for _ in range(rounds):
+            start = server.cpu_seconds()
+            found.append(
+                wrk_run(server.url, body, headers, 1, seconds / rounds, Path(tmp), path)
+            )
+            cpu += server.cpu_seconds() - start
+            # The same model in this process while the server idles.
+            engines.append(engine_ms(model, image, 100, seconds / rounds, compiled))
+    local = np.asarray(model(image, training=False))
+    if not np.allclose(served, local, rtol=1e-4, atol=1e-4):
+        raise RuntimeError("QuickNet: the service's answer differs from the model's")
+    requests = sum(f["requests"] for f in found)
+    errors = sum(
+        f[k] for f in found for k in ("connect", "read", "write", "status", "timeout")
+    )
+    return QuickNetRun(
+        requests=requests,
+        seconds=sum(f["duration_us"] for f in found) / 1e6,
+        errors=errors,
+        p50_ms=statistics.median(f["p50_us"] for f in found) / 1e3,
+        p99_ms=max(f["p99_us"] for f in found) / 1e3,
+        engine_ms=statistics.median(engines),
+        server_cpu_ms=cpu * 1e3 / max(requests, 1),
+        load_before=load,
+    )
+
+
+def _post_once(url: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    import httpx
+
+    answer = httpx.post(url + path, content=body, headers=headers, timeout=300)
+    if answer.status_code != 200:
+        raise RuntimeError(f"{path}: HTTP {answer.status_code}: {answer.text}")
+    return decode_answer(answer.content, answer.headers)
+
+
 HEADER = (
     "| body | batching | connections | requests/s | images/s | p50 ms | p99 ms "
     "| errors | server CPU ms/request | load before |\n"
@@ -584,9 +700,30 @@ def render_run(run: Run) -> str:
     )
 
 
+def render_quicknet(run: QuickNetRun) -> str:
+    """QuickNet's row of the table (same columns; its model in the body
+    column)."""
+    return (
+        f"| QuickNet 224, binary | off | 1 | {run.requests_per_s:,.0f} | "
+        f"{run.requests_per_s:,.0f} | {run.p50_ms:.2f} | {run.p99_ms:.2f} | "
+        f"{run.errors} | {run.server_cpu_ms:.2f} | {run.load_before:.2f} |"
+    )
+
+
 def verdicts(report: Report) -> list[tuple[str, bool]]:
     """The issue's targets against what was measured (only those measured)."""
     found = []
+    quick = report.quicknet
+    if quick is not None:
+        found.append(
+            (
+                f"QuickNet batch 1, binary, 1 connection: p50 {quick.p50_ms:.2f} ms, "
+                f"in-process engine {quick.engine_ms:.2f} ms: server overhead "
+                f"{quick.overhead_ms:.2f} ms (target <= "
+                f"{TARGET_QUICKNET_OVERHEAD_MS} ms)",
+                quick.overhead_ms <= TARGET_QUICKNET_OVERHEAD_MS,
+            )
+        )
     runs = {(r.body, r.batching, r.connections): r for r in report.runs}
     for kind, target in TARGET_P50_MS.items():
         run = runs.get((kind, False, 1))
@@ -629,6 +766,8 @@ def verdicts(report: Report) -> list[tuple[str, bool]]:
                 )
             )
     errors = sum(r.errors for r in report.runs)
+    if quick is not None:
+        errors += quick.errors
     found.append((f"errors under load: {errors} (target 0)", errors == 0))
     found.append(("answers under load are each caller's own rows", report.correct))
     return found
@@ -646,6 +785,7 @@ def render(report: Report) -> str:
         "",
         HEADER,
         *(render_run(r) for r in report.runs),
+        *([render_quicknet(report.quicknet)] if report.quicknet else []),
         "",
         *(f"- {'met' if ok else 'MISSED'}: {text}" for text, ok in verdicts(report)),
         *(f"- {note}" for note in report.notes),
@@ -670,6 +810,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bodies", default="json,binary", help="json, binary")
     parser.add_argument("--batching", default="off,on", help="off, on")
     parser.add_argument("--quick", action="store_true", help="1 s a run")
+    parser.add_argument(
+        "--quicknet",
+        default="on",
+        choices=("on", "off"),
+        help="also QuickNet 224 at batch 1 over binary OIP (default on)",
+    )
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args([] if argv is None else argv)
@@ -706,7 +852,11 @@ def main(argv: list[str] | None = None) -> int:
         correct = correct and ok
         merged += count
         notes += lines
-    report = Report(where, engine, runs, correct, merged, notes)
+    quick = None
+    if args.quicknet == "on":
+        quick = quicknet_run(max(seconds, 3.0))
+        print(render_quicknet(quick), flush=True)
+    report = Report(where, engine, runs, correct, merged, notes, quick)
     text = render(report)
     print("\n" + text)
     if args.json:
@@ -714,7 +864,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(data, indent=2))
     if args.write_readme:
         write_readme(text)
-    return 0 if correct and not any(r.errors for r in runs) else 1
+    failed = any(r.errors for r in runs) or (quick is not None and quick.errors)
+    return 0 if correct and not failed else 1
 
 
 if __name__ == "__main__":
