@@ -138,13 +138,14 @@ class Translation:
             ``outputs``), to validate as a ``Graph``.
         claims: The shapes the document states, to check against the
             estimate once it is known.
-        entries: The document's ``config.layers``, to name a layer in
-            messages.
+        sources: For each layer of :attr:`graph`, where the document states it
+            and its entry (a nested Sequential model's layers are in its
+            ``config.layers``), to name the field in messages.
     """
 
     graph: dict[str, Any]
     claims: tuple[ShapeClaim, ...]
-    entries: tuple[Any, ...]
+    sources: tuple[tuple[str, Any], ...]
 
     def refusal(self, error: Mapping[str, Any]) -> TranslationError:
         """A validation error of :attr:`graph` (one of pydantic's
@@ -152,10 +153,9 @@ class Translation:
         loc = [str(p) for p in error["loc"] if not str(p)[:1].isupper()]
         where, named = "config", ""
         if len(loc) >= 2 and loc[0] == "layers":
-            where = f"config.layers[{loc[1]}].config" + "".join(
-                f".{p}" for p in loc[2:]
-            )
-            named = _named(self.entries[int(loc[1])])
+            path, entry = self.sources[int(loc[1])]
+            where = f"{path}.config" + "".join(f".{p}" for p in loc[2:])
+            named = _named(entry)
         elif loc:
             where = "config." + ".".join(loc)
         message = str(error["msg"]).removeprefix("Value error, ")
@@ -726,5 +726,5 @@ def translate(document: dict[str, Any]) -> Translation:
     return Translation(
         graph={"name": name, "layers": layers, "outputs": outputs},
         claims=tuple(claims),
-        entries=tuple(entries),
+        sources=tuple((where, entry) for where, entry, _ in flat),
     )
