@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
+
+from bnncore_service.errors import send_error
 
 __all__ = ["BodySizeLimit"]
 
@@ -45,23 +46,12 @@ class BodySizeLimit:
         return self.max_bytes, "BNN_MAX_BODY_BYTES"
 
     async def _refuse(self, send: Any, size: str, limit: int, setting: str) -> None:
-        body = json.dumps(
-            {
-                "error": f"request body of {size} bytes exceeds the limit of "
-                f"{limit} bytes ({setting})"
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await send_error(
+            send,
+            413,
+            f"request body of {size} bytes exceeds the limit of {limit} bytes "
+            f"({setting})",
         )
-        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import functools
 import importlib.util
-import json
 import logging
 import os
 import sys
@@ -47,6 +46,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bnncore_service.config import Settings
+from bnncore_service.errors import error_body
 from bnncore_service.logs import client_address, configure_logging, log_event
 
 __all__ = [
@@ -316,12 +316,10 @@ if HAVE_HTTPTOOLS:
                 limit=self.max_header_bytes,
                 reason="header_too_large",
             )
-            body = json.dumps(
-                {
-                    "error": "request head exceeds the limit of "
-                    f"{self.max_header_bytes} bytes (BNN_MAX_HEADER_BYTES)"
-                }
-            ).encode()
+            body = error_body(
+                "request head exceeds the limit of "
+                f"{self.max_header_bytes} bytes (BNN_MAX_HEADER_BYTES)"
+            )
             if not self.transport.is_closing():
                 self.transport.write(
                     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -412,7 +410,7 @@ class ConnectionCap:
                     connections=active,
                     reason=message,
                 )
-                body = json.dumps({"error": message}).encode()
+                body = error_body(message)
                 await send(
                     {
                         "type": "http.response.start",
