@@ -116,9 +116,11 @@ class Settings(BaseSettings):
             it cannot run is refused with 501 naming the reason, for a full
             replica to serve (docs/deployment.md, docs/runtime.md).
         batching: Dynamic batching of concurrent small requests per model
-            (on by default: a request that finds its model idle runs at
-            once, so batching only merges requests that would otherwise
-            queue; docs/inference.md, "Dynamic batching").
+            (a request that finds its model idle runs at once, so batching
+            only merges requests that would otherwise queue). Off by
+            default: measured on 2 cores it does not pay while the HTTP
+            path costs more than the model (docs/inference.md, "Dynamic
+            batching").
         batch_max_size: Rows of a merged batch (dynamic batching).
         batch_max_wait_ms: Longest wait for companions (dynamic batching):
             requests that arrive while their model runs wait for it to end,
@@ -203,7 +205,7 @@ class Settings(BaseSettings):
     inference_timeout_s: float = Field(default=30.0, gt=0)
     engine: str = Field(default="auto", pattern="^(auto|keras)$")
     role: str = Field(default="full", pattern="^(full|inference)$")
-    batching: bool = True
+    batching: bool = False
     batch_max_size: int = Field(default=8, ge=1, le=4096)
     batch_max_wait_ms: float = Field(default=1.0, ge=0, le=10_000)
     max_concurrent_uploads: int = Field(default=2, ge=1)

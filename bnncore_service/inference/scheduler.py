@@ -8,7 +8,7 @@ queue). A request waits at most ``BNN_INFERENCE_TIMEOUT_S`` for its result
 interrupted and keeps its slot until it ends, so a stuck model saturates into
 503s instead of piling up work.
 
-:class:`Batcher` (``BNN_BATCHING``, on by default) merges concurrent small
+:class:`Batcher` (``BNN_BATCHING=true``) merges concurrent small
 requests for the same model and engine into one execution of up to
 ``BNN_BATCH_MAX_SIZE`` rows and gives each request its own rows back. A
 request that finds no execution of its group running runs at once (no wait:
