@@ -15,8 +15,8 @@ scope     grants
 ========  ============================================================
 read      ``GET``/``HEAD`` (model list, metadata, summaries, definitions,
           server metadata, ``/metrics``; the documentation when
-          ``BNN_PUBLIC_DOCS=false``), and the dry runs
-          ``POST /v2/summary`` and ``POST /v2/estimate``, and the model
+          ``BNN_PUBLIC_DOCS=false``), the dry runs ``POST /v2/summary``,
+          ``POST /v2/estimate`` and ``POST /v2/compare``, and the model
           repository index ``POST /v2/repository/index``
 infer     ``POST .../infer``, ``POST /v1/...:predict``, ``GET .../ready``
 admin     every other method: register, upload weights, delete
