@@ -598,7 +598,7 @@ class SteTern(Quantizer):
         }
 
 
-@_register("dorefa_quantizer", "DoReFaQuantizer", "dorefa")
+@_register("dorefa_quantizer", "dorefa", "DoReFaQuantizer")
 class DoReFa(Quantizer):
     r"""k-bit quantizer of DoReFa-Net; see :func:`dorefa_quantizer`.
 

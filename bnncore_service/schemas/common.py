@@ -6,6 +6,7 @@ configurable limits (``BNN_MAX_*``) are checked by :mod:`bnncore_service.estimat
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, cast, get_args
 
 from pydantic import (
@@ -37,6 +38,7 @@ __all__ = [
     "StrictModel",
     "as_tuple",
     "size_tuple",
+    "snake_name",
     "type_tag",
 ]
 
@@ -148,6 +150,14 @@ def size_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
     already made a tuple (one value per spatial axis); the value is returned
     as it is, typed as what it holds."""
     return cast(tuple[int, ...], value)
+
+
+def snake_name(type_name: str) -> str:
+    """Keras's snake_case of a class name: ``QuantConv2D`` → ``quant_conv2d``,
+    ``GlorotUniform`` → ``glorot_uniform`` (a layer's default name, an
+    initializer's alias)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def type_tag(cls: type[BaseModel]) -> str:

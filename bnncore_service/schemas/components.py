@@ -11,6 +11,9 @@ client-supplied name in Keras.
 
 from __future__ import annotations
 
+import functools
+import operator
+import re
 from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -39,7 +42,14 @@ from bnncore_service.schemas.common import (
     PosFloat,
     Seed,
     StrictModel,
+    snake_name,
     type_tag,
+)
+from bnncore_service.schemas.signatures import (
+    REQUIRED,
+    constructor_defaults,
+    model_class,
+    signature_fields,
 )
 
 __all__ = [
@@ -107,111 +117,65 @@ def _dump(value: Any) -> Any:
 # Quantizers
 # --------------------------------------------------------------------------
 
-ClipValue = PosFloat | None
+QUANTIZER_ARGUMENT_TYPES: dict[str, Any] = {
+    "clip_value": PosFloat | None,
+    "beta": PosFloat,
+    "threshold_value": NonNegFloat,
+    "ternary_weight_networks": Bool,
+    "k_bit": Bits,
+    "mode": Literal["activations", "weights"],
+    "precision": Bits,
+}
+"""The type of each quantizer argument, by its name; the defaults are the
+constructors' own (``bnncore.quantizers``). ``metrics`` (training metrics of a
+kernel) is refused: the service builds models for inference."""
 
 
-class SteSignQ(Component):
-    """Sign with the straight-through estimator (1 bit)."""
-
-    _target = bquantizers.SteSign
-    type: Literal["SteSign"]
-    clip_value: ClipValue = 1.0
-
-
-class ApproxSignQ(Component):
-    """Sign with the ApproxSign pseudo-gradient (1 bit)."""
-
-    _target = bquantizers.ApproxSign
-    type: Literal["ApproxSign"]
+def _summary(cls: type[bquantizers.Quantizer]) -> str:
+    """The first line of a quantizer's docstring (Sphinx roles as literals)
+    and its precision."""
+    line = (cls.__doc__ or "").strip().splitlines()[0]
+    line = re.sub(r":\w+:`([^`]+)`", r"``\1``", line).rstrip(".")
+    if cls.precision_argument is not None:
+        return f"{line} (``{cls.precision_argument}`` bits)."
+    return f"{line} ({cls.precision} bit{'s' if cls.precision != 1 else ''})."
 
 
-class SwishSignQ(Component):
-    """Sign with the SignSwish pseudo-gradient (1 bit)."""
-
-    _target = bquantizers.SwishSign
-    type: Literal["SwishSign"]
-    beta: PosFloat = 5.0
-
-
-class SteHeavisideQ(Component):
-    """Binarization to {0, 1} (1 bit)."""
-
-    _target = bquantizers.SteHeaviside
-    type: Literal["SteHeaviside"]
-    clip_value: ClipValue = 1.0
-
-
-class MagnitudeAwareSignQ(Component):
-    """Scaled sign of Bi-Real Net (1 bit)."""
-
-    _target = bquantizers.MagnitudeAwareSign
-    type: Literal["MagnitudeAwareSign"]
-    clip_value: ClipValue = 1.0
+def _quantizer_component(cls: type[bquantizers.Quantizer]) -> type[Component]:
+    """The object form of a ``bnncore.quantizers`` class, from its signature."""
+    fields = signature_fields(
+        cls, types=QUANTIZER_ARGUMENT_TYPES.get, skip=("metrics",)
+    )
+    return model_class(
+        f"{cls.__name__}Q",
+        Component,
+        cls.__name__,
+        fields,
+        doc=_summary(cls),
+        module=__name__,
+        _target=cls,
+    )
 
 
-class SteTernQ(Component):
-    """Ternarization to {-1, 0, 1} (2 bits)."""
-
-    _target = bquantizers.SteTern
-    type: Literal["SteTern"]
-    threshold_value: NonNegFloat = 0.05
-    ternary_weight_networks: Bool = False
-    clip_value: ClipValue = 1.0
-
-
-class DoReFaQ(Component):
-    """k-bit DoReFa quantizer (``k_bit`` bits)."""
-
-    _target = bquantizers.DoReFa
-    type: Literal["DoReFa"]
-    k_bit: Bits = 2
-    mode: Literal["activations", "weights"] = "activations"
-
-
-class NoOpQ(Component):
-    """Identity with a declared precision (``precision`` bits)."""
-
-    _target = bquantizers.NoOp
-    type: Literal["NoOp"]
-    precision: Bits
-
-
-QuantizerObject = Annotated[
-    SteSignQ
-    | ApproxSignQ
-    | SwishSignQ
-    | SteHeavisideQ
-    | MagnitudeAwareSignQ
-    | SteTernQ
-    | DoReFaQ
-    | NoOpQ,
+_QUANTIZER_NAMES = bquantizers.registry()
+QUANTIZER_TYPES: dict[str, type[Component]] = {
+    cls.__name__: _quantizer_component(cls)
+    for cls in dict.fromkeys(_QUANTIZER_NAMES.values())
+}
+"""The object forms: ``bnncore.quantizers`` class name → its spec."""
+QuantizerObject: Any = Annotated[
+    functools.reduce(operator.or_, QUANTIZER_TYPES.values()),
     Field(discriminator="type"),
 ]
-QUANTIZER_TYPES: dict[str, type[Component]] = {
-    type_tag(cls): cls
-    for cls in (
-        SteSignQ,
-        ApproxSignQ,
-        SwishSignQ,
-        SteHeavisideQ,
-        MagnitudeAwareSignQ,
-        SteTernQ,
-        DoReFaQ,
-        NoOpQ,
-    )
-}
 _QUANTIZER_ALIASES = {
-    "ste_sign": "SteSign",
-    "approx_sign": "ApproxSign",
-    "swish_sign": "SwishSign",
-    "ste_heaviside": "SteHeaviside",
-    "magnitude_aware_sign": "MagnitudeAwareSign",
-    "ste_tern": "SteTern",
-    "dorefa_quantizer": "DoReFa",
-    "dorefa": "DoReFa",
-    "DoReFaQuantizer": "DoReFa",
-    **{name: name for name in QUANTIZER_TYPES if name != "NoOp"},
+    name: cls.__name__
+    for name, cls in sorted(
+        _QUANTIZER_NAMES.items(), key=lambda item: item[0] == item[1].__name__
+    )
+    if all(d is not REQUIRED for d in constructor_defaults(cls).values())
 }
+"""The names of ``bnncore.quantizers.get`` whose class needs no argument:
+aliases first, then class names (a stable sort of the registry's order)."""
 QuantizerAlias = _names("QuantizerName", _QUANTIZER_ALIASES)
 
 
@@ -219,11 +183,8 @@ def quantizer_bits(spec: Component | None) -> int | None:
     """Bit width of a quantizer spec, ``None`` for no quantizer."""
     if spec is None:
         return None
-    if isinstance(spec, DoReFaQ):
-        return spec.k_bit
-    if isinstance(spec, NoOpQ):
-        return spec.precision
-    return bquantizers.get_precision(type(spec)._target)
+    target: type[bquantizers.Quantizer] = type(spec)._target  # type: ignore[assignment]
+    return bquantizers.precision_of(target, spec.model_dump(exclude={"type"}))
 
 
 def _resolve_quantizer(value: Any) -> Any:
@@ -482,15 +443,10 @@ InitializerObject = Annotated[
 ]
 
 
-def _snake(name: str) -> str:
-    out = "".join("_" + c.lower() if c.isupper() else c for c in name)
-    return out.lstrip("_")
-
-
 _INITIALIZER_ALIASES: dict[str, type[Component]] = {}
 for _cls in _INITIALIZERS:
     _type = type_tag(_cls)
-    _INITIALIZER_ALIASES[_snake(_type)] = _cls
+    _INITIALIZER_ALIASES[snake_name(_type)] = _cls
     _INITIALIZER_ALIASES[_type] = _cls
 
 

@@ -1,27 +1,46 @@
-"""The allow-list of layer types, each with typed and bounded arguments.
+"""The allow-list of layer types, generated from the constructors' signatures.
 
 A layer is an object with a ``type`` (one of :data:`LAYER_TYPES`) and the
 arguments of the corresponding Keras or bnncore constructor, with the same
 names and defaults. Only ``channels_last`` data is supported (TensorFlow's CPU
 kernels need it). In a graph definition a layer also has ``inputs``.
+
+Nothing here restates a constructor. Each layer spec is made from:
+
+* the layer types: those of :data:`bnncore_runtime.layer_rules.RULES` that the
+  rules can estimate before building (the service estimates every definition),
+  plus ``Input``;
+* the constructor (``keras.layers.X``, ``bnncore.layers.X`` or
+  ``bnncore.quantizers.X``): its arguments and their defaults, read with
+  :func:`inspect.signature`;
+* :data:`ARGUMENT_TYPES`: the type and bounds of an argument, by its name,
+  shared by every layer (``kernel_size``, ``*_initializer``, ...);
+* :data:`REFUSED`: arguments the service never accepts, with the reason;
+* :data:`OVERRIDES`: the few layers whose arguments need more than their name
+  says (a wider ``padding``, a per-layer bound, a default Keras lacks);
+* :data:`FAMILIES`: the base spec of a layer by the Keras class it extends,
+  which holds the cross-field checks (``filters`` a multiple of ``groups``).
+
+Adding a layer type = its entry in the layer rules (and, only if its
+arguments need it, one entry in :data:`OVERRIDES`) + its tests; see
+CONTRIBUTING.md.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+import functools
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import keras
-from pydantic import (
-    Discriminator,
-    Field,
-    Strict,
-    Tag,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Discriminator, Field, Strict, Tag, model_validator
 
 from bnncore import layers as blayers
 from bnncore import quantizers as bquantizers
+from bnncore_runtime.layer_rules import RULES
 from bnncore_service.layerscale import LayerScale as _LayerScale
 from bnncore_service.schemas.common import (
     HARD_MAX_DIM,
@@ -41,30 +60,36 @@ from bnncore_service.schemas.common import (
     type_tag,
 )
 from bnncore_service.schemas.components import (
+    QUANTIZER_TYPES,
     Activation,
-    ApproxSignQ,
     Component,
     Constraint,
-    DoReFaQ,
     Initializer,
-    MagnitudeAwareSignQ,
-    NoOpQ,
     Quantizer,
     Regularizer,
-    SteHeavisideQ,
-    SteSignQ,
-    SteTernQ,
-    SwishSignQ,
     create_activation,
 )
+from bnncore_service.schemas.signatures import model_class, signature_fields
 
-__all__ = ["LAYER_TYPES", "AnyLayer", "LayerSpec"]
+__all__ = [
+    "ARGUMENT_TYPES",
+    "FAMILIES",
+    "LAYER_TYPES",
+    "OVERRIDES",
+    "REFUSED",
+    "AnyLayer",
+    "Input",
+    "LayerSpec",
+    "Override",
+    "last_axis",
+]
 
 ChannelsLast = Literal["channels_last"]
 Pad = Literal["valid", "same"]
 Rank4 = Annotated[int, Strict(), Field(ge=1, le=4)]
 PadInt = Annotated[int, Strict(), Field(ge=0, le=4096)]
 Pair = tuple[PadInt, PadInt]
+PadItem = PadInt | Pair
 
 
 class LayerSpec(StrictModel):
@@ -89,13 +114,13 @@ class LayerSpec(StrictModel):
 
     @model_validator(mode="after")
     def _normalize_sizes(self) -> LayerSpec:
-        for field in self._sizes:
-            value = getattr(self, field)
+        for field_name in self._sizes:
+            value = getattr(self, field_name)
             if value is not None:
                 try:
-                    object.__setattr__(self, field, as_tuple(value, self._rank))
+                    object.__setattr__(self, field_name, as_tuple(value, self._rank))
                 except ValueError as error:
-                    raise ValueError(f"{field}: {error}") from None
+                    raise ValueError(f"{field_name}: {error}") from None
         self._check()
         return self
 
@@ -105,15 +130,15 @@ class LayerSpec(StrictModel):
     def constructor_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the layer's constructor, objects created."""
         kwargs: dict[str, Any] = {}
-        for field in type(self).model_fields:
-            if field in ("type", "inputs"):
+        for field_name in type(self).model_fields:
+            if field_name in ("type", "inputs"):
                 continue
-            value = getattr(self, field)
-            if field == "activation":
+            value = getattr(self, field_name)
+            if field_name == "activation":
                 value = create_activation(value)
             elif isinstance(value, Component):
                 value = value.create()
-            kwargs[field] = value
+            kwargs[field_name] = value
         return kwargs
 
     def create(self) -> Any:
@@ -121,63 +146,17 @@ class LayerSpec(StrictModel):
         return type(self)._keras(**self.constructor_kwargs())
 
 
+_BASE_FIELDS = frozenset(LayerSpec.model_fields)
+
 # --------------------------------------------------------------------------
-# Weighted layers
+# Families: the checks of a layer, by the Keras class it extends
 # --------------------------------------------------------------------------
-
-
-class _Biased(LayerSpec):
-    activation: Activation | None = None
-    use_bias: Bool = True
-    bias_initializer: Initializer = "zeros"
-    bias_regularizer: Regularizer | None = None
-    activity_regularizer: Regularizer | None = None
-    bias_constraint: Constraint | None = None
-
-
-class _Kernel(_Biased):
-    kernel_initializer: Initializer = "glorot_uniform"
-    kernel_regularizer: Regularizer | None = None
-    kernel_constraint: Constraint | None = None
-
-
-class _InputQuant(LayerSpec):
-    input_quantizer: Quantizer | None = None
-
-
-class _KernelQuant(_InputQuant):
-    kernel_quantizer: Quantizer | None = None
-
-
-class _PadValues(LayerSpec):
-    pad_values: Finite = 0.0
-
-
-class _Dense(_Kernel):
-    units: Dim
-
-
-class Dense(_Dense):
-    """``keras.layers.Dense``."""
-
-    _keras = keras.layers.Dense
-    type: Literal["Dense"]
-
-
-class QuantDense(_KernelQuant, _Dense):
-    """``bnncore.layers.QuantDense``."""
-
-    _keras = blayers.QuantDense
-    type: Literal["QuantDense"]
 
 
 class _Spatial(LayerSpec):
-    _sizes = ("kernel_size", "strides", "dilation_rate")
-    kernel_size: SizeArg
-    strides: SizeArg = 1
-    padding: Pad = "valid"
-    data_format: ChannelsLast = "channels_last"
-    dilation_rate: SizeArg = 1
+    if TYPE_CHECKING:  # the fields the check reads, generated on each spec
+        strides: Any
+        dilation_rate: Any
 
     def _check(self) -> None:
         super()._check()
@@ -190,9 +169,11 @@ class _Spatial(LayerSpec):
             )
 
 
-class _Conv(_Spatial, _Kernel):
-    filters: Dim
-    groups: Dim = 1
+class _Conv(_Spatial):
+    if TYPE_CHECKING:
+        filters: int
+        groups: int
+        padding: str
 
     def _check(self) -> None:
         super()._check()
@@ -201,287 +182,22 @@ class _Conv(_Spatial, _Kernel):
                 f"filters must be a multiple of groups (received "
                 f"filters={self.filters}, groups={self.groups})"
             )
-
-
-class _Conv1D(_Conv):
-    _rank = 1
-    # Widens _Spatial's padding: only 1D convolutions also take "causal".
-    padding: Literal["valid", "same", "causal"] = "valid"  # type: ignore[assignment]
-
-
-class Conv1D(_Conv1D):
-    """``keras.layers.Conv1D`` (``padding`` may also be ``"causal"``)."""
-
-    _keras = keras.layers.Conv1D
-    type: Literal["Conv1D"]
-
-
-class Conv2D(_Conv):
-    """``keras.layers.Conv2D``."""
-
-    _keras, _rank = keras.layers.Conv2D, 2
-    type: Literal["Conv2D"]
-
-
-class Conv3D(_Conv):
-    """``keras.layers.Conv3D``."""
-
-    _keras, _rank = keras.layers.Conv3D, 3
-    type: Literal["Conv3D"]
-
-
-class QuantConv1D(_KernelQuant, _PadValues, _Conv1D):
-    """``bnncore.layers.QuantConv1D``."""
-
-    _keras = blayers.QuantConv1D
-    type: Literal["QuantConv1D"]
-
-    def _check(self) -> None:
-        super()._check()
-        if self.padding == "causal" and self.pad_values != 0.0:
+        pad_values = getattr(self, "pad_values", 0.0)
+        if self.padding == "causal" and pad_values != 0.0:
             raise ValueError(
                 "padding='causal' pads with zeros; pad_values must be 0 (received "
-                f"padding='causal', pad_values={self.pad_values!r})"
+                f"padding='causal', pad_values={pad_values!r})"
             )
 
 
-class QuantConv2D(_KernelQuant, _PadValues, _Conv):
-    """``bnncore.layers.QuantConv2D``."""
+class _Merge(LayerSpec):
+    _min_inputs, _max_inputs = 2, 64
 
-    _keras, _rank = blayers.QuantConv2D, 2
-    type: Literal["QuantConv2D"]
 
-
-class QuantConv3D(_KernelQuant, _PadValues, _Conv):
-    """``bnncore.layers.QuantConv3D``."""
-
-    _keras, _rank = blayers.QuantConv3D, 3
-    type: Literal["QuantConv3D"]
-
-
-class _Transpose(_Spatial, _Kernel):
-    filters: Dim
-
-
-class Conv1DTranspose(_Transpose):
-    """``keras.layers.Conv1DTranspose`` (no ``output_padding``)."""
-
-    _keras, _rank = keras.layers.Conv1DTranspose, 1
-    type: Literal["Conv1DTranspose"]
-
-
-class Conv2DTranspose(_Transpose):
-    """``keras.layers.Conv2DTranspose`` (no ``output_padding``)."""
-
-    _keras, _rank = keras.layers.Conv2DTranspose, 2
-    type: Literal["Conv2DTranspose"]
-
-
-class Conv3DTranspose(_Transpose):
-    """``keras.layers.Conv3DTranspose`` (no ``output_padding``)."""
-
-    _keras, _rank = keras.layers.Conv3DTranspose, 3
-    type: Literal["Conv3DTranspose"]
-
-
-class QuantConv1DTranspose(_KernelQuant, _Transpose):
-    """``bnncore.layers.QuantConv1DTranspose``."""
-
-    _keras, _rank = blayers.QuantConv1DTranspose, 1
-    type: Literal["QuantConv1DTranspose"]
-
-
-class QuantConv2DTranspose(_KernelQuant, _Transpose):
-    """``bnncore.layers.QuantConv2DTranspose``."""
-
-    _keras, _rank = blayers.QuantConv2DTranspose, 2
-    type: Literal["QuantConv2DTranspose"]
-
-
-class QuantConv3DTranspose(_KernelQuant, _Transpose):
-    """``bnncore.layers.QuantConv3DTranspose``."""
-
-    _keras, _rank = blayers.QuantConv3DTranspose, 3
-    type: Literal["QuantConv3DTranspose"]
-
-
-class _Depthwise(_Spatial, _Biased):
-    depth_multiplier: Dim = 1
-    depthwise_initializer: Initializer = "glorot_uniform"
-    depthwise_regularizer: Regularizer | None = None
-    depthwise_constraint: Constraint | None = None
-
-
-class DepthwiseConv1D(_Depthwise):
-    """``keras.layers.DepthwiseConv1D``."""
-
-    _keras, _rank = keras.layers.DepthwiseConv1D, 1
-    type: Literal["DepthwiseConv1D"]
-
-
-class DepthwiseConv2D(_Depthwise):
-    """``keras.layers.DepthwiseConv2D``."""
-
-    _keras, _rank = keras.layers.DepthwiseConv2D, 2
-    type: Literal["DepthwiseConv2D"]
-
-
-class _DepthwiseQuant(_InputQuant, _PadValues):
-    depthwise_quantizer: Quantizer | None = None
-
-
-class QuantDepthwiseConv1D(_DepthwiseQuant, _Depthwise):
-    """``bnncore.layers.QuantDepthwiseConv1D``."""
-
-    _keras, _rank = blayers.QuantDepthwiseConv1D, 1
-    type: Literal["QuantDepthwiseConv1D"]
-
-
-class QuantDepthwiseConv2D(_DepthwiseQuant, _Depthwise):
-    """``bnncore.layers.QuantDepthwiseConv2D``."""
-
-    _keras, _rank = blayers.QuantDepthwiseConv2D, 2
-    type: Literal["QuantDepthwiseConv2D"]
-
-
-class _Separable(_Depthwise):
-    filters: Dim
-    pointwise_initializer: Initializer = "glorot_uniform"
-    pointwise_regularizer: Regularizer | None = None
-    pointwise_constraint: Constraint | None = None
-
-
-class SeparableConv1D(_Separable):
-    """``keras.layers.SeparableConv1D``."""
-
-    _keras, _rank = keras.layers.SeparableConv1D, 1
-    type: Literal["SeparableConv1D"]
-
-
-class SeparableConv2D(_Separable):
-    """``keras.layers.SeparableConv2D``."""
-
-    _keras, _rank = keras.layers.SeparableConv2D, 2
-    type: Literal["SeparableConv2D"]
-
-
-class _SeparableQuant(_DepthwiseQuant):
-    pointwise_quantizer: Quantizer | None = None
-
-
-class QuantSeparableConv1D(_SeparableQuant, _Separable):
-    """``bnncore.layers.QuantSeparableConv1D``."""
-
-    _keras, _rank = blayers.QuantSeparableConv1D, 1
-    type: Literal["QuantSeparableConv1D"]
-
-
-class QuantSeparableConv2D(_SeparableQuant, _Separable):
-    """``bnncore.layers.QuantSeparableConv2D``."""
-
-    _keras, _rank = blayers.QuantSeparableConv2D, 2
-    type: Literal["QuantSeparableConv2D"]
-
-
-class _Local(_Kernel):
-    _sizes = ("kernel_size", "strides")
-    filters: Dim
-    kernel_size: SizeArg
-    strides: SizeArg = 1
-    padding: Literal["valid"] = "valid"
-    data_format: ChannelsLast = "channels_last"
-
-
-class LocallyConnected1D(_Local):
-    """``bnncore.layers.LocallyConnected1D`` (``padding="valid"`` only)."""
-
-    _keras, _rank = blayers.LocallyConnected1D, 1
-    type: Literal["LocallyConnected1D"]
-
-
-class LocallyConnected2D(_Local):
-    """``bnncore.layers.LocallyConnected2D`` (``padding="valid"`` only)."""
-
-    _keras, _rank = blayers.LocallyConnected2D, 2
-    type: Literal["LocallyConnected2D"]
-
-
-class QuantLocallyConnected1D(_KernelQuant, _Local):
-    """``bnncore.layers.QuantLocallyConnected1D``."""
-
-    _keras, _rank = blayers.QuantLocallyConnected1D, 1
-    type: Literal["QuantLocallyConnected1D"]
-
-
-class QuantLocallyConnected2D(_KernelQuant, _Local):
-    """``bnncore.layers.QuantLocallyConnected2D``."""
-
-    _keras, _rank = blayers.QuantLocallyConnected2D, 2
-    type: Literal["QuantLocallyConnected2D"]
-
-
-LastAxis = Axis | Annotated[list[Axis], Field(min_length=1, max_length=1)]
-"""The last axis, in any spelling: ``-1``, ``rank - 1`` (``3`` for images) or
-a one-item list of either (as ``Normalization`` writes it); which axis it is
-depends on the input's rank, so the estimate checks it."""
-
-
-def last_axis(axis: int | list[int]) -> int:
-    """The one axis of a :data:`LastAxis` value (``[3]`` → ``3``)."""
-    return axis[0] if isinstance(axis, list) else axis
-
-
-class BatchNormalization(LayerSpec):
-    """``keras.layers.BatchNormalization`` over the last axis (``axis`` is -1 or
-    the input's rank - 1, as ``keras.applications`` writes it)."""
-
-    _keras = keras.layers.BatchNormalization
-    type: Literal["BatchNormalization"]
-    axis: Axis = -1
-    momentum: Fraction = 0.99
-    epsilon: Annotated[PosFloat, Field(le=1.0)] = 0.001
-    center: Bool = True
-    scale: Bool = True
-    beta_initializer: Initializer = "zeros"
-    gamma_initializer: Initializer = "ones"
-    moving_mean_initializer: Initializer = "zeros"
-    moving_variance_initializer: Initializer = "ones"
-    beta_regularizer: Regularizer | None = None
-    gamma_regularizer: Regularizer | None = None
-    beta_constraint: Constraint | None = None
-    gamma_constraint: Constraint | None = None
-
-
-class PReLU(LayerSpec):
-    """``keras.layers.PReLU``: one slope per element, shared along ``shared_axes``."""
-
-    _keras = keras.layers.PReLU
-    type: Literal["PReLU"]
-    alpha_initializer: Initializer = "zeros"
-    alpha_regularizer: Regularizer | None = None
-    alpha_constraint: Constraint | None = None
-    shared_axes: Annotated[list[Rank4], Field(min_length=1, max_length=4)] | None = None
-
-
-FiniteList = Annotated[list[Finite], Field(min_length=1, max_length=HARD_MAX_DIM)]
-NonNegList = Annotated[list[NonNegFloat], Field(min_length=1, max_length=HARD_MAX_DIM)]
-
-
-class Normalization(LayerSpec):
-    """``keras.layers.Normalization`` over the last axis: ``(x - mean) /
-    sqrt(variance)``.
-
-    ``mean`` and ``variance`` are both given (a number, or one per channel)
-    or both ``null`` (then they are weights, uploaded with the others, as
-    ``adapt()`` would set them). No ``adapt()`` in the service.
-    """
-
-    _keras = keras.layers.Normalization
-    type: Literal["Normalization"]
-    axis: LastAxis = -1
-    mean: Finite | FiniteList | None = None
-    variance: NonNegFloat | NonNegList | None = None
-    invert: Bool = False
+class _Normalization(LayerSpec):
+    if TYPE_CHECKING:
+        mean: float | list[float] | None
+        variance: float | list[float] | None
 
     def _check(self) -> None:
         super()._check()
@@ -502,245 +218,128 @@ class Normalization(LayerSpec):
             )
 
 
-class LayerNormalization(LayerSpec):
-    """``keras.layers.LayerNormalization`` over the last axis."""
-
-    _keras = keras.layers.LayerNormalization
-    type: Literal["LayerNormalization"]
-    axis: LastAxis = -1
-    epsilon: Annotated[PosFloat, Field(le=1.0)] = 0.001
-    center: Bool = True
-    scale: Bool = True
-    rms_scaling: Literal[False] = False
-    beta_initializer: Initializer = "zeros"
-    gamma_initializer: Initializer = "ones"
-    beta_regularizer: Regularizer | None = None
-    gamma_regularizer: Regularizer | None = None
-    beta_constraint: Constraint | None = None
-    gamma_constraint: Constraint | None = None
+def _keras_layers(*names: str) -> tuple[type, ...]:
+    return tuple(getattr(keras.layers, name) for name in names)
 
 
-# --------------------------------------------------------------------------
-# Element-wise layers
-# --------------------------------------------------------------------------
+def _ranks(pattern: str, ranks: tuple[int, ...] = (1, 2, 3)) -> tuple[str, ...]:
+    return tuple(pattern.format(rank) for rank in ranks)
 
 
-class LayerScale(LayerSpec):
-    """ConvNeXt's ``LayerScale``: ``x * gamma``, one scale per channel
-    (``projection_dim`` channels, each initialized to ``init_values``);
-    built from :class:`bnncore_service.layerscale.LayerScale`."""
-
-    _keras = _LayerScale
-    type: Literal["LayerScale"]
-    init_values: Finite
-    projection_dim: Dim
-
-
-class ActivationLayer(LayerSpec):
-    """``keras.layers.Activation``."""
-
-    _keras = keras.layers.Activation
-    type: Literal["Activation"]
-    activation: Activation
-
-
-class ReLU(LayerSpec):
-    """``keras.layers.ReLU``."""
-
-    _keras = keras.layers.ReLU
-    type: Literal["ReLU"]
-    max_value: NonNegFloat | None = None
-    negative_slope: NonNegFloat = 0.0
-    threshold: Finite = 0.0
-
-
-class LeakyReLU(LayerSpec):
-    """``keras.layers.LeakyReLU``."""
-
-    _keras = keras.layers.LeakyReLU
-    type: Literal["LeakyReLU"]
-    negative_slope: NonNegFloat = 0.3
-
-
-class ELU(LayerSpec):
-    """``keras.layers.ELU``."""
-
-    _keras = keras.layers.ELU
-    type: Literal["ELU"]
-    alpha: Finite = 1.0
-
-
-class Softmax(LayerSpec):
-    """``keras.layers.Softmax``."""
-
-    _keras = keras.layers.Softmax
-    type: Literal["Softmax"]
-    axis: Axis = -1
-
-
-class Dropout(LayerSpec):
-    """``keras.layers.Dropout`` (inactive at inference)."""
-
-    _keras = keras.layers.Dropout
-    type: Literal["Dropout"]
-    rate: Annotated[Fraction, Field(lt=1)]
-    seed: Seed | None = None
-    noise_shape: (
-        Annotated[list[Dim | None], Field(min_length=1, max_length=5)] | None
-    ) = None
-
-
-class Rescaling(LayerSpec):
-    """``keras.layers.Rescaling`` with scalar ``scale`` and ``offset``."""
-
-    _keras = keras.layers.Rescaling
-    type: Literal["Rescaling"]
-    scale: Finite
-    offset: Finite = 0.0
-
-
-class Identity(LayerSpec):
-    """``keras.layers.Identity``."""
-
-    _keras = keras.layers.Identity
-    type: Literal["Identity"]
-
-
-def _quantizer_layer(spec: type[Component], doc: str) -> type[LayerSpec]:
-    name = spec.__name__.removesuffix("Q")
-    namespace = {
-        "__doc__": doc,
-        "__module__": __name__,
-        "__annotations__": {"type": Literal[name]},
-        "_keras": spec._target,
-    }
-    return type(name, (LayerSpec, spec), namespace)
-
-
-SteSign = _quantizer_layer(SteSignQ, "``bnncore.quantizers.SteSign`` as a layer.")
-ApproxSign = _quantizer_layer(ApproxSignQ, "``bnncore.quantizers.ApproxSign``.")
-SwishSign = _quantizer_layer(SwishSignQ, "``bnncore.quantizers.SwishSign``.")
-SteHeaviside = _quantizer_layer(SteHeavisideQ, "``bnncore.quantizers.SteHeaviside``.")
-MagnitudeAwareSign = _quantizer_layer(
-    MagnitudeAwareSignQ, "``bnncore.quantizers.MagnitudeAwareSign``."
+FAMILIES: tuple[tuple[type[LayerSpec], tuple[type, ...]], ...] = (
+    (_Conv, _keras_layers(*_ranks("Conv{}D"))),
+    (
+        _Spatial,
+        _keras_layers(
+            *_ranks("Conv{}DTranspose"),
+            *_ranks("DepthwiseConv{}D", (1, 2)),
+            *_ranks("SeparableConv{}D", (1, 2)),
+        ),
+    ),
+    (
+        _Merge,
+        _keras_layers(
+            "Add",
+            "Subtract",
+            "Multiply",
+            "Average",
+            "Maximum",
+            "Minimum",
+            "Concatenate",
+        ),
+    ),
+    (_Normalization, _keras_layers("Normalization")),
 )
-SteTern = _quantizer_layer(SteTernQ, "``bnncore.quantizers.SteTern``.")
-DoReFa = _quantizer_layer(DoReFaQ, "``bnncore.quantizers.DoReFa``.")
-NoOp = _quantizer_layer(NoOpQ, "``bnncore.quantizers.NoOp``.")
-assert bquantizers.SteSign is SteSign._keras  # the allow-list maps to bnncore
+"""The base spec of a layer whose constructor extends one of these classes
+(the first match; ``QuantConv2D`` extends ``keras.layers.Conv2D``): it holds
+the family's cross-field checks, or its number of inputs. Any other layer's
+base is :class:`LayerSpec`."""
 
 # --------------------------------------------------------------------------
-# Pooling and shape layers
+# Argument types, by name
+# --------------------------------------------------------------------------
+
+ARGUMENT_TYPES: dict[str, Any] = {
+    "activation": Activation,
+    "use_bias": Bool,
+    "units": Dim,
+    "filters": Dim,
+    "groups": Dim,
+    "depth_multiplier": Dim,
+    "projection_dim": Dim,
+    "kernel_size": SizeArg,
+    "strides": SizeArg,
+    "dilation_rate": SizeArg,
+    "pool_size": SizeArg,
+    "padding": Pad,
+    "data_format": ChannelsLast,
+    "pad_values": Finite,
+    "axis": Axis,
+    "momentum": Fraction,
+    "epsilon": Annotated[PosFloat, Field(le=1.0)],
+    "center": Bool,
+    "scale": Bool,
+    "invert": Bool,
+    "keepdims": Bool,
+    "seed": Seed,
+    "init_values": Finite,
+    "max_value": NonNegFloat,
+    "negative_slope": NonNegFloat,
+    "threshold": Finite,
+    "alpha": Finite,
+    "offset": Finite,
+    "interpolation": Literal["nearest", "bilinear"],
+}
+"""The type of a layer argument, by its name, for every layer."""
+
+_SUFFIX_TYPES: dict[str, Any] = {
+    "_initializer": Initializer,
+    "_regularizer": Regularizer,
+    "_constraint": Constraint,
+    "_quantizer": Quantizer,
+}
+"""...and by the end of its name (``kernel_initializer``, ``input_quantizer``)."""
+
+SIZE_ARGUMENTS = ("kernel_size", "strides", "dilation_rate", "pool_size")
+"""Arguments given as one integer or one per spatial axis (normalized to one
+per axis)."""
+
+REFUSED: dict[str, str] = {
+    "lora_rank": "LoRA fine-tuning is training",
+    "lora_alpha": "LoRA fine-tuning is training",
+    "quantization_config": "Keras's own int8/float8 quantization, not a BNN one",
+    "output_padding": "not estimated; the output size follows from the rest",
+    "implementation": "the locally connected layer's kernel layout is chosen",
+    "renorm": "batch renormalization is training",
+    "renorm_clipping": "batch renormalization is training",
+    "renorm_momentum": "batch renormalization is training",
+    "synchronized": "synchronized statistics are multi-device training",
+    "metrics": "training metrics of a quantizer",
+}
+"""Constructor arguments no layer accepts (an unknown field if sent), and why."""
+
+DEFAULTS: dict[str, Any] = {"data_format": "channels_last"}
+"""Defaults that replace the constructor's for every layer: Keras's ``None``
+is ``keras.config.image_data_format()``, which the service fixes."""
+
+
+def _argument_type(name: str) -> Any:
+    if name in ARGUMENT_TYPES:
+        return ARGUMENT_TYPES[name]
+    for suffix, annotation in _SUFFIX_TYPES.items():
+        if name.endswith(suffix):
+            return annotation
+    return None
+
+
+# --------------------------------------------------------------------------
+# Per-layer overrides
 # --------------------------------------------------------------------------
 
 
-class _Pool(LayerSpec):
-    _sizes = ("pool_size", "strides")
-    pool_size: SizeArg = 2
-    strides: SizeArg | None = None
-    padding: Pad = "valid"
-    data_format: ChannelsLast = "channels_last"
-
-
-def _pool(name: str, rank: int) -> type[LayerSpec]:
-    namespace = {
-        "__doc__": f"``keras.layers.{name}``.",
-        "__module__": __name__,
-        "__annotations__": {"type": Literal[name]},
-        "_keras": getattr(keras.layers, name),
-        "_rank": rank,
-    }
-    return type(name, (_Pool,), namespace)
-
-
-class _GlobalPool(LayerSpec):
-    data_format: ChannelsLast = "channels_last"
-    keepdims: Bool = False
-
-
-def _global_pool(name: str, rank: int) -> type[LayerSpec]:
-    namespace = {
-        "__doc__": f"``keras.layers.{name}``.",
-        "__module__": __name__,
-        "__annotations__": {"type": Literal[name]},
-        "_keras": getattr(keras.layers, name),
-        "_rank": rank,
-    }
-    return type(name, (_GlobalPool,), namespace)
-
-
-_POOLS = [
-    _pool(f"{kind}Pooling{rank}D", rank)
-    for kind in ("Max", "Average")
-    for rank in (1, 2, 3)
-]
-_GLOBAL_POOLS = [
-    _global_pool(f"Global{kind}Pooling{rank}D", rank)
-    for kind in ("Max", "Average")
-    for rank in (1, 2, 3)
-]
-
-
-class Flatten(LayerSpec):
-    """``keras.layers.Flatten``."""
-
-    _keras = keras.layers.Flatten
-    type: Literal["Flatten"]
-    data_format: ChannelsLast = "channels_last"
-
-
-class Reshape(LayerSpec):
-    """``keras.layers.Reshape``: positive sizes, at most one ``-1``."""
-
-    _keras = keras.layers.Reshape
-    type: Literal["Reshape"]
-    target_shape: Annotated[
-        tuple[Annotated[int, Strict(), Field(ge=-1, le=1 << 20)], ...],
-        Field(min_length=1, max_length=4),
-    ]
-
-    @field_validator("target_shape")
-    @classmethod
-    def _one_unknown(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if 0 in value or value.count(-1) > 1:
-            raise ValueError(
-                f"expected positive sizes and at most one -1, received {list(value)}"
-            )
-        return value
-
-
-class Permute(LayerSpec):
-    """``keras.layers.Permute``: a permutation of ``1..rank``."""
-
-    _keras = keras.layers.Permute
-    type: Literal["Permute"]
-    dims: Annotated[tuple[Rank4, ...], Field(min_length=1, max_length=4)]
-
-    @field_validator("dims")
-    @classmethod
-    def _permutation(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if sorted(value) != list(range(1, len(value) + 1)):
-            raise ValueError(
-                f"expected a permutation of 1..{len(value)}, received {list(value)}"
-            )
-        return value
-
-
-class ZeroPadding1D(LayerSpec):
-    """``keras.layers.ZeroPadding1D``: ``p`` or ``[before, after]``."""
-
-    _keras = keras.layers.ZeroPadding1D
-    type: Literal["ZeroPadding1D"]
-    padding: PadInt | Pair = 1
-    data_format: ChannelsLast = "channels_last"
-
-    @field_validator("padding")
-    @classmethod
-    def _pairs(cls, value: Any) -> Any:
-        return (value, value) if isinstance(value, int) else tuple(value)
-
-
-PadItem = PadInt | Pair
+def _pair(value: Any) -> Any:
+    """``p`` → ``(p, p)``; a pair stays a pair."""
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def _pairs_per_axis(value: Any, rank: int) -> Any:
@@ -759,128 +358,268 @@ def _pairs_per_axis(value: Any, rank: int) -> Any:
     raise ValueError("expected all integers or all [before, after] pairs")
 
 
-class _ZeroPaddingND(LayerSpec):
-    data_format: ChannelsLast = "channels_last"
-    padding: PadInt | tuple[PadItem, ...] = 1
-
-    @field_validator("padding")
-    @classmethod
-    def _pairs(cls, value: Any) -> Any:
-        return _pairs_per_axis(value, cls._rank)
+def _one_unknown(value: tuple[int, ...]) -> tuple[int, ...]:
+    if 0 in value or value.count(-1) > 1:
+        raise ValueError(
+            f"expected positive sizes and at most one -1, received {list(value)}"
+        )
+    return value
 
 
-class ZeroPadding2D(_ZeroPaddingND):
-    """``keras.layers.ZeroPadding2D``."""
-
-    _keras, _rank = keras.layers.ZeroPadding2D, 2
-    type: Literal["ZeroPadding2D"]
-
-
-class ZeroPadding3D(_ZeroPaddingND):
-    """``keras.layers.ZeroPadding3D``."""
-
-    _keras, _rank = keras.layers.ZeroPadding3D, 3
-    type: Literal["ZeroPadding3D"]
+def _permutation(value: tuple[int, ...]) -> tuple[int, ...]:
+    if sorted(value) != list(range(1, len(value) + 1)):
+        raise ValueError(
+            f"expected a permutation of 1..{len(value)}, received {list(value)}"
+        )
+    return value
 
 
-class Cropping1D(LayerSpec):
-    """``keras.layers.Cropping1D``: ``c`` or ``[start, end]`` cropped."""
-
-    _keras = keras.layers.Cropping1D
-    type: Literal["Cropping1D"]
-    cropping: PadInt | Pair = (1, 1)
-
-    @field_validator("cropping")
-    @classmethod
-    def _pairs(cls, value: Any) -> Any:
-        return (value, value) if isinstance(value, int) else tuple(value)
+PadPair = Annotated[PadInt | Pair, AfterValidator(_pair)]
 
 
-class _CroppingND(LayerSpec):
-    data_format: ChannelsLast = "channels_last"
-    cropping: PadInt | tuple[PadItem, ...]
-
-    @field_validator("cropping")
-    @classmethod
-    def _pairs(cls, value: Any) -> Any:
-        return _pairs_per_axis(value, cls._rank)
+def _pads(rank: int) -> Any:
+    return Annotated[
+        PadInt | tuple[PadItem, ...],
+        AfterValidator(functools.partial(_pairs_per_axis, rank=rank)),
+    ]
 
 
-class Cropping2D(_CroppingND):
-    """``keras.layers.Cropping2D``: an integer, 2 integers or 2 ``[start,
-    end]`` pairs."""
-
-    _keras, _rank = keras.layers.Cropping2D, 2
-    type: Literal["Cropping2D"]
-    cropping: PadInt | tuple[PadItem, ...] = 0
+LastAxis = Axis | Annotated[list[Axis], Field(min_length=1, max_length=1)]
+"""The last axis, in any spelling: ``-1``, ``rank - 1`` (``3`` for images) or
+a one-item list of either (as ``Normalization`` writes it); which axis it is
+depends on the input's rank, so the estimate checks it."""
 
 
-class Cropping3D(_CroppingND):
-    """``keras.layers.Cropping3D``: an integer, 3 integers or 3 ``[start,
-    end]`` pairs."""
-
-    _keras, _rank = keras.layers.Cropping3D, 3
-    type: Literal["Cropping3D"]
-    cropping: PadInt | tuple[PadItem, ...] = 1
+def last_axis(axis: int | list[int]) -> int:
+    """The one axis of a :data:`LastAxis` value (``[3]`` → ``3``)."""
+    return axis[0] if isinstance(axis, list) else axis
 
 
-class UpSampling1D(LayerSpec):
-    """``keras.layers.UpSampling1D``."""
-
-    _keras = keras.layers.UpSampling1D
-    type: Literal["UpSampling1D"]
-    size: Annotated[int, Strict(), Field(ge=1, le=64)] = 2
+FiniteList = Annotated[list[Finite], Field(min_length=1, max_length=HARD_MAX_DIM)]
+NonNegList = Annotated[list[NonNegFloat], Field(min_length=1, max_length=HARD_MAX_DIM)]
+UpSize = Annotated[int, Strict(), Field(ge=1, le=64)]
 
 
-class UpSampling2D(LayerSpec):
-    """``keras.layers.UpSampling2D``."""
+@dataclass(frozen=True)
+class Override:
+    """What a layer type needs beyond its constructor's signature.
 
-    _keras, _rank, _sizes = keras.layers.UpSampling2D, 2, ("size",)
-    type: Literal["UpSampling2D"]
-    size: (
-        Annotated[int, Strict(), Field(ge=1, le=64)]
-        | tuple[Annotated[int, Strict(), Field(ge=1, le=64)], ...]
-    ) = 2
-    data_format: ChannelsLast = "channels_last"
-    interpolation: Literal["nearest", "bilinear"] = "nearest"
+    Attributes:
+        types: Argument types that replace :data:`ARGUMENT_TYPES` for it.
+        defaults: Defaults that replace the constructor's (one it lacks).
+        extra: Fields for arguments its signature hides in ``**kwargs``:
+            ``{name: (type, default)}``.
+        sizes: Its size arguments, when not :data:`SIZE_ARGUMENTS`.
+        max_inputs: At most this many inputs (merges).
+        note: Appended to its description (``"``keras.layers.X``" + note``).
+        doc: Its whole description instead.
+        constructor: Its class when it is not in ``keras.layers``,
+            ``bnncore.layers`` or ``bnncore.quantizers``.
+        class_name: Its spec's class name when not the type (a clash).
+    """
 
+    types: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    sizes: tuple[str, ...] | None = None
+    max_inputs: int | None = None
+    note: str = "."
+    doc: str | None = None
+    constructor: Callable[..., Any] | None = None
+    class_name: str | None = None
+
+
+_CAUSAL = Override(
+    types={"padding": Literal["valid", "same", "causal"]},
+    note=' (``padding`` may also be ``"causal"``).',
+)
+_VALID_ONLY = Override(
+    types={"padding": Literal["valid"]}, note=' (``padding="valid"`` only).'
+)
+_NO_OUTPUT_PADDING = Override(note=" (no ``output_padding``).")
+_POOL_SIZE_2 = Override(defaults={"pool_size": 2})
+_BROADCAST = Override(
+    note=": inputs of one rank, sizes equal or 1 on each axis (broadcast)."
+)
+
+OVERRIDES: dict[str, Override] = {
+    "Conv1D": _CAUSAL,
+    "QuantConv1D": Override(types=_CAUSAL.types),
+    **{name: _NO_OUTPUT_PADDING for name in _ranks("Conv{}DTranspose")},
+    **{name: _VALID_ONLY for name in _ranks("LocallyConnected{}D", (1, 2))},
+    **{
+        name: Override(types=_VALID_ONLY.types)
+        for name in _ranks("QuantLocallyConnected{}D", (1, 2))
+    },
+    **{name: _POOL_SIZE_2 for name in _ranks("AveragePooling{}D")},
+    "BatchNormalization": Override(
+        note=" over the last axis (``axis`` is -1 or\n    the input's rank - 1, as "
+        "``keras.applications`` writes it)."
+    ),
+    "Normalization": Override(
+        types={
+            "axis": LastAxis,
+            "mean": Finite | FiniteList,
+            "variance": NonNegFloat | NonNegList,
+        },
+        note=" over the last axis: ``(x - mean) /\n    sqrt(variance)``.\n\n"
+        "    ``mean`` and ``variance`` are both given (a number, or one per channel)\n"
+        "    or both ``null`` (then they are weights, uploaded with the others, as\n"
+        "    ``adapt()`` would set them). No ``adapt()`` in the service.",
+    ),
+    "LayerNormalization": Override(
+        types={"axis": LastAxis},
+        extra={"rms_scaling": (Literal[False], False)},
+        note=" over the last axis.",
+    ),
+    "PReLU": Override(
+        types={
+            "shared_axes": Annotated[list[Rank4], Field(min_length=1, max_length=4)]
+        },
+        note=": one slope per element, shared along ``shared_axes``.",
+    ),
+    "LayerScale": Override(
+        constructor=_LayerScale,
+        doc="ConvNeXt's ``LayerScale``: ``x * gamma``, one scale per channel\n"
+        "    (``projection_dim`` channels, each initialized to ``init_values``);\n"
+        "    built from :class:`bnncore_service.layerscale.LayerScale`.",
+    ),
+    "Activation": Override(class_name="ActivationLayer"),
+    "Dropout": Override(
+        types={
+            "rate": Annotated[Fraction, Field(lt=1)],
+            "noise_shape": Annotated[
+                list[Dim | None], Field(min_length=1, max_length=5)
+            ],
+        },
+        note=" (inactive at inference).",
+    ),
+    "Rescaling": Override(
+        types={"scale": Finite}, note=" with scalar ``scale`` and ``offset``."
+    ),
+    "Reshape": Override(
+        types={
+            "target_shape": Annotated[
+                tuple[Annotated[int, Strict(), Field(ge=-1, le=1 << 20)], ...],
+                Field(min_length=1, max_length=4),
+                AfterValidator(_one_unknown),
+            ]
+        },
+        note=": positive sizes, at most one ``-1``.",
+    ),
+    "Permute": Override(
+        types={
+            "dims": Annotated[
+                tuple[Rank4, ...],
+                Field(min_length=1, max_length=4),
+                AfterValidator(_permutation),
+            ]
+        },
+        note=": a permutation of ``1..rank``.",
+    ),
+    "ZeroPadding1D": Override(
+        types={"padding": PadPair}, note=": ``p`` or ``[before, after]``."
+    ),
+    "ZeroPadding2D": Override(types={"padding": _pads(2)}),
+    "ZeroPadding3D": Override(types={"padding": _pads(3)}),
+    "Cropping1D": Override(
+        types={"cropping": PadPair}, note=": ``c`` or ``[start, end]`` cropped."
+    ),
+    **{
+        f"Cropping{rank}D": Override(
+            types={"cropping": _pads(rank)},
+            note=f": an integer, {rank} integers or {rank} ``[start,\n    "
+            "end]`` pairs.",
+        )
+        for rank in (2, 3)
+    },
+    "UpSampling1D": Override(types={"size": UpSize}),
+    "UpSampling2D": Override(
+        types={"size": UpSize | tuple[UpSize, ...]}, sizes=("size",)
+    ),
+    **{
+        name: _BROADCAST
+        for name in ("Add", "Multiply", "Average", "Maximum", "Minimum")
+    },
+    "Subtract": Override(
+        max_inputs=2, note=": exactly two inputs (broadcast as other merges)."
+    ),
+    "Concatenate": Override(note=" along ``axis``."),
+}
+"""The layer types whose arguments need more than their names say."""
 
 # --------------------------------------------------------------------------
-# Merge layers
+# Generation
 # --------------------------------------------------------------------------
 
-
-class _Merge(LayerSpec):
-    _min_inputs, _max_inputs = 2, 64
-
-
-def _merge(name: str) -> type[LayerSpec]:
-    namespace = {
-        "__doc__": f"``keras.layers.{name}``: inputs of one rank, sizes equal "
-        "or 1 on each axis (broadcast).",
-        "__module__": __name__,
-        "__annotations__": {"type": Literal[name]},
-        "_keras": getattr(keras.layers, name),
-    }
-    return type(name, (_Merge,), namespace)
+_PUBLIC_MODULES: tuple[tuple[str, Any], ...] = (
+    ("bnncore.layers", blayers),
+    ("bnncore.quantizers", bquantizers),
+    ("keras.layers", keras.layers),
+)
 
 
-_MERGES = [_merge(n) for n in ("Add", "Multiply", "Average", "Maximum", "Minimum")]
+def _constructor(name: str, override: Override) -> tuple[str, Any]:
+    if override.constructor is not None:
+        return "", override.constructor
+    for path, module in _PUBLIC_MODULES:
+        target = getattr(module, name, None)
+        if isinstance(target, type):
+            return path, target
+    raise LookupError(f"layer type {name!r}: no constructor in {_PUBLIC_MODULES}")
 
 
-class Subtract(_Merge):
-    """``keras.layers.Subtract``: exactly two inputs (broadcast as other merges)."""
+def _family(constructor: Any) -> type[LayerSpec]:
+    for base, parents in FAMILIES:
+        if issubclass(constructor, parents):
+            return base
+    return LayerSpec
 
-    _keras, _max_inputs = keras.layers.Subtract, 2
-    type: Literal["Subtract"]
+
+def _rank(name: str) -> int:
+    """The spatial rank a type's name states (``Conv2DTranspose`` → 2)."""
+    found = re.search(r"(\d)D(?:Transpose)?$", name)
+    return int(found.group(1)) if found else 0
 
 
-class Concatenate(_Merge):
-    """``keras.layers.Concatenate`` along ``axis``."""
-
-    _keras = keras.layers.Concatenate
-    type: Literal["Concatenate"]
-    axis: Axis = -1
+def _layer_spec(name: str) -> type[LayerSpec]:
+    override = OVERRIDES.get(name, Override())
+    path, constructor = _constructor(name, override)
+    doc = override.doc or f"``{path}.{name}``{override.note}"
+    if name in QUANTIZER_TYPES:
+        # A quantizer used as a layer: its object form plus the layer fields.
+        component = QUANTIZER_TYPES[name]
+        return model_class(
+            name,
+            (LayerSpec, component),
+            name,
+            {},
+            doc=f"``{path}.{name}`` as a layer.",
+            module=__name__,
+            _keras=constructor,
+        )
+    fields = signature_fields(
+        constructor,
+        types=_argument_type,
+        overrides=override.types,
+        defaults={**DEFAULTS, **override.defaults},
+        skip=(*_BASE_FIELDS, *REFUSED),
+    )
+    fields.update(override.extra)
+    base = _family(constructor)
+    sizes = override.sizes or tuple(f for f in SIZE_ARGUMENTS if f in fields)
+    return model_class(
+        override.class_name or name,
+        base,
+        name,
+        fields,
+        doc=doc,
+        module=__name__,
+        _keras=constructor,
+        _rank=_rank(name),
+        _sizes=sizes,
+        _max_inputs=override.max_inputs or base._max_inputs,
+    )
 
 
 class Input(LayerSpec):
@@ -894,75 +633,23 @@ class Input(LayerSpec):
         return keras.Input(shape=tuple(self.shape), name=self.name)
 
 
-_ALL: list[type[LayerSpec]] = [
-    Input,
-    Dense,
-    QuantDense,
-    Conv1D,
-    Conv2D,
-    Conv3D,
-    QuantConv1D,
-    QuantConv2D,
-    QuantConv3D,
-    Conv1DTranspose,
-    Conv2DTranspose,
-    Conv3DTranspose,
-    QuantConv1DTranspose,
-    QuantConv2DTranspose,
-    QuantConv3DTranspose,
-    DepthwiseConv1D,
-    DepthwiseConv2D,
-    QuantDepthwiseConv1D,
-    QuantDepthwiseConv2D,
-    SeparableConv1D,
-    SeparableConv2D,
-    QuantSeparableConv1D,
-    QuantSeparableConv2D,
-    LocallyConnected1D,
-    LocallyConnected2D,
-    QuantLocallyConnected1D,
-    QuantLocallyConnected2D,
-    BatchNormalization,
-    Normalization,
-    LayerNormalization,
-    PReLU,
-    LayerScale,
-    ActivationLayer,
-    ReLU,
-    LeakyReLU,
-    ELU,
-    Softmax,
-    Dropout,
-    Rescaling,
-    Identity,
-    SteSign,
-    ApproxSign,
-    SwishSign,
-    SteHeaviside,
-    MagnitudeAwareSign,
-    SteTern,
-    DoReFa,
-    NoOp,
-    *_POOLS,
-    *_GLOBAL_POOLS,
-    Flatten,
-    Reshape,
-    Permute,
-    ZeroPadding1D,
-    ZeroPadding2D,
-    ZeroPadding3D,
-    Cropping1D,
-    Cropping2D,
-    Cropping3D,
-    UpSampling1D,
-    UpSampling2D,
-    *_MERGES,
-    Subtract,
-    Concatenate,
-]
+LAYER_TYPES: dict[str, type[LayerSpec]] = {
+    "Input": Input,
+    **{name: _layer_spec(name) for name, rule in RULES.items() if rule.estimable},
+}
+"""The allow-list: layer ``type`` → its spec class. The types are those the
+layer rules can estimate (the service estimates every definition before it
+builds it), plus ``Input``."""
 
-LAYER_TYPES: dict[str, type[LayerSpec]] = {type_tag(cls): cls for cls in _ALL}
-"""The allow-list: layer ``type`` → its spec class."""
+_BY_CLASS_NAME = {cls.__name__: cls for cls in LAYER_TYPES.values()}
+
+
+def __getattr__(name: str) -> type[LayerSpec]:
+    """A generated spec class by its class name (``layers.Conv2D``)."""
+    try:
+        return _BY_CLASS_NAME[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
 def _layer_tag(value: Any) -> str | None:
@@ -973,12 +660,9 @@ def _layer_tag(value: Any) -> str | None:
 
 
 def _build_union() -> Any:
-    members = tuple(Annotated[cls, Tag(name)] for name, cls in LAYER_TYPES.items())
-    union = members[0]
-    for member in members[1:]:
-        union = union | member
+    members = [Annotated[cls, Tag(name)] for name, cls in LAYER_TYPES.items()]
     return Annotated[
-        union,
+        functools.reduce(operator.or_, members),
         Discriminator(
             _layer_tag,
             custom_error_type="unknown_layer_type",
@@ -992,3 +676,4 @@ def _build_union() -> Any:
 
 AnyLayer = _build_union()
 """Any allow-listed layer, chosen by its ``type``."""
+assert all(type_tag(cls) == name for name, cls in LAYER_TYPES.items())

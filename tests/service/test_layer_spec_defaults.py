@@ -1,0 +1,174 @@
+"""The definition language against the constructors it is generated from.
+
+Oracles: Keras's and bnncore's own constructors (``inspect.signature`` and the
+``get_config()`` of a layer built with the constructor's defaults), and
+``bnncore.quantizers.get`` with the precision of the quantizer it builds.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticUndefined
+
+from bnncore import quantizers as bquantizers
+from bnncore_service.schemas.components import (
+    QUANTIZER_TYPES,
+    Quantizer,
+    quantizer_bits,
+)
+from bnncore_service.schemas.layers import LAYER_TYPES, REFUSED, LayerSpec
+
+SPECS = {name: spec for name, spec in LAYER_TYPES.items() if name != "Input"}
+
+# Where the service's default is not the constructor's, and why. Anything
+# else must be the constructor's own default.
+SERVICE_DEFAULTS = {
+    # Keras's None means keras.config.image_data_format(); the service only
+    # runs channels_last data.
+    **{
+        (name, "data_format"): "channels_last"
+        for name, spec in SPECS.items()
+        if "data_format" in spec.model_fields
+    },
+    # Keras requires pool_size for average pooling; the service has always
+    # taken max pooling's default for it.
+    ("AveragePooling1D", "pool_size"): 2,
+    ("AveragePooling2D", "pool_size"): 2,
+    ("AveragePooling3D", "pool_size"): 2,
+}
+# Arguments the service accepts although the signature hides them in **kwargs.
+KWARGS_FIELDS = {("LayerNormalization", "rms_scaling")}
+BASE_FIELDS = {"type", "name", "inputs", "trainable"}
+
+
+def _parameters(spec: type[LayerSpec]) -> dict[str, inspect.Parameter]:
+    return {
+        p.name: p
+        for p in inspect.signature(spec._keras).parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+
+
+def _spelled_out(value: Any, like: Any) -> Any:
+    """An integer written once for all axes, repeated in the shape of ``like``
+    (Keras's own spelling: ``1`` like ``(1, 1)`` is ``(1, 1)``)."""
+    if isinstance(value, int) and isinstance(like, tuple):
+        return tuple(_spelled_out(value, item) for item in like)
+    return value
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_each_default_is_the_constructors_default(name: str) -> None:
+    spec = SPECS[name]
+    parameters = _parameters(spec)
+    checked = 0
+    for field, info in spec.model_fields.items():
+        if field in BASE_FIELDS or (name, field) in KWARGS_FIELDS:
+            continue
+        assert field in parameters, f"{name}.{field} is not a constructor argument"
+        keras_default = parameters[field].default
+        default = None if info.default is PydanticUndefined else info.default
+        if (name, field) in SERVICE_DEFAULTS:
+            assert default == SERVICE_DEFAULTS[(name, field)]
+        elif keras_default is inspect.Parameter.empty:
+            assert info.is_required(), f"{name}.{field}: Keras requires it"
+        else:
+            assert not info.is_required(), f"{name}.{field}: Keras has a default"
+            assert _spelled_out(default, keras_default) == keras_default, (
+                f"{name}.{field}: service default {default!r}, "
+                f"constructor default {keras_default!r}"
+            )
+        checked += 1
+    assert checked == len(spec.model_fields) - len(BASE_FIELDS) - sum(
+        (name, f) in KWARGS_FIELDS for f in spec.model_fields
+    )
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_every_constructor_argument_is_a_field_or_refused(name: str) -> None:
+    spec = SPECS[name]
+    for argument in _parameters(spec):
+        assert argument in spec.model_fields or argument in REFUSED, (
+            f"{name}({argument}=...) is neither accepted nor refused"
+        )
+    for argument in REFUSED:
+        assert argument not in spec.model_fields
+
+
+REQUIRED_SAMPLES: dict[str, Any] = {
+    "units": 3,
+    "filters": 4,
+    "kernel_size": 3,
+    "pool_size": 2,
+    "rate": 0.5,
+    "activation": "relu",
+    "scale": 2.0,
+    "init_values": 0.1,
+    "projection_dim": 4,
+    "precision": 2,
+    "target_shape": (4,),
+    "dims": (1,),
+}
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_a_layer_of_defaults_has_the_config_of_keras_defaults(name: str) -> None:
+    # The spec filled with its defaults builds the layer the constructor
+    # builds from its own defaults: same get_config(), name aside.
+    spec = SPECS[name]
+    required = {
+        p.name: REQUIRED_SAMPLES[p.name]
+        for p in _parameters(spec).values()
+        if p.default is inspect.Parameter.empty or (name, p.name) in SERVICE_DEFAULTS
+        if p.name != "data_format"
+    }
+    ours = spec.model_validate({"type": name, **required}).create().get_config()
+    theirs = spec._keras(**required).get_config()
+    ours.pop("name", None)
+    theirs.pop("name", None)
+    assert ours == theirs
+
+
+def test_every_buildable_quantizer_name_is_an_alias_of_the_service() -> None:
+    adapter: TypeAdapter[Any] = TypeAdapter(Quantizer)
+    for alias, cls in bquantizers.registry().items():
+        try:
+            built = bquantizers.get(alias)
+        except ValueError:  # needs arguments (NoOp): refused by name alone
+            with pytest.raises(ValidationError):
+                adapter.validate_python(alias)
+            continue
+        spec = adapter.validate_python(alias)
+        assert spec.type == type(built).__name__ == cls.__name__
+        assert quantizer_bits(spec) == bquantizers.get_precision(built)
+        assert spec.create().get_config() == built.get_config()
+
+
+@pytest.mark.parametrize(
+    ("config", "bits"),
+    [
+        ({"type": "DoReFa", "k_bit": 5}, 5),
+        ({"type": "DoReFa"}, 2),
+        ({"type": "NoOp", "precision": 8}, 8),
+        ({"type": "SteTern", "threshold_value": 0.1}, 2),
+        ({"type": "SwishSign", "beta": 2.0}, 1),
+    ],
+    ids=["dorefa-k5", "dorefa-default", "noop-8", "ste-tern", "swish-sign"],
+)
+def test_quantizer_bits_is_the_built_quantizers_precision(
+    config: dict[str, Any], bits: int
+) -> None:
+    spec = TypeAdapter(Quantizer).validate_python(config)
+    assert quantizer_bits(spec) == bits
+    assert bquantizers.get_precision(spec.create()) == bits
+
+
+def test_the_quantizer_objects_are_the_library_classes() -> None:
+    classes = {cls.__name__ for cls in bquantizers.registry().values()}
+    assert set(QUANTIZER_TYPES) == classes
+    for name, spec in QUANTIZER_TYPES.items():
+        assert spec._target is getattr(bquantizers, name)
