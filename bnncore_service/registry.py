@@ -331,9 +331,7 @@ class Registry:
         """
         record = await self.record(name, version)
         versions = (
-            await run_in_threadpool(self.store.versions, record.name)
-            if all_versions
-            else [record.version]
+            await self.versions(record.name) if all_versions else [record.version]
         )
         weights = await run_in_threadpool(
             self.store.weights, record.name, record.version
@@ -356,6 +354,14 @@ class Registry:
             NotFoundError: no such model or version (404).
         """
         return (await self.built(await self.record(name, version))).profile
+
+    async def versions(self, name: str) -> list[int]:
+        """The registered versions of ``name``, ascending (``[]``: none)."""
+        return await run_in_threadpool(self.store.versions, name)
+
+    async def ping(self) -> bool:
+        """Whether the store answers (the readiness probe)."""
+        return await run_in_threadpool(self.store.ping)
 
     async def records(self, name: str | None = None) -> list[VersionRecord]:
         """Every registered version (of ``name``; ``None``: of every model),

@@ -173,6 +173,9 @@ def test_register_resolve_and_delete(registry: Registry) -> None:
         assert listed == [("a", 1), ("m", 1), ("m", 2)]
         assert [r.version for r in await registry.records("m")] == [1, 2]
         assert await registry.records("nope") == []
+        assert await registry.versions("m") == [1, 2]
+        assert await registry.versions("nope") == []
+        assert await registry.ping() is True
 
         await registry.delete("m", 2)
         with pytest.raises(NotFoundError, match="'m' version 2 is not registered"):
