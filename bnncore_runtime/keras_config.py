@@ -12,8 +12,8 @@ TensorFlow or Keras here. What a layer *is* (its class and arguments) stays in
 
 Its users: the profile's call sites (:mod:`bnncore.analysis.graph`), the
 engine's graph (:mod:`bnncore.engine.graph`) and the service's Keras-JSON
-translator (``bnncore_service.keras_json``), which adds its own, stricter
-policy on top.
+translator (``bnncore_service.schemas.from_keras``), which adds its own,
+stricter policy on top.
 
 Example:
     >>> model = read_model(keras_model.get_config())
@@ -37,7 +37,6 @@ __all__ = [
     "ModelConfig",
     "Shape",
     "is_tensor",
-    "read_arguments",
     "read_call",
     "read_endpoints",
     "read_history",
@@ -323,22 +322,6 @@ def _arguments(value: Any, path: str, found: list[KerasTensor]) -> Any:
             _arguments(item, f"{path}[{i}]", found) for i, item in enumerate(value)
         )
     return value
-
-
-def read_arguments(value: Any, path: str) -> tuple[Any, tuple[KerasTensor, ...]]:
-    """A structure of call arguments with each serialized tensor read.
-
-    Returns:
-        The structure with a :class:`KerasTensor` in place of each tensor
-        (lists, tuples and dicts rebuilt, other values kept), and the tensors
-        in order.
-
-    Raises:
-        KerasConfigError: a malformed tensor.
-    """
-    found: list[KerasTensor] = []
-    structure = _arguments(value, path, found)
-    return structure, tuple(found)
 
 
 def read_call(node: Any, path: str) -> Call:
