@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from bnncore_service.schemas.common import Bool, Dim, Name, StrictModel
+from bnncore_service.schemas.common import Bool, Dim, Name, StrictModel, snake_name
 from bnncore_service.schemas.from_keras import ShapeClaim, translate
 from bnncore_service.schemas.layers import LAYER_TYPES, AnyLayer, Input, LayerSpec
 
@@ -53,12 +52,6 @@ def content_hash(normalized: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON (sorted keys, no spaces) of a definition."""
     text = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def snake_name(type_name: str) -> str:
-    """Keras's default layer name for a class: ``QuantConv2D`` → ``quant_conv2d``."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type_name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class _Definition(StrictModel):

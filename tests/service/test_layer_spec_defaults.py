@@ -8,15 +8,19 @@ Oracles: Keras's and bnncore's own constructors (``inspect.signature`` and the
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
+import keras
 import pytest
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
 from bnncore import quantizers as bquantizers
+from bnncore_service.schemas.common import snake_name
 from bnncore_service.schemas.components import (
     QUANTIZER_TYPES,
+    Initializer,
     Quantizer,
     quantizer_bits,
 )
@@ -172,3 +176,21 @@ def test_the_quantizer_objects_are_the_library_classes() -> None:
     assert set(QUANTIZER_TYPES) == classes
     for name, spec in QUANTIZER_TYPES.items():
         assert spec._target is getattr(bquantizers, name)
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_snake_name_is_the_name_keras_gives_the_layer(name: str) -> None:
+    spec = SPECS[name]
+    required = {
+        p.name: REQUIRED_SAMPLES[p.name]
+        for p in _parameters(spec).values()
+        if p.default is inspect.Parameter.empty
+    }
+    keras_name = spec._keras(**required).name  # "conv2d" or "conv2d_3"
+    assert re.sub(r"_\d+$", "", keras_name) == snake_name(name)
+
+
+def test_initializer_aliases_are_the_names_keras_resolves() -> None:
+    for alias in ("glorot_uniform", "he_normal", "lecun_uniform", "random_normal"):
+        spec = TypeAdapter(Initializer).validate_python(alias)
+        assert type(keras.initializers.get(alias)).__name__ == spec.type
