@@ -74,6 +74,36 @@ static void run_epilogue_row(const epilogue_t *e, int64_t row, float *t) {
 
 #define NIBBLES 0x0f0f0f0f0f0f0f0fULL
 
+/* The taps of a window inside the image, cin_g not a multiple of 64: each
+ * tap's cin_g bits appended end to end (the layout append_bits makes), words
+ * written once from an accumulator instead of cleared and OR-ed. Writes
+ * exactly cv->kwords words. Bits past cin_g in a tap's last word are 0. */
+static void gather_inside_unaligned(const conv_t *cv, const uint64_t *base,
+                                    uint64_t *dst) {
+    const int64_t cin = cv->g->cin_g;
+    const int64_t full = cin >> 6;
+    const int rem = (int)(cin & 63); /* > 0 here */
+    uint64_t acc = 0;
+    int nacc = 0; /* bits held in acc, < 64 */
+    for (int t = 0; t < cv->taps; t++) {
+        const uint64_t *src = base + cv->tap_offset[t];
+        for (int64_t k = 0; k < full; k++) { /* 64 bits */
+            const uint64_t v = src[k];
+            *dst++ = acc | (v << nacc);
+            acc = nacc ? v >> (64 - nacc) : 0;
+        }
+        const uint64_t v = src[full]; /* rem bits */
+        acc |= v << nacc;
+        nacc += rem;
+        if (nacc >= 64) {
+            *dst++ = acc;
+            nacc -= 64;
+            acc = nacc ? v >> (rem - nacc) : 0;
+        }
+    }
+    if (nacc) *dst = acc;
+}
+
 /* Builds the gathered rows [r0, r0+mb) of group grp into abuf (or points
  * straight at the input); returns row pointers in rows[]. Rows whose window
  * lies inside the image copy the taps at precomputed offsets. With sbuf, the
@@ -124,6 +154,9 @@ static void gather_rows(const conv_t *cv, int64_t r0, int mb, int grp,
                     const uint64_t *src = base + cv->tap_offset[t];
                     for (int64_t k = 0; k < cw; k++) o[k] = src[k];
                 }
+                rows[i] = dst;
+            } else if (inside) {
+                gather_inside_unaligned(cv, base, dst);
                 rows[i] = dst;
             } else {
                 memset(dst, 0, (size_t)cv->kwords * sizeof(uint64_t));
