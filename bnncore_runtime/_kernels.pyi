@@ -96,6 +96,13 @@ class Program:
         threads: int,
         /,
     ) -> None: ...
+    def call(
+        self,
+        n: int,
+        bindings: tuple[tuple[int, np.ndarray, bool], ...],
+        threads: int,
+        /,
+    ) -> None: ...
     def steps(self) -> int: ...
 
 def program(

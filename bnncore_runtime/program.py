@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from bnncore_runtime import kernels as K
-from bnncore_runtime.buffers import aligned_empty
+from bnncore_runtime.buffers import SMALL_BYTES, aligned_empty
 from bnncore_runtime.geometry import window
 from bnncore_runtime.graph import ValueId
 from bnncore_runtime.steps import (
@@ -147,10 +147,23 @@ def _rows(shape: tuple[int, ...]) -> int:
     return math.prod(shape[:-1])
 
 
+# Elementwise ops whose sign decisions an epilogue step makes exactly as the
+# elementwise step followed by packing does: the same IEEE operations in the
+# same order (CLIP is not: NumPy's clip keeps a NaN, the epilogue's gives lo).
+_FUSED_PACK_OPS = frozenset((K.OP_SCALE, K.OP_BIAS, K.OP_MULADD, K.OP_RELU, K.OP_SIGN))
+
+
 class _Builder:
-    def __init__(self, env: Env, inputs: list[ValueId]) -> None:
+    def __init__(
+        self,
+        env: Env,
+        inputs: list[ValueId],
+        readers: dict[ValueId, int] | None = None,
+    ) -> None:
         self.env = env
         self.inputs = inputs
+        # How many plan steps (and model outputs) read each float value.
+        self.readers = readers or {}
         self.bytes: list[int] = []
         self.shapes: list[tuple[int, ...]] = []  # per sample, of the first value
         self.dtypes: list[Any] = []
@@ -240,9 +253,37 @@ class _Builder:
         channels = shape[-1]
         cwg = K.words_for(channels // step.groups)
         out = self.write_packed((step.value, step.groups))
+        if self._fuse_pack(step, x, shape, cwg, out):
+            return
         dims = dict(rows=_rows(shape), channels=channels, groups=step.groups,
                     words_per_group=cwg)  # fmt: skip
         self.add("pack", [x], dims, out=out)
+
+    def _fuse_pack(
+        self, step: PackStep, x: int, shape: tuple[int, ...], cwg: int, out: int
+    ) -> bool:
+        """Packing the output of the elementwise step just before it (a batch
+        norm, say), read by nothing else: one epilogue step that writes the
+        sign bits only (one pass over the values instead of two, and no
+        float output)."""
+        if not self.steps or self.readers.get(step.value, 0) != 1:
+            return False
+        segment = self.segments[-1] if self.segments else None
+        if segment is None or segment.step is not None:
+            return False  # the step before is not in the current C segment
+        if segment.first >= len(self.steps):
+            return False
+        prev = self.steps[-1]
+        if prev.kind != STEP_KINDS["elementwise"][0] or prev.out != x:
+            return False
+        if not all(op[0] in _FUSED_PACK_OPS for op in prev.ops):
+            return False
+        dims = dict(rows=_rows(shape), cout=shape[-1], gout=step.groups,
+                    cw_out_g=cwg, wpp_out=step.groups * cwg)  # fmt: skip
+        self.steps[-1] = make_step(
+            "epilogue", list(prev.inputs), dims, out_packed=out, ops=list(prev.ops)
+        )
+        return True
 
     def lower_binary(self, step: BinaryStep) -> None:
         source = self.packed((step.source, step.groups))
@@ -397,6 +438,26 @@ def _reads(step: Step) -> list[ValueId]:
     raise _Unsupported(f"step {step.describe()!r}")
 
 
+def _float_readers(
+    steps: list[Step], outputs: list[ValueId]
+) -> dict[ValueId, int] | None:
+    """How many steps (and outputs) read each float value; None when a step's
+    reads are not known. (A binary step reads its source packed: the packing
+    step reads the float value.)"""
+    readers = dict.fromkeys(outputs, 1)
+    for step in steps:
+        if isinstance(step, BinaryStep):
+            values = [] if step.residual is None else [step.residual]
+        else:
+            try:
+                values = _reads(step)
+            except _Unsupported:
+                return None
+        for value in values:
+            readers[value] = readers.get(value, 0) + 1
+    return readers
+
+
 def _writes(step: Step) -> list[ValueId]:
     """Float values a step writes (packed ones stay in Python: unsupported)."""
     if isinstance(step, FloatStep):
@@ -422,7 +483,7 @@ def build_program(
         env.floats[value] = array
     for step in steps:
         step.run(env, 1)
-    builder = _Builder(env, list(inputs))
+    builder = _Builder(env, list(inputs), _float_readers(steps, outputs))
     try:
         current: _Segment | None = None
         for step in steps:
@@ -483,9 +544,27 @@ class Program:
         self.arena_bytes = total
         self.core = K._kernels.program(b.bytes, self.offsets, b.steps)
         self.nsteps = len(b.steps)
+        names = {code: name for name, (code, _) in STEP_KINDS.items()}
+        self.kinds = tuple(names[step.kind] for step in b.steps)  # step kinds, in order
         self._lock = threading.Lock()
         self._free: list[np.ndarray] = []
         self._n = 0
+        # The direct path (run_direct): a native program whose outputs are
+        # distinct slots it writes, bound to fresh float32 arrays of the
+        # values' shapes; the arena is the core's own (Program.call).
+        slots = [b.float_slot.get(value, -1) for value in outputs]
+        self.direct = (
+            self.native
+            and len(set(slots)) == len(slots)
+            and all(slot in self.output_slots for slot in slots)
+            and all(b.dtypes[slot] == np.float32 for slot in slots)
+        )
+        self._direct_inputs = tuple(self.input_slots.items())  # (slot, index)
+        self._direct_outputs = tuple(
+            (slot, self.value_shapes[value], b.bytes[slot])
+            for slot, value in zip(slots, outputs, strict=True)
+            if self.direct
+        )
 
     def _arena(self, n: int) -> np.ndarray:
         with self._lock:
@@ -510,6 +589,10 @@ class Program:
         n = int(arrays[0].shape[0])
         if any(int(a.shape[0]) != n for a in arrays):
             raise _Mismatch("inputs of different batch sizes")
+        if self.direct and all(
+            a.dtype == np.float32 and a.flags.c_contiguous for a in arrays
+        ):
+            return self.run_direct(arrays, threads)
         arena = self._arena(n)
         bindings: list[tuple[int, np.ndarray, bool]] = []
         bound: dict[int, np.ndarray] = {}
@@ -531,6 +614,23 @@ class Program:
             return self._results(n, arena, bound, env, arrays)
         finally:
             self._give_back(n, arena)
+
+    def run_direct(self, arrays: list[np.ndarray], threads: int) -> list[np.ndarray]:
+        """:meth:`run` of a :attr:`direct` program on inputs that are float32
+        and C-contiguous, with one batch size: one call into the core, which
+        writes the outputs straight into the arrays returned."""
+        n = int(arrays[0].shape[0])
+        bindings = [(slot, arrays[index], False) for slot, index in self._direct_inputs]
+        results = []
+        for slot, shape, nbytes in self._direct_outputs:
+            if n * nbytes < SMALL_BYTES:
+                array = np.empty((n, *shape), np.float32)
+            else:
+                array = aligned_empty((n, *shape), np.float32)
+            bindings.append((slot, array, True))
+            results.append(array)
+        self.core.call(n, tuple(bindings), threads)
+        return results
 
     def _view(self, slot: int, n: int, arena: np.ndarray, bound: dict) -> np.ndarray:
         array = bound.get(slot)

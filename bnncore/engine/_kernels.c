@@ -686,10 +686,17 @@ typedef struct {
     PyObject_HEAD bnn_program_t prog;
     int64_t *slot_offset; /* per sample, in the arena; -1: always bound */
     views_t views;        /* the weights, held for the program's lifetime */
+    int64_t arena_bytes;  /* per sample: the end of the last arena slot */
+    /* call()'s arena, kept for the next call (taken and given back under the
+     * GIL; a call that finds it taken, by a call in another thread, allocates
+     * its own), and its size in bytes. */
+    char *arena;
+    int64_t arena_size;
 } ProgramObject;
 
 static void program_dealloc(PyObject *obj) {
     ProgramObject *self = (ProgramObject *)obj;
+    free(self->arena);
     bnn_program_free_steps(&self->prog);
     PyMem_Free(self->prog.steps);
     PyMem_Free(self->prog.slot_bytes);
@@ -1031,6 +1038,9 @@ static PyObject *py_program(PyObject *module, PyObject *args) {
     memset(&self->prog, 0, sizeof self->prog);
     memset(&self->views, 0, sizeof self->views);
     self->slot_offset = NULL;
+    self->arena = NULL;
+    self->arena_size = 0;
+    self->arena_bytes = 0;
     self->prog.slot_bytes = (int64_t *)PyMem_Calloc((size_t)nslots + 1, sizeof(int64_t));
     self->slot_offset = (int64_t *)PyMem_Calloc((size_t)nslots + 1, sizeof(int64_t));
     self->prog.steps = (bnn_step_t *)PyMem_Calloc((size_t)nsteps + 1, sizeof(bnn_step_t));
@@ -1049,6 +1059,7 @@ static PyObject *py_program(PyObject *module, PyObject *args) {
         }
         self->prog.slot_bytes[i] = b;
         self->slot_offset[i] = o;
+        if (o >= 0 && o + b > self->arena_bytes) self->arena_bytes = o + b;
     }
     for (Py_ssize_t i = 0; i < nsteps; i++) {
         self->prog.nsteps = (int)i + 1; /* freed on failure */
@@ -1069,34 +1080,26 @@ fail:
     return NULL;
 }
 
-/* run(arena, n, bindings, first, last, threads): steps [first, last) on n
- * samples; bindings: (slot, buffer, writable) for the slots not in the arena
- * (inputs, outputs). The GIL is released for the whole run. */
-static PyObject *program_run(PyObject *obj, PyObject *args) {
-    ProgramObject *self = (ProgramObject *)obj;
-    PyObject *arena_obj, *bindings;
-    long long n;
-    int first, last, threads;
-    if (!PyArg_ParseTuple(args, "OLO!iii", &arena_obj, &n, &PyTuple_Type, &bindings, &first,
-                          &last, &threads))
-        return NULL;
+/* Steps [first, last) on n samples, with the arena at `arena` (len bytes, or
+ * NULL) and the bound slots of `bindings` ((slot, buffer, writable) tuples);
+ * the GIL released while the steps run. 0, or -1 with an exception set. */
+static int run_bound(ProgramObject *self, char *arena, Py_ssize_t len, long long n,
+                     PyObject *bindings, int first, int last, int threads) {
     const bnn_program_t *p = &self->prog;
     if (n < 1 || first < 0 || last > p->nsteps || first > last) {
         PyErr_SetString(PyExc_ValueError, "bad batch size or step range");
-        return NULL;
+        return -1;
     }
     views_t vs = {NULL, 0, 0};
-    PyObject *result = NULL;
+    int result = -1;
     char **base = (char **)PyMem_Calloc((size_t)p->nslots + 1, sizeof(char *));
-    char *arena = NULL;
-    if (!base) {
+    /* bound[s]: 0 in the arena, 1 bound read-only, 2 bound writable. */
+    char *bound = (char *)PyMem_Calloc((size_t)p->nslots + 1, 1);
+    if (!base || !bound) {
         PyErr_NoMemory();
         goto done;
     }
-    if (arena_obj != Py_None) {
-        arena = (char *)get_buffer(&vs, arena_obj, 1, 0, "arena");
-        if (!arena) goto done;
-        const Py_ssize_t len = vs.views[vs.count - 1].len;
+    if (arena) {
         for (int s = 0; s < p->nslots; s++) {
             if (self->slot_offset[s] < 0) continue;
             if ((self->slot_offset[s] + p->slot_bytes[s]) * n > len) {
@@ -1106,12 +1109,6 @@ static PyObject *program_run(PyObject *obj, PyObject *args) {
             base[s] = arena + self->slot_offset[s] * n;
         }
     }
-    /* bound[s]: 0 in the arena, 1 bound read-only, 2 bound writable. */
-    char *bound = (char *)PyMem_Calloc((size_t)p->nslots + 1, 1);
-    if (!bound) {
-        PyErr_NoMemory();
-        goto done;
-    }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bindings); i++) {
         PyObject *b = PyTuple_GET_ITEM(bindings, i);
         int slot, w;
@@ -1119,15 +1116,15 @@ static PyObject *program_run(PyObject *obj, PyObject *args) {
         if (!PyTuple_Check(b) || !PyArg_ParseTuple(b, "iOp", &slot, &buf, &w)) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_ValueError, "a binding is (slot, buffer, writable)");
-            goto free_bound;
+            goto done;
         }
         if (slot < 0 || slot >= p->nslots) {
             PyErr_SetString(PyExc_ValueError, "binding slot out of range");
-            goto free_bound;
+            goto done;
         }
         base[slot] = (char *)get_buffer(&vs, buf, w, (Py_ssize_t)(p->slot_bytes[slot] * n),
                                         "bound buffer");
-        if (!base[slot]) goto free_bound;
+        if (!base[slot]) goto done;
         bound[slot] = (char)(w ? 2 : 1);
     }
     for (int i = first; i < last; i++) {
@@ -1140,29 +1137,95 @@ static PyObject *program_run(PyObject *obj, PyObject *args) {
             missing |= !base[outs[k]];
             if (bound[outs[k]] == 1) {
                 PyErr_SetString(PyExc_ValueError, "a slot the steps write is bound read-only");
-                goto free_bound;
+                goto done;
             }
         }
         if (missing) {
             PyErr_SetString(PyExc_ValueError,
                             "a slot the steps use is neither in the arena nor bound");
-            goto free_bound;
+            goto done;
         }
     }
     int rc;
     Py_BEGIN_ALLOW_THREADS rc = bnn_program_run(p, first, last, base, (int64_t)n, threads);
     Py_END_ALLOW_THREADS if (rc != 0) {
         PyErr_NoMemory();
-        goto free_bound;
+        goto done;
     }
-    result = Py_None;
-    Py_INCREF(result);
-free_bound:
-    PyMem_Free(bound);
+    result = 0;
 done:
+    PyMem_Free(bound);
     PyMem_Free(base);
     release_views(&vs);
     return result;
+}
+
+/* run(arena, n, bindings, first, last, threads): steps [first, last) on n
+ * samples; bindings: (slot, buffer, writable) for the slots not in the arena
+ * (inputs, outputs). The GIL is released for the whole run. */
+static PyObject *program_run(PyObject *obj, PyObject *args) {
+    ProgramObject *self = (ProgramObject *)obj;
+    PyObject *arena_obj, *bindings;
+    long long n;
+    int first, last, threads;
+    if (!PyArg_ParseTuple(args, "OLO!iii", &arena_obj, &n, &PyTuple_Type, &bindings, &first,
+                          &last, &threads))
+        return NULL;
+    views_t vs = {NULL, 0, 0};
+    char *arena = NULL;
+    Py_ssize_t len = 0;
+    if (arena_obj != Py_None) {
+        arena = (char *)get_buffer(&vs, arena_obj, 1, 0, "arena");
+        if (!arena) {
+            release_views(&vs);
+            return NULL;
+        }
+        len = vs.views[0].len;
+    }
+    const int rc = run_bound(self, arena, len, n, bindings, first, last, threads);
+    release_views(&vs);
+    if (rc != 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* call(n, bindings, threads): the whole program on n samples, in an arena the
+ * program keeps between calls (a call running in another thread meanwhile
+ * gets one of its own); bindings as for run(). */
+static PyObject *program_call(PyObject *obj, PyObject *args) {
+    ProgramObject *self = (ProgramObject *)obj;
+    PyObject *bindings;
+    long long n;
+    int threads;
+    if (!PyArg_ParseTuple(args, "LO!i", &n, &PyTuple_Type, &bindings, &threads)) return NULL;
+    if (n < 1 || n > ((int64_t)1 << 40) / (self->arena_bytes + 1)) {
+        PyErr_SetString(PyExc_ValueError, "bad batch size");
+        return NULL;
+    }
+    const int64_t size = self->arena_bytes * (int64_t)n + 64; /* never empty */
+    char *arena = self->arena; /* taken under the GIL */
+    int64_t have = self->arena_size;
+    self->arena = NULL;
+    self->arena_size = 0;
+    if (arena && have < size) {
+        free(arena);
+        arena = NULL;
+    }
+    if (!arena) {
+        /* 64-byte aligned, as the Python side's arenas (non-temporal stores) */
+        have = (size + 63) / 64 * 64;
+        arena = (char *)aligned_alloc(64, (size_t)have);
+        if (!arena) return PyErr_NoMemory();
+    }
+    const int rc = run_bound(self, arena, (Py_ssize_t)have, n, bindings, 0,
+                             self->prog.nsteps, threads);
+    if (!self->arena) { /* given back under the GIL */
+        self->arena = arena;
+        self->arena_size = have;
+    } else {
+        free(arena);
+    }
+    if (rc != 0) return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *program_len(PyObject *obj, PyObject *noargs) {
@@ -1174,6 +1237,9 @@ static PyMethodDef program_methods[] = {
     {"run", program_run, METH_VARARGS,
      "run(arena, n, bindings, first, last, threads): steps [first, last) on n samples, "
      "the GIL released; bindings: (slot, buffer, writable) of the slots not in the arena."},
+    {"call", program_call, METH_VARARGS,
+     "call(n, bindings, threads): the whole program on n samples in an arena the "
+     "program keeps, the GIL released; bindings as for run()."},
     {"steps", program_len, METH_NOARGS, "steps(): the number of steps."},
     {NULL, NULL, 0, NULL}};
 
