@@ -22,7 +22,8 @@ QuickNet batch 1 ≥ 5× faster than LCE (and ≥ 8× the float twin on AVX-512
 machines); the MNIST BNN at batch 1 no slower than LCE.
 
 Run: ``python -m bench.engine`` (or ``python -m bench engine``); add
-``--write-docs`` to put the table into ``docs/engine.md``, ``--quick`` for
+``--write-docs`` to put the table into ``docs/engine.md`` (``--write-readme``:
+into ``README.md`` and ``docs/engine.md``), ``--quick`` for
 fewer repeats, ``--lce on|off`` to require or skip the peer, ``--models NAME``
 (and ``--no-layers``) to measure only some models while developing.
 """
@@ -49,6 +50,7 @@ from bench import _peers
 THREAD_SLACK = 0.05
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "engine.md"
+README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- bench:engine:start -->", "<!-- bench:engine:end -->"
 TARGET_MS, TARGET_SPEEDUP, TARGET_BITMACS = 10.0, 4.5, 75.0
 TARGET_LCE_QUICKNET, TARGET_LCE_MNIST, TARGET_SPEEDUP_AVX512 = 5.0, 1.0, 8.0
@@ -636,13 +638,15 @@ def start_peer(mode: str) -> tuple[_peers.Peer | None, str]:
         return None, "the peer environment `.venv-peers` did not start"
 
 
-def write_docs(table: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else f"{START}\n{END}\n"
+def write_docs(table: str, path: Path = DOCS) -> None:
+    """Puts ``table`` between the markers of ``path`` (added at its end when
+    missing)."""
+    text = path.read_text() if path.exists() else f"{START}\n{END}\n"
     if START not in text or END not in text:
         text += f"\n{START}\n{END}\n"
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    DOCS.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+    path.write_text(f"{head}{START}\n{table}\n{END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -652,6 +656,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-docs", action="store_true", help="update docs/engine.md"
     )
+    parser.add_argument(
+        "--write-readme", action="store_true",
+        help="update the table in README.md (and docs/engine.md)",
+    )  # fmt: skip
     parser.add_argument(
         "--lce", choices=("auto", "on", "off"), default="auto",
         help="Larq Compute Engine from .venv-peers: when set up (auto), required "
@@ -665,8 +673,8 @@ def main(argv: list[str] | None = None) -> int:
         "--no-layers", action="store_true", help="skip the per-layer section"
     )
     args = parser.parse_args(argv if argv is not None else [])
-    if args.write_docs and (args.models or args.no_layers):
-        parser.error("--write-docs writes the whole benchmark only")
+    if (args.write_docs or args.write_readme) and (args.models or args.no_layers):
+        parser.error("--write-docs and --write-readme write the whole benchmark only")
     repeats = 7 if args.quick else 21
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     hz, nominal = clock_hz()
@@ -685,9 +693,12 @@ def main(argv: list[str] | None = None) -> int:
     for text, passed in verdicts(layer_rows, model_rows, info.get("isa")):
         print(f"{'OK  ' if passed else 'MISS'} {text}")
         ok &= passed
-    if args.write_docs:
-        write_docs(table)
-        print(f"table written to {DOCS}")
+    targets = ([README] if args.write_readme else []) + (
+        [DOCS] if args.write_docs or args.write_readme else []
+    )
+    for path in targets:
+        write_docs(table, path)
+        print(f"table written to {path}")
     return 0 if ok else 1
 
 
