@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any
+from typing import Any, get_args
 
 import keras
 import pytest
@@ -20,8 +20,11 @@ from bnncore import quantizers as bquantizers
 from bnncore_service.schemas.common import snake_name
 from bnncore_service.schemas.components import (
     QUANTIZER_TYPES,
+    ConstraintObject,
     Initializer,
+    InitializerObject,
     Quantizer,
+    RegularizerObject,
     quantizer_bits,
 )
 from bnncore_service.schemas.layers import LAYER_TYPES, REFUSED, LayerSpec
@@ -194,3 +197,25 @@ def test_initializer_aliases_are_the_names_keras_resolves() -> None:
     for alias in ("glorot_uniform", "he_normal", "lecun_uniform", "random_normal"):
         spec = TypeAdapter(Initializer).validate_python(alias)
         assert type(keras.initializers.get(alias)).__name__ == spec.type
+
+
+def _component_specs() -> list[type[Any]]:
+    specs = []
+    for union in (ConstraintObject, InitializerObject, RegularizerObject):
+        specs += list(get_args(get_args(union)[0]))
+    return specs
+
+
+@pytest.mark.parametrize("spec", _component_specs(), ids=lambda s: s.__name__)
+def test_each_component_default_is_the_constructors_default(spec: Any) -> None:
+    # Constraints, initializers and regularizers are still written by hand
+    # (each is a few fields); their defaults must stay Keras's.
+    parameters = inspect.signature(spec._target).parameters
+    for field, info in spec.model_fields.items():
+        if field == "type":
+            continue
+        keras_default = parameters[field].default
+        if keras_default is inspect.Parameter.empty:
+            assert info.is_required()
+        else:
+            assert info.default == keras_default, f"{spec.__name__}.{field}"
