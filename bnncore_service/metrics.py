@@ -234,6 +234,10 @@ class MetricsMiddleware:
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The labelled children of both metrics by label values: looked up
+        # once per label set instead of twice per request (``labels()`` takes
+        # a lock and builds its key each time; about 8 µs a request).
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -254,14 +258,23 @@ class MetricsMiddleware:
             route, routed = route_template(scope)
             if status == 413 and not routed:
                 self.metrics.reject("body_too_large")
-            labels = {
-                "method": scope.get("method", ""),
-                "route": route,
-                "model": _model(scope, status),
-                "status": str(status),
-            }
-            self.metrics.requests.labels(**labels).inc()
-            self.metrics.latency.labels(**labels).observe(time.perf_counter() - start)
+            key = (
+                str(scope.get("method", "")),
+                route,
+                _model(scope, status),
+                str(status),
+            )
+            children = self._children.get(key)
+            if children is None:
+                names = ("method", "route", "model", "status")
+                labels = dict(zip(names, key, strict=True))
+                children = (
+                    self.metrics.requests.labels(**labels),
+                    self.metrics.latency.labels(**labels),
+                )
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)
 
 
 router = APIRouter(tags=["health"])
