@@ -248,59 +248,80 @@ def create_activation(spec: Any) -> Any:
 
 
 # --------------------------------------------------------------------------
-# Constraints
+# Constraints, initializers and regularizers
 # --------------------------------------------------------------------------
 
 AxisArg = Axis | Annotated[list[Axis], Field(min_length=1, max_length=6)]
 
-
-class WeightClipC(Component):
-    """Clip weights to ``[-clip_value, clip_value]``."""
-
-    _target = bconstraints.WeightClip
-    type: Literal["WeightClip"]
-    clip_value: PosFloat = 1.0
-
-
-class MaxNormC(Component):
-    """Keras ``MaxNorm``."""
-
-    _target = keras.constraints.MaxNorm
-    type: Literal["MaxNorm"]
-    max_value: PosFloat = 2.0
-    axis: AxisArg = 0
-
-
-class NonNegC(Component):
-    """Keras ``NonNeg``."""
-
-    _target = keras.constraints.NonNeg
-    type: Literal["NonNeg"]
-
-
-class UnitNormC(Component):
-    """Keras ``UnitNorm``."""
-
-    _target = keras.constraints.UnitNorm
-    type: Literal["UnitNorm"]
-    axis: AxisArg = 0
+COMPONENT_ARGUMENT_TYPES: dict[str, Any] = {
+    "clip_value": PosFloat,
+    "max_value": PosFloat,
+    "min_value": NonNegFloat,
+    "rate": Fraction,
+    "axis": AxisArg,
+    "value": Finite,
+    "mean": Finite,
+    "stddev": PosFloat,
+    "minval": Finite,
+    "maxval": Finite,
+    "scale": PosFloat,
+    "mode": Literal["fan_in", "fan_out", "fan_avg"],
+    "distribution": Literal["truncated_normal", "untruncated_normal", "uniform"],
+    "seed": Seed,
+    "l1": NonNegFloat,
+    "l2": NonNegFloat,
+}
+"""The type of each constraint, initializer and regularizer argument, by its
+name; the defaults are the Keras (or bnncore) constructors' own."""
+_COMPONENT_OVERRIDES: dict[str, dict[str, Any]] = {
+    "MinMaxNorm": {"max_value": NonNegFloat},
+}
+_COMPONENT_REFUSED = ("input_axes", "output_axes")
+"""Keras's axes of a kernel laid out differently; the service's layers lay out
+their kernels as Keras does by default."""
 
 
-class MinMaxNormC(Component):
-    """Keras ``MinMaxNorm``."""
+def _component(cls: type, suffix: str, doc: str | None = None) -> type[Component]:
+    """The object form of an allow-listed class, from its signature."""
+    fields = signature_fields(
+        cls,
+        types=COMPONENT_ARGUMENT_TYPES.get,
+        overrides=_COMPONENT_OVERRIDES.get(cls.__name__, {}),
+        skip=_COMPONENT_REFUSED,
+    )
+    return model_class(
+        f"{cls.__name__}{suffix}",
+        Component,
+        cls.__name__,
+        fields,
+        doc=doc,
+        module=__name__,
+        _target=cls,
+    )
 
-    _target = keras.constraints.MinMaxNorm
-    type: Literal["MinMaxNorm"]
-    min_value: NonNegFloat = 0.0
-    max_value: NonNegFloat = 1.0
-    rate: Fraction = 1.0
-    axis: AxisArg = 0
+
+def _union(specs: Any) -> Any:
+    return Annotated[functools.reduce(operator.or_, specs), Field(discriminator="type")]
 
 
-ConstraintObject = Annotated[
-    WeightClipC | MaxNormC | NonNegC | UnitNormC | MinMaxNormC,
-    Field(discriminator="type"),
-]
+def _alias_resolver(aliases: dict[str, type[Component]]) -> Callable[[Any], Any]:
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str):
+            cls = aliases[value]
+            return cls(type=type_tag(cls))
+        return value
+
+    return resolve
+
+
+WeightClipC = _component(
+    bconstraints.WeightClip, "C", "Clip weights to ``[-clip_value, clip_value]``."
+)
+MaxNormC, NonNegC, UnitNormC, MinMaxNormC = (
+    _component(getattr(keras.constraints, name), "C", f"Keras ``{name}``.")
+    for name in ("MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm")
+)
+ConstraintObject = _union([WeightClipC, MaxNormC, NonNegC, UnitNormC, MinMaxNormC])
 _CONSTRAINT_ALIASES: dict[str, type[Component]] = {
     "weight_clip": WeightClipC,
     "WeightClip": WeightClipC,
@@ -309,187 +330,46 @@ _CONSTRAINT_ALIASES: dict[str, type[Component]] = {
     "unit_norm": UnitNormC,
     "min_max_norm": MinMaxNormC,
 }
-
-
-def _resolve_constraint(value: Any) -> Any:
-    if isinstance(value, str):
-        cls = _CONSTRAINT_ALIASES[value]
-        return cls(type=type_tag(cls))
-    return value
-
-
 Constraint = _alias_or_object(
     _names("ConstraintName", _CONSTRAINT_ALIASES),
     ConstraintObject,
-    _resolve_constraint,
+    _alias_resolver(_CONSTRAINT_ALIASES),
 )
 
-# --------------------------------------------------------------------------
-# Initializers
-# --------------------------------------------------------------------------
-
-
-class _Seeded(Component):
-    seed: Seed | None = None
-
-
-class ZerosI(Component):
-    _target = keras.initializers.Zeros
-    type: Literal["Zeros"]
-
-
-class OnesI(Component):
-    _target = keras.initializers.Ones
-    type: Literal["Ones"]
-
-
-class ConstantI(Component):
-    _target = keras.initializers.Constant
-    type: Literal["Constant"]
-    value: Finite = 0.0
-
-
-class RandomNormalI(_Seeded):
-    _target = keras.initializers.RandomNormal
-    type: Literal["RandomNormal"]
-    mean: Finite = 0.0
-    stddev: PosFloat = 0.05
-
-
-class TruncatedNormalI(_Seeded):
-    _target = keras.initializers.TruncatedNormal
-    type: Literal["TruncatedNormal"]
-    mean: Finite = 0.0
-    stddev: PosFloat = 0.05
-
-
-class RandomUniformI(_Seeded):
-    _target = keras.initializers.RandomUniform
-    type: Literal["RandomUniform"]
-    minval: Finite = -0.05
-    maxval: Finite = 0.05
-
-
-class VarianceScalingI(_Seeded):
-    _target = keras.initializers.VarianceScaling
-    type: Literal["VarianceScaling"]
-    scale: PosFloat = 1.0
-    mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in"
-    distribution: Literal["truncated_normal", "untruncated_normal", "uniform"] = (
-        "truncated_normal"
+_INITIALIZERS = [
+    _component(getattr(keras.initializers, name), "I")
+    for name in (
+        "Zeros",
+        "Ones",
+        "Constant",
+        "RandomNormal",
+        "TruncatedNormal",
+        "RandomUniform",
+        "VarianceScaling",
+        "GlorotUniform",
+        "GlorotNormal",
+        "HeUniform",
+        "HeNormal",
+        "LecunUniform",
+        "LecunNormal",
     )
-
-
-class GlorotUniformI(_Seeded):
-    _target = keras.initializers.GlorotUniform
-    type: Literal["GlorotUniform"]
-
-
-class GlorotNormalI(_Seeded):
-    _target = keras.initializers.GlorotNormal
-    type: Literal["GlorotNormal"]
-
-
-class HeUniformI(_Seeded):
-    _target = keras.initializers.HeUniform
-    type: Literal["HeUniform"]
-
-
-class HeNormalI(_Seeded):
-    _target = keras.initializers.HeNormal
-    type: Literal["HeNormal"]
-
-
-class LecunUniformI(_Seeded):
-    _target = keras.initializers.LecunUniform
-    type: Literal["LecunUniform"]
-
-
-class LecunNormalI(_Seeded):
-    _target = keras.initializers.LecunNormal
-    type: Literal["LecunNormal"]
-
-
-_INITIALIZERS = (
-    ZerosI,
-    OnesI,
-    ConstantI,
-    RandomNormalI,
-    TruncatedNormalI,
-    RandomUniformI,
-    VarianceScalingI,
-    GlorotUniformI,
-    GlorotNormalI,
-    HeUniformI,
-    HeNormalI,
-    LecunUniformI,
-    LecunNormalI,
-)
-InitializerObject = Annotated[
-    ZerosI
-    | OnesI
-    | ConstantI
-    | RandomNormalI
-    | TruncatedNormalI
-    | RandomUniformI
-    | VarianceScalingI
-    | GlorotUniformI
-    | GlorotNormalI
-    | HeUniformI
-    | HeNormalI
-    | LecunUniformI
-    | LecunNormalI,
-    Field(discriminator="type"),
 ]
-
-
+InitializerObject = _union(_INITIALIZERS)
 _INITIALIZER_ALIASES: dict[str, type[Component]] = {}
 for _cls in _INITIALIZERS:
     _type = type_tag(_cls)
     _INITIALIZER_ALIASES[snake_name(_type)] = _cls
     _INITIALIZER_ALIASES[_type] = _cls
-
-
-def _resolve_initializer(value: Any) -> Any:
-    if isinstance(value, str):
-        cls = _INITIALIZER_ALIASES[value]
-        return cls(type=type_tag(cls))
-    return value
-
-
 Initializer = _alias_or_object(
     _names("InitializerName", _INITIALIZER_ALIASES),
     InitializerObject,
-    _resolve_initializer,
+    _alias_resolver(_INITIALIZER_ALIASES),
 )
 
-# --------------------------------------------------------------------------
-# Regularizers
-# --------------------------------------------------------------------------
-
-Factor = NonNegFloat
-
-
-class L1R(Component):
-    _target = keras.regularizers.L1
-    type: Literal["L1"]
-    l1: Factor = 0.01
-
-
-class L2R(Component):
-    _target = keras.regularizers.L2
-    type: Literal["L2"]
-    l2: Factor = 0.01
-
-
-class L1L2R(Component):
-    _target = keras.regularizers.L1L2
-    type: Literal["L1L2"]
-    l1: Factor = 0.0
-    l2: Factor = 0.0
-
-
-RegularizerObject = Annotated[L1R | L2R | L1L2R, Field(discriminator="type")]
+L1R, L2R, L1L2R = (
+    _component(getattr(keras.regularizers, name), "R") for name in ("L1", "L2", "L1L2")
+)
+RegularizerObject = _union([L1R, L2R, L1L2R])
 _REGULARIZER_ALIASES: dict[str, type[Component]] = {
     "l1": L1R,
     "L1": L1R,
@@ -498,19 +378,10 @@ _REGULARIZER_ALIASES: dict[str, type[Component]] = {
     "l1_l2": L1L2R,
     "L1L2": L1L2R,
 }
-
-
-def _resolve_regularizer(value: Any) -> Any:
-    if isinstance(value, str):
-        cls = _REGULARIZER_ALIASES[value]
-        return cls(type=type_tag(cls))
-    return value
-
-
 Regularizer = _alias_or_object(
     _names("RegularizerName", _REGULARIZER_ALIASES),
     RegularizerObject,
-    _resolve_regularizer,
+    _alias_resolver(_REGULARIZER_ALIASES),
 )
 
 

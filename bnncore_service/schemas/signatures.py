@@ -106,7 +106,7 @@ def model_class(
     tag: str,
     fields: Mapping[str, tuple[Any, Any]],
     *,
-    doc: str,
+    doc: str | None,
     module: str,
     **class_vars: Any,
 ) -> Any:
