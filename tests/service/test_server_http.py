@@ -276,3 +276,19 @@ def test_two_workers_share_the_port_with_the_cores_split_between_them(
         assert engine_threads(2) == max(1, cores // 2)
     finally:
         running.stop()
+
+
+def test_without_httptools_and_uvloop_the_runner_falls_back_to_h11_and_asyncio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bnncore_service import server
+
+    monkeypatch.setattr(server, "HAVE_HTTPTOOLS", False)
+    monkeypatch.setattr(server, "_installed", lambda module: False)
+    options = uvicorn_options(Settings())
+    assert issubclass(options["http"], LimitedH11Protocol)
+    assert options["loop"] == "asyncio"
+    with pytest.raises(ValueError, match="httptools is not installed"):
+        server.http_implementation("httptools")
+    with pytest.raises(ValueError, match="uvloop is not installed"):
+        server.loop_implementation("uvloop")
