@@ -2,7 +2,8 @@
 built here only: :func:`error` (a response), :func:`error_body` (its bytes,
 for the ASGI middlewares that answer before routing), :data:`ErrorResponse`
 (its OpenAPI model), and the handlers that turn exceptions into it
-(:func:`install`).
+(:func:`install`). The service's own exceptions that are not tied to a layer
+of it live here too: :class:`NotFoundError` and :class:`BusyError`.
 
 This module imports neither TensorFlow, Keras nor ``bnncore`` (the inference
 replica uses it): the exceptions of the full service's definition and build
@@ -28,6 +29,7 @@ from bnncore_service.store import StoreError
 
 __all__ = [
     "ERROR_RESPONSES",
+    "BusyError",
     "ErrorResponse",
     "NotFoundError",
     "error",
@@ -54,16 +56,33 @@ class NotFoundError(LookupError):
     """A model or version that does not exist (→ 404)."""
 
 
+class BusyError(RuntimeError):
+    """Too many builds queued, or every upload slot taken (→ 503 with
+    ``Retry-After``). Raised by the full replica's build executor
+    (``bnncore_service.runtime``); defined here, without Keras, so that the
+    routes both roles share can catch it."""
+
+
 def error_body(message: str) -> bytes:
     """The envelope's bytes: ``{"error": message}`` as JSON."""
     return json.dumps({"error": message}).encode()
 
 
 def error(
-    status: int, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    """The envelope as a response."""
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    """The envelope as a response.
+
+    Args:
+        extra: Fields a route documents after ``error`` (a refused weights
+            upload's ``differences``).
+    """
+    body: dict[str, Any] = {"error": message, **(extra or {})}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def send_error(
@@ -201,7 +220,6 @@ def install(app: FastAPI) -> None:
     """Registers the handlers that turn every error of the full service into
     the envelope."""
     from bnncore_service.estimate import DefinitionError, LimitError
-    from bnncore_service.runtime import BusyError
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Any:

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from bnncore_service.builder import Plan, build
 from bnncore_service.config import Settings
+from bnncore_service.errors import BusyError
 from bnncore_service.logs import log_event
 from bnncore_service.model_cache import Built, ModelCache, model_key
 from bnncore_service.store import StoredWeights
@@ -63,10 +64,6 @@ def freeze_startup_objects() -> None:
 
     gc.collect()
     gc.freeze()
-
-
-class BusyError(RuntimeError):
-    """Too many builds queued (→ 503)."""
 
 
 class Runtime:

@@ -7,7 +7,6 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
@@ -19,8 +18,7 @@ from bnncore_service.deps import (
 )
 from bnncore_service.errors import ERROR_RESPONSES, error
 from bnncore_service.logs import log_event
-from bnncore_service.registry import Registry, RegistryDep
-from bnncore_service.store import Upload
+from bnncore_service.registry import Registry, RegistryDep, Upload
 from bnncore_service.uploads import TooLargeError, body_stream, receive_into
 from bnncore_service.weights import WeightsRefusedError, max_file_bytes
 
@@ -158,10 +156,8 @@ async def _receive_check_store(
     try:
         saved = await registry.save_weights(name, version, upload)
     except WeightsRefusedError as refused:
-        body: dict[str, Any] = {"error": str(refused)}
-        if refused.differences:
-            body["differences"] = refused.differences
-        return JSONResponse(body, status_code=refused.status)
+        listed = {"differences": refused.differences} if refused.differences else None
+        return error(refused.status, str(refused), extra=listed)
     stored, previous = saved.stored, saved.previous
     log_event(
         log,

@@ -1,4 +1,8 @@
-"""Response models: estimates, registry entries, model metadata, errors."""
+"""Response models: estimates, registry entries, model metadata.
+
+The error envelope's model is :class:`bnncore_service.errors.ErrorResponse`
+(not re-exported here: ``estimate`` imports this module, and ``errors``
+imports ``estimate``)."""
 
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ __all__ = [
     "ComparedModel",
     "ComparisonReport",
     "DeletedVersion",
-    "ErrorResponse",
     "Estimate",
     "EstimateMemory",
     "EstimateReport",
@@ -43,12 +46,6 @@ __all__ = [
     "VersionSummary",
     "Weight",
 ]
-
-
-class ErrorResponse(BaseModel):
-    """Every error: one message naming the offending field and value."""
-
-    error: str = Field(examples=["definition.layers[0].units: ..."])
 
 
 class Weight(BaseModel):
