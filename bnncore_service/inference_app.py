@@ -44,6 +44,7 @@ from bnncore_service.limits import BodySizeLimit
 from bnncore_service.metrics import Metrics, MetricsMiddleware
 from bnncore_service.metrics import router as metrics_router
 from bnncore_service.preload import Preloader
+from bnncore_service.registry import Registry
 from bnncore_service.routes import inference, inference_role
 from bnncore_service.store import Store
 
@@ -83,7 +84,9 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings).open()
         app.state.store = store
-        serving = RuntimeInferenceService(settings, store, app.state.metrics)
+        registry = Registry(settings, store, None)  # no build executor: no Keras
+        app.state.registry = registry
+        serving = RuntimeInferenceService(settings, registry, app.state.metrics)
         app.state.inference = serving
         preloader = Preloader(settings.preload_targets(), settings.preload_retry_s)
         app.state.preload = preloader

@@ -26,6 +26,7 @@ from bnncore_service.logs import RequestLog, with_logging
 from bnncore_service.metrics import Metrics, MetricsMiddleware
 from bnncore_service.metrics import router as metrics_router
 from bnncore_service.preload import Preloader
+from bnncore_service.registry import Registry
 from bnncore_service.routes import (
     health,
     inference,
@@ -72,7 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = Runtime(settings)
         app.state.store = store
         app.state.runtime = runtime
-        serving = InferenceService(settings, store, runtime, app.state.metrics)
+        registry = Registry(settings, store, runtime)  # the routes' use cases
+        app.state.registry = registry
+        serving = InferenceService(settings, registry, app.state.metrics)
         app.state.inference = serving
         # BNN_PRELOAD: loads in the background; live at once, ready when loaded.
         preloader = Preloader(settings.preload_targets(), settings.preload_retry_s)

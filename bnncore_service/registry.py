@@ -7,7 +7,14 @@ looks versions up and loads them through it. A version becomes a model along
 one path: :meth:`Registry.definition_of` (the stored, validated definition)
 → :meth:`Registry.plan_of` (sized against the limits) → :meth:`Registry.built`
 (built, weighted and profiled once per content hash and weights, kept in the
-process's one :class:`~bnncore_service.model_cache.ModelCache`).
+process's one :class:`~bnncore_service.model_cache.ModelCache`). The first two
+steps are the module functions :func:`definition_of` and :func:`plan_of`,
+which the model list's sizes (``bnncore_service.sizes``) take too.
+
+The app's lifespan makes one :class:`Registry` (``app.state.registry``, the
+routes' :data:`RegistryDep`) and gives it to the inference service. Routes
+never import the store: the records they name (``VersionRecord``,
+``StoredWeights``, ``Upload``) are re-exported here.
 
 Blocking work (database, files, TensorFlow) never runs on the event loop: the
 ``async`` use cases hand it to a worker thread (the store) or to the build
@@ -26,7 +33,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -48,11 +55,18 @@ __all__ = [
     "Registry",
     "RegistryDep",
     "SavedWeights",
+    "StoredWeights",
+    "Upload",
     "VersionInfo",
+    "VersionRecord",
+    "definition_of",
     "get_registry",
     "model_page",
+    "plan_of",
 ]
 
+
+T = TypeVar("T")
 
 _PAGE = 100
 """Models read per query when listing every version."""
@@ -63,6 +77,33 @@ def _definition_adapter() -> TypeAdapter[Any]:
     from bnncore_service.schemas.definitions import Definition
 
     return TypeAdapter(cast(Any, Definition))  # a discriminated union
+
+
+def definition_of(store: Store, content_hash: str) -> Any:
+    """The stored definition of ``content_hash``, validated (blocking): the
+    one place a stored definition is read back into the definition language.
+
+    Raises:
+        StoreError: it cannot be read.
+        pydantic.ValidationError: the current schema refuses it.
+    """
+    return _definition_adapter().validate_python(store.load_definition(content_hash))
+
+
+def plan_of(store: Store, settings: Settings, content_hash: str) -> Plan:
+    """:func:`definition_of`, sized against ``settings``' limits (blocking):
+    the first step of every version that becomes a model, and of the model
+    list's sizes (``bnncore_service.sizes``).
+
+    Raises:
+        StoreError: it cannot be read.
+        pydantic.ValidationError: the current schema refuses it.
+        LimitError: a limit is exceeded.
+        DefinitionError: the definition cannot make a model.
+    """
+    from bnncore_service.builder import plan
+
+    return plan(definition_of(store, content_hash), settings)
 
 
 def _not_registered(name: str, version: int | None) -> Exception:
@@ -268,24 +309,24 @@ class Registry:
         return self.store.load_definition(content_hash)
 
     def definition_of(self, content_hash: str) -> Any:
-        """The stored definition of ``content_hash``, validated (blocking).
+        """The stored definition of ``content_hash``, validated (blocking):
+        :func:`definition_of`.
 
         Raises:
             StoreError: it cannot be read.
             pydantic.ValidationError: the current schema refuses it.
         """
-        return _definition_adapter().validate_python(self.normalized_of(content_hash))
+        return definition_of(self.store, content_hash)
 
     def plan_of(self, content_hash: str) -> Plan:
-        """:meth:`definition_of`, sized against the current limits (blocking).
+        """:meth:`definition_of`, sized against the current limits (blocking):
+        :func:`plan_of`.
 
         Raises:
             LimitError: a limit is exceeded.
             DefinitionError: the definition cannot make a model.
         """
-        from bnncore_service.builder import plan
-
-        return plan(self.definition_of(content_hash), self.settings)
+        return plan_of(self.store, self.settings, content_hash)
 
     async def build(
         self, model_plan: Plan, weights: StoredWeights | None = None
@@ -298,6 +339,15 @@ class Registry:
         """
         runtime = self._runtime
         return await runtime.run(runtime.built, model_plan, weights)
+
+    async def run_keras(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs blocking Keras work ``fn(*args)`` on the build executor (the
+        one the builds share).
+
+        Raises:
+            BusyError: ``BNN_MAX_PENDING_BUILDS`` jobs are queued (503).
+        """
+        return await self._runtime.run(fn, *args)
 
     async def built(
         self, record: VersionRecord, weights: StoredWeights | None = None
@@ -467,7 +517,7 @@ class Registry:
 
         record = await self.record(name, version)
         built = await self.built(record)
-        checked = await self._runtime.run(
+        checked = await self.run_keras(
             check_file,
             built.model,
             upload.path,
@@ -514,11 +564,8 @@ class Registry:
 
 
 async def get_registry(request: Request) -> Registry:
-    """The app's registry (made with its inference service in the lifespan)."""
-    registry = getattr(request.app.state, "registry", None)
-    if registry is None:
-        registry = request.app.state.inference.registry
-    return registry
+    """The app's registry (opened by the app's lifespan)."""
+    return request.app.state.registry
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]

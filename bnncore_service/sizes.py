@@ -10,13 +10,11 @@ Zoo definitions have no analytic estimate: their two figures are ``None``.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, cast
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from bnncore_service.config import Settings
 from bnncore_service.store import Store, StoreError
@@ -75,10 +73,9 @@ class SizeCache:
                 self._items.move_to_end(content_hash)
                 return found
         try:
-            stored = store.load_definition(content_hash)
+            computed = _estimate_sizes(store, settings, content_hash)
         except StoreError:
             return _UNKNOWN
-        computed = _estimate_sizes(stored, settings)
         with self._lock:
             self._items[content_hash] = computed
             self._items.move_to_end(content_hash)
@@ -87,27 +84,27 @@ class SizeCache:
         return computed
 
 
-@functools.cache
-def _definition_adapter() -> TypeAdapter[Any]:
-    from bnncore_service.schemas.definitions import Definition
+def _estimate_sizes(
+    store: Store, settings: Settings, content_hash: str
+) -> DefinitionSizes:
+    """The sizes of a stored definition, planned as every version is
+    (:func:`bnncore_service.registry.plan_of`).
 
-    return TypeAdapter(cast(Any, Definition))  # a discriminated union
-
-
-def _estimate_sizes(stored: dict[str, Any], settings: Settings) -> DefinitionSizes:
-    from bnncore_service.builder import plan
+    Raises:
+        StoreError: the definition cannot be read now.
+    """
     from bnncore_service.estimate import DefinitionError, LimitError, estimate_report
+    from bnncore_service.registry import plan_of
 
     try:
-        definition = _definition_adapter().validate_python(stored)
-        model_plan = plan(definition, settings)
+        model_plan = plan_of(store, settings, content_hash)
     except (ValidationError, DefinitionError, LimitError):
         # Stored under other limits or an older schema: the record's own
         # figures still stand; these two stay unknown.
         return _UNKNOWN
     if model_plan.estimate is None:  # a zoo definition
         return _UNKNOWN
-    totals = estimate_report(model_plan.estimate, definition.graph()).totals
+    totals = estimate_report(model_plan.estimate, model_plan.definition.graph()).totals
     return DefinitionSizes(
         params_by_bits=dict(totals.params_by_bits),
         compression=totals.compression,

@@ -41,6 +41,7 @@ from bnncore_runtime.layers import infer_shapes
 from bnncore_service.inference.serving import InferenceService
 from bnncore_service.inference.tensors import InferenceError
 from bnncore_service.peak import BYTES_PER_ELEMENT, SCRATCH_BYTES, RequestCost
+from bnncore_service.registry import Registry
 from bnncore_service.store import StoredWeights, VersionRecord
 
 __all__ = [
@@ -136,7 +137,7 @@ def keras_document(normalized: dict[str, Any]) -> dict[str, Any]:
     """The Keras-JSON (``Functional``) document of a stored definition.
 
     Args:
-        normalized: The stored definition (``Store.load_definition``): the
+        normalized: The stored definition (``Registry.normalized_of``): the
             service's Sequential (``input_shape``, ``layers``) or Graph
             (``layers`` with ``inputs``, ``outputs``) form, each layer its
             ``type`` (a Keras class name) and constructor arguments.
@@ -374,8 +375,8 @@ class RuntimeInferenceService(InferenceService):
     replica costs a dictionary lookup per request, not a read of its files.
     """
 
-    def __init__(self, settings: Any, store: Any, metrics: Any) -> None:
-        super().__init__(settings, store, None, metrics)  # type: ignore[arg-type]
+    def __init__(self, settings: Any, registry: Registry, metrics: Any) -> None:
+        super().__init__(settings, registry, metrics)
         self._refused: OrderedDict[Any, str] = OrderedDict()
 
     def _not_found(self, message: str) -> Exception:
@@ -395,7 +396,7 @@ class RuntimeInferenceService(InferenceService):
         self._check_refused(record.content_hash, record)
 
         def from_definition() -> RequestCost:
-            normalized = self.store.load_definition(record.content_hash)
+            normalized = self.registry.normalized_of(record.content_hash)
             return cost(record.name, record.version, normalized)
 
         try:
@@ -414,7 +415,7 @@ class RuntimeInferenceService(InferenceService):
         self._check_refused(key, record)
 
         def plan() -> RuntimeServed:
-            normalized = self.store.load_definition(record.content_hash)
+            normalized = self.registry.normalized_of(record.content_hash)
             data = None if weights is None else weights.read()
             return load(
                 record.name,

@@ -27,24 +27,21 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 
 from bnncore_service.config import Settings
-from bnncore_service.inference.codec import Decoded, InferenceError
 from bnncore_service.inference.scheduler import Batcher, Scheduler, Timed
 from bnncore_service.inference.statistics import InferenceStatistics
+from bnncore_service.inference.tensors import Decoded, InferenceError
 from bnncore_service.logs import log_event
 from bnncore_service.metrics import Metrics
 from bnncore_service.model_cache import model_key
 from bnncore_service.peak import JSON_BYTES_PER_VALUE, RequestCost, keras_model_cost
 from bnncore_service.registry import Registry
-from bnncore_service.store import Store, StoredWeights, StoreError, VersionRecord
-
-if TYPE_CHECKING:
-    from bnncore_service.runtime import Runtime
+from bnncore_service.store import StoredWeights, StoreError, VersionRecord
 
 # The definition schemas, the estimate and the builder import Keras: they are
 # imported where a full replica uses them, so that an inference replica
@@ -184,16 +181,20 @@ class InferenceService:
     Versions are looked up and loaded through its :class:`Registry`, and kept
     in the process's one model cache (``Registry.cache``): a served version is
     the cache entry of its (definition, weights), next to its built model.
+
+    Args:
+        settings: The app's settings.
+        registry: The app's registry (its store, model cache and, on a full
+            replica, build executor).
+        metrics: The app's metrics.
     """
 
     def __init__(
-        self, settings: Settings, store: Store, runtime: Runtime, metrics: Metrics
+        self, settings: Settings, registry: Registry, metrics: Metrics
     ) -> None:
         self.settings = settings
-        self.store = store
-        self.registry = Registry(settings, store, runtime)
-        self.cache = self.registry.cache
-        self.runtime = runtime
+        self.registry = registry
+        self.cache = registry.cache
         self.metrics = metrics
         self.scheduler = Scheduler(
             settings.inference_workers,
@@ -355,7 +356,7 @@ class InferenceService:
         self, record: VersionRecord, weights: Any, key: tuple[str, str | None]
     ) -> Served:
         built = await self.registry.built(record, weights)
-        return await self.runtime.run(
+        return await self.registry.run_keras(
             Served.load, key, built.model, self.settings.engine != "keras"
         )
 

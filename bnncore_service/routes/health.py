@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 import bnncore
 from bnncore_service.auth import OPEN, READ
 from bnncore_service.builder import zoo_names
-from bnncore_service.deps import SettingsDep, StoreDep
+from bnncore_service.deps import SettingsDep
 from bnncore_service.errors import ERROR_RESPONSES, error
 from bnncore_service.preload import Preloader
+from bnncore_service.registry import RegistryDep
 from bnncore_service.schemas.layers import LAYER_TYPES
 from bnncore_service.schemas.reports import HealthResponse, ServerMetadata
 
@@ -58,13 +58,15 @@ def live() -> HealthResponse:
     response_model=HealthResponse,
     responses={503: ERROR_RESPONSES[503]},
 )
-async def ready(request: Request, store: StoreDep) -> HealthResponse | JSONResponse:
+async def ready(
+    request: Request, registry: RegistryDep
+) -> HealthResponse | JSONResponse:
     """The registry database answers and every model of ``BNN_PRELOAD`` is
     loaded (503 with the reason otherwise)."""
     preload: Preloader | None = getattr(request.app.state, "preload", None)
     if preload is not None and not preload.ready:
         return error(503, preload.reason())
-    if not await run_in_threadpool(store.ping):
+    if not await registry.ping():
         return error(503, "registry database unavailable")
     return HealthResponse(status="ready")
 

@@ -20,7 +20,6 @@ before its data is converted or anything runs.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -35,7 +34,12 @@ from pydantic import BaseModel, ValidationError
 
 from bnncore_service.auth import INFER, READ
 from bnncore_service.deps import ModelName, SettingsDep, VersionNumber
-from bnncore_service.errors import error, error_responses, format_validation_errors
+from bnncore_service.errors import (
+    BusyError,
+    error,
+    error_responses,
+    format_validation_errors,
+)
 from bnncore_service.inference import InferenceService
 from bnncore_service.inference.binary import HEADER, MEDIA_TYPE, encode_body, split_body
 from bnncore_service.inference.inline import (
@@ -65,21 +69,11 @@ from bnncore_service.inference.tfserving import (
 from bnncore_service.jsonbody import JSONBodyError, check_duplicate_keys
 from bnncore_service.metrics import MODEL_STATE_KEY
 from bnncore_service.peak import RequestCost
-from bnncore_service.store import VersionRecord
+from bnncore_service.registry import VersionRecord
 
 __all__ = ["NEEDS_FULL_REPLICA", "InferenceDep", "InferenceRoute", "router"]
 
 B = TypeVar("B", bound=BaseModel)
-
-
-def _build_busy(exc: BaseException) -> bool:
-    """Whether ``exc`` is the full replica's ``BusyError`` (too many builds
-    queued: a 503 its handler answers). It is looked up where it is defined
-    only once that module is loaded: an inference replica never loads it (it
-    imports Keras), and then nothing raises it."""
-    runtime = sys.modules.get("bnncore_service.runtime")
-    busy = getattr(runtime, "BusyError", None)
-    return busy is not None and isinstance(exc, busy)
 
 
 class _RouteOptions(TypedDict):
@@ -110,9 +104,8 @@ class InferenceRoute(APIRoute):
                     request.app.state.metrics.reject(exc.reason)
                 headers = {"Retry-After": "1"} if exc.status == 503 else None
                 return error(exc.status, str(exc), headers)
-            except Exception as exc:
-                if _build_busy(exc):
-                    request.app.state.metrics.reject("build_busy")
+            except BusyError:  # a full replica's builds: 503 by its handler
+                request.app.state.metrics.reject("build_busy")
                 raise
 
         return route_handler
@@ -365,9 +358,9 @@ async def _ready(
         if exc.status != 501:  # 501: this replica cannot serve it
             raise
         reason: Exception = exc
+    except BusyError:  # too many builds queued: 503 with Retry-After
+        raise
     except Exception as exc:
-        if _build_busy(exc):
-            raise
         reason = exc
     else:
         return JSONResponse({"name": record.name, "ready": True})
@@ -486,7 +479,7 @@ async def _status(
     record = await _record(request, service, name, version)
     if version is not None:
         return JSONResponse(model_status([record.version]))
-    versions = await run_in_threadpool(service.store.versions, record.name)
+    versions = await service.registry.versions(record.name)
     return JSONResponse(model_status(versions or [record.version]))
 
 

@@ -18,19 +18,18 @@ from importlib import metadata
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from bnncore_service.auth import OPEN, READ
 from bnncore_service.deps import ModelName, VersionNumber
 from bnncore_service.errors import error, error_responses
 from bnncore_service.inference import InferenceService
+from bnncore_service.registry import RegistryDep, VersionRecord
 from bnncore_service.routes.inference import (
     InferenceDep,
     InferenceRoute,
     _record,
 )
-from bnncore_service.store import VersionRecord
 
 __all__ = ["ROLE_MESSAGE", "router", "server_version"]
 
@@ -112,13 +111,13 @@ def live() -> Health:
     response_model=Health,
     tags=["health"],
 )
-async def ready_server(request: Request) -> Any:
+async def ready_server(request: Request, registry: RegistryDep) -> Any:
     """The registry database answers and every model of ``BNN_PRELOAD`` is
     loaded (503 with the reason otherwise)."""
     preload = getattr(request.app.state, "preload", None)
     if preload is not None and not preload.ready:
         return error(503, preload.reason())
-    if not await run_in_threadpool(request.app.state.store.ping):
+    if not await registry.ping():
         return error(503, "registry database unavailable")
     return Health(status="ready")
 
@@ -141,7 +140,7 @@ async def _model_info(
     service: InferenceService, record: VersionRecord, all_versions: bool
 ) -> ModelInfo:
     versions = (
-        await run_in_threadpool(service.store.versions, record.name)
+        await service.registry.versions(record.name)
         if all_versions
         else [record.version]
     )

@@ -9,12 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import TypeAdapter
 
 from bnncore_service.auth import ADMIN, READ
-from bnncore_service.deps import (
-    ModelName,
-    SettingsDep,
-    StoreDep,
-    VersionNumber,
-)
+from bnncore_service.deps import ModelName, SettingsDep, VersionNumber
 from bnncore_service.errors import ERROR_RESPONSES
 from bnncore_service.jsonbody import (
     StrictJSONRoute,
@@ -22,7 +17,7 @@ from bnncore_service.jsonbody import (
     run_validation,
     validate_off_loop,
 )
-from bnncore_service.registry import RegistryDep, VersionInfo, model_page
+from bnncore_service.registry import RegistryDep, VersionInfo, VersionRecord
 from bnncore_service.routes.reports import (
     REPORT_RESPONSES,
     ReportFormatQuery,
@@ -40,7 +35,6 @@ from bnncore_service.schemas.reports import (
     TensorMetadata,
 )
 from bnncore_service.sizes import SizeCache
-from bnncore_service.store import VersionRecord
 
 __all__ = ["router"]
 
@@ -135,18 +129,17 @@ SizeCacheDep = Annotated[SizeCache, Depends(get_size_cache)]
 )
 async def list_models(
     request: Request,
-    store: StoreDep,
-    settings: SettingsDep,
+    registry: RegistryDep,
     cache: SizeCacheDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> ModelList:
     """A page of registered models ordered by name, with their versions and
     each version's parameters, memory, compression and weights."""
-    # The use case on the given store (the home page, routes/pages.py, calls
-    # this function with its own); sizes estimated in the validation threads.
+    # The home page (routes/pages.py) calls this function too; sizes are
+    # estimated in the validation threads.
     run = functools.partial(run_validation, request)
-    found = await model_page(store, settings, cache, limit, offset, run)
+    found = await registry.page(cache, limit, offset, run)
     page, details, total = found.models, found.details, found.total
     return ModelList(
         models=[

@@ -32,7 +32,6 @@ from fastapi.responses import HTMLResponse
 
 import bnncore
 from bnncore_service.auth import OPEN, ApiKeyAuth
-from bnncore_service.deps import SettingsDep, StoreDep
 from bnncore_service.docs import (
     ASSETS_URL,
     DOCS_URL,
@@ -40,6 +39,7 @@ from bnncore_service.docs import (
     asset_paths,
     install_docs,
 )
+from bnncore_service.registry import RegistryDep
 from bnncore_service.routes import models
 from bnncore_service.routes.reports import HTML_HEADERS
 from bnncore_service.schemas.reports import ModelList
@@ -331,8 +331,7 @@ def render_home(
 )
 async def home(
     request: Request,
-    store: StoreDep,
-    settings: SettingsDep,
+    registry: RegistryDep,
     cache: models.SizeCacheDep,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> HTMLResponse:
@@ -359,7 +358,7 @@ async def home(
         )
     # The model list's own route function: the same query and sizes.
     page = await models.list_models(
-        request, store, settings, cache, limit=PAGE_SIZE, offset=offset
+        request, registry, cache, limit=PAGE_SIZE, offset=offset
     )
     return HTMLResponse(
         render_home(home_rows(page), page.total, offset, None, root),

@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from bnncore_service.auth import ADMIN, READ
 from bnncore_service.deps import ModelName, SettingsDep, VersionNumber
+from bnncore_service.errors import BusyError
 from bnncore_service.inference import InferenceService
 from bnncore_service.inference.repository import (
     UNLOADED_REASON,
@@ -34,6 +34,7 @@ from bnncore_service.inference.repository import (
 from bnncore_service.inference.schemas import request_body
 from bnncore_service.inference.tensors import InferenceError
 from bnncore_service.peak import JSON_BYTES_PER_VALUE
+from bnncore_service.registry import VersionRecord
 from bnncore_service.routes.inference import (
     _ERRORS,
     InferenceDep,
@@ -41,45 +42,15 @@ from bnncore_service.routes.inference import (
     _parse,
     _record,
 )
-from bnncore_service.runtime import BusyError
-from bnncore_service.store import VersionRecord
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["repository"], route_class=InferenceRoute)
 
-_PAGE = 1000
-
 
 def _body(raw: bytes, model: Any) -> Any:
     """An optional JSON body (empty: every field at its default)."""
     return model() if not raw.strip() else _parse(raw, model)
-
-
-async def _records(service: InferenceService, name: str | None) -> list[VersionRecord]:
-    """Every registered version (of ``name``), by name then version."""
-
-    def collect() -> list[VersionRecord]:
-        store = service.store
-        if name is not None:
-            pairs = [(name, store.versions(name))]
-        else:
-            pairs, offset = [], 0
-            while True:
-                page, total = store.list_models(_PAGE, offset)
-                pairs.extend(page)
-                offset += _PAGE
-                if offset >= total or not page:
-                    break
-        records = []
-        for model, versions in pairs:
-            for version in versions:
-                record = store.get(model, version)
-                if record is not None:
-                    records.append(record)
-        return records
-
-    return await run_in_threadpool(collect)
 
 
 @router.post(
@@ -95,7 +66,7 @@ async def repository_index(request: Request, service: InferenceDep) -> Response:
     else ``UNAVAILABLE`` (the next load or inference loads it)."""
     body = _body(await request.body(), RepositoryIndexRequest)
     entries = []
-    for record in await _records(service, None):
+    for record in await service.registry.records(None):
         state = service.state(await service.key(record))
         if body.ready and state != "READY":
             continue
@@ -157,7 +128,7 @@ async def repository_unload(
     body. Another name registering the same definition and weights shares
     the loaded model, so it is evicted too."""
     _body(await request.body(), UnloadRequest)
-    records = await _records(service, name)
+    records = await service.registry.records(name)
     if not records:
         await _record(request, service, name, None)  # 404
     for record in records:
@@ -231,7 +202,7 @@ _STATS: dict[str, Any] = {
 @router.get("/v2/models/stats", dependencies=[READ], **_STATS)
 async def statistics_all(service: InferenceDep) -> Response:
     """Inference statistics of every registered version."""
-    return _statistics(service, await _records(service, None))
+    return _statistics(service, await service.registry.records(None))
 
 
 @router.get("/v2/models/{name}/stats", dependencies=[READ], **_STATS)
@@ -239,7 +210,7 @@ async def statistics(
     name: ModelName, request: Request, service: InferenceDep
 ) -> Response:
     """Inference statistics of every version of a model."""
-    records = await _records(service, name)
+    records = await service.registry.records(name)
     if not records:
         await _record(request, service, name, None)  # 404
     return _statistics(service, records)

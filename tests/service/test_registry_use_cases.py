@@ -257,8 +257,17 @@ def test_reports_and_inference_share_one_cache_of_one_size(tmp_path: Path) -> No
 # Layering: routes call use cases; the registry reads the store
 # ---------------------------------------------------------------------------
 
-ROUTES = ["routes/models.py", "routes/weights.py", "routes/reports.py"]
-NO_STORE_READS = [*ROUTES, "inference/serving.py", "runtime.py", "builder.py"]
+ROUTES = sorted(
+    str(path.relative_to(PACKAGE)) for path in (PACKAGE / "routes").glob("*.py")
+)
+NO_STORE_READS = [
+    *ROUTES,
+    "inference/serving.py",
+    "inference/runtime_models.py",
+    "runtime.py",
+    "builder.py",
+    "sizes.py",
+]
 
 
 def _calls(path: Path) -> list[tuple[str, str]]:
@@ -279,6 +288,62 @@ def test_routes_touch_neither_the_store_nor_the_runtime(module: str) -> None:
     calls = _calls(PACKAGE / module)
     touched = [c for c in calls if c[0] in ("store", "runtime", "cache")]
     assert touched == [], f"{module} bypasses the registry: {touched}"
+
+
+def _imported(path: Path) -> set[str]:
+    """Every module a file imports (``from a import b``: ``a`` and ``a.b``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _store_accesses(path: Path) -> list[int]:
+    """The lines of every ``<anything>.store`` in a file (``x.store.get``,
+    ``request.app.state.store``, ``service.store``)."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "store"
+    ]
+
+
+def test_every_route_module_is_checked() -> None:
+    assert len(ROUTES) >= 8 and "routes/triton.py" in ROUTES
+    assert "routes/__init__.py" in ROUTES
+
+
+@pytest.mark.parametrize("module", ROUTES)
+def test_routes_neither_import_nor_reach_the_store(module: str) -> None:
+    path = PACKAGE / module
+    imported = sorted(m for m in _imported(path) if m.startswith("bnncore_service"))
+    assert [
+        m for m in imported if m.split(".")[:2] == ["bnncore_service", "store"]
+    ] == [], f"{module} imports the store: use bnncore_service.registry"
+    assert not [m for m in imported if m.endswith(".StoreDep")], module
+    assert _store_accesses(path) == [], f"{module} reaches the store"
+
+
+def test_the_layering_checks_catch_a_route_that_bypasses_the_registry(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from bnncore_service.store import VersionRecord\n"
+        "from bnncore_service import store as s\n"
+        "async def f(request, service):\n"
+        "    request.app.state.store.ping()\n"
+        "    return service.store.versions('m')\n"
+    )
+    imported = _imported(bad)
+    assert "bnncore_service.store" in imported
+    assert "bnncore_service.store.VersionRecord" in imported
+    assert _store_accesses(bad) == [4, 5]
+    assert ("store", "versions") in _calls(bad)
 
 
 @pytest.mark.parametrize("module", NO_STORE_READS)
