@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bnncore_service.inference.codec import InferenceError
+from bnncore_service.inference.tensors import InferenceError
 
 __all__ = ["Batcher", "Scheduler", "Timed"]
 

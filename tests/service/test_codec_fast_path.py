@@ -18,13 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 import bnncore_service.routes.inference as route
-from bnncore_service.inference.codec import (
-    InferenceError,
-    Limits,
-    decode_oip,
-    parse_oip,
-)
+from bnncore_service.inference.oip import decode_oip, parse_oip
 from bnncore_service.inference.schemas import InferenceRequest
+from bnncore_service.inference.tensors import InferenceError, Limits
 from bnncore_service.routes.inference import _parse
 
 INPUTS = [{"name": "x", "shape": [-1, 2, 3]}, {"name": "y:z", "shape": [-1, 2]}]

@@ -14,8 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_inference_common import FLOAT, register
 
 from bnncore_service.config import Settings
-from bnncore_service.inference.codec import Limits, decode_oip
+from bnncore_service.inference.oip import decode_oip
 from bnncore_service.inference.schemas import InferenceRequest
+from bnncore_service.inference.tensors import Limits
 from bnncore_service.main import create_app
 
 

@@ -9,14 +9,9 @@ import pytest
 
 from bnncore_service.auth import required_scope
 from bnncore_service.inference.binary import encode_body, split_body
-from bnncore_service.inference.codec import (
-    DATATYPES,
-    InferenceError,
-    Limits,
-    decode_oip,
-    encode_oip_binary,
-)
+from bnncore_service.inference.oip import decode_oip, encode_oip_binary
 from bnncore_service.inference.schemas import InferenceRequest
+from bnncore_service.inference.tensors import DATATYPES, InferenceError, Limits
 from bnncore_service.peak import RequestCost
 
 INPUTS = [{"name": "x", "shape": [-1, 2, 3]}]

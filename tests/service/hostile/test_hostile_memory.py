@@ -36,8 +36,10 @@ from tf_memory_oracle import largest_tensor, layer_bytes, simulated_peak, trace
 from bnncore_service.builder import build, plan
 from bnncore_service.config import Settings
 from bnncore_service.estimate import LimitError, estimate_layer, estimate_with_peak
-from bnncore_service.inference.codec import encode_oip, encode_tfs, to_json
+from bnncore_service.inference.oip import encode_oip
 from bnncore_service.inference.scheduler import Batcher
+from bnncore_service.inference.tensors import to_json
+from bnncore_service.inference.tfserving import encode_tfs
 from bnncore_service.main import create_app
 from bnncore_service.peak import (
     ACTIVATION_FACTORS,
