@@ -208,9 +208,15 @@ def _component_specs() -> list[type[Any]]:
 
 @pytest.mark.parametrize("spec", _component_specs(), ids=lambda s: s.__name__)
 def test_each_component_default_is_the_constructors_default(spec: Any) -> None:
-    # Constraints, initializers and regularizers are still written by hand
-    # (each is a few fields); their defaults must stay Keras's.
     parameters = inspect.signature(spec._target).parameters
+    for argument, parameter in parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        # Keras's kernel-layout axes are the one refusal.
+        assert argument in spec.model_fields or argument in (
+            "input_axes",
+            "output_axes",
+        ), f"{spec.__name__}({argument}=...) is neither accepted nor refused"
     for field, info in spec.model_fields.items():
         if field == "type":
             continue
