@@ -225,3 +225,11 @@ def test_each_component_default_is_the_constructors_default(spec: Any) -> None:
             assert info.is_required()
         else:
             assert info.default == keras_default, f"{spec.__name__}.{field}"
+
+
+@pytest.mark.parametrize("spec", _component_specs(), ids=lambda s: s.__name__)
+def test_a_component_of_defaults_has_the_config_of_keras_defaults(spec: Any) -> None:
+    ours = spec(type=spec.__name__[:-1]).create()
+    theirs = spec._target()
+    assert type(ours) is type(theirs)
+    assert ours.get_config() == theirs.get_config()
