@@ -7,6 +7,12 @@ so two spellings of the same thing normalize (and hash) identically. Each
 object model creates its runtime object with :meth:`create`, calling the
 constructor of a class or function from this allow-list — never a lookup by a
 client-supplied name in Keras.
+
+The object forms restate no constructor: their fields are read from the
+constructors' signatures (:func:`~bnncore_service.schemas.signatures.signature_fields`)
+and typed by argument name (:data:`QUANTIZER_ARGUMENT_TYPES`,
+:data:`COMPONENT_ARGUMENT_TYPES`); the quantizers, their names and precision
+come from ``bnncore.quantizers.registry()``.
 """
 
 from __future__ import annotations
