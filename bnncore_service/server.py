@@ -69,7 +69,13 @@ _HTTP_VARIABLE = "BNN_SERVER_HTTP"
 
 
 def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    """Whether ``module`` imports (present on disk is not enough: a slim image
+    may block it, and a broken build fails only at import)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def cores() -> int:
