@@ -257,7 +257,7 @@ class Settings(BaseSettings):
             ValueError: a malformed entry, named by position (never by the key;
                 ``create_app`` calls this, so a bad value stops the start).
         """
-        from bnncore_service.auth import parse_api_keys
+        from bnncore_service.api_keys import parse_api_keys
 
         if self.api_keys is None:
             return {}

@@ -23,7 +23,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bnncore_service.jsonbody import json_error_message
 from bnncore_service.logs import client_address, log_event, mark_logged
 from bnncore_service.store import StoreError
 
@@ -37,6 +36,7 @@ __all__ = [
     "error_responses",
     "format_validation_errors",
     "install",
+    "json_error_message",
     "send_error",
 ]
 
@@ -167,6 +167,24 @@ def _layer_note(loc: Sequence[Any], body: Any) -> str:
     parts.append(f"type {kind[:64]}" if isinstance(kind, str) else "")
     text = ", ".join(p for p in parts if p)
     return f" ({text})" if text else ""
+
+
+def json_error_message(reason: str, doc: str | bytes | None, pos: int) -> str:
+    """``not valid JSON: <reason> at line L column C (character P)``: the
+    message of a body that does not parse, on every route.
+
+    Args:
+        reason: What the parser says (``json.JSONDecodeError.msg``).
+        doc: The text parsed (line and column are counted in it), if known.
+        pos: The character offset where parsing failed.
+    """
+    if isinstance(doc, bytes | bytearray):
+        doc = bytes(doc).decode("utf-8", "replace")
+    if not doc:
+        return f"not valid JSON: {reason} at character {pos}"
+    line = doc.count("\n", 0, pos) + 1
+    column = pos - doc.rfind("\n", 0, pos)
+    return f"not valid JSON: {reason} at line {line} column {column} (character {pos})"
 
 
 def format_validation_errors(

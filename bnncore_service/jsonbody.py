@@ -35,6 +35,8 @@ from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import PlainValidator, TypeAdapter, ValidationError
 
+from bnncore_service.errors import format_validation_errors, json_error_message
+
 __all__ = [
     "JSONBodyError",
     "JSONLimits",
@@ -159,24 +161,6 @@ def check_key_count(raw: bytes, limits: JSONLimits, root: str = "") -> None:
             f"more than {limits.max_keys:,} object keys ({limits.keys_setting}; "
             "counted by the ':' characters, one for each key)",
         )
-
-
-def json_error_message(reason: str, doc: str | bytes | None, pos: int) -> str:
-    """``not valid JSON: <reason> at line L column C (character P)``: the
-    message of a body that does not parse, on every route.
-
-    Args:
-        reason: What the parser says (``json.JSONDecodeError.msg``).
-        doc: The text parsed (line and column are counted in it), if known.
-        pos: The character offset where parsing failed.
-    """
-    if isinstance(doc, bytes | bytearray):
-        doc = bytes(doc).decode("utf-8", "replace")
-    if not doc:
-        return f"not valid JSON: {reason} at character {pos}"
-    line = doc.count("\n", 0, pos) + 1
-    column = pos - doc.rfind("\n", 0, pos)
-    return f"not valid JSON: {reason} at line {line} column {column} (character {pos})"
 
 
 def loads_strict(raw: bytes | str, limits: JSONLimits, root: str = "") -> Any:
@@ -400,7 +384,6 @@ def documented_as(model: Any) -> PlainValidator:
 
 
 def _validate(adapter: TypeAdapter[T], data: Any, loc: tuple[str | int, ...]) -> T:
-    from bnncore_service.errors import format_validation_errors
     from bnncore_service.estimate import DefinitionError
 
     if isinstance(data, bytes | bytearray):

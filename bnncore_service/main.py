@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 import bnncore
-from bnncore_service import docs, errors
-from bnncore_service.auth import ApiKeyAuth, include_router
+from bnncore_service import docs, errors, fastpath
+from bnncore_service.auth import ApiKeyAuth, ScopeTable, include_router
 from bnncore_service.config import Settings, SettingsError, load_settings
 from bnncore_service.database import DatabaseURLError, check_url
 from bnncore_service.inference import InferenceService
@@ -40,7 +40,7 @@ from bnncore_service.runtime import Runtime, freeze_startup_objects
 from bnncore_service.store import Store
 from bnncore_service.uploads import DeferredBody
 
-__all__ = ["app", "create_app"]
+__all__ = ["app", "create_app", "required_scope"]
 
 DESCRIPTION = """\
 Model definitions in, exact binarized-network reports out, and a persistent
@@ -159,6 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         include_router(app, router)
     app.include_router(pages.router)  # GET /, not in the OpenAPI document
     docs.install_docs(app)
+    # Inference requests dispatched without the router's scan (fastpath.py).
+    fastpath.install(app, fastpath.hot_routes(inference.router))
     _share_openapi(app)
     return app
 
@@ -179,6 +181,18 @@ def _share_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_service_scopes: list[ScopeTable] = []
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The scope a request to the full service needs (``None``: open), as
+    declared on the route it reaches (:class:`~bnncore_service.auth.ScopeTable`
+    of :func:`create_app`'s routes, built once)."""
+    if not _service_scopes:
+        _service_scopes.append(ScopeTable(create_app(Settings()).routes))
+    return _service_scopes[0].scope(method, path)
 
 
 def _app_from_environment() -> FastAPI:

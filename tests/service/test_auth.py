@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bnncore_service import auth
-from bnncore_service.auth import parse_api_keys, required_scope
+from bnncore_service.auth import parse_api_keys
 from bnncore_service.config import Settings
-from bnncore_service.main import create_app
+from bnncore_service.main import create_app, required_scope
 
 KEYS = {
     "admin": "adm-0123456789abcdef",

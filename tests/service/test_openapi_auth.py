@@ -15,9 +15,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from bnncore_service.auth import SCOPES, include_router, required_scope
+from bnncore_service.auth import SCOPES, include_router
 from bnncore_service.config import Settings
-from bnncore_service.main import create_app
+from bnncore_service.main import create_app, required_scope
 
 SCHEME = "bearerAuth"
 # One key per scope, and one lacking each scope (holding the two others).

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bnncore_service.auth import required_scope
 from bnncore_service.inference.binary import encode_body, split_body
 from bnncore_service.inference.oip import decode_oip, encode_oip_binary
 from bnncore_service.inference.schemas import InferenceRequest
 from bnncore_service.inference.tensors import DATATYPES, InferenceError, Limits
+from bnncore_service.main import required_scope
 from bnncore_service.peak import RequestCost
 
 INPUTS = [{"name": "x", "shape": [-1, 2, 3]}]
