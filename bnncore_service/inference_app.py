@@ -34,7 +34,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException
 
-from bnncore_service import docs
+from bnncore_service import docs, fastpath
 from bnncore_service.auth import ApiKeyAuth, include_router
 from bnncore_service.config import Settings, SettingsError, load_settings
 from bnncore_service.database import DatabaseURLError, check_url
@@ -144,6 +144,8 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
     include_router(app, inference.router, responses=inference.NEEDS_FULL_REPLICA)
     include_router(app, metrics_router)
     docs.install_docs(app)  # offline: the same pages as the full service
+    # Inference requests dispatched without the router's scan (fastpath.py).
+    fastpath.install(app, fastpath.hot_routes(inference.router))
     return app
 
 
