@@ -2,8 +2,9 @@
 
 The definition is untrusted input: it is parsed as strict JSON (no duplicate
 keys, no NaN, bounded size and nesting), nothing in it is imported or
-evaluated, and only the structure is read: the layers' class names, their
-configs and the calls between them. Sequential and Functional models are
+evaluated, and only the structure is read (by the one Keras-config reader,
+:mod:`bnncore_runtime.keras_config`): the layers' class names, their configs
+and the calls between them. Sequential and Functional models are
 read; anything else (nested models, subclassed models, custom layers) is
 refused with an error naming it. Which layers can run is decided later, by
 :mod:`bnncore_runtime.layers`.
@@ -12,7 +13,7 @@ refused with an error naming it. Which layers can run is decided later, by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -25,6 +26,15 @@ from bnncore_runtime.graph import (
     add_extra_outputs,
     prune,
     toposort,
+)
+from bnncore_runtime.keras_config import (
+    MODEL_CLASSES,
+    Call,
+    History,
+    KerasConfigError,
+    KerasTensor,
+    ModelConfig,
+    read_model,
 )
 
 __all__ = [
@@ -39,6 +49,8 @@ MAX_DEFINITION_BYTES = 64 * 2**20
 """Largest ``definition.json`` read, in bytes."""
 MAX_LAYERS = 10_000
 """Most layers (and calls) a definition may have."""
+
+_ROOT = "definition.config"
 
 
 class DefinitionError(ValueError):
@@ -68,30 +80,24 @@ class LayerSpec:
     encodings: dict[str, str] = field(default_factory=dict)
 
 
-def _fail(where: str, message: str) -> DefinitionError:
-    return DefinitionError(f"definition{where}: {message}")
+def _fail(path: str, message: str) -> DefinitionError:
+    return DefinitionError(f"{path}: {message}")
 
 
-def _dict(where: str, value: Any) -> dict[str, Any]:
+def _dict(path: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _fail(where, f"expected an object, received {_short(value)}")
+        raise _fail(path, f"expected an object, received {_short(value)}")
     return value
 
 
-def _list(where: str, value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise _fail(where, f"expected a list, received {_short(value)}")
-    return value
-
-
-def _name(where: str, value: Any) -> str:
+def _name(path: str, value: Any) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= 1024:
-        raise _fail(where, f"expected a name (1 to 1024 characters), received "
-                           f"{_short(value)}")  # fmt: skip
+        raise _fail(path, f"expected a name (1 to 1024 characters), received "
+                          f"{_short(value)}")  # fmt: skip
     return value
 
 
-def _batch_shape(where: str, config: dict[str, Any]) -> tuple[int | None, ...]:
+def _batch_shape(path: str, config: dict[str, Any]) -> tuple[int | None, ...]:
     shape = config.get("batch_shape", config.get("batch_input_shape"))
     if (
         not isinstance(shape, list)
@@ -103,7 +109,7 @@ def _batch_shape(where: str, config: dict[str, Any]) -> tuple[int | None, ...]:
         )
     ):
         raise _fail(
-            f"{where}.batch_shape",
+            f"{path}.batch_shape",
             "expected [null, d1, ...] with 1 to 7 positive sizes, received "
             f"{_short(shape)}",
         )
@@ -111,138 +117,136 @@ def _batch_shape(where: str, config: dict[str, Any]) -> tuple[int | None, ...]:
     if isinstance(dtype, dict):
         dtype = dtype.get("config", {}).get("name")
     if dtype != "float32":
-        raise _fail(f"{where}.dtype", f"received {_short(dtype)}, allowed: 'float32'")
+        raise _fail(f"{path}.dtype", f"received {_short(dtype)}, allowed: 'float32'")
     return tuple(shape)
 
 
-def _layer(where: str, raw: Any) -> LayerSpec:
-    raw = _dict(where, raw)
-    class_name = raw.get("class_name")
-    if not isinstance(class_name, str):
-        raise _fail(f"{where}.class_name", f"received {_short(class_name)}")
-    config = _dict(f"{where}.config", raw.get("config"))
-    name = _name(f"{where}.config.name", config.get("name"))
-    return LayerSpec(name, class_name, config)
+def _read(
+    config: dict[str, Any], kind: Literal["functional", "sequential"]
+) -> tuple[ModelConfig, list[LayerSpec]]:
+    """The model's structure, read by :func:`read_model` within the bounds,
+    and a :class:`LayerSpec` of each layer (named by its ``config.name``, the
+    name the weights file uses)."""
+    entries = config.get("layers")
+    if isinstance(entries, list) and len(entries) > MAX_LAYERS:
+        raise _fail(f"{_ROOT}.layers", f"{len(entries):,} layers exceed {MAX_LAYERS:,}")
+    try:
+        model = read_model(config, _ROOT, kind)
+    except KerasConfigError as error:
+        raise DefinitionError(str(error)) from None
+    specs = []
+    for layer in model.layers:
+        if layer.class_name is None:
+            raise _fail(
+                f"{layer.path}.class_name",
+                f"received {_short(layer.raw.get('class_name'))}",
+            )
+        name = _name(f"{layer.path}.config.name", layer.config.get("name"))
+        specs.append(LayerSpec(name, layer.class_name, layer.config))
+    if len({spec.name for spec in specs}) != len(specs):
+        raise _fail(f"{_ROOT}.layers", "two layers have the same name")
+    return model, specs
 
 
-def _tensor(where: str, raw: Any, names: set[str]) -> TensorRef:
-    config = _dict(where, raw.get("config"))
-    history = config.get("keras_history")
-    if (
-        not isinstance(history, list)
-        or len(history) != 3
-        or not isinstance(history[0], str)
-        or not all(
-            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < MAX_LAYERS
-            for i in history[1:]
-        )
-    ):
+def _value(history: History, path: str, names: set[str]) -> ValueId:
+    if history.node >= MAX_LAYERS or history.tensor >= MAX_LAYERS:
         raise _fail(
-            f"{where}.keras_history",
-            f"expected [layer name, node, tensor], received {_short(history)}",
+            path,
+            f"expected [layer name, node, tensor] with indexes below "
+            f"{MAX_LAYERS:,}, received {_short(list(history))}",
         )
-    if history[0] not in names:
-        raise _fail(f"{where}.keras_history", f"no layer named {history[0]!r}")
-    return TensorRef((history[0], history[1], history[2]), None)
+    if history.layer not in names:
+        raise _fail(path, f"no layer named {history.layer!r}")
+    return tuple(history)
 
 
-def _call_argument(where: str, raw: Any, names: set[str], depth: int = 0) -> Any:
+def _as_written(value: Any) -> Any:
+    """A call argument as the definition writes it (for messages)."""
+    if isinstance(value, KerasTensor):
+        return value.raw
+    if isinstance(value, list):
+        return [_as_written(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_written(item) for key, item in value.items()}
+    return value
+
+
+def _argument(value: Any, path: str, names: set[str], depth: int = 0) -> Any:
     """A call argument: a tensor, a list of tensors, or a plain constant."""
-    if isinstance(raw, dict):
-        if raw.get("class_name") == "__keras_tensor__":
-            return _tensor(where, raw, names)
-        raise _fail(where, f"unsupported call argument {_short(raw)}")
-    if isinstance(raw, list) and depth < 2:
+    if isinstance(value, KerasTensor):
+        where = f"{value.path}.config.keras_history"
+        return TensorRef(_value(value.history, where, names), None)
+    if isinstance(value, list) and depth < 2:
         return [
-            _call_argument(f"{where}[{i}]", item, names, depth + 1)
-            for i, item in enumerate(raw)
+            _argument(item, f"{path}[{i}]", names, depth + 1)
+            for i, item in enumerate(value)
         ]
-    if raw is None or isinstance(raw, bool):
-        return raw
-    raise _fail(where, f"unsupported call argument {_short(raw)}")
+    if value is None or isinstance(value, bool):
+        return value
+    raise _fail(path, f"unsupported call argument {_short(_as_written(value))}")
 
 
-def _entries(where: str, raw: Any, names: set[str]) -> list[ValueId]:
-    raw = _list(where, raw)
-    if len(raw) == 3 and isinstance(raw[0], str):
-        raw = [raw]
-    values: list[ValueId] = []
-    for index, item in enumerate(raw):
-        ref = _tensor(f"{where}[{index}]", {"config": {"keras_history": item}}, names)
-        values.append(ref.value)
-    return values
+def _node(spec: LayerSpec, index: int, call: Call, names: set[str]) -> Node:
+    """The graph node of one call of a layer."""
+    for key, value in call.kwargs.items():
+        if key not in ("mask", "training") or value not in (None, False):
+            raise _fail(
+                f"{call.path}.kwargs",
+                f"unsupported keyword argument {key}={_short(_as_written(value))}",
+            )
+    args = _argument(call.args, f"{call.path}.args", names)
+    return Node(spec, args, {}, [(spec.name, index, 0)])
 
 
 Parsed = tuple[list[Node], list[ValueId], list[ValueId], list[tuple]]
 
 
 def _functional(config: dict[str, Any]) -> Parsed:
-    raw_layers = _list(".config.layers", config.get("layers"))
-    if len(raw_layers) > MAX_LAYERS:
-        raise _fail(
-            ".config.layers", f"{len(raw_layers):,} layers exceed {MAX_LAYERS:,}"
-        )
-    layers = [_layer(f".config.layers[{i}]", r) for i, r in enumerate(raw_layers)]
-    names = {layer.name for layer in layers}
-    if len(names) != len(layers):
-        raise _fail(".config.layers", "two layers have the same name")
+    model, specs = _read(config, "functional")
+    names = {spec.name for spec in specs}
     shapes: dict[str, tuple] = {}
     nodes: list[Node] = []
-    for index, (layer, raw) in enumerate(zip(layers, raw_layers, strict=True)):
-        where = f".config.layers[{index}]"
-        if layer.class_name == "InputLayer":
-            shapes[layer.name] = _batch_shape(f"{where}.config", layer.config)
+    for layer, spec in zip(model.layers, specs, strict=True):
+        if layer.is_input:
+            shapes[spec.name] = _batch_shape(f"{layer.path}.config", layer.config)
             continue
-        inbound = _list(f"{where}.inbound_nodes", raw.get("inbound_nodes", []))
-        if len(nodes) + len(inbound) > MAX_LAYERS:
-            raise _fail(where, f"more than {MAX_LAYERS:,} layer calls")
-        for node_index, call in enumerate(inbound):
-            call_where = f"{where}.inbound_nodes[{node_index}]"
-            call = _dict(call_where, call)
-            args = _call_argument(f"{call_where}.args", call.get("args", []), names)
-            kwargs = _dict(f"{call_where}.kwargs", call.get("kwargs", {}))
-            for key, value in kwargs.items():
-                if key not in ("mask", "training") or value not in (None, False):
-                    raise _fail(
-                        f"{call_where}.kwargs",
-                        f"unsupported keyword argument {key}={_short(value)}",
-                    )
-            out = (layer.name, node_index, 0)
-            nodes.append(Node(layer, list(args), {}, [out]))
-    inputs = _entries(".config.input_layers", config.get("input_layers"), names)
-    outputs = _entries(".config.output_layers", config.get("output_layers"), names)
+        if len(nodes) + len(layer.calls) > MAX_LAYERS:
+            raise _fail(layer.path, f"more than {MAX_LAYERS:,} layer calls")
+        nodes.extend(
+            _node(spec, index, call, names) for index, call in enumerate(layer.calls)
+        )
+    ends = []
+    for field_name, histories in (
+        ("input_layers", model.inputs),
+        ("output_layers", model.outputs),
+    ):
+        path = f"{_ROOT}.{field_name}"
+        ends.append([_value(h, f"{path}[{i}]", names) for i, h in enumerate(histories)])
+    inputs, outputs = ends
     input_shapes = []
     for value in inputs:
         if value[0] not in shapes or value[1:] != (0, 0):
-            raise _fail(".config.input_layers", f"{value[0]!r} is not an InputLayer")
+            raise _fail(f"{_ROOT}.input_layers", f"{value[0]!r} is not an InputLayer")
         input_shapes.append(shapes[value[0]])
     return nodes, inputs, outputs, input_shapes
 
 
 def _sequential(config: dict[str, Any]) -> Parsed:
-    raw_layers = _list(".config.layers", config.get("layers"))
-    if len(raw_layers) > MAX_LAYERS:
-        raise _fail(
-            ".config.layers", f"{len(raw_layers):,} layers exceed {MAX_LAYERS:,}"
-        )
-    layers = [_layer(f".config.layers[{i}]", r) for i, r in enumerate(raw_layers)]
-    if len({layer.name for layer in layers}) != len(layers):
-        raise _fail(".config.layers", "two layers have the same name")
-    if layers and layers[0].class_name == "InputLayer":
-        shape = _batch_shape(".config.layers[0].config", layers[0].config)
+    model, specs = _read(config, "sequential")
+    layers = list(zip(model.layers, specs, strict=True))
+    if layers and layers[0][0].is_input:
+        shape = _batch_shape(f"{layers[0][0].path}.config", layers[0][0].config)
         layers = layers[1:]
     else:
-        shape = _batch_shape(
-            ".config", {"batch_shape": config.get("build_input_shape")}
-        )
+        shape = _batch_shape(_ROOT, {"batch_shape": config.get("build_input_shape")})
     source: ValueId = ("input", 0, 0)
     current = source
     nodes = []
-    for index, layer in enumerate(layers):
-        if layer.class_name == "InputLayer":
-            raise _fail(f".config.layers[{index + 1}]", "a second InputLayer")
-        out = (layer.name, 0, 0)
-        nodes.append(Node(layer, [TensorRef(current, None)], {}, [out]))
+    for layer, spec in layers:
+        if layer.is_input:
+            raise _fail(layer.path, "a second InputLayer")
+        out = (spec.name, 0, 0)
+        nodes.append(Node(spec, [TensorRef(current, None)], {}, [out]))
         current = out
     return nodes, [source], [current], [shape]
 
@@ -258,31 +262,32 @@ def parse_definition(text: str | bytes) -> tuple[str, Graph]:
     """
     if len(text) > MAX_DEFINITION_BYTES:
         raise _fail(
-            "", f"{len(text):,} bytes exceed the limit {MAX_DEFINITION_BYTES:,}"
+            "definition",
+            f"{len(text):,} bytes exceed the limit {MAX_DEFINITION_BYTES:,}",
         )
     try:
         raw = load_json("definition", text)
     except ValueError as error:
         raise DefinitionError(str(error)) from None
-    raw = _dict("", raw)
+    raw = _dict("definition", raw)
     class_name = raw.get("class_name")
-    config = _dict(".config", raw.get("config"))
+    config = _dict(_ROOT, raw.get("config"))
     name = config.get("name", "model")
-    name = _name(".config.name", name)
+    name = _name(f"{_ROOT}.name", name)
     if class_name == "Sequential":
         nodes, inputs, outputs, shapes = _sequential(config)
     elif class_name in ("Functional", "Model") and "input_layers" in config:
         nodes, inputs, outputs, shapes = _functional(config)
     else:
         raise _fail(
-            ".class_name",
+            "definition.class_name",
             f"received {_short(class_name)}, allowed: 'Sequential', 'Functional' "
             "(a subclassed model needs its Python code: use bnncore.engine)",
         )
     for node in nodes:
-        if node.op.class_name in ("Sequential", "Functional", "Model"):
+        if node.op.class_name in MODEL_CLASSES:
             raise _fail(
-                f" layer {node.op.name!r}",
+                f"definition layer {node.op.name!r}",
                 f"nested models ({node.op.class_name}) are not read by the "
                 "runtime; export the model flattened, or use bnncore.engine",
             )
@@ -290,6 +295,8 @@ def parse_definition(text: str | bytes) -> tuple[str, Graph]:
     try:
         ordered = toposort(nodes, inputs)
     except Exception as error:
-        raise _fail("", f"the layers' calls do not form a graph ({error})") from None
+        raise _fail(
+            "definition", f"the layers' calls do not form a graph ({error})"
+        ) from None
     graph = Graph(prune(ordered, outputs), inputs, outputs, shapes)
     return name, graph

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 __all__ = [
+    "MAX_ARGUMENT_DEPTH",
     "MODEL_CLASSES",
     "Call",
     "History",
@@ -51,6 +52,10 @@ ModelKind = Literal["functional", "sequential"]
 
 MODEL_CLASSES = frozenset({"Functional", "Model", "Sequential"})
 """Class names Keras writes for a (nested) Functional or Sequential model."""
+
+MAX_ARGUMENT_DEPTH = 32
+"""Deepest nesting of lists and dicts read in a call's arguments (Keras
+writes two or three levels); deeper is refused, not recursed into."""
 
 _TENSOR = "__keras_tensor__"
 
@@ -306,21 +311,26 @@ def read_tensor(value: Any, path: str) -> KerasTensor:
     )
 
 
-def _arguments(value: Any, path: str, found: list[KerasTensor]) -> Any:
+def _arguments(value: Any, path: str, found: list[KerasTensor], depth: int = 0) -> Any:
     if is_tensor(value):
         tensor = read_tensor(value, path)
         found.append(tensor)
         return tensor
+    if isinstance(value, dict | list | tuple) and depth >= MAX_ARGUMENT_DEPTH:
+        raise KerasConfigError(
+            path, f"arguments nested deeper than {MAX_ARGUMENT_DEPTH} levels"
+        )
     if isinstance(value, dict):
         return {
-            key: _arguments(item, f"{path}.{key}", found) for key, item in value.items()
+            key: _arguments(item, f"{path}.{key}", found, depth + 1)
+            for key, item in value.items()
         }
-    if isinstance(value, list):
-        return [_arguments(item, f"{path}[{i}]", found) for i, item in enumerate(value)]
-    if isinstance(value, tuple):
-        return tuple(
-            _arguments(item, f"{path}[{i}]", found) for i, item in enumerate(value)
-        )
+    if isinstance(value, list | tuple):
+        items = [
+            _arguments(item, f"{path}[{i}]", found, depth + 1)
+            for i, item in enumerate(value)
+        ]
+        return items if isinstance(value, list) else tuple(items)
     return value
 
 
@@ -329,7 +339,8 @@ def read_call(node: Any, path: str) -> Call:
 
     Raises:
         KerasConfigError: not an object, ``args`` not a list, ``kwargs`` not
-            an object, or a malformed tensor.
+            an object, a malformed tensor, or arguments nested deeper than
+            :data:`MAX_ARGUMENT_DEPTH`.
     """
     if not isinstance(node, dict):
         raise KerasConfigError(path, f"expected an object, received {_short(node)}")
@@ -395,10 +406,12 @@ def read_layer(entry: Any, path: str, *, calls: bool = True) -> LayerConfig:
         raise KerasConfigError(
             f"{path}.config", f"expected an object, received {_short(config)}"
         )
-    name = entry.get("name", config.get("name"))
+    named = "name" in entry  # Keras writes it beside config in a Functional model
+    name = entry["name"] if named else config.get("name")
     if not isinstance(name, str):
         raise KerasConfigError(
-            f"{path}.config.name", f"expected a name, received {_short(name)}"
+            f"{path}.name" if named else f"{path}.config.name",
+            f"expected a name, received {_short(name)}",
         )
     read: tuple[Call, ...] = ()
     nodes = entry.get("inbound_nodes")
