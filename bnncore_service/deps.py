@@ -5,27 +5,21 @@ a plain ``def`` dependency in its thread pool, a hop of about 0.3 ms per
 dependency per request (docs/inference.md, "Where the time goes").
 
 Importing this module imports neither TensorFlow nor Keras (the inference
-replica's routes use it): :class:`~bnncore_service.runtime.Runtime` is named
-for type checkers only.
+replica's routes use it). The registry's dependency, ``RegistryDep``, lives
+beside its use cases in :mod:`bnncore_service.registry`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
 from bnncore_service.config import Settings
-from bnncore_service.store import Store
-
-if TYPE_CHECKING:
-    from bnncore_service.runtime import Runtime
 
 __all__ = [
     "ModelName",
-    "RuntimeDep",
     "SettingsDep",
-    "StoreDep",
     "VersionNumber",
 ]
 
@@ -35,22 +29,7 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_store(request: Request) -> Store:
-    """The registry opened by the app's lifespan."""
-    return request.app.state.store
-
-
-async def get_runtime(request: Request) -> Runtime:
-    """The app's build executor and model cache."""
-    return request.app.state.runtime
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-StoreDep = Annotated[Store, Depends(get_store)]
-if TYPE_CHECKING:
-    RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-else:  # the class is not imported at run time (it imports Keras)
-    RuntimeDep = Annotated[Any, Depends(get_runtime)]
 
 ModelName = Annotated[
     str,
