@@ -37,7 +37,9 @@ QUANTIZER_FACTORS: dict[str, int] = {
     "NoOp": 1,
 }
 """Elements a quantizer's operations create per input element (its output
-included), from TensorFlow's graph of each."""
+included), from TensorFlow's graph of each. Keyed by class name: exactly the
+classes of ``bnncore.quantizers.registry()``, which this TF-free table cannot
+import (``tests/bnncore/test_quantizer_name_lists.py`` holds the two equal)."""
 
 ACTIVATION_FACTORS: dict[str, int] = {
     "linear": 0,
@@ -70,7 +72,8 @@ ACTIVATION_FACTORS: dict[str, int] = {
     "ste_tern": 8,
     "dorefa_quantizer": 6,
 }
-"""Elements an activation creates per element (its output included)."""
+"""Elements an activation creates per element (its output included); a
+quantizer function's entry equals its class's in :data:`QUANTIZER_FACTORS`."""
 
 
 def intermediate_elements(
