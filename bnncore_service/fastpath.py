@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -82,8 +82,9 @@ def install(app: FastAPI, routes: Iterable[BaseRoute]) -> RouteFastPath | None:
     router, unless ``BNN_ROUTE_FAST_PATH=0``.
 
     Args:
-        app: The app, its routes included (more may be added later: the plan
-            is made at the first request and remade when the routes change).
+        app: The app, its routes included (more may be added later: the
+            plans are made at the first request of a method and remade when
+            the number of the router's entries changes).
         routes: The declared routes to dispatch directly (their ``APIRoute``
             objects, e.g. :func:`hot_routes` of a router).
 
@@ -155,14 +156,13 @@ class RouteFastPath:
             method for route in self._hot for method in getattr(route, "methods", ())
         )
         self._plans: dict[str, list[_Step]] = {}
-        self._entries: Sequence[BaseRoute] = ()
         self._count = -1
 
     def _plan(self, method: str) -> list[_Step]:
         """The steps of ``method``: every route that can fully match it, in the
         router's order, each with its pattern and (hot) entry."""
         entries = self._router.routes
-        if len(entries) != self._count:  # routes added: plans remade
+        if len(entries) != self._count:  # entries added: plans remade
             self._plans.clear()
             self._count = len(entries)
         plan = self._plans.get(method)
