@@ -22,6 +22,7 @@ from test_inference_common import SEQ, register
 from bnncore_service import fastpath
 from bnncore_service.config import Settings, SettingsError
 from bnncore_service.inference_app import create_inference_app
+from bnncore_service.logs import RequestLog
 from bnncore_service.main import create_app
 from bnncore_service.metrics import Metrics, MetricsMiddleware
 from bnncore_service.routes import inference
@@ -103,6 +104,7 @@ def _both(
     router's matching once (``routed``; a request the key check refuses
     reaches no route). Returns the answer and whether the fast path took it
     (the router's matching was not called)."""
+    caplog.set_level(logging.DEBUG, logger="service.requests")  # every request
     answers, labels, logs, calls = [], [], [], []
     for mode in ("fast", "router"):
         before, count = _samples(client.app), switch.spy.calls
@@ -116,7 +118,7 @@ def _both(
         labels.append(_delta(client.app, before))
         logs.append(
             [
-                (r.getMessage(), getattr(r, "route", None))
+                (r.event, {k: v for k, v in r.fields.items() if k != "duration_ms"})
                 for r in caplog.records
                 if r.name == "service.requests"
             ]
@@ -127,6 +129,9 @@ def _both(
     assert answers[0] == answers[1], (method, path)
     assert labels[0] == labels[1] and len(labels[0]) == 1, labels
     assert logs[0] == logs[1], logs
+    logged = any(m.cls is RequestLog for m in client.app.user_middleware)
+    assert bool(logs[0]) == logged  # a line a request where the app logs
+    assert all(fields["route"] for _, fields in logs[0])
     assert calls[1] == int(routed), (method, path)
     return response, calls[0] == 0
 
@@ -192,7 +197,6 @@ HOT = [
 )
 def test_hot_routes_answer_as_the_router_does(app, caplog, path, body, status):
     client, switch = app
-    caplog.set_level(logging.INFO, logger="service.requests")
     response, fast = _both(client, switch, caplog, "POST", path, **body())
     assert response.status_code == status, response.text
     assert fast, "the fast path did not take it"
@@ -232,7 +236,6 @@ KEYED = [
 )
 def test_keys_and_scopes_as_the_router_does(app, caplog, path, authorization, status):
     client, switch = app
-    caplog.set_level(logging.INFO, logger="service.requests")
     body = _predict() if ":predict" in path else _oip()
     headers = {"Authorization": authorization} if authorization else {}
     saved = client.headers.pop("Authorization")
@@ -264,7 +267,6 @@ ROUTED = [
 )
 def test_other_requests_go_to_the_router(app, caplog, method, path, status):
     client, switch = app
-    caplog.set_level(logging.INFO, logger="service.requests")
     kw = {"json": {}} if method in ("POST", "PUT") else {}
     response, fast = _both(client, switch, caplog, method, path, **kw)
     assert not fast
