@@ -19,10 +19,10 @@ A layer's size, as ``docker image ls`` adds them up, is the apparent size of
 the files it adds (``du --apparent-size``): that is what is summed. The
 image is: the ``python:3.11-slim`` base (:data:`BASE_IMAGE_BYTES`, its
 published size: the one figure not measured here) + the ``COPY --from=build``
-layer of the wheels (a later ``rm -rf /wheels`` does not shrink it) + the
-installed files + (inference) the service's modules. Each is reported, and
-the total without the wheels' layer too (what a ``RUN --mount=type=bind``
-of the wheels instead of ``COPY`` would give).
+layer of the wheels when a stage copies them (a later ``rm -rf /wheels`` does
+not shrink it; both final stages now bind-mount them with
+``RUN --mount=type=bind``, which leaves no layer) + the installed files +
+(inference) the service's modules. Each is reported.
 
 Usage::
 
@@ -63,14 +63,18 @@ class Image:
     installed: int
     app: int
     biggest: list[tuple[str, int]]
+    copied: bool = True
+    """Whether the stage ``COPY``s the wheels (a layer that stays) rather than
+    bind-mounting them (``RUN --mount=type=bind``: no layer)."""
 
     @property
     def total(self) -> int:
-        return BASE_IMAGE_BYTES + self.wheels + self.installed + self.app
+        layer = self.wheels if self.copied else 0
+        return BASE_IMAGE_BYTES + layer + self.installed + self.app
 
     @property
     def without_wheel_layer(self) -> int:
-        return self.total - self.wheels
+        return self.total - (self.wheels if self.copied else 0)
 
 
 def _run(*command: str | Path, cwd: Path | None = None) -> None:
@@ -94,6 +98,18 @@ def _build_stage_copies() -> list[str]:
     text = DOCKERFILE.read_text()
     (build,) = [s for s in text.split("\nFROM ")[1:] if " AS build" in s.split("\n")[0]]
     return [line.split()[1] for line in build.splitlines() if line.startswith("COPY ")]
+
+
+def copies_wheels(stage: str) -> bool:
+    """Whether the final ``stage`` of the Dockerfile ``COPY``s the build
+    stage's wheels (otherwise it bind-mounts them)."""
+    text = DOCKERFILE.read_text()
+    (found,) = [
+        s
+        for s in text.split("\nFROM ")[1:]
+        if s.split("\n")[0].endswith(f" AS {stage}")
+    ]
+    return "COPY --from=build" in found
 
 
 def build_wheels(work: Path) -> dict[str, Path]:
@@ -174,10 +190,11 @@ def estimate(work: Path) -> list[Image]:
     wheels = build_wheels(work)
     app = app_bytes(work)
     images = []
-    plans = [("runtime", "wheels", 0)] + [
-        (f"inference, SERVE_EXTRAS={extras}", extras, app) for extras in EXTRAS
+    plans = [("runtime", "wheels", 0, "runtime")] + [
+        (f"inference, SERVE_EXTRAS={extras}", extras, app, "inference")
+        for extras in EXTRAS
     ]
-    for name, key, app_size in plans:
+    for name, key, app_size, stage in plans:
         for slim in (False, True):
             directory = wheels[f"{key} slim" if slim else key]
             installed, biggest = install(directory, work / "venv")
@@ -188,6 +205,7 @@ def estimate(work: Path) -> list[Image]:
                     installed=installed,
                     app=app_size,
                     biggest=biggest[:6],
+                    copied=copies_wheels(stage),
                 )
             )
     return images
@@ -202,14 +220,15 @@ def render(images: list[Image]) -> str:
         f"base `python:3.11-slim` {mb(BASE_IMAGE_BYTES)} as published; MB = 10^6 "
         "bytes, as `docker image ls`).",
         "",
-        "| image | wheels' COPY layer | installed | service modules | expected size "
+        "| image | wheels' layer | installed | service modules | expected size "
         "| without the wheels' layer | largest installed |",
         "|---|---|---|---|---|---|---|",
     ]
     for image in images:
         biggest = ", ".join(f"{n} {v / MB:.0f}" for n, v in image.biggest[:4])
+        layer = mb(image.wheels) if image.copied else "none (bind mount)"
         lines.append(
-            f"| {image.name} | {mb(image.wheels)} | {mb(image.installed)} | "
+            f"| {image.name} | {layer} | {mb(image.installed)} | "
             f"{mb(image.app) if image.app else '-'} | **{mb(image.total)}** | "
             f"{mb(image.without_wheel_layer)} | {biggest} |"
         )
