@@ -1,9 +1,10 @@
 """The planner's front end for an export: layers read from their class name,
 config and decoded weights (no Keras).
 
-Each supported class has a reader that checks its config (types, ranges,
-``channels_last``), computes its output shape and the shapes its weights must
-have. :class:`ExportFrontend` then answers the planner's questions
+Each supported class's config is checked here (types, ranges,
+``channels_last``, the inputs' rank); its output shape and the shapes its
+weights must have come from the table of layer rules
+(:mod:`bnncore_runtime.layer_rules`), applied to the checked arguments. :class:`ExportFrontend` then answers the planner's questions
 (:class:`bnncore_runtime.planner.Frontend`) with the same native
 implementations and the same binary-layer construction the Keras front end
 uses, so the plan is the one ``bnncore.engine.compile`` makes for the model.
@@ -14,6 +15,7 @@ the runtime never falls back.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -23,8 +25,9 @@ from bnncore_runtime import natives
 from bnncore_runtime.codec import SignBits
 from bnncore_runtime.container import _short
 from bnncore_runtime.definition import DefinitionError, LayerSpec
-from bnncore_runtime.geometry import axis_geometry, window
 from bnncore_runtime.graph import Graph, Node, TensorRef, ValueId
+from bnncore_runtime.layer_rules import LayerRule, RuleError, rule_for
+from bnncore_runtime.layer_rules.base import same_shape
 from bnncore_runtime.natives import Native, NativeConv
 from bnncore_runtime.planner import BinaryLayer, binary_layer
 from bnncore_runtime.steps import BinaryKernel, FloatStep
@@ -209,36 +212,111 @@ def _last_axis(layer: LayerSpec, rank: int) -> bool:
     return batchnorm_axis(layer, rank) == rank - 1
 
 
-def _conv_out(layer: LayerSpec, shape: Shape, channels: int) -> Shape:
-    if len(shape) != 4:
-        raise DefinitionError(
-            f"{_where(layer)}: expected an input of rank 4 (batch, height, width, "
-            f"channels), received shape {list(shape)}"
-        )
+_TABLE_NAMES = {
+    "MaxPool2D": "MaxPooling2D",
+    "SpatialDropout1D": "Dropout",
+    "SpatialDropout2D": "Dropout",
+    "SpatialDropout3D": "Dropout",
+}
+"""Runtime classes the table knows under another name (Keras's alias, the
+Dropout subclasses)."""
+
+
+def _rule(layer: LayerSpec) -> LayerRule:
+    return rule_for(_TABLE_NAMES.get(layer.class_name, layer.class_name))
+
+
+def _conv_args(layer: LayerSpec) -> SimpleNamespace:
+    """A convolution's arguments, checked: the table's rules read them."""
     _channels_last(layer)
-    k = _pair(layer, "kernel_size")
-    s = _pair(layer, "strides", [1, 1])
-    d = _pair(layer, "dilation_rate", [1, 1])
-    padding = _choice(layer, "padding", "valid", ("valid", "same"))
-    sizes = []
-    for axis in (0, 1):
-        size = shape[1 + axis]
-        if size is None:
+    if layer.class_name in _CONV1D:
+        return SimpleNamespace(
+            kernel_size=(_single(layer, "kernel_size"),),
+            strides=(_single(layer, "strides", [1]),),
+            dilation_rate=(_single(layer, "dilation_rate", [1]),),
+            padding=_choice(layer, "padding", "valid", ("valid", "same", "causal")),
+            filters=_int(layer, "filters"),
+            groups=1,
+            use_bias=False,
+        )
+    args = SimpleNamespace(
+        kernel_size=_pair(layer, "kernel_size"),
+        strides=_pair(layer, "strides", [1, 1]),
+        dilation_rate=_pair(layer, "dilation_rate", [1, 1]),
+        padding=_choice(layer, "padding", "valid", ("valid", "same")),
+        use_bias=False,
+    )
+    if layer.class_name in _DEPTHWISE:
+        args.depth_multiplier = _int(layer, "depth_multiplier", 1)
+    else:
+        args.filters, args.groups = _int(layer, "filters"), 1
+    return args
+
+
+def _args(layer: LayerSpec) -> SimpleNamespace:
+    """The arguments the table's output rule reads, checked by the runtime
+    (its refusals, its messages)."""
+    cls = layer.class_name
+    if cls in (*_CONV, *_CONV1D, *_DEPTHWISE):
+        return _conv_args(layer)
+    if cls in _DENSE:
+        return SimpleNamespace(units=_int(layer, "units"))
+    if cls in _POOLS:
+        _channels_last(layer)
+        pool = _pair(layer, "pool_size", [2, 2])
+        strides = _pair(layer, "strides", list(pool))
+        padding = _choice(layer, "padding", "valid", ("valid", "same"))
+        return SimpleNamespace(pool_size=pool, strides=strides, padding=padding)
+    if cls == "GlobalAveragePooling2D":
+        _channels_last(layer)
+        return SimpleNamespace(keepdims=_bool(layer, "keepdims", False))
+    if cls == "Flatten":
+        _channels_last(layer)
+    # Concatenate's axis is checked by the caller; identities read nothing
+    # (a dropout's noise_shape does not apply at inference).
+    return SimpleNamespace(axis=_get(layer, "axis", -1), noise_shape=None)
+
+
+def _table_out(layer: LayerSpec, shapes: list[Shape]) -> Shape:
+    """The table's output shape (batch axis kept) for checked arguments; the
+    inputs' rank and sizes were checked by the runtime, so a refusal left is
+    a window the input is smaller than."""
+    rule = _rule(layer)
+    assert rule.output_shape is not None
+    inner = [tuple(int(d or 0) for d in s[1:]) for s in shapes]
+    try:
+        out = rule.output_shape(_args(layer), inner)
+    except RuleError:
+        shape = shapes[0]
+        if layer.class_name in _CONV1D:
             raise DefinitionError(
-                f"{_where(layer)}: the input's spatial size is unknown"
-            )
-        _, out = window(size, k[axis], s[axis], d[axis], padding)
-        if out < 1:
+                f"{_where(layer)}: input of {shape[1]} steps is shorter than the "
+                f"window {_single(layer, 'kernel_size')} with "
+                f"padding={_get(layer, 'padding', 'valid')!r}"
+            ) from None
+        if layer.class_name in _POOLS:
             raise DefinitionError(
-                f"{_where(layer)}: input {list(shape[1:3])} is smaller than the "
-                f"window {list(k)} with padding={padding!r}"
-            )
-        sizes.append(out)
-    return (shape[0], sizes[0], sizes[1], channels)
+                f"{_where(layer)}: input smaller than the pool"
+            ) from None
+        raise DefinitionError(
+            f"{_where(layer)}: input {list(shape[1:3])} is smaller than the "
+            f"window {list(_pair(layer, 'kernel_size'))} with "
+            f"padding={_get(layer, 'padding', 'valid')!r}"
+        ) from None
+    return (shapes[0][0], *out)
+
+
+def _rank(layer: LayerSpec, shape: Shape, rank: int, axes: str) -> None:
+    if len(shape) != rank:
+        raise DefinitionError(
+            f"{_where(layer)}: expected an input of rank {rank}{axes}, "
+            f"received shape {list(shape)}"
+        )
 
 
 def _output_shape(layer: LayerSpec, shapes: list[Shape]) -> Shape:
-    """The layer's output shape for its input shapes (checks its config)."""
+    """The layer's output shape for its input shapes (checks its config): the
+    runtime's refusals, then the table's rule."""
     cls = layer.class_name
     if cls not in SUPPORTED_LAYERS:
         raise UnsupportedLayerError(
@@ -255,7 +333,7 @@ def _output_shape(layer: LayerSpec, shapes: list[Shape]) -> Shape:
                     f"{_where(layer)}: inputs of different shapes "
                     f"{[list(s) for s in shapes]}"
                 )
-            return shapes[0]
+            return _table_out(layer, shapes)
         rank = len(shapes[0])
         axis = _get(layer, "axis", -1)
         if (
@@ -274,8 +352,7 @@ def _output_shape(layer: LayerSpec, shapes: list[Shape]) -> Shape:
                 f"{_where(layer)}: inputs {[list(s) for s in shapes]} cannot be "
                 f"concatenated on axis {axis}"
             )
-        total = sum(int(s[axis] or 0) for s in shapes)
-        return (*shapes[0][:axis], total, *shapes[0][axis + 1 :])
+        return _table_out(layer, shapes)
     if len(shapes) != 1:
         raise DefinitionError(
             f"{_where(layer)}: expected 1 input, received {len(shapes)}"
@@ -285,90 +362,47 @@ def _output_shape(layer: LayerSpec, shapes: list[Shape]) -> Shape:
         raise DefinitionError(
             f"{_where(layer)}: input shape {list(shape)} is not fully known"
         )
-    if cls in _CONV:
-        return _conv_out(layer, shape, _int(layer, "filters"))
-    if cls in _CONV1D:
-        if len(shape) != 3:
-            raise DefinitionError(
-                f"{_where(layer)}: expected an input of rank 3 (batch, steps, "
-                f"channels), received shape {list(shape)}"
-            )
-        _channels_last(layer)
-        k, s = _single(layer, "kernel_size"), _single(layer, "strides", [1])
-        d = _single(layer, "dilation_rate", [1])
-        padding = _choice(layer, "padding", "valid", ("valid", "same", "causal"))
-        _, out = axis_geometry(int(shape[1] or 0), k, s, d, padding)
-        if out < 1:
-            raise DefinitionError(
-                f"{_where(layer)}: input of {shape[1]} steps is shorter than the "
-                f"window {k} with padding={padding!r}"
-            )
-        return (shape[0], out, _int(layer, "filters"))
-    if cls in _DEPTHWISE:
-        mult = _int(layer, "depth_multiplier", 1)
-        return _conv_out(layer, shape, int(shape[3] or 0) * mult)
-    if cls in _DENSE:
-        return (*shape[:-1], _int(layer, "units"))
-    if cls in _SAME_SHAPE:
-        return shape
-    if cls in _POOLS:
-        if len(shape) != 4:
-            raise DefinitionError(f"{_where(layer)}: expected an input of rank 4")
-        _channels_last(layer)
-        pool = _pair(layer, "pool_size", [2, 2])
-        strides = _pair(layer, "strides", list(pool))
-        padding = _choice(layer, "padding", "valid", ("valid", "same"))
-        (_, oh), (_, ow) = (
-            window(int(shape[1] or 0), pool[0], strides[0], 1, padding),
-            window(int(shape[2] or 0), pool[1], strides[1], 1, padding),
-        )
-        if oh < 1 or ow < 1:
-            raise DefinitionError(f"{_where(layer)}: input smaller than the pool")
-        return (shape[0], oh, ow, shape[3])
-    if cls == "GlobalAveragePooling2D":
-        if len(shape) != 4:
-            raise DefinitionError(f"{_where(layer)}: expected an input of rank 4")
-        _channels_last(layer)
-        if _bool(layer, "keepdims", False):
-            return (shape[0], 1, 1, shape[3])
-        return (shape[0], shape[3])
-    # Flatten
-    _channels_last(layer)
-    return (shape[0], math.prod(int(d or 0) for d in shape[1:]))
+    if cls in ("BatchNormalization", "Softmax"):
+        # The table refuses other axes for the service; the runtime reads
+        # them and refuses them when planning (naming the core's limit).
+        return (shape[0], *same_shape(layer, [tuple(int(d or 0) for d in shape[1:])]))
+    if cls in (*_CONV, *_DEPTHWISE):
+        # The channel count first, as the runtime always has.
+        _int(layer, "filters") if cls in _CONV else _int(layer, "depth_multiplier", 1)
+        _rank(layer, shape, 4, " (batch, height, width, channels)")
+    elif cls in _CONV1D:
+        _rank(layer, shape, 3, " (batch, steps, channels)")
+    elif cls in (*_POOLS, "GlobalAveragePooling2D"):
+        _rank(layer, shape, 4, "")
+    return _table_out(layer, shapes)
 
 
 def weight_shapes(layer: LayerSpec, shape: Shape) -> dict[str, tuple[int, ...]]:
-    """The variables a layer must have in the file, and their shapes, for an
-    input of ``shape``."""
+    """The variables a layer must have in the file (its kernel and bias), and
+    their shapes, for an input of ``shape``: the table's rule."""
     cls = layer.class_name
+    if cls not in (*_CONV, *_CONV1D, *_DEPTHWISE, *_DENSE):
+        return {}
     channels = int(shape[-1] or 0)
-    found: dict[str, tuple[int, ...]] = {}
+    args = (
+        SimpleNamespace(units=_int(layer, "units"))
+        if cls in _DENSE
+        else _conv_args(layer)
+    )
     if cls in (*_CONV, *_CONV1D):
         groups = _int(layer, "groups", 1)
-        filters = _int(layer, "filters")
-        if channels % groups or filters % groups:
+        if channels % groups or args.filters % groups:
             raise _bad(
-                layer, "groups", groups, f"a divisor of {channels} and {filters}"
+                layer, "groups", groups, f"a divisor of {channels} and {args.filters}"
             )
-        window = (
-            _pair(layer, "kernel_size")
-            if cls in _CONV
-            else (_single(layer, "kernel_size"),)
-        )
-        found["kernel"] = (*window, channels // groups, filters)
-        units = filters
-    elif cls in _DEPTHWISE:
-        mult = _int(layer, "depth_multiplier", 1)
-        found["kernel"] = (*_pair(layer, "kernel_size"), channels, mult)
-        units = channels * mult
-    elif cls in _DENSE:
-        units = _int(layer, "units")
-        found["kernel"] = (channels, units)
-    else:
-        return found
-    if _bool(layer, "use_bias", True):
-        found["bias"] = (units,)
-    return found
+        args.groups = groups
+    args.use_bias = _bool(layer, "use_bias", True)
+    rule = _rule(layer)
+    assert rule.weights is not None
+    inner = tuple(int(d or 0) for d in shape[1:])
+    # The kernel and bias rules of these types do not read the output shape.
+    weights = rule.weights(args, [inner], ())
+    return {w.name: w.shape for w in weights}
 
 
 def infer_shapes(graph: Graph) -> dict[ValueId, Spec]:

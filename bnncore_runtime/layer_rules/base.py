@@ -135,6 +135,9 @@ class LayerRule:
             common to all layers (:func:`intermediate_elements`).
         fixed: Batch-independent elements besides quantized kernel copies
             (:func:`fixed_elements`).
+        definable: Whether the service's definitions may use the type, when
+            it is estimable (False: read by the profile and the runtime only,
+            like the noise layers, whose arguments the service does not type).
     """
 
     name: str
@@ -149,6 +152,7 @@ class LayerRule:
     padded: bool = False
     intermediates: CountRule = no_elements
     fixed: CountRule = no_elements
+    definable: bool = True
     _quantizer_of: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -213,6 +213,11 @@ def _activations() -> list[LayerRule]:
         LayerRule("ELU", same_shape, intermediates=per_output(4)),
         LayerRule("Softmax", _softmax_out, intermediates=per_output(3)),
         LayerRule("Dropout", _dropout_out),
+        # Noise layers: identities at inference, no weights. Read by the
+        # profile and the runtime; the service does not type their arguments.
+        LayerRule("GaussianNoise", same_shape, definable=False),
+        LayerRule("GaussianDropout", same_shape, definable=False),
+        LayerRule("AlphaDropout", _dropout_out, definable=False),
         LayerRule("Rescaling", same_shape, intermediates=per_output(2)),
         LayerRule("Identity", same_shape),
     ]

@@ -635,7 +635,11 @@ class Input(LayerSpec):
 
 LAYER_TYPES: dict[str, type[LayerSpec]] = {
     "Input": Input,
-    **{name: _layer_spec(name) for name, rule in RULES.items() if rule.estimable},
+    **{
+        name: _layer_spec(name)
+        for name, rule in RULES.items()
+        if rule.estimable and rule.definable
+    },
 }
 """The allow-list: layer ``type`` → its spec class. The types are those the
 layer rules can estimate (the service estimates every definition before it
