@@ -4,7 +4,8 @@ config and decoded weights (no Keras).
 Each supported class's config is checked here (types, ranges,
 ``channels_last``, the inputs' rank); its output shape and the shapes its
 weights must have come from the table of layer rules
-(:mod:`bnncore_runtime.layer_rules`), applied to the checked arguments. :class:`ExportFrontend` then answers the planner's questions
+(:mod:`bnncore_runtime.layer_rules`), applied to the checked arguments.
+:class:`ExportFrontend` then answers the planner's questions
 (:class:`bnncore_runtime.planner.Frontend`) with the same native
 implementations and the same binary-layer construction the Keras front end
 uses, so the plan is the one ``bnncore.engine.compile`` makes for the model.
@@ -162,14 +163,27 @@ def _channels_last(layer: LayerSpec) -> None:
     _choice(layer, "data_format", "channels_last", ("channels_last",))
 
 
+_PACKAGE = "bnncore>"
+"""The prefix of bnncore's registered names: Keras 3 writes a registered
+function as ``"bnncore>ste_sign"``. Another package's prefix stays (its
+``relu`` is not Keras's)."""
+
+
+def _unprefixed(name: str) -> str:
+    return name[len(_PACKAGE) :] if name.startswith(_PACKAGE) else name
+
+
 def _function_name(value: Any) -> str | None:
-    """The name of a serialized function or quantizer (None for null)."""
-    if value is None or isinstance(value, str):
-        return value
+    """The name of a serialized function or quantizer (None for null), without
+    bnncore's registration prefix."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _unprefixed(value)
     if isinstance(value, dict):
         if value.get("class_name") == "function":
             config = value.get("config")
-            return config if isinstance(config, str) else "?"
+            return _unprefixed(config) if isinstance(config, str) else "?"
         name = value.get("class_name")
         return name if isinstance(name, str) else "?"
     return "?"
