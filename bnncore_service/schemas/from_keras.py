@@ -266,6 +266,21 @@ def _strip_benign(path: str, config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _layer_config(path: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A layer entry's ``config`` object, after checking the entry's keys and
+    that its ``name``, if given, is ``config.name``."""
+    _keys(path, entry, _LAYER_KEYS)
+    config = entry.get("config")
+    if not isinstance(config, dict):
+        raise _fail(f"{path}.config", "expected an object")
+    if "name" in entry and entry["name"] != config.get("name"):
+        raise _fail(
+            f"{path}.name",
+            f"{entry['name']!r} differs from config.name {config.get('name')!r}",
+        )
+    return config
+
+
 def _private(
     path: str, entry: dict[str, Any], type_name: str, op: bool
 ) -> tuple[dict[str, Any], Any]:
@@ -277,15 +292,7 @@ def _private(
             f"{path}.registered_name",
             f"expected {class_name!r}, received {entry.get('registered_name')!r}",
         )
-    _keys(path, entry, _LAYER_KEYS)
-    config = entry.get("config")
-    if not isinstance(config, dict):
-        raise _fail(f"{path}.config", "expected an object")
-    if "name" in entry and entry["name"] != config.get("name"):
-        raise _fail(
-            f"{path}.name",
-            f"{entry['name']!r} differs from config.name {config.get('name')!r}",
-        )
+    config = _layer_config(path, entry)
     if op:
         _keys(f"{path}.config", config, {"name"})
         return {"type": type_name, "name": config.get("name")}, entry.get(
@@ -359,15 +366,7 @@ def _layer(path: str, entry: Any) -> tuple[dict[str, Any], Any]:
             raise _fail(f"{path}.module", f"expected 'keras.layers', got {module!r}")
         if registered is not None:
             raise _fail(f"{path}.registered_name", f"unexpected {registered!r}")
-    _keys(path, entry, _LAYER_KEYS)
-    config = entry.get("config")
-    if not isinstance(config, dict):
-        raise _fail(f"{path}.config", "expected an object")
-    if "name" in entry and entry["name"] != config.get("name"):
-        raise _fail(
-            f"{path}.name",
-            f"{entry['name']!r} differs from config.name {config.get('name')!r}",
-        )
+    config = _layer_config(path, entry)
     config = _strip_benign(f"{path}.config", config)
     data: dict[str, Any] = {"type": type_name}
     for key, value in config.items():
