@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from bnncore.analysis.records import LayerProfile, ModelProfile
 
-__all__ = ["MAX_CHART_ROWS", "ChartRow", "chart_rows", "to_html_page"]
+__all__ = ["MAX_CHART_ROWS", "SORT_JS", "ChartRow", "chart_rows", "to_html_page"]
 
 MAX_CHART_ROWS = 60
 """Above this many chart rows, consecutive rows are grouped into blocks."""
@@ -299,27 +299,35 @@ th,td{padding:2px 8px;border-bottom:1px solid #eee;text-align:right;
 white-space:nowrap}
 th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}
 .layers thead th{position:sticky;top:0;background:#f4f4f4;cursor:pointer}
+thead th[data-dir=asc]::after{content:" \\25B2"}
+thead th[data-dir=desc]::after{content:" \\25BC"}
 .layers tfoot th{position:sticky;bottom:0;background:#f4f4f4}
 .top{display:flex;gap:3em}.note{color:#555}
 """
 
 SORT_JS = """
 document.querySelectorAll("table.sortable").forEach(function(t){
- t.querySelectorAll("thead th").forEach(function(th,i){
+ t.querySelectorAll("thead th[data-sort]").forEach(function(th){
   th.addEventListener("click",function(){
    var b=t.tBodies[0],rows=Array.from(b.rows),up=th.dataset.dir!=="asc";
    t.querySelectorAll("thead th").forEach(function(h){delete h.dataset.dir;});
    th.dataset.dir=up?"asc":"desc";
-   function key(r){var c=r.cells[i],v=c.dataset.v;
-    if(v!==undefined)return parseFloat(v);return c.textContent.trim();}
-   rows.sort(function(x,y){var a=key(x),c=key(y);
-    var r=(typeof a==="number"&&typeof c==="number")?a-c:String(a).localeCompare(c);
+   var col=th.cellIndex,num=th.dataset.sort==="number";
+   function key(r){var c=r.cells[col],v=c.dataset.v;
+    return num&&v!==undefined?parseFloat(v):c.textContent.trim();}
+   rows.sort(function(x,y){var a=key(x),c=key(y),n=typeof a==="number",
+    m=typeof c==="number",r=n&&m?a-c:n?-1:m?1:a.localeCompare(c);
     return up?r:-r;});
    rows.forEach(function(r){b.appendChild(r);});
   });
  });
 });
 """
+"""Sorts a ``table.sortable`` by a header clicked twice (ascending, then
+descending; ``data-dir`` marks it). Only headers with ``data-sort`` sort:
+``"number"`` by each cell's ``data-v`` (ascending, cells without one come
+after the numbers), ``"text"`` by the cell's text in the reader's locale.
+The column is the header's ``cellIndex``. The service's pages use it too."""
 
 
 def _cards(profile: ModelProfile) -> str:
@@ -385,7 +393,11 @@ def _table(profile: ModelProfile) -> str:
         mac = 100 * row.macs / t.macs if t.macs else 0.0
         raw.append((path, [*cells, f"{mem:.2f}", f"{mac:.2f}"]))
     out = ['<div class="scroll"><table class="layers sortable"><thead><tr>']
-    out += [f'<th title="Sort by {esc(h)}">{esc(h)}</th>' for h in header]
+    out += [
+        f'<th data-sort="{"text" if i < 2 else "number"}" title="Sort by {esc(h)}">'
+        f"{esc(h)}</th>"
+        for i, h in enumerate(header)
+    ]
     out.append("</tr></thead><tbody>")
     for path, cells in raw:
         tds = []

@@ -31,6 +31,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 import bnncore
+from bnncore.analysis.html_report import SORT_JS
 from bnncore_service.auth import OPEN, ApiKeyAuth
 from bnncore_service.docs import (
     ASSETS_URL,
@@ -144,24 +145,6 @@ thead th[data-dir=desc]::after{content:" \\25BC"}
 padding:.6em .9em}
 code,pre{background:#f4f4f4;padding:1px 4px;border-radius:3px}
 .muted{color:#666}
-"""
-
-SORT_JS = """
-document.querySelectorAll("table.sortable").forEach(function(t){
- t.querySelectorAll("thead th[data-sort]").forEach(function(th,i){
-  th.addEventListener("click",function(){
-   var b=t.tBodies[0],rows=Array.from(b.rows),up=th.dataset.dir!=="asc";
-   t.querySelectorAll("thead th").forEach(function(h){delete h.dataset.dir;});
-   th.dataset.dir=up?"asc":"desc";
-   var col=th.cellIndex,num=th.dataset.sort==="number";
-   function key(r){var c=r.cells[col];
-    return num?parseFloat(c.dataset.v):c.textContent.trim();}
-   rows.sort(function(x,y){var a=key(x),c=key(y);
-    var r=num?a-c:(a<c?-1:a>c?1:0);return up?r:-r;});
-   rows.forEach(function(r){b.appendChild(r);});
-  });
- });
-});
 """
 
 
