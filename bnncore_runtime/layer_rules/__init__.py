@@ -38,7 +38,11 @@ its output::
     )
 
 The service then accepts the type once its spec exists (its schemas list the
-estimable types of this table), and estimates and profiles it alike.
+estimable types of this table whose ``definable`` is left true), and
+estimates and profiles it alike.
+
+The runtime (:mod:`bnncore_runtime.layers`) reads its output and weight
+shapes from the table too, after its own checks of an export's configs.
 
 Modules: :mod:`.base` (the types and shared helpers), :mod:`.weighted`,
 :mod:`.shaping`, :mod:`.memory` (intermediate tensors: the factors of

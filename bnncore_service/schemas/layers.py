@@ -8,8 +8,8 @@ kernels need it). In a graph definition a layer also has ``inputs``.
 Nothing here restates a constructor. Each layer spec is made from:
 
 * the layer types: those of :data:`bnncore_runtime.layer_rules.RULES` that the
-  rules can estimate before building (the service estimates every definition),
-  plus ``Input``;
+  rules can estimate before building (the service estimates every definition)
+  and that are ``definable`` (not the noise layers), plus ``Input``;
 * the constructor (``keras.layers.X``, ``bnncore.layers.X`` or
   ``bnncore.quantizers.X``): its arguments and their defaults, read with
   :func:`inspect.signature`;
