@@ -298,15 +298,18 @@ def _table_out(layer: LayerSpec, shapes: list[Shape]) -> Shape:
     rule = _rule(layer)
     assert rule.output_shape is not None
     inner = [tuple(int(d or 0) for d in s[1:]) for s in shapes]
+    args = _args(layer)
     try:
-        out = rule.output_shape(_args(layer), inner)
-    except RuleError:
+        out = rule.output_shape(args, inner)
+    except RuleError as error:
         shape = shapes[0]
+        if layer.class_name not in (*_CONV, *_CONV1D, *_DEPTHWISE, *_POOLS):
+            raise DefinitionError(f"{_where(layer)}: {error}") from None
         if layer.class_name in _CONV1D:
             raise DefinitionError(
                 f"{_where(layer)}: input of {shape[1]} steps is shorter than the "
                 f"window {_single(layer, 'kernel_size')} with "
-                f"padding={_get(layer, 'padding', 'valid')!r}"
+                f"padding={args.padding!r}"
             ) from None
         if layer.class_name in _POOLS:
             raise DefinitionError(
@@ -315,7 +318,7 @@ def _table_out(layer: LayerSpec, shapes: list[Shape]) -> Shape:
         raise DefinitionError(
             f"{_where(layer)}: input {list(shape[1:3])} is smaller than the "
             f"window {list(_pair(layer, 'kernel_size'))} with "
-            f"padding={_get(layer, 'padding', 'valid')!r}"
+            f"padding={args.padding!r}"
         ) from None
     return (shapes[0][0], *out)
 
