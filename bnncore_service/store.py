@@ -34,15 +34,10 @@ another replica is making right now.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import re
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,18 +60,28 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from bnncore_service import database
-from bnncore_service.blobs import (
-    BlobInfo,
-    BlobMissingError,
-    BlobStore,
-    LocalBlobs,
-    StoreError,
-    open_blobs,
-)
+from bnncore_service.blobs import BlobInfo, BlobStore, LocalBlobs, open_blobs
 from bnncore_service.blobs import atomic_write as atomic_write
 from bnncore_service.config import Settings
+from bnncore_service.records import (
+    MAX_DEFINITION_BYTES,
+    TMP_PREFIX,
+    StoredWeights,
+    StoreError,
+    SweepReport,
+    Upload,
+    VersionRecord,
+    definition_key,
+    read_definition,
+    stored_weights,
+    version_record,
+    weights_key,
+)
+from bnncore_service.records import STORED_NAME as _STORED_NAME
 
 __all__ = [
+    "MAX_DEFINITION_BYTES",
+    "TMP_PREFIX",
     "Store",
     "StoreError",
     "StoredWeights",
@@ -86,18 +91,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("bnncore_service.store")
-
-TMP_PREFIX = ".tmp-"
-"""Prefix of every temporary file the store (or an upload) writes."""
-
-MAX_DEFINITION_BYTES = 64 * 1024 * 1024
-"""Most bytes read of a stored definition (a normalized definition within the
-``BNN_MAX_*`` limits is far smaller)."""
-
-_STORED_NAME = {
-    "definitions": re.compile(r"[0-9a-f]{64}\.json"),
-    "weights": re.compile(r"[0-9a-f]{64}\.safetensors"),
-}
 
 _metadata = MetaData()
 model_names = Table(
@@ -138,174 +131,16 @@ registry_generation = Table(  # one row (id 1), bumped by every write
 )
 
 
-@dataclass(frozen=True)
-class VersionRecord:
-    """One registered version.
-
-    Attributes:
-        inputs / outputs: ``[{"name": ..., "shape": [-1, ...]}]``.
-    """
-
-    name: str
-    version: int
-    content_hash: str
-    kind: str
-    created_at: str
-    params: int
-    memory_bytes: int
-    inputs: list[dict[str, Any]]
-    outputs: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class StoredWeights:
-    """The uploaded weights of one version (see :meth:`Store.weights`).
-
-    Attributes:
-        sha256: Hex digest of the file: it identifies the weights (the model
-            cache keys on it, so a new upload is never served stale).
-        size: File size in bytes.
-        key: Its key in the blob store (content-addressed, never rewritten
-            with other bytes).
-        blobs: The blob store holding it.
-    """
-
-    name: str
-    version: int
-    sha256: str
-    size: int
-    uploaded_at: str
-    key: str
-    blobs: BlobStore = field(repr=False, compare=False)
-
-    @property
-    def path(self) -> Path | None:
-        """The local file, when the store is the data directory; else ``None``."""
-        return self.blobs.local_path(self.key)
-
-    def read(self) -> bytes:
-        """The file's bytes, checked against the recorded size and sha256
-        (never more than the recorded size plus one byte is read).
-
-        Raises:
-            StoreError: the file is gone (replaced by a concurrent upload, or
-                the store was damaged; retrying reads the new one), or its
-                bytes are not the ones recorded (corrupt: refused).
-        """
-        where = f"weights of {self.name!r} version {self.version}"
-        try:
-            data = self.blobs.read(self.key, self.size)
-        except BlobMissingError:
-            raise StoreError(
-                f"{where} (sha256 {self.sha256[:12]}) missing at "
-                f"{self.blobs.describe(self.key)}; retry"
-            ) from None
-        except StoreError as error:
-            raise StoreError(f"{where} unreadable; retry: {error}") from None
-        if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.sha256:
-            shown = f"more than {self.size}" if len(data) > self.size else len(data)
-            raise StoreError(
-                f"{where}: {self.blobs.describe(self.key)} is corrupt: "
-                f"{shown} bytes whose sha256 is not the recorded "
-                f"{self.sha256} ({self.size} bytes); refused (upload the "
-                "weights again)"
-            )
-        return data
-
-
-@dataclass(frozen=True)
-class SweepReport:
-    """What :meth:`Store.sweep` deleted (paths relative to the data directory).
-
-    Attributes:
-        temporary: ``.tmp-*`` files of interrupted writes.
-        unreferenced: Definition and weights files no committed version
-            refers to.
-        kept_young: Candidates left alone because they are younger than the
-            grace period.
-        bytes: Total size of what was deleted.
-    """
-
-    temporary: list[str] = field(default_factory=list)
-    unreferenced: list[str] = field(default_factory=list)
-    kept_young: int = 0
-    bytes: int = 0
-
-
-class Upload:
-    """An uploaded file being received into a temporary file of the data
-    directory (``weights/.tmp-upload-*``), hashed as it is written.
-
-    :meth:`Store.save_weights` moves it into place (a rename, no copy);
-    :meth:`discard` deletes it. A crash leaves the temporary file, which the
-    start-up sweep removes.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        """
-        Raises:
-            StoreError: the temporary file cannot be created.
-        """
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(
-                dir=directory, prefix=f"{TMP_PREFIX}upload-", suffix=".safetensors"
-            )
-        except OSError as error:
-            raise StoreError(f"cannot write the weights file: {error}") from None
-        self.path = Path(name)
-        self.size = 0
-        self._file: Any = os.fdopen(fd, "wb")
-        self._hash = hashlib.sha256()
-        self.sha256 = ""
-
-    def write(self, data: bytes) -> None:
-        """Appends ``data`` (blocking file I/O: call it off the event loop).
-
-        Raises:
-            StoreError: the disk refused the write (full, read-only).
-        """
-        try:
-            self._file.write(data)
-        except OSError as error:
-            raise StoreError(f"cannot write the weights file: {error}") from None
-        self._hash.update(data)
-        self.size += len(data)
-
-    def finish(self) -> str:
-        """Flushes the file to disk and closes it; its sha256 (hex).
-
-        Raises:
-            StoreError: the disk refused the write.
-        """
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-        except OSError as error:
-            raise StoreError(f"cannot write the weights file: {error}") from None
-        self.sha256 = self._hash.hexdigest()
-        return self.sha256
-
-    def discard(self) -> None:
-        """Deletes the temporary file (nothing happens once it was saved)."""
-        if not self._file.closed:
-            self._file.close()
-        self.path.unlink(missing_ok=True)
-
-
 def _record(row: Any) -> VersionRecord:
-    io = json.loads(row.io_json)
-    return VersionRecord(
-        name=row.name,
-        version=row.version,
-        content_hash=row.content_hash,
-        kind=row.kind,
-        created_at=row.created_at,
-        params=row.params,
-        memory_bytes=row.memory_bytes,
-        inputs=io["inputs"],
-        outputs=io["outputs"],
+    return version_record(
+        row.name,
+        row.version,
+        row.content_hash,
+        row.kind,
+        row.created_at,
+        row.params,
+        row.memory_bytes,
+        row.io_json,
     )
 
 
@@ -406,9 +241,7 @@ class Store:
     # Definitions (files)
     # ------------------------------------------------------------------
 
-    @staticmethod
-    def _definition_key(content_hash: str) -> str:
-        return f"definitions/{content_hash[:2]}/{content_hash}.json"
+    _definition_key = staticmethod(definition_key)
 
     def _definition_path(self, content_hash: str) -> Path:
         """The definition's file in the data directory (the local store)."""
@@ -433,16 +266,7 @@ class Store:
         Raises:
             StoreError: it is missing, larger than that, or not JSON.
         """
-        key = self._definition_key(content_hash)
-        try:
-            data = self.blobs.read(key, MAX_DEFINITION_BYTES)
-            if len(data) > MAX_DEFINITION_BYTES:
-                raise ValueError(f"larger than {MAX_DEFINITION_BYTES} bytes")
-            return json.loads(data)
-        except (StoreError, ValueError) as error:
-            raise StoreError(
-                f"stored definition {content_hash} unreadable: {error}"
-            ) from error
+        return read_definition(self.blobs, content_hash)
 
     # ------------------------------------------------------------------
     # Versions (database)
@@ -622,19 +446,11 @@ class Store:
     # Uploaded weights (files by sha256, one database row per version)
     # ------------------------------------------------------------------
 
-    @staticmethod
-    def _weights_key(sha256: str) -> str:
-        return f"weights/{sha256[:2]}/{sha256}.safetensors"
+    _weights_key = staticmethod(weights_key)
 
     def _stored(self, row: Any) -> StoredWeights:
-        return StoredWeights(
-            name=row.name,
-            version=row.version,
-            sha256=row.sha256,
-            size=row.size,
-            uploaded_at=row.uploaded_at,
-            key=self._weights_key(row.sha256),
-            blobs=self.blobs,
+        return stored_weights(
+            self.blobs, row.name, row.version, row.sha256, row.size, row.uploaded_at
         )
 
     def _discard(self, key: str) -> None:
