@@ -17,7 +17,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bnncore_service.blobs import BlobMissingError, BlobStore, StoreError
 
@@ -25,6 +25,7 @@ __all__ = [
     "MAX_DEFINITION_BYTES",
     "STORED_NAME",
     "TMP_PREFIX",
+    "RegistryReads",
     "StoreError",
     "StoredWeights",
     "SweepReport",
@@ -198,6 +199,54 @@ def read_definition(blobs: BlobStore, content_hash: str) -> dict[str, Any]:
         raise StoreError(
             f"stored definition {content_hash} unreadable: {error}"
         ) from error
+
+
+class RegistryReads(Protocol):
+    """The reads of the registry that inference needs: what both the full
+    service's :class:`~bnncore_service.store.Store` and an inference replica's
+    read-only :class:`~bnncore_service.store_reader.StoreReader` answer, with
+    the same results and errors.
+
+    Attributes:
+        writes: Writes committed through this object (always 0 for a reader);
+            other processes' writes show in :meth:`generation`.
+    """
+
+    writes: int
+
+    def generation(self) -> int:
+        """The registry's generation (grows with every committed write)."""
+        ...
+
+    def get(self, name: str, version: int | None = None) -> VersionRecord | None:
+        """A version of ``name`` (the latest when ``version`` is None)."""
+        ...
+
+    def weights(self, name: str, version: int) -> StoredWeights | None:
+        """The uploaded weights of ``(name, version)``; ``None``: initial."""
+        ...
+
+    def versions(self, name: str) -> list[int]:
+        """The registered versions of ``name``, ascending."""
+        ...
+
+    def list_models(
+        self, limit: int, offset: int
+    ) -> tuple[list[tuple[str, list[int]]], int]:
+        """A page of ``(name, versions)`` ordered by name, and the number of names."""
+        ...
+
+    def load_definition(self, content_hash: str) -> dict[str, Any]:
+        """The normalized definition stored under ``content_hash``."""
+        ...
+
+    def ping(self) -> bool:
+        """Whether the database answers."""
+        ...
+
+    def close(self) -> None:
+        """Releases the database and object store connections."""
+        ...
 
 
 @dataclass(frozen=True)

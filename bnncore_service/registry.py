@@ -22,9 +22,12 @@ executor (``bnncore_service.runtime.Runtime``: Keras). The ``cached_*`` lookups
 answer from memory only, so inference may call them on the loop and hop to
 the blocking ``read_*`` only on a miss.
 
-Importing this module imports neither TensorFlow nor Keras (the inference
-replica uses it): the definition schemas, the builder and the weights checks
-are imported where a full replica calls them.
+Importing this module imports neither TensorFlow nor Keras, nor FastAPI,
+pydantic or SQLAlchemy (the inference replica uses it, over the read-only
+``bnncore_service.store_reader``): the definition schemas, the builder and
+the weights checks are imported where a full replica calls them, and the
+routes' dependency :data:`RegistryDep` comes from
+``bnncore_service.registry_deps`` when it is first asked for.
 """
 
 from __future__ import annotations
@@ -33,22 +36,24 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
-from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
 
-from bnncore_service.config import Settings
 from bnncore_service.model_cache import Built, ModelCache
+from bnncore_service.records import RegistryReads, StoredWeights, Upload, VersionRecord
 from bnncore_service.registry_view import RegistryView
-from bnncore_service.store import Store, StoredWeights, Upload, VersionRecord
 
 if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
     from bnncore_service.builder import Plan
+    from bnncore_service.config import Settings
+    from bnncore_service.registry_deps import RegistryDep, get_registry
     from bnncore_service.runtime import Runtime
     from bnncore_service.schemas.reports import VersionSummary
     from bnncore_service.sizes import SizeCache
+    from bnncore_service.store import Store
 
 __all__ = [
     "ModelPage",
@@ -72,14 +77,31 @@ _PAGE = 100
 """Models read per query when listing every version."""
 
 
+_READ_ONLY = (
+    "BNN_ROLE=inference: this replica builds no Keras model; send "
+    "registrations, reports and weights uploads to a full replica"
+)
+
+
+def __getattr__(name: str) -> Any:
+    """``RegistryDep`` and ``get_registry`` (FastAPI), imported on first use."""
+    if name in ("RegistryDep", "get_registry"):
+        from bnncore_service import registry_deps
+
+        return getattr(registry_deps, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @functools.cache
 def _definition_adapter() -> TypeAdapter[Any]:
+    from pydantic import TypeAdapter
+
     from bnncore_service.schemas.definitions import Definition
 
     return TypeAdapter(cast(Any, Definition))  # a discriminated union
 
 
-def definition_of(store: Store, content_hash: str) -> Any:
+def definition_of(store: RegistryReads, content_hash: str) -> Any:
     """The stored definition of ``content_hash``, validated (blocking): the
     one place a stored definition is read back into the definition language.
 
@@ -90,7 +112,7 @@ def definition_of(store: Store, content_hash: str) -> Any:
     return _definition_adapter().validate_python(store.load_definition(content_hash))
 
 
-def plan_of(store: Store, settings: Settings, content_hash: str) -> Plan:
+def plan_of(store: RegistryReads, settings: Settings, content_hash: str) -> Plan:
     """:func:`definition_of`, sized against ``settings``' limits (blocking):
     the first step of every version that becomes a model, and of the model
     list's sizes (``bnncore_service.sizes``).
@@ -266,13 +288,15 @@ class Registry:
 
     Args:
         settings: The app's settings.
-        store: The open store.
+        store: The open store: a :class:`~bnncore_service.store.Store`, or on
+            an inference replica (``runtime`` ``None``) the read-only
+            :class:`~bnncore_service.store_reader.StoreReader`.
         runtime: The build executor and its model cache; ``None`` on an
             inference replica (no Keras), which keeps a cache of its own.
     """
 
     def __init__(
-        self, settings: Settings, store: Store, runtime: Runtime | None
+        self, settings: Settings, store: RegistryReads, runtime: Runtime | None
     ) -> None:
         self.settings = settings
         self.store = store
@@ -290,11 +314,16 @@ class Registry:
     @property
     def _runtime(self) -> Runtime:
         if self.runtime is None:
-            raise RuntimeError(
-                "BNN_ROLE=inference: this replica builds no Keras model; send "
-                "registrations, reports and weights uploads to a full replica"
-            )
+            raise RuntimeError(_READ_ONLY)
         return self.runtime
+
+    @property
+    def _store(self) -> Store:
+        """The full service's store, which writes (a full replica's: an
+        inference replica only reads)."""
+        if self.runtime is None:
+            raise RuntimeError(_READ_ONLY)
+        return cast("Store", self.store)
 
     # -- version → definition → plan → build: the one path ------------------
 
@@ -441,7 +470,7 @@ class Registry:
         self, sizes: SizeCache, limit: int, offset: int, run: Run = run_in_threadpool
     ) -> ModelPage:
         """A page of registered models: :func:`model_page`."""
-        return await model_page(self.store, self.settings, sizes, limit, offset, run)
+        return await model_page(self._store, self.settings, sizes, limit, offset, run)
 
     # -- writing -------------------------------------------------------------
 
@@ -456,7 +485,7 @@ class Registry:
             was already registered under ``name``).
         """
         existing = await run_in_threadpool(
-            self.store.find, name, model_plan.content_hash
+            self._store.find, name, model_plan.content_hash
         )
         if existing is not None:
             return existing, False
@@ -464,7 +493,7 @@ class Registry:
         inputs, outputs = _io(model_plan, built)
         totals = built.profile.totals
         return await run_in_threadpool(
-            self.store.register,
+            self._store.register,
             name,
             model_plan.content_hash,
             model_plan.normalized,
@@ -481,7 +510,7 @@ class Registry:
         Raises:
             NotFoundError: no such version (404).
         """
-        if not await run_in_threadpool(self.store.delete, name, version):
+        if not await run_in_threadpool(self._store.delete, name, version):
             raise _not_registered(name, version)
 
     # -- weights ---------------------------------------------------------------
@@ -496,7 +525,7 @@ class Registry:
             BusyError: every upload slot is taken (503).
         """
         with self._runtime.upload_slot():
-            upload = await run_in_threadpool(self.store.new_upload)
+            upload = await run_in_threadpool(self._store.new_upload)
             try:
                 yield upload
             finally:
@@ -526,7 +555,7 @@ class Registry:
         )
         tensors, kind = len(checked.arrays), checked.format
         del checked  # the decoded arrays: not needed to store the file
-        saved = await run_in_threadpool(self.store.save_weights, name, version, upload)
+        saved = await run_in_threadpool(self._store.save_weights, name, version, upload)
         if saved is None:
             raise _not_registered(name, version)
         stored, previous = saved
@@ -561,11 +590,3 @@ class Registry:
     def invalidate(self) -> None:
         """Forgets the lookups (a file they pointed at has gone)."""
         self.view.invalidate()
-
-
-async def get_registry(request: Request) -> Registry:
-    """The app's registry (opened by the app's lifespan)."""
-    return request.app.state.registry
-
-
-RegistryDep = Annotated[Registry, Depends(get_registry)]

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from bnncore_service.store import Store, StoredWeights, VersionRecord
+from bnncore_service.records import RegistryReads, StoredWeights, VersionRecord
 
 __all__ = ["RegistryView"]
 
@@ -49,7 +49,7 @@ class RegistryView:
 
     def __init__(
         self,
-        store: Store,
+        store: RegistryReads,
         poll_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

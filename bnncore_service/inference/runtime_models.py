@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi.concurrency import run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
 import bnncore_runtime
 from bnncore_runtime.codec import FORMAT
@@ -41,8 +41,8 @@ from bnncore_runtime.layers import infer_shapes
 from bnncore_service.inference.serving import InferenceService
 from bnncore_service.inference.tensors import InferenceError
 from bnncore_service.peak import BYTES_PER_ELEMENT, SCRATCH_BYTES, RequestCost
+from bnncore_service.records import StoredWeights, VersionRecord
 from bnncore_service.registry import Registry
-from bnncore_service.store import StoredWeights, VersionRecord
 
 __all__ = [
     "ENGINE",

@@ -27,21 +27,23 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from fastapi.concurrency import run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
-from bnncore_service.config import Settings
 from bnncore_service.inference.scheduler import Batcher, Scheduler, Timed
 from bnncore_service.inference.statistics import InferenceStatistics
 from bnncore_service.inference.tensors import Decoded, InferenceError
 from bnncore_service.logs import log_event
-from bnncore_service.metrics import Metrics
 from bnncore_service.model_cache import model_key
 from bnncore_service.peak import JSON_BYTES_PER_VALUE, RequestCost, keras_model_cost
+from bnncore_service.records import StoredWeights, StoreError, VersionRecord
 from bnncore_service.registry import Registry
-from bnncore_service.store import StoredWeights, StoreError, VersionRecord
+
+if TYPE_CHECKING:
+    from bnncore_service.config import Settings
+    from bnncore_service.metrics import Metrics
 
 # The definition schemas, the estimate and the builder import Keras: they are
 # imported where a full replica uses them, so that an inference replica
