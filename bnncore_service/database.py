@@ -13,11 +13,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from bnncore_service.database_url import DatabaseURLError
+
 __all__ = ["DatabaseURLError", "check_url", "create", "is_postgres", "shown"]
-
-
-class DatabaseURLError(ValueError):
-    """``BNN_DATABASE_URL`` is malformed or its driver is not installed."""
 
 
 def shown(url: str | URL) -> str:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from bnncore_service.config import Settings
-from bnncore_service.store import VersionRecord
+from bnncore_service.records import VersionRecord
 
 __all__ = [
     "IndexEntry",

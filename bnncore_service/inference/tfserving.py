@@ -32,7 +32,7 @@ from bnncore_service.inference.tensors import (
     short,
     to_model_dtype,
 )
-from bnncore_service.store import VersionRecord
+from bnncore_service.records import VersionRecord
 
 __all__ = [
     "METHOD_NAME",

@@ -83,15 +83,22 @@ CHILD = textwrap.dedent(
     import asyncio, json, sys
 
     from bnncore_service.config import Settings
-    from bnncore_service.inference_app import create_inference_app
 
     async def start(migrate):
+        from bnncore_service.inference_app import create_inference_app
+
         settings = Settings(data_dir=sys.argv[1], migrate=migrate)
         app = create_inference_app(settings)
         async with app.router.lifespan_context(app):
             return app.state.store.ping()
 
-    found = {"ping": [asyncio.run(start(m)) for m in sys.argv[2:]]}
+    if sys.argv[2] == "full":  # a full replica's store: it migrates
+        from bnncore_service.store import Store
+
+        Store(Settings(data_dir=sys.argv[1])).open().close()
+        found = {"ping": []}
+    else:
+        found = {"ping": [asyncio.run(start(m)) for m in sys.argv[2:]]}
     found["modules"] = sorted({m.split(".")[0] for m in sys.modules})
     print(json.dumps(found))
     """
@@ -111,15 +118,27 @@ def _start_replica(directory: Path, *migrate: str) -> dict[str, object]:
 def test_a_replica_on_a_current_database_starts_without_alembic(
     tmp_path: Path,
 ) -> None:
-    # The first start migrates the empty database: Alembic is imported then
-    # (the oracle that the check below can fail).
-    first = _start_replica(tmp_path, "auto")
-    assert first["ping"] == [True]
-    assert set(MIGRATION_ONLY) <= set(first["modules"])  # type: ignore[arg-type]
-    # Later starts, whether they check (off) or would migrate (auto), find it
-    # current and never import Alembic, nor an unconfigured store's drivers.
+    # A full replica's store migrates the empty database: Alembic and
+    # SQLAlchemy are imported then (the oracle that the check below can fail).
+    first = _start_replica(tmp_path, "full")
+    assert {*MIGRATION_ONLY, "sqlalchemy"} <= set(first["modules"])  # type: ignore[arg-type]
+    # A replica, whether it would migrate (auto) or not (off), only reads: it
+    # imports neither Alembic nor SQLAlchemy, nor an unconfigured store's
+    # drivers.
     again = _start_replica(tmp_path, "off", "auto")
     assert again["ping"] == [True, True]
     modules = set(again["modules"])  # type: ignore[arg-type]
-    assert modules & {*MIGRATION_ONLY, *UNCONFIGURED} == set()
-    assert "sqlalchemy" in modules  # the registry's reader: the test's oracle ran
+    assert modules & {*MIGRATION_ONLY, *UNCONFIGURED, "sqlalchemy"} == set()
+    assert "sqlite3" in modules  # the registry's reader: the test's oracle ran
+
+
+def test_a_replica_on_an_empty_data_directory_starts_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    # An empty registry until a full replica migrates it; the replica never
+    # creates the database (nor anything else) itself.
+    data = tmp_path / "data"
+    data.mkdir()
+    found = _start_replica(data, "auto")
+    assert found["ping"] == [True]
+    assert list(data.iterdir()) == []
