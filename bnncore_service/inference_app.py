@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 from bnncore_service import docs, fastpath
 from bnncore_service.auth import ApiKeyAuth, include_router
 from bnncore_service.config import Settings, SettingsError, load_settings
-from bnncore_service.database import DatabaseURLError, check_url
+from bnncore_service.database_url import DatabaseURLError
 from bnncore_service.errors import error
 from bnncore_service.inference.runtime_models import RuntimeInferenceService
 from bnncore_service.limits import BodySizeLimit
@@ -46,7 +46,7 @@ from bnncore_service.metrics import router as metrics_router
 from bnncore_service.preload import Preloader
 from bnncore_service.registry import Registry
 from bnncore_service.routes import inference, inference_role
-from bnncore_service.store import Store
+from bnncore_service.store_reader import check_url, open_reader
 
 __all__ = ["app", "create_inference_app"]
 
@@ -82,7 +82,7 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings).open()
+        store = open_reader(settings)  # read only, without SQLAlchemy
         app.state.store = store
         registry = Registry(settings, store, None)  # no build executor: no Keras
         app.state.registry = registry
