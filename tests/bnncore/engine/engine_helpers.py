@@ -49,6 +49,57 @@ def assert_matches(got: Any, ref: list[np.ndarray], rtol: float = 1e-5) -> None:
         np.testing.assert_allclose(g, r, rtol=0, atol=rtol * scale)
 
 
+def sign32(x: np.ndarray) -> np.ndarray:
+    """``ste_sign``'s forward pass in float32: -1 where ``x < 0``, else +1."""
+    return np.where(np.asarray(x) < 0, np.float32(-1), np.float32(1))
+
+
+def batch_norm_reference(layer: keras.layers.BatchNormalization) -> tuple[Any, Any]:
+    """``(inv, shift)`` of ``tf.nn.batch_normalization`` (``x * inv + shift``) for
+    ``layer`` at inference, its operations repeated in NumPy float32 (IEEE, so
+    the same bits) except the reciprocal square root, which is TensorFlow's.
+
+    TensorFlow's ``rsqrt`` is not correctly rounded: Eigen runs the CPU's
+    approximate ``rsqrtps`` plus one Newton step on whole 8-lane packets (its
+    last bit differs between CPU vendors) and ``1 / sqrt`` on the rest. It is
+    taken on the same ``(channels,)`` vector as the layer's, in this process, so
+    it is the value the layer and the engine use on whatever CPU runs the test.
+    """
+    import tensorflow as tf
+
+    def f32(v: Any) -> np.ndarray:
+        return np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float32)
+
+    variance = f32(layer.moving_variance) + np.float32(layer.epsilon)
+    inv = np.asarray(tf.math.rsqrt(variance), dtype=np.float32)
+    if layer.scale:
+        inv = inv * f32(layer.gamma)
+    mean_inv = f32(layer.moving_mean) * inv
+    shift = f32(layer.beta) - mean_inv if layer.center else -mean_inv
+    return inv, shift
+
+
+def max_pool_reference(
+    x: np.ndarray, pool: int, stride: int, pads: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """NumPy max pooling of NHWC ``x`` (square windows; padded positions never
+    win, as in Keras's ``"same"`` padding): selection only, so exact."""
+    padded = np.pad(
+        x, ((0, 0), pads, pads, (0, 0)), constant_values=np.float32(-np.inf)
+    )
+    oh = (padded.shape[1] - pool) // stride + 1
+    ow = (padded.shape[2] - pool) // stride + 1
+    out = np.full((x.shape[0], oh, ow, x.shape[3]), -np.inf, np.float32)
+    for a in range(pool):
+        for b in range(pool):
+            window = padded[
+                :, a : a + (oh - 1) * stride + 1 : stride,
+                b : b + (ow - 1) * stride + 1 : stride,
+            ]  # fmt: skip
+            out = np.maximum(out, window)
+    return out
+
+
 def signs(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     return np.where(rng.random(shape) < 0.5, -1.0, 1.0).astype(np.float32)
 
