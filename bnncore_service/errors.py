@@ -5,9 +5,10 @@ for the ASGI middlewares that answer before routing), :data:`ErrorResponse`
 (:func:`install`). The service's own exceptions that are not tied to a layer
 of it live here too: :class:`NotFoundError` and :class:`BusyError`.
 
-This module imports neither TensorFlow, Keras nor ``bnncore`` (the inference
-replica uses it): the exceptions of the full service's definition and build
-layers are imported by :func:`install`.
+This module imports neither TensorFlow, Keras, ``bnncore`` nor FastAPI (the
+inference replica, a Starlette app, uses it): FastAPI and the exceptions of
+the full service's definition and build layers are imported by
+:func:`install`.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from bnncore_service.logs import client_address, log_event, mark_logged
-from bnncore_service.store import StoreError
+from bnncore_service.records import StoreError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -237,6 +240,8 @@ ERROR_RESPONSES = error_responses(
 def install(app: FastAPI) -> None:
     """Registers the handlers that turn every error of the full service into
     the envelope."""
+    from fastapi.exceptions import RequestValidationError
+
     from bnncore_service.estimate import DefinitionError, LimitError
 
     @app.exception_handler(RequestValidationError)

@@ -30,7 +30,6 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fastapi import FastAPI
 from starlette.routing import BaseRoute, Match, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -68,8 +67,9 @@ def enabled() -> bool:
 
 
 def hot_routes(router: Any) -> list[BaseRoute]:
-    """The routes of ``router`` (an ``APIRouter``) that take ``POST``: for the
-    inference router, OIP ``.../infer`` and TF Serving ``...:predict``."""
+    """The routes of ``router`` (an ``APIRouter``, or anything with ``routes``)
+    that take ``POST``: for the inference router, OIP ``.../infer`` and TF
+    Serving ``...:predict``."""
     return [
         route
         for route in router.routes
@@ -77,14 +77,15 @@ def hot_routes(router: Any) -> list[BaseRoute]:
     ]
 
 
-def install(app: FastAPI, routes: Iterable[BaseRoute]) -> RouteFastPath | None:
+def install(app: Any, routes: Iterable[BaseRoute]) -> RouteFastPath | None:
     """Puts a :class:`RouteFastPath` for ``routes`` in front of ``app``'s
     router, unless ``BNN_ROUTE_FAST_PATH=0``.
 
     Args:
-        app: The app, its routes included (more may be added later: the
-            plans are made at the first request of a method and remade when
-            the number of the router's entries changes).
+        app: The app (FastAPI's, or the inference replica's Starlette app),
+            its routes included (more may be added later: the plans are made
+            at the first request of a method and remade when the number of
+            the router's entries changes).
         routes: The declared routes to dispatch directly (their ``APIRoute``
             objects, e.g. :func:`hot_routes` of a router).
 

@@ -10,15 +10,19 @@ Label values are bounded: ``route`` is the route *template*
 only once the request has been answered for a registered model (a handler
 names it, or the status is a success) and ``""`` otherwise, so clients cannot
 create series with made-up names.
+
+This module imports no FastAPI (the inference replica, a Starlette app,
+serves :func:`metrics_endpoint`); the full service's ``router`` is made on
+first use (``from bnncore_service.metrics import router``).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -29,6 +33,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import InfoMetricFamily
 from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Match
 
 from bnncore_runtime import kernels  # the core's (bnncore.engine's too)
@@ -37,8 +43,9 @@ __all__ = [
     "REJECTION_REASONS",
     "Metrics",
     "MetricsMiddleware",
+    "metrics_endpoint",
     "route_template",
-    "router",
+    "router",  # noqa: F822 (made on first use: __getattr__)
 ]
 
 Scope = dict[str, Any]
@@ -277,19 +284,35 @@ class MetricsMiddleware:
             children[1].observe(time.perf_counter() - start)
 
 
-router = APIRouter(tags=["health"])
-
-
-@router.get(
-    "/metrics",
-    response_class=Response,
-    responses={
-        200: {
-            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {}},
-            "description": "Prometheus text exposition format",
-        }
-    },
-)
-def metrics(request: Request) -> Response:
+def metrics_endpoint(request: Request) -> Response:
     """Prometheus metrics of this service instance (text format)."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@functools.cache
+def _router() -> Any:
+    """``GET /metrics`` declared for FastAPI (its OpenAPI operation)."""
+    from fastapi import APIRouter
+
+    router = APIRouter(tags=["health"])
+    router.add_api_route(
+        "/metrics",
+        metrics_endpoint,
+        methods=["GET"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {CONTENT_TYPE_LATEST.split(";")[0]: {}},
+                "description": "Prometheus text exposition format",
+            }
+        },
+        name="metrics",
+    )
+    return router
+
+
+def __getattr__(name: str) -> Any:
+    """``router``: the FastAPI router of ``GET /metrics``, made on first use."""
+    if name == "router":
+        return _router()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
