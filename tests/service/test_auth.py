@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from bnncore_service import auth
+from bnncore_service import keyauth
 from bnncore_service.auth import parse_api_keys
 from bnncore_service.config import Settings
 from bnncore_service.main import create_app, required_scope
@@ -157,7 +157,7 @@ def test_every_configured_key_is_compared_in_constant_time(
         calls.append((len(a), len(b)))
         return real(a, b)
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", counting)
+    monkeypatch.setattr(keyauth.hmac, "compare_digest", counting)
     for key in (KEYS["admin"], KEYS["all"], "wrong", "x" * 400):
         calls.clear()
         client.get("/v2", headers={"Authorization": f"Bearer {key}"})
