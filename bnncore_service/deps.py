@@ -16,6 +16,13 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from bnncore_service.config import Settings
+from bnncore_service.pathparams import (
+    NAME_DESCRIPTION,
+    NAME_PATTERN,
+    VERSION_DESCRIPTION,
+    VERSION_MAX,
+    VERSION_MIN,
+)
 
 __all__ = [
     "ModelName",
@@ -31,13 +38,9 @@ async def get_settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
-ModelName = Annotated[
-    str,
-    Path(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$",
-        description="Registered model name",
-    ),
-]
+# The rule is bnncore_service.pathparams's (the inference replica checks it
+# there without FastAPI).
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description=NAME_DESCRIPTION)]
 VersionNumber = Annotated[
-    int, Path(ge=1, le=2**31 - 1, description="Immutable version number")
+    int, Path(ge=VERSION_MIN, le=VERSION_MAX, description=VERSION_DESCRIPTION)
 ]
