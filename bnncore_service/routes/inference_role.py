@@ -10,36 +10,30 @@ the full replica's, :mod:`bnncore_service.routes.inference`, on its
 * registration, reports, definitions, weight uploads and deletes are not
   served: 404 (or 405 for another method on an inference path), naming the
   role (:func:`bnncore_service.inference_app.create_inference_app`).
+
+The replica itself is a Starlette app that calls the handlers
+(:mod:`bnncore_service.inference.handlers`) without FastAPI; these
+declarations are its OpenAPI document (:func:`openapi_app`, made when a
+documentation page is first asked for).
 """
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 
-from bnncore_service.auth import OPEN, READ
+from bnncore_service import docs, metrics
+from bnncore_service.auth import OPEN, READ, include_router
 from bnncore_service.deps import ModelName, VersionNumber
-from bnncore_service.errors import error, error_responses
-from bnncore_service.inference import InferenceService
-from bnncore_service.registry import RegistryDep, VersionRecord
-from bnncore_service.routes.inference import (
-    InferenceDep,
-    InferenceRoute,
-    _record,
-)
+from bnncore_service.errors import error_responses
+from bnncore_service.inference import handlers
+from bnncore_service.inference.handlers import ROLE_MESSAGE, server_version
+from bnncore_service.routes import inference
+from bnncore_service.routes.inference import InferenceRoute
 
-__all__ = ["ROLE_MESSAGE", "router", "server_version"]
-
-ROLE_MESSAGE = (
-    "this replica serves inference only (BNN_ROLE=inference): registration, "
-    "reports, definitions, weight uploads and deletes are served by a full "
-    "replica (BNN_ROLE=full) on the same store"
-)
-EXTENSIONS = ("binary_tensor_data",)
-"""The protocol extensions an inference replica implements."""
+__all__ = ["ROLE_MESSAGE", "openapi_app", "router", "server_version"]
 
 router = APIRouter(route_class=InferenceRoute)
 
@@ -85,24 +79,15 @@ class ModelInfo(BaseModel):
     created_at: str
 
 
-def server_version() -> str:
-    """The installed ``bnncore`` distribution's version (the runtime image
-    has only ``bnncore-runtime``: its version)."""
-    try:
-        return metadata.version("bnncore")
-    except metadata.PackageNotFoundError:  # the runtime image: the runtime's
-        return metadata.version("bnncore-runtime")
-
-
 @router.get(
     "/v2/health/live",
     dependencies=[OPEN],
     response_model=Health,
     tags=["health"],
 )
-def live() -> Health:
+async def live(request: Request) -> Any:
     """The process answers."""
-    return Health(status="live")
+    return await handlers.live(request)
 
 
 @router.get(
@@ -111,48 +96,16 @@ def live() -> Health:
     response_model=Health,
     tags=["health"],
 )
-async def ready_server(request: Request, registry: RegistryDep) -> Any:
+async def ready_server(request: Request) -> Any:
     """The registry database answers and every model of ``BNN_PRELOAD`` is
     loaded (503 with the reason otherwise)."""
-    preload = getattr(request.app.state, "preload", None)
-    if preload is not None and not preload.ready:
-        return error(503, preload.reason())
-    if not await registry.ping():
-        return error(503, "registry database unavailable")
-    return Health(status="ready")
+    return await handlers.ready_server(request)
 
 
 @router.get("/v2", dependencies=[READ], response_model=ServerInfo, tags=["health"])
-def server_metadata(request: Request) -> ServerInfo:
+async def server_metadata(request: Request) -> Any:
     """Server metadata (Open Inference Protocol) of an inference replica."""
-    settings = request.app.state.settings
-    names = ("max_body_bytes", "max_batch", "max_tensor_elements", "max_request_bytes")
-    return ServerInfo(
-        name="bnncore",
-        version=server_version(),
-        extensions=list(EXTENSIONS),
-        role="inference",
-        limits={name: getattr(settings, name) for name in names},
-    )
-
-
-async def _model_info(
-    service: InferenceService, record: VersionRecord, all_versions: bool
-) -> ModelInfo:
-    versions = (
-        await service.registry.versions(record.name)
-        if all_versions
-        else [record.version]
-    )
-    return ModelInfo(
-        name=record.name,
-        versions=[str(v) for v in versions],
-        platform="bnncore",
-        inputs=[Tensor(datatype="FP32", **t) for t in record.inputs],
-        outputs=[Tensor(datatype="FP32", **t) for t in record.outputs],
-        content_hash=record.content_hash,
-        created_at=record.created_at,
-    )
+    return await handlers.server_metadata(request)
 
 
 @router.get(
@@ -162,12 +115,9 @@ async def _model_info(
     responses=_ERRORS,
     tags=["models"],
 )
-async def model_info(
-    name: ModelName, request: Request, service: InferenceDep
-) -> ModelInfo:
+async def model_info(name: ModelName, request: Request) -> Any:
     """OIP metadata of the latest version; ``versions`` lists every version."""
-    record = await _record(request, service, name, None)
-    return await _model_info(service, record, all_versions=True)
+    return await handlers.model_info(request, name)
 
 
 @router.get(
@@ -178,8 +128,30 @@ async def model_info(
     tags=["models"],
 )
 async def version_info(
-    name: ModelName, version: VersionNumber, request: Request, service: InferenceDep
-) -> ModelInfo:
+    name: ModelName, version: VersionNumber, request: Request
+) -> Any:
     """OIP metadata of one version."""
-    record = await _record(request, service, name, version)
-    return await _model_info(service, record, all_versions=False)
+    return await handlers.model_info(request, name, version)
+
+
+def openapi_app(title: str, version: str, description: str) -> FastAPI:
+    """The inference replica's routes declared to FastAPI, in the replica's
+    order: what its OpenAPI document is made from (the replica serves them
+    with Starlette: :mod:`bnncore_service.inference_app`).
+
+    Args:
+        title / version / description: The document's ``info``.
+    """
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        docs_url=None,  # docs.install_docs: Swagger UI and ReDoc served here
+        redoc_url=None,
+    )
+    include_router(app, router)
+    # The full replica's inference routes, on the runtime (501: needs TensorFlow).
+    include_router(app, inference.router, responses=inference.NEEDS_FULL_REPLICA)
+    include_router(app, metrics.router)
+    docs.install_docs(app)
+    return app

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-import bnncore_service.routes.inference as route
+import bnncore_service.inference.handlers as route
 from bnncore_service.inference.oip import decode_oip, parse_oip
 from bnncore_service.inference.schemas import InferenceRequest
 from bnncore_service.inference.tensors import InferenceError, Limits

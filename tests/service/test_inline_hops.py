@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from bnncore_service.config import Settings
+from bnncore_service.inference import handlers as route
 from bnncore_service.inference import serving
 from bnncore_service.inference.binary import HEADER
 from bnncore_service.inference.inline import (
@@ -24,7 +25,6 @@ from bnncore_service.inference.inline import (
 )
 from bnncore_service.main import create_app
 from bnncore_service.registry_view import RegistryView
-from bnncore_service.routes import inference as route
 from bnncore_service.store import Store
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
