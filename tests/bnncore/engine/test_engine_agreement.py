@@ -32,8 +32,30 @@ def test_a_faithful_plan_keeps_the_contract():
     kinds = [s.step.split()[0] for s in report.steps]
     assert kinds == ["native", "binary"]  # the convolution writes packed bits
     conv = report.steps[0]
+    # flipped == 0 holds on any CPU: every value before a sign is, in float64,
+    # at least 1e-5 of its magnitude scale away from 0, ten times more than any
+    # float32 evaluation can be off (2 products, TensorFlow's rsqrt within 2
+    # ulps, 3 roundings: under 1e-6).
+    values, scale = _float64_pre_signs(model, x)
+    assert np.min(np.abs(values) / scale) > 1e-5
     assert conv.decisions == 3 * 8 * 8 * 16 and conv.flipped == 0
     assert "decision(s) near the threshold" in str(report)
+
+
+def _float64_pre_signs(model, x):
+    """The 1x1 convolution + batch norm in float64, and each value's scale
+    (the sum of the magnitudes of its terms)."""
+    conv, bn = model.layers[1], model.layers[2]
+
+    def f64(v):
+        return np.float64(keras.ops.convert_to_numpy(v))
+
+    w = f64(conv.kernel).reshape(2, 16)
+    inv = f64(bn.gamma) / np.sqrt(f64(bn.moving_variance) + bn.epsilon)
+    shift = f64(bn.beta) - f64(bn.moving_mean) * inv
+    values = (np.float64(x) @ w) * inv + shift
+    scale = (np.abs(x) @ np.abs(w)) * np.abs(inv) + np.abs(f64(bn.beta))
+    return values, scale + np.abs(f64(bn.moving_mean) * inv)
 
 
 def test_a_step_off_by_more_than_its_bound_is_caught():
@@ -72,6 +94,9 @@ def test_decisions_at_the_threshold_are_counted_and_their_samples_named():
     conv.set_weights([np.array([[[[1.0, 0.5], [-1.0, 0.25]]]], np.float32)])
     x = np.random.default_rng(1).normal(size=(4, 4, 4, 2)).astype(np.float32) + 3
     x[2, 1, 1, 1] = x[2, 1, 1, 0]  # sample 2 has one cancelling pixel
+    # Exactly 0 in any float32 evaluation (1·a + (-1)·a: exact products, one
+    # exactly cancelling add, with or without a fused multiply-add), so the
+    # counts below hold on any CPU.
     report = engine.verify(model, x)
     assert report.ok, str(report)
     assert report.samples_near_threshold == (2,)

@@ -41,8 +41,15 @@ def check_contract(model, x, packed):
     assert len(keep) >= len(x) // 2, str(report)  # the exception stays rare
     got, (ref,) = packed.predict(x)[keep], keras_forward(model, x)
     ref = ref[keep]
-    np.testing.assert_array_equal(np.argmax(got, -1), np.argmax(ref, -1))
     assert_matches(got, [ref])
+    # Same top-1 class wherever Keras's two best are further apart than the
+    # float32 tolerance (on another CPU TensorFlow rounds otherwise; within it,
+    # either class is a correct rounding and assert_matches bounds both).
+    atol = 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+    best = np.sort(ref, axis=-1)
+    clear = best[:, -1] - best[:, -2] > 2 * atol
+    assert clear.any(), best[:, -2:]
+    np.testing.assert_array_equal(np.argmax(got, -1)[clear], np.argmax(ref, -1)[clear])
     return report
 
 
