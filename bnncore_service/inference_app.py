@@ -21,35 +21,49 @@ role.
 
 The replica only reads the store: it does not sweep it at start-up (the full
 replicas do).
+
+It is a Starlette app, not a FastAPI one, so that it starts without importing
+FastAPI: its routes (:data:`ROUTES`, each with the API-key scope the full
+service declares for it) call the handlers both roles share
+(:mod:`bnncore_service.inference.handlers`), which check the path
+parameters and answer errors as FastAPI's routes do. Its documentation
+(``/docs``, ``/redoc``, ``/openapi.json``) is the same as before: the
+document is made by FastAPI from the routes' FastAPI declarations
+(:func:`bnncore_service.routes.inference_role.openapi_app`) when it is first
+asked for, so only a reader of the documentation pays for importing FastAPI.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.middleware.cors import CORSMiddleware
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from bnncore_service import docs, fastpath
-from bnncore_service.auth import ApiKeyAuth, include_router
 from bnncore_service.config import Settings, SettingsError, load_settings
 from bnncore_service.database_url import DatabaseURLError
 from bnncore_service.errors import error
+from bnncore_service.inference import handlers
 from bnncore_service.inference.runtime_models import RuntimeInferenceService
+from bnncore_service.keyauth import ApiKeyAuth, ScopedRoute
 from bnncore_service.limits import BodySizeLimit
-from bnncore_service.metrics import Metrics, MetricsMiddleware
-from bnncore_service.metrics import router as metrics_router
+from bnncore_service.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from bnncore_service.preload import Preloader
 from bnncore_service.registry import Registry
-from bnncore_service.routes import inference, inference_role
 from bnncore_service.store_reader import check_url, open_reader
 
-__all__ = ["app", "create_inference_app"]
+__all__ = ["ROUTES", "InferenceReplica", "app", "create_inference_app"]
 
+TITLE = "bnncore model service (inference replica)"
 DESCRIPTION = """\
 An **inference replica** of the bnncore model service (`BNN_ROLE=inference`):
 Open Inference Protocol V2 and TensorFlow Serving inference for the models
@@ -59,16 +73,103 @@ a full replica, which also serves registration, reports and weight uploads.
 Every error is `{"error": "<message>"}`.
 """
 
+_NAME = "/v2/models/{name}"
+_VERSION = "/v2/models/{name}/versions/{version}"
+_TFS_NAME = "/v1/models/{name}"
+_TFS_VERSION = "/v1/models/{name}/versions/{version}"
+ROUTES: tuple[tuple[str, str, str | None, Callable[..., Any]], ...] = (
+    ("/v2/health/live", "GET", None, handlers.live),
+    ("/v2/health/ready", "GET", None, handlers.ready_server),
+    ("/v2", "GET", "read", handlers.server_metadata),
+    (_NAME, "GET", "read", handlers.model_info),
+    (_VERSION, "GET", "read", handlers.model_info),
+    (f"{_NAME}/infer", "POST", "infer", handlers.infer),
+    (f"{_VERSION}/infer", "POST", "infer", handlers.infer),
+    (f"{_NAME}/ready", "GET", "infer", handlers.ready),
+    (f"{_VERSION}/ready", "GET", "infer", handlers.ready),
+    (f"{_TFS_NAME}:predict", "POST", "infer", handlers.predict),
+    (f"{_TFS_VERSION}:predict", "POST", "infer", handlers.predict),
+    (_TFS_NAME, "GET", "read", handlers.tfs_status),
+    (_TFS_VERSION, "GET", "read", handlers.tfs_status),
+    (f"{_TFS_NAME}/metadata", "GET", "read", handlers.tfs_metadata),
+    (f"{_TFS_VERSION}/metadata", "GET", "read", handlers.tfs_metadata),
+)
+"""The replica's API, in the full service's matching order: (path, method,
+API-key scope or ``None`` for open, handler). ``GET /metrics`` (scope
+``read``) and the documentation follow them."""
 
-def create_inference_app(settings: Settings | None = None) -> FastAPI:
+
+class InferenceReplica(Starlette):
+    """The inference replica's app: Starlette, with the attributes of a
+    FastAPI app that its documentation reads (``title``, ``version``,
+    ``openapi_url``, ``swagger_ui_*``) and :meth:`openapi`."""
+
+    title = TITLE
+    description = DESCRIPTION
+    openapi_url = "/openapi.json"
+    swagger_ui_oauth2_redirect_url = "/docs/oauth2-redirect"
+    swagger_ui_init_oauth: dict[str, Any] | None = None
+    swagger_ui_parameters: dict[str, Any] | None = None
+    root_path_in_servers = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.version = handlers.server_version()
+        self._document: dict[str, Any] | None = None
+        self._document_lock = threading.Lock()
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI document, made by FastAPI from the routes' declarations
+        at the first call (blocking: imports FastAPI)."""
+        with self._document_lock:
+            if self._document is None:
+                from bnncore_service.routes.inference_role import openapi_app
+
+                declared = openapi_app(self.title, self.version, self.description)
+                self._document = declared.openapi()
+            return self._document
+
+
+def _routes(app: InferenceReplica) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        ScopedRoute(
+            path,
+            handlers.endpoint(handler),
+            methods=[method],
+            scope=scope,
+            name=handler.__name__,
+        )
+        for path, method, scope, handler in ROUTES
+    ]
+    routes.append(
+        ScopedRoute("/metrics", metrics_endpoint, methods=["GET"], scope="read")
+    )
+    return [*routes, *docs.docs_routes(app)]
+
+
+async def _not_served(request: Request, exc: Exception) -> Response:
+    """404 and 405 name the role; another HTTP error keeps its status."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405):
+        what = "not found" if exc.status_code == 404 else "method not allowed"
+        return error(
+            exc.status_code,
+            f"{request.method} {request.url.path}: {what}; {handlers.ROLE_MESSAGE}",
+        )
+    return error(exc.status_code, str(exc.detail))
+
+
+def create_inference_app(settings: Settings | None = None) -> Any:
     """Builds an inference replica.
 
     Args:
         settings: Configuration; ``None`` reads ``BNN_*`` environment variables.
 
     Returns:
-        The FastAPI app; its lifespan opens the store (read only) and the
-        inference service, and starts ``BNN_PRELOAD``.
+        The app (an :class:`InferenceReplica`; typed ``Any`` as
+        ``bnncore_service.main`` returns it where a FastAPI app is declared);
+        its lifespan opens the store (read only) and the inference
+        service, and starts ``BNN_PRELOAD``.
 
     Raises:
         SettingsError: ``BNN_ENGINE=keras``, which needs TensorFlow.
@@ -81,7 +182,7 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: InferenceReplica) -> AsyncIterator[None]:
         store = open_reader(settings)  # read only, without SQLAlchemy
         app.state.store = store
         registry = Registry(settings, store, None)  # no build executor: no Keras
@@ -98,27 +199,12 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
             serving.close()
             store.close()
 
-    app = FastAPI(
-        title="bnncore model service (inference replica)",
-        version=inference_role.server_version(),
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        docs_url=None,  # docs.install_docs: Swagger UI and ReDoc served here
-        redoc_url=None,
+    app = InferenceReplica(
+        lifespan=lifespan, exception_handlers={HTTPException: _not_served}
     )
+    app.router.routes.extend(_routes(app))
     app.state.settings = settings
     app.state.metrics = Metrics()
-
-    @app.exception_handler(HTTPException)
-    async def _not_served(request: Request, exc: HTTPException) -> Any:
-        if exc.status_code in (404, 405):
-            what = "not found" if exc.status_code == 404 else "method not allowed"
-            return error(
-                exc.status_code,
-                f"{request.method} {request.url.path}: {what}; "
-                f"{inference_role.ROLE_MESSAGE}",
-            )
-        return error(exc.status_code, str(exc.detail))
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, overrides=[])
     app.add_middleware(
@@ -139,17 +225,12 @@ def create_inference_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    include_router(app, inference_role.router)
-    # The full replica's inference routes, on the runtime (501: needs TensorFlow).
-    include_router(app, inference.router, responses=inference.NEEDS_FULL_REPLICA)
-    include_router(app, metrics_router)
-    docs.install_docs(app)  # offline: the same pages as the full service
     # Inference requests dispatched without the router's scan (fastpath.py).
-    fastpath.install(app, fastpath.hot_routes(inference.router))
+    fastpath.install(app, fastpath.hot_routes(app.router))
     return app
 
 
-def _app_from_environment() -> FastAPI:
+def _app_from_environment() -> InferenceReplica:
     """The app of the ``BNN_*`` environment; a bad value, or a database URL
     whose driver is not installed, stops the start with one line on stderr
     (exit 2), as ``bnncore_service.main`` does."""
