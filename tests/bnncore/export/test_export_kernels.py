@@ -55,7 +55,7 @@ def assert_round_trip(make: Callable, shape: tuple, exact: bool = True) -> None:
             np.testing.assert_array_equal(again, view)
         else:
             np.testing.assert_allclose(again, view, rtol=1e-5)
-    if exact:
+    if exact:  # one layer, equal quantized weights: the same TF op in this process
         np.testing.assert_array_equal(got, expected)
     else:
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

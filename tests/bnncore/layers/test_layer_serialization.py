@@ -159,6 +159,7 @@ def test_config_round_trip_and_same_outputs(cls, kwargs, shape):
     clone.build(shape)
     set_random_weights([layer, clone], rng)
     x = random_array(shape, rng)
+    # Exact: the same TensorFlow ops on the same values and shapes, in this process.
     np.testing.assert_array_equal(clone(x), layer(x))
 
 
@@ -249,6 +250,8 @@ def test_keras_file_save_load_gives_identical_predictions(make_model, tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
+    # Exact: both sides are predict() of the same graph on the same 4 rows, in
+    # this process, so the same TensorFlow kernels on whatever CPU runs it.
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
     assert [type(layer) for layer in loaded.layers] == [
         type(layer) for layer in model.layers
@@ -282,6 +285,7 @@ def test_quantizer_as_activation_and_activation_layer_save_and_load(tmp_path):
     path = tmp_path / "activations.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
+    # Exact: predict() of the same graph on the same 6 rows, in this process.
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
     for ours, theirs in zip(model.weights, loaded.weights, strict=True):
         np.testing.assert_array_equal(theirs.numpy(), ours.numpy())

@@ -165,6 +165,7 @@ def test_weights_load_from_a_local_file(tmp_path):
     assert zoo_builds.names(second) == zoo_builds.names(first)
     for a, b in zip(first.weights, second.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+    # Exact: the same eager TensorFlow ops on the same values, in this process.
     np.testing.assert_array_equal(np.asarray(second(x, training=False)), expected)
     keras.backend.clear_session()
 
