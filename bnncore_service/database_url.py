@@ -114,7 +114,7 @@ def parse(url: str) -> DatabaseTarget:
     connect: dict[str, Any] = {}
     if found["user"]:
         connect["user"] = unquote(found["user"])
-    if found["password"] is not None:
+    if found["password"]:  # an empty one is no password, as for SQLAlchemy
         connect["password"] = unquote(found["password"])
     host = found["host"]
     if host.startswith("["):

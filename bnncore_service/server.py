@@ -554,11 +554,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     from bnncore_service.config import SettingsError, load_settings
-    from bnncore_service.database import DatabaseURLError, check_url
+    from bnncore_service.database_url import DatabaseURLError
 
     try:
         settings = load_settings()
-        check_url(settings.resolved_database_url())
+        if settings.role == "inference":  # reads the registry without SQLAlchemy
+            from bnncore_service import store_reader
+
+            store_reader.check_url(settings.resolved_database_url())
+        else:
+            from bnncore_service import database
+
+            database.check_url(settings.resolved_database_url())
         http = http_implementation(args.http)
         loop = loop_implementation(args.loop)
     except (SettingsError, DatabaseURLError, ValueError) as exc:
