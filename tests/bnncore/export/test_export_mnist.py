@@ -28,6 +28,31 @@ def _header_length(data: bytes) -> int:
     return int.from_bytes(data[:8], "little")
 
 
+def assert_reloaded_equal(
+    reloaded: keras.Model, original: keras.Model, digits: np.ndarray
+) -> None:
+    """What a round trip keeps on any CPU. Up to dense2, bit for bit: bn1..bn4
+    have 32 or 64 channels, so their TensorFlow rsqrt (whole 8-lane packets:
+    the CPU's rsqrtps + a Newton step) and the variance search of
+    ``bnncore.export.batchnorm.unfold`` run the same code in this process.
+    bn5's channels 8 and 9 do not (1/sqrt in the layer, rsqrtps in the search:
+    see test_export_batchnorm's xfail): its inv may be 3 ulps off, so the
+    logits z within 8u(|x·s| + |o|) and the probabilities within
+    p·(e^(2·max dz) − 1), plus 16u·p for the two softmaxes' own roundings."""
+
+    def head(model: keras.Model) -> keras.Model:
+        return keras.Model(model.inputs[0], model.get_layer("dense2").output)
+
+    before = np.asarray(head(original)(digits))
+    np.testing.assert_array_equal(np.asarray(head(reloaded)(digits)), before)
+    raw = safetensors.numpy.load(lq.export.to_bytes(original))
+    u = 2.0**-24
+    dz = 8 * u * (np.abs(before * raw["bn5/scale"]) + np.abs(raw["bn5/offset"]))
+    p = np.asarray(original(digits), np.float64)
+    bound = p * np.expm1(2 * dz.max(axis=-1, keepdims=True)) + 16 * u * p
+    assert np.all(np.abs(np.asarray(reloaded(digits)) - p) <= bound)
+
+
 def test_file_size_is_the_profile_memory(mnist_model: keras.Model) -> None:
     data = lq.export.to_bytes(mnist_model)
     payload = len(data) - 8 - _header_length(data)
@@ -106,9 +131,7 @@ def test_round_trip_into_a_fresh_model_predicts_the_same(
 ) -> None:
     fresh = mnist_bnn()
     lq.export.load_weights(fresh, lq.export.to_bytes(mnist_model))
-    np.testing.assert_array_equal(
-        fresh.predict(digits, verbose=0), mnist_model.predict(digits, verbose=0)
-    )
+    assert_reloaded_equal(fresh, mnist_model, digits)
     # The latent kernels are now exactly the signs of the original ones.
     for name in KERNELS:
         layer = name.split("/")[0]
@@ -128,10 +151,9 @@ def test_round_trip_through_the_definition(
     assert definition == keras_json
     rebuilt = keras.models.model_from_json(json.dumps(definition))
     lq.export.load_weights(rebuilt, written.weights)
-    expected = mnist_model(digits)
-    np.testing.assert_array_equal(rebuilt(digits), expected)
+    assert_reloaded_equal(rebuilt, mnist_model, digits)
     loaded = lq.export.load(tmp_path / "out")
-    np.testing.assert_array_equal(loaded(digits), expected)
+    assert_reloaded_equal(loaded, mnist_model, digits)
 
 
 def test_the_service_accepts_the_definition_and_the_weights(
@@ -144,7 +166,7 @@ def test_the_service_accepts_the_definition_and_the_weights(
     settings = config.Settings()
     served = builder.build(builder.plan(graph, settings), settings)
     lq.export.load_weights(served, lq.export.to_bytes(mnist_model))
-    np.testing.assert_array_equal(served(digits), mnist_model(digits))
+    assert_reloaded_equal(served, mnist_model, digits)
 
 
 def test_the_same_model_gives_the_same_bytes_every_time(
