@@ -202,10 +202,12 @@ def docs_routes(app: Any) -> list[BaseRoute]:
     if app.swagger_ui_oauth2_redirect_url:
         pages.append((app.swagger_ui_oauth2_redirect_url, oauth2_redirect))
     return [
-        Route(app.openapi_url, openapi, methods=["GET"]),
+        Route(app.openapi_url, openapi, methods=["GET"], include_in_schema=False),
         Mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets"),
         *(
-            ScopedRoute(path, page, methods=["GET"], scope="read")
+            ScopedRoute(
+                path, page, methods=["GET"], scope="read", include_in_schema=False
+            )
             for path, page in pages
         ),
     ]

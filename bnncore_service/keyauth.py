@@ -65,6 +65,7 @@ class ScopedRoute(Route):
         endpoint: ``async def endpoint(request) -> Response``.
         methods: The methods served.
         scope: The scope a key needs (:data:`SCOPES`), or ``None``.
+        include_in_schema: Whether the API's document lists it.
     """
 
     def __init__(
@@ -75,8 +76,15 @@ class ScopedRoute(Route):
         methods: Collection[str],
         scope: str | None,
         name: str | None = None,
+        include_in_schema: bool = True,
     ) -> None:
-        super().__init__(path, endpoint, methods=list(methods), name=name)
+        super().__init__(
+            path,
+            endpoint,
+            methods=list(methods),
+            name=name,
+            include_in_schema=include_in_schema,
+        )
         self.methods = {method.upper() for method in methods}
         self.key_scope = None if scope is None else check_scope(scope)
 
