@@ -81,8 +81,10 @@ SAMPLES = {
 def test_sequential_every_datatype_equals_predict(env, engine):
     client, model = env["client"], env["models"]["seq"]
     (input_name,), (output_name,) = _io(client, "seq")
-    # One oracle call for every sample (rows are independent; the binary
-    # layers make every output an exact integer, whatever the batch).
+    # One oracle call for every sample: rows are independent and no value
+    # depends on the batch size on any CPU (exact ±1 sums; the batch norm and
+    # the bias are elementwise IEEE operations, TensorFlow's rsqrt on the same
+    # 8 channels), so 36 stacked rows give each row's bits.
     stacked = np.concatenate([x.astype(np.float32) for x in SAMPLES.values()])
     oracle = model.predict(stacked, verbose=0).reshape(len(SAMPLES), SHAPE[0], -1)
     for index, (datatype, x) in enumerate(SAMPLES.items()):
@@ -113,6 +115,7 @@ def test_auto_engine_is_packed_for_a_bnn_and_keras_otherwise(env):
         "/v2/models/float/infer", json={"inputs": [tensor(input_name, x, "FP32")]}
     )
     assert plain.json()["parameters"] == {"engine": "keras"}
+    # Exact: the same model's predict on the same 2 rows, in this process.
     np.testing.assert_array_equal(
         output(plain.json(), output_name),
         env["models"]["float"].predict(x, verbose=0),

@@ -128,8 +128,11 @@ def output(body: dict[str, Any], name: str) -> np.ndarray:
 
 
 def assert_engine_close(got: np.ndarray, ref: np.ndarray, engine: str) -> None:
-    """Keras: bit-equal to ``model.predict``; packed engine: equal up to float32
-    accumulation as docs/engine.md states (|got - ref| <= 1e-5 * max(|ref|, 1))."""
+    """Keras: bit-equal to ``model.predict`` of the same served model on the same
+    rows in this process (the service runs ``predict_on_batch``: the same
+    TensorFlow kernels on whatever CPU, never a value from another machine);
+    packed engine: equal up to float32 accumulation as docs/engine.md states
+    (|got - ref| <= 1e-5 * max(|ref|, 1))."""
     assert got.shape == ref.shape, (got.shape, ref.shape)
     if engine == "keras":
         np.testing.assert_array_equal(got, ref)
