@@ -184,16 +184,16 @@ sys.meta_path.insert(0, NotInTheImage())
 """
 
 
-def test_the_inference_replica_runs_with_only_the_serve_extras(start_service, tmp_path):
-    """``python -m bnncore_service`` with ``BNN_ROLE=inference`` starts and answers
-    when only what ``bnncore-runtime[serve]`` installs can be imported: every
-    other distribution of this environment (TensorFlow, Keras, bnncore, the
-    test tools) is made unimportable, as in the image."""
+def _image_site(tmp_path: Path, extras: list[str]) -> tuple[Path, set[str]]:
+    """A ``sitecustomize`` directory that makes unimportable every module of
+    this environment outside what ``bnncore-runtime[extras]`` installs
+    (TensorFlow, Keras, bnncore, SQLAlchemy, the test tools), as in the
+    image; the blocked modules."""
     from packaging.utils import canonicalize_name
 
     text = (ROOT / "runtime" / "pyproject.toml").read_text()
-    extras = tomllib.loads(text)["project"]["optional-dependencies"]
-    allowed = _closure(["numpy", *extras["serve"]])
+    declared = tomllib.loads(text)["project"]["optional-dependencies"]
+    allowed = _closure(["numpy", *(r for e in extras for r in declared[e])])
     blocked = {"bnncore"}  # the repository's, not a distribution here
     for module, owners in metadata.packages_distributions().items():
         if module in sys.stdlib_module_names or module in (
@@ -204,11 +204,22 @@ def test_the_inference_replica_runs_with_only_the_serve_extras(start_service, tm
             continue
         if not any(canonicalize_name(d) in allowed for d in owners):
             blocked.add(module)
-    assert {"tensorflow", "keras", "bnncore", "pytest"} <= blocked
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(_BLOCKER)
     (site / "blocked.json").write_text(json.dumps(sorted(blocked)))
+    return site, blocked
+
+
+def test_the_inference_replica_runs_with_only_the_serve_extras(start_service, tmp_path):
+    """``python -m bnncore_service`` with ``BNN_ROLE=inference`` starts and answers
+    when only what ``bnncore-runtime[serve]`` installs can be imported: every
+    other distribution of this environment (TensorFlow, Keras, bnncore,
+    SQLAlchemy and Alembic, the test tools) is made unimportable, as in the
+    image."""
+    site, blocked = _image_site(tmp_path, ["serve"])
+    assert {"tensorflow", "keras", "bnncore", "pytest"} <= blocked
+    assert {"sqlalchemy", "alembic"} <= blocked  # the registry is read without
     running = start_service(
         tmp_path / "data",
         env={"BNN_ROLE": "inference", "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"},
@@ -224,5 +235,49 @@ def test_the_inference_replica_runs_with_only_the_serve_extras(start_service, tm
         running.stop()
     assert (site / "loaded").read_text() == "yes"
     # The drivers of deploy/ (PostgreSQL, S3) are extras of their own.
+    text = (ROOT / "runtime" / "pyproject.toml").read_text()
+    extras = tomllib.loads(text)["project"]["optional-dependencies"]
     assert [r.split(">")[0] for r in extras["postgres"]] == ["psycopg[binary]"]
     assert [r.split(">")[0] for r in extras["s3"]] == ["boto3"]
+
+
+def test_the_inference_replica_reads_postgresql_with_only_its_extras(
+    start_service, tmp_path, postgres_url
+):
+    """The replica of the default image (``serve,postgres``: psycopg, no
+    SQLAlchemy) serves a model a full replica's store registered on a real
+    PostgreSQL server, and answers 404 for one it did not."""
+    from bnncore_service.config import Settings
+    from bnncore_service.store import Store
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url)
+    store = Store(settings).open()
+    io = [{"name": "x", "shape": [-1, 4]}], [{"name": "y", "shape": [-1, 2]}]
+    digest = "ab" * 32
+    try:
+        record, _ = store.register("m", digest, {"d": 1}, "Sequential", 10, 40, *io)
+    finally:
+        store.close()
+    site, blocked = _image_site(tmp_path, ["serve", "postgres"])
+    assert {"sqlalchemy", "alembic", "tensorflow"} <= blocked
+    assert "psycopg" not in blocked
+    running = start_service(
+        tmp_path / "data",
+        env={
+            "BNN_ROLE": "inference",
+            "BNN_DATABASE_URL": postgres_url,
+            "PYTHONPATH": f"{site}{os.pathsep}{ROOT}",
+        },
+    )
+    try:
+        import httpx
+
+        found = httpx.get(f"{running.base}/v2/models/m").json()
+        assert found["versions"] == ["1"] and found["content_hash"] == digest
+        assert found["created_at"] == record.created_at
+        assert found["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+        assert httpx.get(f"{running.base}/v2/models/other").status_code == 404
+        assert httpx.get(f"{running.base}/v2/health/ready").status_code == 200
+    finally:
+        running.stop()
+    assert (site / "loaded").read_text() == "yes"
