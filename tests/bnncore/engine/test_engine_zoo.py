@@ -4,8 +4,9 @@ exactness contract (docs/engine.md) layer by layer and end to end.
 The contract holds on any CPU: each step, fed Keras's values, agrees with Keras
 within a bound derived from its summation length, and its binarization
 decisions are Keras's except where Keras's own value lies within that bound of
-the threshold. End to end, on the samples without such a decision, the top-1
-class is identical and the probabilities agree to float32 rounding.
+the threshold. End to end, on the samples without such a decision, the
+probabilities agree to float32 rounding and the top-1 class is identical
+wherever Keras's two best classes are further apart than that.
 """
 
 from __future__ import annotations
