@@ -142,8 +142,7 @@ class StoreReader:
         except database_url.DatabaseURLError as error:
             raise StoreError(str(error)) from None
         if self._target.kind == "postgresql":
-            import psycopg
-
+            psycopg = _psycopg()
             self._errors = (psycopg.OperationalError, psycopg.InterfaceError)
         if self.blobs.local_path("") is None:
             self.blobs.open()  # a check that the bucket answers
@@ -173,9 +172,7 @@ class StoreReader:
         yet (an empty registry: a reader never creates it)."""
         target = self.target
         if target.kind == "postgresql":
-            import psycopg
-
-            return psycopg.connect(autocommit=True, **target.connect)
+            return _psycopg().connect(autocommit=True, **target.connect)
         path = os.path.abspath(target.path or "")
         if not os.path.exists(path):
             return None
@@ -422,6 +419,19 @@ class StoreReader:
             StoreError: it is missing, too large, or not JSON.
         """
         return read_definition(self.blobs, content_hash)
+
+
+def _psycopg() -> Any:
+    """The psycopg module (the ``postgres`` extra; :func:`check_url` has
+    already said so at start-up if it is missing)."""
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            "BNN_DATABASE_URL names PostgreSQL, whose driver psycopg is not "
+            "installed: pip install 'bnncore[postgres]'"
+        ) from None
+    return psycopg
 
 
 def _close(connection: Any) -> None:
