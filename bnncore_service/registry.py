@@ -22,11 +22,11 @@ executor (``bnncore_service.runtime.Runtime``: Keras). The ``cached_*`` lookups
 answer from memory only, so inference may call them on the loop and hop to
 the blocking ``read_*`` only on a miss.
 
-Importing this module imports neither TensorFlow nor Keras, nor FastAPI,
-pydantic or SQLAlchemy (the inference replica uses it, over the read-only
-``bnncore_service.store_reader``): the definition schemas, the builder and
-the weights checks are imported where a full replica calls them, and the
-routes' dependency :data:`RegistryDep` comes from
+Importing this module imports neither TensorFlow, Keras, FastAPI nor
+SQLAlchemy (the inference replica uses it, over the read-only
+``bnncore_service.store_reader``): the definition schemas (pydantic), the
+builder and the weights checks are imported where a full replica calls
+them, and the routes' dependency :data:`RegistryDep` comes from
 ``bnncore_service.registry_deps`` when it is first asked for.
 """
 
