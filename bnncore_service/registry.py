@@ -12,7 +12,7 @@ steps are the module functions :func:`definition_of` and :func:`plan_of`,
 which the model list's sizes (``bnncore_service.sizes``) take too.
 
 The app's lifespan makes one :class:`Registry` (``app.state.registry``, the
-routes' :data:`RegistryDep`) and gives it to the inference service. Routes
+routes' ``registry_deps.RegistryDep``) and gives it to the inference service. Routes
 never import the store: the records they name (``VersionRecord``,
 ``StoredWeights``, ``Upload``) are re-exported here.
 
@@ -26,8 +26,8 @@ Importing this module imports neither TensorFlow, Keras, FastAPI nor
 SQLAlchemy (the inference replica uses it, over the read-only
 ``bnncore_service.store_reader``): the definition schemas (pydantic), the
 builder and the weights checks are imported where a full replica calls
-them, and the routes' dependency :data:`RegistryDep` comes from
-``bnncore_service.registry_deps`` when it is first asked for.
+them; the routes' dependency ``RegistryDep`` is in
+``bnncore_service.registry_deps``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
     from bnncore_service.builder import Plan
     from bnncore_service.config import Settings
-    from bnncore_service.registry_deps import RegistryDep, get_registry
     from bnncore_service.runtime import Runtime
     from bnncore_service.schemas.reports import VersionSummary
     from bnncore_service.sizes import SizeCache
@@ -58,14 +57,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ModelPage",
     "Registry",
-    "RegistryDep",
     "SavedWeights",
     "StoredWeights",
     "Upload",
     "VersionInfo",
     "VersionRecord",
     "definition_of",
-    "get_registry",
     "model_page",
     "plan_of",
 ]
@@ -81,15 +78,6 @@ _READ_ONLY = (
     "BNN_ROLE=inference: this replica builds no Keras model; send "
     "registrations, reports and weights uploads to a full replica"
 )
-
-
-def __getattr__(name: str) -> Any:
-    """``RegistryDep`` and ``get_registry`` (FastAPI), imported on first use."""
-    if name in ("RegistryDep", "get_registry"):
-        from bnncore_service import registry_deps
-
-        return getattr(registry_deps, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.cache

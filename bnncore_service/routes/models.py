@@ -17,7 +17,8 @@ from bnncore_service.jsonbody import (
     run_validation,
     validate_off_loop,
 )
-from bnncore_service.registry import RegistryDep, VersionInfo, VersionRecord
+from bnncore_service.registry import VersionInfo, VersionRecord
+from bnncore_service.registry_deps import RegistryDep
 from bnncore_service.routes.reports import (
     REPORT_RESPONSES,
     ReportFormatQuery,

@@ -40,7 +40,7 @@ from bnncore_service.docs import (
     asset_paths,
     install_docs,
 )
-from bnncore_service.registry import RegistryDep
+from bnncore_service.registry_deps import RegistryDep
 from bnncore_service.routes import models
 from bnncore_service.routes.reports import HTML_HEADERS
 from bnncore_service.schemas.reports import ModelList

@@ -20,7 +20,7 @@ from bnncore_service.jsonbody import (
     validate_off_loop,
 )
 from bnncore_service.keras_json import check_shapes
-from bnncore_service.registry import RegistryDep
+from bnncore_service.registry_deps import RegistryDep
 from bnncore_service.schemas.definitions import Definition
 from bnncore_service.schemas.reports import (
     ComparisonReport,
