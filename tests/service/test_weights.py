@@ -336,7 +336,7 @@ def test_a_failed_write_keeps_the_previous_weights(
         raise OSError(28, "No space left on device")
 
     # The upload is streamed to a temporary file; the disk refuses its flush.
-    monkeypatch.setattr("bnncore_service.store.os.fsync", full_disk)
+    monkeypatch.setattr("bnncore_service.records.os.fsync", full_disk)
     reply = app_client.put(URL, content=models["file_b"])
     assert reply.status_code == 503
     assert "No space left" in reply.json()["error"]
