@@ -143,7 +143,7 @@ def parse_body(raw: bytes, model: type[B]) -> B:
     JSON."""
     from pydantic import ValidationError
 
-    from bnncore_service.jsonbody import JSONBodyError, check_duplicate_keys
+    from bnncore_service.strictjson import JSONBodyError, check_duplicate_keys
 
     try:
         body = model.model_validate_json(raw)

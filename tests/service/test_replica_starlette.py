@@ -245,12 +245,17 @@ def loaded():
 seen = {{}}
 from bnncore_service.inference_app import create_inference_app
 seen["import"] = loaded()
-body = json.loads(sys.stdin.read())
+bodies = json.loads(sys.stdin.read())
+body, fallback = bodies["oip"], json.dumps(bodies["oip"] | {{"id": "r\\\\1"}})
+from bnncore_service.inference.oip import parse_oip
+assert parse_oip(fallback.encode()) is None  # pydantic's validation parses it
 settings = Settings(data_dir={data_dir!r}, role="inference")
 with TestClient(create_inference_app(settings)) as client:
     for method, path, status, kw in [
         ("GET", "/v2/health/ready", 200, {{}}),
         ("POST", "/v2/models/seq/infer", 200, {{"json": body}}),
+        ("POST", "/v2/models/seq/infer", 200, {{"content": fallback}}),
+        ("POST", "/v1/models/seq:predict", 200, {{"json": bodies["tfs"]}}),
         ("GET", "/v2/models/seq/ready", 200, {{}}),
         ("GET", "/v2/models/seq", 200, {{}}),
         ("GET", "/v2/models/9seq", 400, {{}}),
@@ -269,14 +274,16 @@ print(json.dumps(seen))
 
 def test_serving_imports_no_fastapi(store: Path) -> None:
     """A fresh interpreter: importing the replica and serving an OIP request
-    (and its neighbours) imports neither FastAPI, TensorFlow, Keras nor
-    bnncore; the first request for the document imports FastAPI (so the
-    check sees it when it is there)."""
+    (one taking orjson's fast path, one that pydantic's validation parses),
+    a TF Serving predict and their neighbours imports neither FastAPI,
+    TensorFlow, Keras nor bnncore; the first request for the document imports
+    FastAPI (so the check sees it when it is there)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
     done = subprocess.run(
         [sys.executable, "-c",
          CHILD.format(forbidden=FORBIDDEN, data_dir=str(store))],
-        input=json.dumps(OIP), capture_output=True, text=True, cwd=ROOT, env=env,
+        input=json.dumps({"oip": OIP, "tfs": {"instances": X.tolist()}}),
+        capture_output=True, text=True, cwd=ROOT, env=env,
         timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
