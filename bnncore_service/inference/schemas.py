@@ -1,12 +1,34 @@
-"""Request and response bodies of the inference endpoints (OpenAPI documentation
-and the first, structural validation; the tensor checks are in ``tensors``,
-``oip`` and ``tfserving``)."""
+"""Request bodies of the inference endpoints (OpenAPI documentation and the
+first, structural validation; the tensor checks are in ``tensors``, ``oip``
+and ``tfserving``), and their response bodies (:mod:`.responses`).
+
+The request models are built on first use (``defer_build``): an inference
+replica validates a body with pydantic only when the fast parsers decline it
+(``oip.parse_oip``) or for a TF Serving predict, so its start does not build
+their validators. The response models only document the routes (the handlers
+answer plain JSON): they live in :mod:`bnncore_service.inference.responses`,
+imported when one of them is first asked for here, e.g. by the FastAPI
+routes (``routes/inference.py``); an inference replica imports it only for
+its OpenAPI document. Importing and building them at start-up cost about
+10 ms of CPU time.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import importlib
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
+
+if TYPE_CHECKING:
+    from bnncore_service.inference.responses import (
+        InferenceResponse,
+        ModelReady,
+        PredictResponse,
+        ResponseOutput,
+        TFSModelMetadata,
+        TFSModelStatus,
+    )
 
 __all__ = [
     "BINARY_BODY",
@@ -31,7 +53,7 @@ Dim = Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class RequestInput(_Strict):
@@ -71,37 +93,6 @@ class InferenceRequest(_Strict):
     outputs: Annotated[list[RequestOutput], Field(max_length=64)] | None = None
 
 
-class ResponseOutput(BaseModel):
-    """One output tensor (OIP ``$response_output``); non-finite values are
-    ``null`` and counted in ``parameters.nonfinite``. An output sent in binary
-    has no ``data``: ``parameters.binary_data_size`` gives its bytes after the
-    JSON header."""
-
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: Parameters | None = None
-    data: list[float | None] | None = None
-
-
-class InferenceResponse(BaseModel):
-    """OIP ``$inference_response``: ``parameters.engine`` says which engine ran
-    (``packed`` or ``keras``); ``parameters.nonfinite`` counts null values."""
-
-    model_name: str
-    model_version: str
-    id: str | None = None
-    parameters: Parameters
-    outputs: list[ResponseOutput]
-
-
-class ModelReady(BaseModel):
-    """OIP ``$ready_model_response``."""
-
-    name: str
-    ready: bool
-
-
 class PredictRequest(_Strict):
     """TensorFlow Serving ``:predict`` body: row format (``instances``) or
     columnar format (``inputs``), never both."""
@@ -111,83 +102,24 @@ class PredictRequest(_Strict):
     inputs: Any = None
 
 
-class PredictResponse(BaseModel):
-    """TensorFlow Serving ``:predict`` answer: ``predictions`` (row format) or
-    ``outputs`` (columnar format)."""
-
-    predictions: list[Any] | None = None
-    outputs: Any = None
-
-
-class TFSStatus(BaseModel):
-    """TF Serving ``StatusProto``: ``error_code`` ``"OK"``, empty message."""
-
-    error_code: str
-    error_message: str
+_RESPONSES = frozenset(
+    {
+        "InferenceResponse",
+        "ModelReady",
+        "PredictResponse",
+        "ResponseOutput",
+        "TFSModelMetadata",
+        "TFSModelStatus",
+    }
+)
 
 
-class TFSVersionStatus(BaseModel):
-    """TF Serving ``ModelVersionStatus``: the version (a decimal string) and its
-    state, ``AVAILABLE`` for every registered version."""
-
-    version: str
-    state: str
-    status: TFSStatus
-
-
-class TFSModelStatus(BaseModel):
-    """TF Serving ``GetModelStatusResponse``: the versions, the latest first."""
-
-    model_version_status: list[TFSVersionStatus]
-
-
-class TFSDim(BaseModel):
-    """A dimension: ``size`` is a decimal string, ``"-1"`` for a free one (the
-    batch)."""
-
-    size: str
-    name: str
-
-
-class TFSTensorShape(BaseModel):
-    dim: list[TFSDim]
-    unknown_rank: bool
-
-
-class TFSTensorInfo(BaseModel):
-    """TF Serving ``TensorInfo``: ``dtype`` is ``DT_FLOAT`` (float32)."""
-
-    dtype: str
-    tensor_shape: TFSTensorShape
-    name: str
-
-
-class TFSSignatureDef(BaseModel):
-    inputs: dict[str, TFSTensorInfo]
-    outputs: dict[str, TFSTensorInfo]
-    method_name: str
-
-
-class TFSSignatureDefMap(BaseModel):
-    signature_def: dict[str, TFSSignatureDef]
-
-
-class TFSMetadataField(BaseModel):
-    signature_def: TFSSignatureDefMap
-
-
-class TFSModelSpec(BaseModel):
-    name: str
-    signature_name: str
-    version: str
-
-
-class TFSModelMetadata(BaseModel):
-    """TF Serving ``GetModelMetadataResponse``: the version's one signature,
-    ``serving_default`` (``tensorflow/serving/predict``)."""
-
-    model_spec: TFSModelSpec
-    metadata: TFSMetadataField
+def __getattr__(name: str) -> Any:
+    """The response models, from :mod:`.responses` (imported on first use)."""
+    if name in _RESPONSES:
+        module = importlib.import_module("bnncore_service.inference.responses")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _inline(node: Any, definitions: dict[str, Any]) -> Any:

@@ -244,7 +244,13 @@ def loaded():
 
 seen = {{}}
 from bnncore_service.inference_app import create_inference_app
+from bnncore_service.inference.schemas import InferenceRequest, PredictRequest
 seen["import"] = loaded()
+RESPONSES = "bnncore_service.inference.responses"  # the response models
+REQUESTS = (InferenceRequest, PredictRequest)
+seen["deferred"] = [RESPONSES in sys.modules] + [
+    m.__pydantic_complete__ for m in REQUESTS
+]
 bodies = json.loads(sys.stdin.read())
 body, fallback = bodies["oip"], json.dumps(bodies["oip"] | {{"id": "r\\\\1"}})
 from bnncore_service.inference.oip import parse_oip
@@ -266,8 +272,12 @@ with TestClient(create_inference_app(settings)) as client:
         reply = client.request(method, path, **kw)
         assert reply.status_code == status, (path, reply.text)
     seen["served"] = loaded()
+    seen["built"] = [RESPONSES in sys.modules] + [
+        m.__pydantic_complete__ for m in REQUESTS
+    ]
     assert client.get("/openapi.json").status_code == 200
     seen["documented"] = loaded()
+    seen["documents"] = RESPONSES in sys.modules
 print(json.dumps(seen))
 """
 
@@ -276,8 +286,10 @@ def test_serving_imports_no_fastapi(store: Path) -> None:
     """A fresh interpreter: importing the replica and serving an OIP request
     (one taking orjson's fast path, one that pydantic's validation parses),
     a TF Serving predict and their neighbours imports neither FastAPI,
-    TensorFlow, Keras nor bnncore; the first request for the document imports
-    FastAPI (so the check sees it when it is there)."""
+    TensorFlow, Keras nor bnncore, nor the response models; the request
+    models are built when a body is first validated; the first request for
+    the document imports FastAPI and the response models (so the checks see
+    them when they are there)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
     done = subprocess.run(
         [sys.executable, "-c",
@@ -289,5 +301,10 @@ def test_serving_imports_no_fastapi(store: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["import"] == [] and seen["served"] == []
+    # The response models (documentation only) are not imported to serve, and
+    # the request models are built by their first validation, not at start.
+    assert seen["deferred"] == [False, False, False]
+    assert seen["built"] == [False, True, True]
+    assert seen["documents"]
     assert "fastapi" in seen["documented"]
     assert not {"tensorflow", "keras", "bnncore"} & set(seen["documented"])
