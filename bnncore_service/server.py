@@ -28,6 +28,9 @@ oversubscribe the cores (docs/inference.md, "Workers and threads").
 It configures logging (``BNN_LOG_FORMAT``, ``BNN_LOG_LEVEL``) before uvicorn
 starts and passes ``log_config=None``, so that uvicorn's own lines, from
 start-up to exit, have the service's format (``bnncore_service/logs.py``).
+
+An inference replica (``BNN_ROLE=inference``) runs NumPy's OpenBLAS on one
+thread unless the environment chooses (:func:`default_blas_threads`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import h11
@@ -54,6 +57,7 @@ __all__ = [
     "ConnectionLimits",
     "LimitedH11Protocol",
     "LimitedHttpToolsProtocol",
+    "default_blas_threads",
     "engine_threads",
     "main",
     "parse_args",
@@ -100,6 +104,38 @@ def engine_threads(workers: int) -> int:
     """Packed-engine threads per process: the cores shared by the workers, at
     least one (``BNN_ENGINE_THREADS`` overrides it)."""
     return max(1, cores() // workers)
+
+
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+"""The variables OpenBLAS reads its thread count from, in its order."""
+
+
+def default_blas_threads(
+    role: str, environ: MutableMapping[str, str] | None = None
+) -> bool:
+    """Sets ``OPENBLAS_NUM_THREADS=1`` for an inference replica whose
+    environment sets none of :data:`BLAS_THREAD_VARIABLES` (a value set, even
+    empty, is kept); call it before NumPy is imported.
+
+    An inference replica never calls BLAS: the compiled core runs the plan on
+    its own threads (``BNN_ENGINE_THREADS``), and nothing on its path
+    multiplies NumPy matrices. NumPy's OpenBLAS would still start a pool of
+    one thread per core when NumPy is imported, which costs CPU time at every
+    start (docs/deployment.md). A full replica is left as it is.
+
+    Args:
+        role: ``BNN_ROLE`` (``full`` or ``inference``).
+        environ: The environment to change (default ``os.environ``, which the
+            worker processes inherit).
+
+    Returns:
+        Whether the variable was set.
+    """
+    environ = os.environ if environ is None else environ
+    if role != "inference" or any(v in environ for v in BLAS_THREAD_VARIABLES):
+        return False
+    environ["OPENBLAS_NUM_THREADS"] = "1"
+    return True
 
 
 class ConnectionLimits:
@@ -573,6 +609,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         # otherwise each stop on it, and be restarted).
         print(f"bnncore service: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    # Before the app imports NumPy (the worker processes inherit it).
+    default_blas_threads(settings.role)
     workers = worker_count(settings)
     # The packed engine reads it when it compiles a model (bnncore_runtime).
     os.environ.setdefault("BNN_ENGINE_THREADS", str(engine_threads(workers)))

@@ -1,0 +1,129 @@
+"""An inference replica runs NumPy's OpenBLAS on one thread unless the user
+chose a count (``bnncore_service.server.default_blas_threads``).
+
+Oracle: OpenBLAS itself, asked through its C API (``*_get_num_threads``) in a
+fresh ``python -m bnncore_service``-like process (the real ``server.main``
+with only ``uvicorn.run`` replaced, after the app, and NumPy, are imported),
+and the environment that process ends up with."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bnncore_service.server import BLAS_THREAD_VARIABLES, default_blas_threads
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import ctypes, json, os, sys
+
+def blas_threads():
+    for line in open("/proc/self/maps"):
+        path = line.split()[-1]
+        if "openblas" in path.rsplit("/", 1)[-1]:
+            lib = ctypes.CDLL(path)
+            for name in ("scipy_openblas_get_num_threads64_",
+                         "openblas_get_num_threads64_", "openblas_get_num_threads"):
+                if hasattr(lib, name):
+                    return getattr(lib, name)()
+    return None
+"""
+CHILD = (
+    PROBE
+    + """
+import uvicorn
+
+seen = {}
+
+def run(app, **options):
+    seen["numpy"] = "numpy" in sys.modules
+    seen["threads"] = blas_threads()
+    seen["env"] = {v: os.environ.get(v) for v in json.loads(sys.argv[1])}
+
+uvicorn.run = run
+from bnncore_service.server import main
+main(["--port", "0"])
+print(json.dumps(seen))
+"""
+)
+
+
+def _plain_blas_threads() -> int:
+    """OpenBLAS's own default here (one thread per core, capped)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE + "import numpy\nprint(blas_threads())"],
+        capture_output=True, text=True, env=_clean_env(), check=True, timeout=60,
+    )  # fmt: skip
+    found = done.stdout.strip()
+    if found == "None":
+        pytest.skip("NumPy here is not linked with OpenBLAS")
+    return int(found)
+
+
+def _clean_env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BNN_") and k not in BLAS_THREAD_VARIABLES
+    }
+
+
+def _replica(tmp_path: Path, **user: str) -> dict[str, object]:
+    env = {**_clean_env(), "BNN_ROLE": "inference", **user}
+    env["BNN_DATA_DIR"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(BLAS_THREAD_VARIABLES)],
+        capture_output=True, text=True, cwd=ROOT, env=env, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["numpy"], "the app did not import NumPy: nothing was checked"
+    return seen
+
+
+def test_an_inference_replica_runs_openblas_on_one_thread(tmp_path: Path) -> None:
+    seen = _replica(tmp_path)
+    assert seen["env"] == {
+        "OPENBLAS_NUM_THREADS": "1",
+        "GOTO_NUM_THREADS": None,
+        "OMP_NUM_THREADS": None,
+    }
+    assert seen["threads"] == 1
+
+
+@pytest.mark.parametrize(
+    "variable", ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"], ids=str.lower
+)
+def test_a_count_the_user_set_is_kept(tmp_path: Path, variable: str) -> None:
+    default = _plain_blas_threads()
+    if default < 2:
+        pytest.skip("one core: OpenBLAS runs one thread whatever the variable")
+    seen = _replica(tmp_path, **{variable: "2"})
+    expected = dict.fromkeys(BLAS_THREAD_VARIABLES)
+    expected[variable] = "2"
+    assert seen["env"] == expected
+    assert seen["threads"] == 2
+
+
+@pytest.mark.parametrize(
+    ("role", "environ", "after"),
+    [
+        ("inference", {}, {"OPENBLAS_NUM_THREADS": "1"}),
+        ("inference", {"GOTO_NUM_THREADS": "3"}, {"GOTO_NUM_THREADS": "3"}),
+        ("inference", {"OPENBLAS_NUM_THREADS": ""}, {"OPENBLAS_NUM_THREADS": ""}),
+        ("full", {}, {}),
+    ],
+    ids=["unset", "goto-set", "set-empty", "full-replica"],
+)
+def test_default_blas_threads(
+    role: str, environ: dict[str, str], after: dict[str, str]
+) -> None:
+    changed = default_blas_threads(role, environ)
+    assert environ == after
+    assert changed == (after == {"OPENBLAS_NUM_THREADS": "1"})
