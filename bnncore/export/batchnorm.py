@@ -1,7 +1,7 @@
 """BatchNormalization folded to a per-channel scale and offset, and back.
 
-At inference a BatchNormalization layer computes (TensorFlow's
-``tf.nn.batch_normalization``, which Keras calls)::
+At inference a BatchNormalization layer computes (Keras's
+``ops.batch_normalization``, on TensorFlow ``tf.nn.batch_normalization``)::
 
     inv    = rsqrt(moving_variance + epsilon) * gamma        # gamma if scale=True
     y      = x * inv + (beta - moving_mean * inv)            # beta if center=True
@@ -9,23 +9,39 @@ At inference a BatchNormalization layer computes (TensorFlow's
 so it is the affine map ``y = x * s + o`` with ``s = inv`` and
 ``o = beta - moving_mean * inv`` (``-moving_mean * inv`` without beta). The
 file stores ``s`` and ``o``; :func:`unfold` gives back variables for which the
-layer computes the same ``s`` and ``o``:
+layer computes the same ``s`` and ``o``, bit for bit, on the machine that
+loads them.
 
-* ``scale=True``: ``gamma = s`` and ``moving_variance = v`` with
-  ``float32(v + epsilon) == 1``, so ``inv = rsqrt(1) · s = s``;
-* ``scale=False``: ``moving_variance = 1/s² − epsilon``, moved by a few ulps
-  until ``rsqrt(moving_variance + epsilon) == s`` where such a value exists;
-* ``center=True``: ``moving_mean = 0`` and ``beta = o``;
-* ``center=False``: ``moving_mean = −o / s``, moved by a few ulps until
-  ``−moving_mean · s == o`` where such a value exists.
+Everything but ``rsqrt`` is IEEE float32 arithmetic, rounded the same way on
+every CPU. TensorFlow's CPU ``rsqrt`` is not: Eigen runs whole 8-lane packets
+with the CPU's approximate ``rsqrtps`` and one Newton step (whose last bits
+differ between CPU vendors) and the leftover lanes (``C mod 8``) with
+``1 / sqrt``, so a channel's ``inv`` depends on the CPU and on its position in
+the ``(C,)`` vector. The searches therefore evaluate ``inv`` with
+:func:`layer_inv` — the layer's own ``ops.batch_normalization`` on its own
+``(C,)`` variables, one candidate per channel per evaluation — so every lane
+takes the Eigen path it takes in the layer:
 
-The ulp searches use ``keras.ops.rsqrt``, the operation the layer itself runs,
-so on the TensorFlow backend the reloaded layer is bit-exact in the cases
-above; where no exact value exists the result is within float32 rounding.
+* ``scale=False``: the sum ``moving_variance + epsilon`` starts at ``1/s²`` and
+  moves by ulps until the layer's ``inv == s``;
+* ``scale=True``: ``moving_variance`` makes the sum exactly 1, the layer's
+  ``r = rsqrt(1)`` is measured (1.0 on some CPUs, a little less on others) and
+  ``gamma`` starts at ``s / r`` and moves by ulps until the layer's
+  ``inv == s`` (``r ≤ 1`` makes every finite ``s`` reachable);
+* ``center=True``: ``beta = o`` and ``moving_mean = ±0`` (the sign of ``inv``,
+  so that ``beta - moving_mean * inv`` keeps the sign of a zero ``o``);
+* ``center=False``: ``moving_mean`` starts at ``−o / inv`` and moves by ulps
+  until ``−moving_mean · inv == o``.
+
+Where no value within :data:`SEARCH_ULPS` ulps gives the stored value exactly
+(a ``scale=False`` layer exported on a CPU whose ``rsqrt`` reaches an ``s``
+this CPU's cannot), the candidate whose result is nearest is kept: an ulp or
+two from ``s``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -34,12 +50,25 @@ from keras import ops
 
 from bnncore_runtime.codec import BATCHNORM_VARIABLES
 
-__all__ = ["VARIABLES", "fold", "foldable", "unfold"]
+__all__ = [
+    "SEARCH_ULPS",
+    "VARIABLES",
+    "LayerInv",
+    "fold",
+    "foldable",
+    "layer_inv",
+    "unfold",
+]
 
 VARIABLES = BATCHNORM_VARIABLES
 """The variables of a BatchNormalization layer, in the order they are recorded."""
 
-_SEARCH_ULPS = 8
+SEARCH_ULPS = 12
+"""How far (in ulps, each way) the searches of :func:`unfold` move a value."""
+
+LayerInv = Callable[[np.ndarray, "np.ndarray | None", float], np.ndarray]
+"""``(moving_variance, gamma or None, epsilon) → inv``: the per-channel ``inv``
+a BatchNormalization with these ``(C,)`` float32 variables computes."""
 
 
 def foldable(layer: Any) -> bool:
@@ -70,58 +99,146 @@ def _f32(x: Any) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(x), dtype=np.float32)
 
 
-def fold(
-    values: dict[str, np.ndarray | None], epsilon: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """The per-channel ``(scale, offset)`` of a BatchNormalization at inference.
+def layer_inv(
+    variance: np.ndarray, gamma: np.ndarray | None, epsilon: float
+) -> np.ndarray:
+    """The ``inv`` a BatchNormalization with these variables computes, by its
+    own operation on its own channel shape.
 
-    Computed with the operations TensorFlow's batch normalization runs, so that
+    ``ops.batch_normalization`` of one row of ones with ``moving_mean = −0`` and
+    no ``beta`` is ``1 · inv + (+0 · inv) = inv`` exactly (signed zeros too).
+
+    Args:
+        variance: ``moving_variance``, float32 of shape ``(C,)``.
+        gamma: ``gamma`` of shape ``(C,)``, or None (``scale=False``).
+        epsilon: The layer's ``epsilon``.
+    """
+    variance = np.asarray(variance, dtype=np.float32)
+    ones = np.ones((1, *variance.shape), dtype=np.float32)
+    out = ops.batch_normalization(
+        ones,
+        mean=np.full(variance.shape, -0.0, dtype=np.float32),
+        variance=variance,
+        axis=-1,
+        offset=None,
+        scale=None if gamma is None else np.asarray(gamma, dtype=np.float32),
+        epsilon=epsilon,
+    )
+    return _f32(out)[0]
+
+
+def _offset(beta: np.ndarray | None, mean: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """The layer's ``beta − mean · inv`` (``−mean · inv`` without beta): IEEE
+    float32 operations, the same bits in NumPy as in TensorFlow on any CPU."""
+    if beta is None:
+        return (-mean) * inv
+    return beta - mean * inv
+
+
+def fold(
+    values: dict[str, np.ndarray | None],
+    epsilon: float,
+    inv_of: LayerInv = layer_inv,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel ``(scale, offset)`` of a BatchNormalization at inference:
     ``x * scale + offset`` is what the layer returns.
 
     Args:
         values: ``gamma`` and ``beta`` (``None`` when absent), ``moving_mean``
             and ``moving_variance``, as float32 arrays.
         epsilon: The layer's ``epsilon``.
+        inv_of: How the layer's ``inv`` is computed (:func:`layer_inv`, the
+            layer's own operation, unless a test emulates another CPU).
     """
-    variance = ops.convert_to_tensor(values["moving_variance"], dtype="float32")
-    inv = ops.rsqrt(variance + epsilon)
-    if values["gamma"] is not None:
-        inv = inv * ops.convert_to_tensor(values["gamma"], dtype="float32")
-    inv = _f32(inv)
+    gamma, beta = values["gamma"], values["beta"]
+    inv = inv_of(
+        np.asarray(values["moving_variance"], dtype=np.float32),
+        None if gamma is None else np.asarray(gamma, dtype=np.float32),
+        epsilon,
+    )
     mean = np.asarray(values["moving_mean"], dtype=np.float32)
-    if values["beta"] is not None:
-        offset = np.asarray(values["beta"], dtype=np.float32) - mean * inv
-    else:
-        offset = -mean * inv
+    offset = _offset(None if beta is None else np.asarray(beta, np.float32), mean, inv)
     return inv, offset.astype(np.float32)
 
 
-def _neighbours(start: np.ndarray) -> np.ndarray:
-    """``start`` and the float32 values up to :data:`_SEARCH_ULPS` ulps away,
-    nearest first: shape ``(2·ulps + 1, *start.shape)``."""
-    rows = [start]
-    up, down = start.copy(), start.copy()
-    for _ in range(_SEARCH_ULPS):
-        up = np.nextafter(up, np.float32(np.inf))
-        down = np.nextafter(down, np.float32(-np.inf))
-        rows += [up, down]
-    return np.stack(rows)
+def _same_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(a, np.float32).view(np.uint32) == np.asarray(b, np.float32).view(
+        np.uint32
+    )
 
 
-def _first_exact(candidates: np.ndarray, results: np.ndarray, target: np.ndarray):
-    """Per channel, the first candidate whose result equals ``target`` (else the
-    first candidate)."""
-    hits = results == target[None]
-    index = np.where(hits.any(axis=0), hits.argmax(axis=0), 0)
-    return np.take_along_axis(candidates, index[None], axis=0)[0]
+_TOP = np.int64(np.float32(np.finfo(np.float32).max).view(np.int32))
 
 
-def _unit_variance(epsilon: float, shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 ``v`` with ``float32(v + epsilon) == 1`` (nearest to ``1 − ε``)."""
-    start = np.full(shape, 1.0 - epsilon, dtype=np.float32)
-    candidates = _neighbours(start)
-    results = candidates + np.float32(epsilon)
-    return _first_exact(candidates, results, np.ones(shape, np.float32))
+def _move(x: np.ndarray, ulps: np.ndarray) -> np.ndarray:
+    """``x`` moved by ``ulps`` float32 steps (signed, per element), staying
+    finite; the two zeros count as one value."""
+    bits = x.astype(np.float32).view(np.int32).astype(np.int64)
+    key = np.where(bits < 0, -(bits & 0x7FFFFFFF), bits) + ulps
+    key = np.clip(key, -_TOP, _TOP)
+    out = np.where(key < 0, (-key) | 0x80000000, key).astype(np.uint32)
+    return out.view(np.float32)
+
+
+def _search(
+    start: np.ndarray,
+    evaluate: Callable[[np.ndarray], np.ndarray],
+    target: np.ndarray,
+    increasing: np.ndarray,
+    active: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, a float32 value near ``start`` whose ``evaluate`` result
+    equals ``target`` bit for bit.
+
+    ``evaluate`` maps a whole ``(C,)`` vector of candidates (one per channel)
+    to the results the layer computes. Unresolved channels first walk away
+    from ``start`` in the direction their first result points to (by the
+    function's trend ``increasing``), then the other way, each up to
+    :data:`SEARCH_ULPS` ulps; a channel keeps the first value that hits and
+    stops moving. Where none hits, the candidate whose result was nearest the
+    target (the first seen among equals). Channels not ``active`` keep
+    ``start``.
+
+    Returns:
+        ``(values, results)``: the chosen values and what ``evaluate`` gave
+        for them.
+    """
+    best = start.astype(np.float32)
+    result = best_result = evaluate(best)
+    found = ~active | _same_bits(result, target)
+
+    def error(r: np.ndarray) -> np.ndarray:
+        e = np.abs(r.astype(np.float64) - target.astype(np.float64))
+        return np.where(np.isnan(e), np.inf, e)
+
+    best_error = error(result)
+    toward = np.where((result < target) == increasing, 1, -1)
+    for side in (1, -1):
+        for n in range(1, SEARCH_ULPS + 1):
+            if found.all():
+                return best, best_result
+            moving = ~found
+            trial = np.where(moving, _move(start, side * n * toward), best)
+            result = evaluate(trial)
+            hit = moving & _same_bits(result, target)
+            trial_error = error(result)
+            better = moving & (hit | (trial_error < best_error))
+            best = np.where(better, trial, best)
+            best_result = np.where(better, result, best_result)
+            best_error = np.where(better, trial_error, best_error)
+            found |= hit
+    return best, best_result
+
+
+def _variance_for(sums: np.ndarray, epsilon: np.float32) -> np.ndarray:
+    """Non-negative float32 variances ``v`` with ``float32(v + ε) == sums``
+    where one exists (else the nearest found)."""
+    v = np.maximum(sums - epsilon, np.float32(0))
+    for step in (1, -1):
+        near = np.maximum(_move(v, np.full(v.shape, step)), np.float32(0))
+        miss = ~_same_bits(v + epsilon, sums)
+        v = np.where(miss & _same_bits(near + epsilon, sums), near, v)
+    return v.astype(np.float32)
 
 
 def unfold(
@@ -130,14 +247,21 @@ def unfold(
     epsilon: float,
     has_gamma: bool,
     has_beta: bool,
+    inv_of: LayerInv = layer_inv,
 ) -> dict[str, np.ndarray]:
     """Variables for which a BatchNormalization computes ``x * scale + offset``.
+
+    The searches (see the module docstring) evaluate the layer's own ``inv``
+    with ``inv_of`` on the ``(C,)`` vectors the layer holds, so the result is
+    bit-exact on the machine that runs them.
 
     Args:
         scale, offset: The folded per-channel float32 arrays.
         epsilon: The layer's ``epsilon`` (positive).
         has_gamma: The layer has ``gamma`` (``scale=True``).
         has_beta: The layer has ``beta`` (``center=True``).
+        inv_of: The layer's ``inv`` (:func:`layer_inv`; tests pass an emulation
+            of another CPU's ``rsqrt``).
 
     Returns:
         ``moving_mean`` and ``moving_variance``, plus ``gamma`` / ``beta`` when
@@ -149,10 +273,24 @@ def unfold(
     """
     scale = np.asarray(scale, dtype=np.float32)
     offset = np.asarray(offset, dtype=np.float32)
+    eps = np.float32(epsilon)
+    everywhere = np.ones(scale.shape, dtype=bool)
     out: dict[str, np.ndarray] = {}
     if has_gamma:
-        out["gamma"] = scale.copy()
-        out["moving_variance"] = _unit_variance(epsilon, scale.shape)
+        variance = _variance_for(np.ones(scale.shape, np.float32), eps)
+        r = inv_of(variance, None, epsilon)  # the layer's rsqrt(1) per channel
+        finite = np.isfinite(scale) & np.isfinite(r) & (r > 0)
+        with np.errstate(all="ignore"):
+            start = np.where(finite, scale.astype(np.float64) / r, scale)
+        gamma, inv = _search(
+            start.astype(np.float32),
+            lambda g: inv_of(variance, g, epsilon),
+            scale,
+            increasing=everywhere,
+            active=finite,
+        )
+        out["gamma"] = gamma
+        out["moving_variance"] = variance
     else:
         bad = ~(np.isfinite(scale) & (scale > 0))
         if bad.any():
@@ -160,17 +298,27 @@ def unfold(
                 "scale: a BatchNormalization without gamma needs positive finite "
                 f"scales (rsqrt(variance + epsilon)); received {scale[bad][:4]}"
             )
-        start = (1.0 / np.square(scale.astype(np.float64)) - epsilon).astype(np.float32)
-        candidates = _neighbours(np.maximum(start, np.float32(0.0)))
-        results = _f32(ops.rsqrt(ops.convert_to_tensor(candidates) + epsilon))
-        out["moving_variance"] = _first_exact(candidates, results, scale)
+        with np.errstate(all="ignore"):
+            sums = (1.0 / np.square(scale.astype(np.float64))).astype(np.float32)
+        sums, inv = _search(
+            np.maximum(sums, eps),
+            lambda x: inv_of(_variance_for(x, eps), None, epsilon),
+            scale,
+            increasing=~everywhere,
+            active=everywhere,
+        )
+        out["moving_variance"] = _variance_for(sums, eps)
     if has_beta:
         out["beta"] = offset.copy()
-        out["moving_mean"] = np.zeros_like(offset)
+        out["moving_mean"] = np.copysign(np.zeros_like(inv), inv)
     else:
-        safe = np.where(scale == 0, np.float32(1), scale)
-        start = np.where(scale == 0, np.float32(0), -offset / safe).astype(np.float32)
-        candidates = _neighbours(start)
-        results = -candidates * scale[None]
-        out["moving_mean"] = _first_exact(candidates, results, offset)
+        with np.errstate(all="ignore"):
+            start = np.where(inv == 0, 0.0, -offset.astype(np.float64) / inv)
+        out["moving_mean"], _ = _search(
+            np.nan_to_num(start).astype(np.float32),
+            lambda m: _offset(None, m, inv),
+            offset,
+            increasing=inv < 0,
+            active=np.isfinite(offset),
+        )
     return out

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 from export_models import randomize
+from rsqrt_emulation import eigen_rsqrt, emulated_layer_inv, other_cpu_rsqrtps
 
 import bnncore as lq
 from bnncore.export import batchnorm as bnfold
@@ -49,10 +50,11 @@ def test_folded_scale_and_offset_give_the_same_outputs(
         v.path.rpartition("/")[2]: v.numpy() for v in fresh.get_layer("bn").weights
     }
     if center:
-        assert not loaded["moving_mean"].any()
         np.testing.assert_array_equal(loaded["beta"], raw["bn/offset"])
+        assert not loaded["moving_mean"].any()
     if scale:
-        np.testing.assert_array_equal(loaded["gamma"], raw["bn/scale"])
+        # The variance makes the rsqrt's input exactly 1; gamma absorbs
+        # whatever this CPU's rsqrt(1) is (1.0 here, 1 − 2^-23 elsewhere).
         assert np.all(
             loaded["moving_variance"].astype(np.float32) + np.float32(epsilon) == 1
         )
@@ -61,46 +63,220 @@ def test_folded_scale_and_offset_give_the_same_outputs(
     np.testing.assert_allclose(
         x * raw["bn/scale"] + raw["bn/offset"], expected, rtol=1e-5, atol=1e-5
     )
-    got = np.asarray(fresh(x))
-    if scale:
-        # Bit-exact on any CPU: for 7 channels TensorFlow's rsqrt takes Eigen's
-        # scalar 1/sqrt (no rsqrtps), so rsqrt(1) == 1, gamma = s; the rest is
-        # IEEE multiplies and adds (the mean's search runs them in NumPy).
-        np.testing.assert_array_equal(got, expected)
-    else:
-        # The variance's search evaluates rsqrt on a (17, 7) array, whose
-        # 8-lane packets run the CPU's rsqrtps + Newton, but the layer on its 7
-        # channels, with 1/sqrt: its inv may be up to 3 ulps (6u·s) from s.
-        # Bound: 6u|x·s| from that, plus the product's and the sum's
-        # roundings, < 8u(|x·s| + |o|), u = 2^-24.
-        bound = 8 * 2.0**-24 * (np.abs(x * raw["bn/scale"]) + np.abs(raw["bn/offset"]))
-        assert np.all(np.abs(got - np.asarray(expected)) <= bound)
+    # Bit-exact on any CPU: unfold searched the variables with this layer's
+    # own operation on its own 7 channels, on this machine.
+    np.testing.assert_array_equal(fresh(x), expected)
+    np.testing.assert_array_equal(fresh(x), x * raw["bn/scale"] + raw["bn/offset"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bnncore/export/batchnorm.py unfold (scale=False) searches the variance "
-    "with rsqrt on a (17, C) array, not on the layer's (C,) vector: Eigen takes "
-    "another path (rsqrtps + Newton vs 1/sqrt), so the reloaded layer's inv can "
-    "differ from the stored scale by an ulp",
-)
-def test_unfolded_variance_gives_the_stored_scale_in_the_layers_own_rsqrt() -> None:
+CHANNELS = [1, 3, 7, 8, 10, 16, 17, 64]  # scalar-only, packets + tails, packets
+
+
+def channel_model(channels: int, center: bool, scale: bool) -> keras.Model:
+    inputs = keras.Input((channels,), name="x")
+    bn = keras.layers.BatchNormalization(
+        center=center, scale=scale, epsilon=1e-3, name="bn"
+    )
+    return keras.Model(inputs, bn(inputs), name="m")
+
+
+def random_statistics(model: keras.Model, rng: np.random.Generator) -> None:
+    """Trained-like values; variances from 1e-6 (far below epsilon, where
+    many variances give one rsqrt input) to 10."""
+    for variable in model.get_layer("bn").weights:
+        shape = tuple(variable.shape)
+        name = variable.path.rpartition("/")[2]
+        if name == "moving_variance":
+            value = np.exp(rng.uniform(np.log(1e-6), np.log(10.0), shape))
+        elif name == "gamma":
+            value = rng.uniform(0.05, 3.0, shape) * rng.choice([-1, 1], shape)
+        else:
+            value = rng.normal(0.0, 1.0, shape)
+        variable.assign(value.astype("float32"))
+
+
+@pytest.mark.parametrize("scale", [True, False], ids=["scale", "no_scale"])
+@pytest.mark.parametrize("channels", CHANNELS, ids=[f"c{c}" for c in CHANNELS])
+def test_reloaded_batchnorm_is_bit_exact_on_every_rsqrt_path(
+    channels: int, scale: bool
+) -> None:
+    """export → load → the reloaded layer's output equals the stored folded
+    computation x·s + o in NumPy float32 (the layer's order: one product, one
+    sum, both IEEE), and the original layer's output, bit for bit."""
+    rng = np.random.default_rng(channels * 2 + scale)
+    for center in (True, False):
+        original = channel_model(channels, center, scale)
+        fresh = channel_model(channels, center, scale)
+        for _ in range(6):
+            random_statistics(original, rng)
+            data = lq.export.to_bytes(original)
+            raw = safetensors.numpy.load(data)
+            lq.export.load_weights(fresh, data)
+            x = (rng.normal(size=(32, channels)) * 4).astype("float32")
+            oracle = x * raw["bn/scale"] + raw["bn/offset"]
+            got = np.asarray(fresh(x))
+            assert got.view(np.uint32).tolist() == oracle.view(np.uint32).tolist()
+            np.testing.assert_array_equal(got, np.asarray(original(x)))
+            inv = bnfold.layer_inv(
+                fresh.get_layer("bn").moving_variance.numpy(),
+                fresh.get_layer("bn").gamma.numpy() if scale else None,
+                1e-3,
+            )
+            assert (
+                inv.view(np.uint32).tolist() == raw["bn/scale"].view(np.uint32).tolist()
+            )
+
+
+def test_layer_inv_is_the_layers_own_inv() -> None:
+    """The search's evaluator gives what the layer's call multiplies by: on
+    x = 1 with beta = 0 and mean = 0 the layer returns exactly inv."""
+    rng = np.random.default_rng(3)
+    for channels in CHANNELS:
+        model = channel_model(channels, center=True, scale=True)
+        random_statistics(model, rng)
+        bn = model.get_layer("bn")
+        bn.beta.assign(np.zeros(channels, np.float32))
+        bn.moving_mean.assign(np.zeros(channels, np.float32))
+        got = np.asarray(model(np.ones((1, channels), np.float32)))[0]
+        inv = bnfold.layer_inv(bn.moving_variance.numpy(), bn.gamma.numpy(), 1e-3)
+        np.testing.assert_array_equal(inv, got)
+
+
+def test_the_layers_rsqrt_depends_on_the_lane_but_not_the_search() -> None:
+    """The former bug (C's strict xfail): unfold evaluated rsqrt on a (17, C)
+    array, whose lanes take other Eigen paths than the layer's (C,) vector;
+    here 10 channels, whose 8 and 9 take 1/sqrt in the layer, so the reloaded
+    layer missed the stored scale. Now each channel gets it exactly."""
     rng = np.random.default_rng(0)
-    channels, epsilon = 3, 1e-3
+    epsilon = 1e-3
+    for channels in (3, 10):
+        for _ in range(40):
+            values = {
+                "gamma": None,
+                "beta": rng.normal(0, 0.7, channels).astype(np.float32),
+                "moving_mean": rng.normal(0, 0.7, channels).astype(np.float32),
+                "moving_variance": rng.uniform(0.3, 3.0, channels).astype(np.float32),
+            }
+            s, _ = bnfold.fold(values, epsilon)
+            variance = bnfold.unfold(s, _, epsilon, has_gamma=False, has_beta=True)
+            # What a BatchNormalization of these channels computes (same shape).
+            inv = keras.ops.rsqrt(variance["moving_variance"] + np.float32(epsilon))
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(inv), s)
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(
+        np.array_equal(
+            np.asarray(a, np.float32).view(np.uint32),
+            np.asarray(b, np.float32).view(np.uint32),
+        )
+    )
+
+
+def emulated_statistics(
+    channels: int, scale: bool, center: bool, rng: np.random.Generator
+) -> dict[str, np.ndarray | None]:
+    return {
+        "gamma": (
+            rng.uniform(0.05, 3.0, channels) * rng.choice([-1, 1], channels)
+        ).astype(np.float32)
+        if scale
+        else None,
+        "beta": rng.normal(0, 1, channels).astype(np.float32) if center else None,
+        "moving_mean": rng.normal(0, 1, channels).astype(np.float32),
+        "moving_variance": np.exp(
+            rng.uniform(np.log(1e-6), np.log(10.0), channels)
+        ).astype(np.float32),
+    }
+
+
+def reloaded(
+    variables: dict[str, np.ndarray], epsilon: float, inv_of: bnfold.LayerInv
+) -> tuple[np.ndarray, np.ndarray]:
+    """(inv, offset) a layer with the unfolded variables computes under inv_of."""
+    return bnfold.fold(
+        {
+            "gamma": variables.get("gamma"),
+            "beta": variables.get("beta"),
+            "moving_mean": variables["moving_mean"],
+            "moving_variance": variables["moving_variance"],
+        },
+        epsilon,
+        inv_of=inv_of,
+    )
+
+
+def test_the_emulation_is_tensorflows_rsqrt_where_cpus_agree() -> None:
+    """The emulated leftover lanes (1/sqrt, IEEE) are TensorFlow's own on any
+    CPU; the emulated packets are within a few ulps of the true value."""
+    rng = np.random.default_rng(5)
+    for channels in CHANNELS:
+        x = rng.uniform(1e-3, 10.0, channels).astype(np.float32)
+        emulated = eigen_rsqrt(x, other_cpu_rsqrtps)
+        tail = channels // 8 * 8
+        real = np.asarray(keras.ops.convert_to_numpy(keras.ops.rsqrt(x)))
+        np.testing.assert_array_equal(emulated[tail:], real[tail:])
+        true = 1 / np.sqrt(x.astype(np.float64))
+        assert np.all(
+            np.abs(emulated - true) <= 5 * np.spacing(true.astype(np.float32))
+        )
+    assert other_cpu_rsqrtps(np.ones(1, np.float32)).view(np.uint32)[0] == 0x3F7FF000
+    # There, the old rule "rsqrt(1) == 1, so gamma = s" is wrong on packets.
+    assert eigen_rsqrt(np.ones(8, np.float32), other_cpu_rsqrtps)[0] != 1
+
+
+@pytest.mark.parametrize("scale", [True, False], ids=["scale", "no_scale"])
+def test_the_search_is_exact_on_a_cpu_whose_rsqrt_of_1_is_not_1(scale: bool) -> None:
+    """Exported and reloaded on the emulated CPU (rsqrtps(1.0) = 0x3F7FF000):
+    the reloaded layer's inv and offset are the stored ones, bit for bit."""
+    inv_of = emulated_layer_inv(other_cpu_rsqrtps)
+    rng = np.random.default_rng(11 + scale)
+    for channels in CHANNELS:
+        for seed in range(20):
+            center = seed % 2 == 0
+            values = emulated_statistics(channels, scale, center, rng)
+            s, o = bnfold.fold(values, 1e-3, inv_of=inv_of)
+            back = bnfold.unfold(s, o, 1e-3, scale, center, inv_of=inv_of)
+            got_s, got_o = reloaded(back, 1e-3, inv_of)
+            assert same_bits(got_s, s), (channels, seed)
+            assert same_bits(got_o, o), (channels, seed)
+
+
+def test_exported_here_and_reloaded_on_the_other_cpu() -> None:
+    """Exported with this machine's TensorFlow, reloaded on the emulated CPU.
+    With gamma every scale is reached exactly. Without gamma, a stored s that
+    the other CPU's rsqrt gives for no input remains possible: unfold then
+    keeps the nearest, and no sum within 64 ulps of its choice gives s."""
+    inv_of = emulated_layer_inv(other_cpu_rsqrtps)
+    rng = np.random.default_rng(21)
+    epsilon = np.float32(1e-3)
     misses = 0
-    for _ in range(100):
-        values = {
-            "gamma": None,
-            "beta": rng.normal(0, 0.7, channels).astype(np.float32),
-            "moving_mean": rng.normal(0, 0.7, channels).astype(np.float32),
-            "moving_variance": rng.uniform(0.3, 3.0, channels).astype(np.float32),
-        }
-        s, o = bnfold.fold(values, epsilon)
-        variance = bnfold.unfold(s, o, epsilon, has_gamma=False, has_beta=True)
-        # What a BatchNormalization of these channels computes (same shape).
-        inv = keras.ops.rsqrt(variance["moving_variance"] + np.float32(epsilon))
-        misses += int(np.sum(keras.ops.convert_to_numpy(inv) != s))
-    assert misses == 0
+    for scale in (True, False):
+        for channels in CHANNELS:
+            for seed in range(12):
+                center = seed % 2 == 0
+                values = emulated_statistics(channels, scale, center, rng)
+                s, o = bnfold.fold(values, 1e-3)  # this machine's rsqrt
+                back = bnfold.unfold(s, o, 1e-3, scale, center, inv_of=inv_of)
+                got_s, got_o = reloaded(back, 1e-3, inv_of)
+                if scale:
+                    assert same_bits(got_s, s), (channels, seed)
+                    assert same_bits(got_o, o), (channels, seed)
+                    continue
+                variance = back["moving_variance"]
+                for c in np.flatnonzero(got_s != s):
+                    misses += 1
+                    ulp = np.spacing(s[c])
+                    assert abs(got_s[c] - s[c]) <= 2 * ulp
+                    base = variance[c] + epsilon
+                    for k in range(-64, 65):
+                        trial = variance.copy()
+                        sum_k = np.float32(base + k * np.spacing(base))
+                        trial[c] = max(np.float32(sum_k - epsilon), np.float32(0))
+                        assert inv_of(trial, None, 1e-3)[c] != s[c]
+                if center:
+                    assert same_bits(got_o, o), (channels, seed)
+    assert misses < 10  # rare: a few in a thousand channels
 
 
 def test_a_batchnorm_with_extra_variables_is_stored_unfolded() -> None:
