@@ -1,10 +1,13 @@
-"""An inference replica runs NumPy's OpenBLAS on one thread unless the user
-chose a count (``bnncore_service.server.default_blas_threads``).
+"""What ``python -m bnncore_service`` starts an inference replica with: NumPy's
+OpenBLAS on one thread unless the user chose a count
+(``bnncore_service.server.default_blas_threads``), and uvicorn without its
+WebSocket protocol (``websocket_implementation``).
 
-Oracle: OpenBLAS itself, asked through its C API (``*_get_num_threads``) in a
+Oracles: OpenBLAS itself, asked through its C API (``*_get_num_threads``) in a
 fresh ``python -m bnncore_service``-like process (the real ``server.main``
 with only ``uvicorn.run`` replaced, after the app, and NumPy, are imported),
-and the environment that process ends up with."""
+the environment that process ends up with, and the modules uvicorn's own
+``Config.load()`` imports with the options ``main`` passes."""
 
 from __future__ import annotations
 
@@ -45,6 +48,12 @@ def run(app, **options):
     seen["numpy"] = "numpy" in sys.modules
     seen["threads"] = blas_threads()
     seen["env"] = {v: os.environ.get(v) for v in json.loads(sys.argv[1])}
+    config = uvicorn.Config(app, **options)
+    config.load()  # what uvicorn.run does before it serves
+    seen["ws"] = config.ws_protocol_class is not None
+    seen["websockets"] = sorted(
+        m for m in sys.modules if m.split(".")[0] in ("websockets", "wsproto")
+    )
 
 uvicorn.run = run
 from bnncore_service.server import main
@@ -87,7 +96,9 @@ def _replica(tmp_path: Path, **user: str) -> dict[str, object]:
     return seen
 
 
-def test_an_inference_replica_runs_openblas_on_one_thread(tmp_path: Path) -> None:
+def test_an_inference_replica_has_one_blas_thread_and_no_websockets(
+    tmp_path: Path,
+) -> None:
     seen = _replica(tmp_path)
     assert seen["env"] == {
         "OPENBLAS_NUM_THREADS": "1",
@@ -95,6 +106,17 @@ def test_an_inference_replica_runs_openblas_on_one_thread(tmp_path: Path) -> Non
         "OMP_NUM_THREADS": None,
     }
     assert seen["threads"] == 1
+    assert not seen["ws"] and seen["websockets"] == []
+
+
+def test_a_full_replica_keeps_uvicorn_s_websocket_choice() -> None:
+    """The full replica's options are unchanged (``auto``: a WebSocket
+    library when one is installed, which the check above would then see)."""
+    from bnncore_service.config import Settings
+    from bnncore_service.server import uvicorn_options
+
+    assert uvicorn_options(Settings())["ws"] == "auto"
+    assert uvicorn_options(Settings(role="inference"))["ws"] == "none"
 
 
 @pytest.mark.parametrize(
