@@ -24,10 +24,11 @@ takes the Eigen path it takes in the layer:
 
 * ``scale=False``: the sum ``moving_variance + epsilon`` starts at ``1/s²`` and
   moves by ulps until the layer's ``inv == s``;
-* ``scale=True``: ``moving_variance`` makes the sum exactly 1, the layer's
-  ``r = rsqrt(1)`` is measured (1.0 on some CPUs, a little less on others) and
-  ``gamma`` starts at ``s / r`` and moves by ulps until the layer's
-  ``inv == s`` (``r ≤ 1`` makes every finite ``s`` reachable);
+* ``scale=True``: ``moving_variance`` makes the sum exactly 1 and
+  ``gamma = s``; where the layer's ``rsqrt(1) · s`` is not ``s`` (``rsqrt(1)``
+  is 1.0 on some CPUs, a little less on others), ``gamma`` starts at
+  ``s / rsqrt(1)`` and moves by ulps until the layer's ``inv == s``
+  (``rsqrt(1) ≤ 1`` makes every finite ``s`` reachable);
 * ``center=True``: ``beta = o`` and ``moving_mean = ±0`` (the sign of ``inv``,
   so that ``beta - moving_mean * inv`` keeps the sign of a zero ``o``);
 * ``center=False``: ``moving_mean`` starts at ``−o / inv`` and moves by ulps
@@ -278,17 +279,24 @@ def unfold(
     out: dict[str, np.ndarray] = {}
     if has_gamma:
         variance = _variance_for(np.ones(scale.shape, np.float32), eps)
-        r = inv_of(variance, None, epsilon)  # the layer's rsqrt(1) per channel
-        finite = np.isfinite(scale) & np.isfinite(r) & (r > 0)
-        with np.errstate(all="ignore"):
-            start = np.where(finite, scale.astype(np.float64) / r, scale)
-        gamma, inv = _search(
-            start.astype(np.float32),
-            lambda g: inv_of(variance, g, epsilon),
-            scale,
-            increasing=everywhere,
-            active=finite,
-        )
+        # gamma = s is exact where this CPU's rsqrt(1) is 1; elsewhere the
+        # result r·s gives r, and the search starts from s / r.
+        inv = inv_of(variance, scale, epsilon)
+        finite = np.isfinite(scale) & np.isfinite(inv) & (inv != 0)
+        missed = finite & ~_same_bits(inv, scale)
+        gamma = scale.copy()
+        if missed.any():
+            with np.errstate(all="ignore"):
+                start = np.where(
+                    missed, np.square(scale, dtype=np.float64) / inv, scale
+                )
+            gamma, inv = _search(
+                start.astype(np.float32),
+                lambda g: inv_of(variance, g, epsilon),
+                scale,
+                increasing=everywhere,
+                active=missed,
+            )
         out["gamma"] = gamma
         out["moving_variance"] = variance
     else:
