@@ -103,8 +103,8 @@ def instrument() -> None:
     import uvicorn.protocols.http.h11_impl as h11_impl
     from starlette.requests import Request
 
+    import bnncore_service.inference.handlers as handlers  # both roles run them
     import bnncore_service.inference.serving as serving_module
-    import bnncore_service.routes.inference as route
     from bnncore_service import auth, limits, logs, metrics, server, uploads
     from bnncore_service.inference.scheduler import Scheduler
 
@@ -133,22 +133,21 @@ def instrument() -> None:
     _wrap_async(auth.ApiKeyAuth, "__call__", "middleware ApiKeyAuth, inclusive")
     _wrap_sync(auth.ApiKeyAuth, "authorize", "auth: the key check")
     _wrap_async(limits.BodySizeLimit, "__call__", "middleware BodySizeLimit, inclusive")
-    _wrap_async(route, "_infer", "route handler _infer, inclusive")
+    _wrap_async(handlers, "infer", "route handler infer, inclusive")
     _wrap_async(Request, "body", "body read (await request.body())")
-    _wrap_sync(route, "split_body", "binary framing (split_body)")
-    _wrap_sync(route, "_parse", "JSON parse + validation (pydantic)")
-    if hasattr(route, "parse_oip"):
-        _wrap_sync(route, "parse_oip", "JSON parse (orjson fast path)")
-    _wrap_sync(route, "decode_oip", "checks + tensor build (decode_oip)")
-    _wrap_sync(route, "encode_oip_binary", "encode outputs")
-    _wrap_sync(route, "_json", "JSON answer (orjson) + Response")
-    _wrap_sync(route, "encode_body", "binary answer framing")
+    _wrap_sync(handlers, "split_body", "binary framing (split_body)")
+    _wrap_sync(handlers, "parse_body", "JSON parse + validation (pydantic)")
+    _wrap_sync(handlers, "parse_oip", "JSON parse (orjson fast path)")
+    _wrap_sync(handlers, "decode_oip", "checks + tensor build (decode_oip)")
+    _wrap_sync(handlers, "encode_oip_binary", "encode outputs")
+    _wrap_sync(handlers, "_json", "JSON answer (orjson) + Response")
+    _wrap_sync(handlers, "encode_body", "binary answer framing")
     _wrap_async(serving_module.InferenceService, "record", "version lookup (record)")
     _wrap_async(serving_module.InferenceService, "cost", "request cost (cached)")
     _wrap_async(serving_module.InferenceService, "served", "served(): weights + cache")
     _wrap_async(serving_module.InferenceService, "infer", "infer(), inclusive")
     _wrap_sync(serving_module.Served, "predict", "engine (Served.predict)")
-    _wrap_hop(route, "run_in_threadpool", "thread hop: route (decode, encode)")
+    _wrap_hop(handlers, "run_in_threadpool", "thread hop: route (decode, encode)")
     _wrap_hop(serving_module, "run_in_threadpool", "thread hop: registry lookups")
     _wrap_hop(
         dependencies, "run_in_threadpool", "thread hop: FastAPI sync dependencies"

@@ -159,16 +159,14 @@ async def _not_served(request: Request, exc: Exception) -> Response:
     return error(exc.status_code, str(exc.detail))
 
 
-def create_inference_app(settings: Settings | None = None) -> Any:
+def create_inference_app(settings: Settings | None = None) -> InferenceReplica:
     """Builds an inference replica.
 
     Args:
         settings: Configuration; ``None`` reads ``BNN_*`` environment variables.
 
     Returns:
-        The app (an :class:`InferenceReplica`; typed ``Any`` as
-        ``bnncore_service.main`` returns it where a FastAPI app is declared);
-        its lifespan opens the store (read only) and the inference
+        The app; its lifespan opens the store (read only) and the inference
         service, and starts ``BNN_PRELOAD``.
 
     Raises:

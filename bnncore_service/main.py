@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -39,6 +39,9 @@ from bnncore_service.routes import (
 from bnncore_service.runtime import Runtime, freeze_startup_objects
 from bnncore_service.store import Store
 from bnncore_service.uploads import DeferredBody
+
+if TYPE_CHECKING:
+    from bnncore_service.inference_app import InferenceReplica
 
 __all__ = ["app", "create_app", "required_scope"]
 
@@ -195,7 +198,7 @@ def required_scope(method: str, path: str) -> str | None:
     return _service_scopes[0].scope(method, path)
 
 
-def _app_from_environment() -> FastAPI:
+def _app_from_environment() -> FastAPI | InferenceReplica:
     """The app of the ``BNN_*`` environment; a bad value stops the start with
     one line on stderr naming the variable and the expected form (exit 2), and
     so does a database URL whose driver is not installed."""
