@@ -163,6 +163,9 @@ def full_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             assert answer.headers["X-BNN-Engine"] == "packed"
             expected[name]["outputs"] = _binary_outputs(answer)
             oracle = np.asarray(lq.engine.compile(built).predict(x), dtype="<f4")
+            # Bit for bit on any CPU: unfold rebuilt each batch norm so its own
+            # rsqrt (the engine's op on the same (C,) vector) gives the stored
+            # scale and offset, which `built`'s layers computed here.
             assert expected[name]["outputs"] == [oracle.tobytes()]
         # Registered without weights: its initial weights are drawn by Keras.
         body = {"name": "unweighted", "definition": MNIST_SEQUENTIAL}
@@ -195,6 +198,8 @@ def test_inference_replica_answers_with_the_full_replicas_bits(
         timeout=60,
     )
     assert answer.headers["X-BNN-Engine"] == "packed"
+    # Bit for bit on any CPU: the replica applies the stored scale and offset,
+    # which the full replica's unfolded batch norms compute again exactly.
     assert _binary_outputs(answer) == case["outputs"]
     ready = httpx.get(f"{replica.base}/v2/models/{name}/versions/1/ready")
     assert ready.status_code == 200
