@@ -43,10 +43,7 @@ import logging
 import os
 import sys
 from collections.abc import MutableMapping, Sequence
-from typing import Any
-
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from typing import TYPE_CHECKING, Any
 
 from bnncore_service.config import Settings
 from bnncore_service.errors import error_body
@@ -257,12 +254,35 @@ class ConnectionLimits:
             self.transport.close()
 
 
-class LimitedH11Protocol(ConnectionLimits, H11Protocol):  # type: ignore[misc]
-    """uvicorn's h11 protocol with :class:`ConnectionLimits`; the head size is
-    bounded by h11 itself (``h11_max_incomplete_event_size``)."""
+@functools.cache
+def _limited_h11_protocol() -> type[ConnectionLimits]:
+    """:class:`LimitedH11Protocol`, made at first use: h11 and uvicorn's h11
+    protocol are imported only by a server that uses them (about 20 ms of
+    CPU at start-up that a server running httptools does not spend)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    def _awaiting_head(self) -> bool:
-        return self.conn.their_state is h11.IDLE
+    class LimitedH11Protocol(ConnectionLimits, H11Protocol):  # type: ignore[misc]
+        """uvicorn's h11 protocol with :class:`ConnectionLimits`; the head size
+        is bounded by h11 itself (``h11_max_incomplete_event_size``)."""
+
+        def _awaiting_head(self) -> bool:
+            return self.conn.their_state is h11.IDLE
+
+    LimitedH11Protocol.__module__ = __name__
+    LimitedH11Protocol.__qualname__ = "LimitedH11Protocol"
+    return LimitedH11Protocol
+
+
+if TYPE_CHECKING:
+    LimitedH11Protocol: type[ConnectionLimits]
+
+
+def __getattr__(name: str) -> Any:
+    """``LimitedH11Protocol``, made on first use (:func:`_limited_h11_protocol`)."""
+    if name == "LimitedH11Protocol":
+        return _limited_h11_protocol()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 try:  # uvicorn[standard]
@@ -477,7 +497,7 @@ def protocol_class(settings: Settings, http: str = "auto") -> type[ConnectionLim
     base: Any = (
         LimitedHttpToolsProtocol
         if http_implementation(http) == "httptools"
-        else LimitedH11Protocol
+        else _limited_h11_protocol()
     )
     made: type[ConnectionLimits] = type(
         base.__name__,

@@ -1,7 +1,8 @@
 """What ``python -m bnncore_service`` starts an inference replica with: NumPy's
 OpenBLAS on one thread unless the user chose a count
 (``bnncore_service.server.default_blas_threads``), and uvicorn without its
-WebSocket protocol (``websocket_implementation``).
+WebSocket protocol (``websocket_implementation``), nor h11 when it parses
+with httptools.
 
 Oracles: OpenBLAS itself, asked through its C API (``*_get_num_threads``) in a
 fresh ``python -m bnncore_service``-like process (the real ``server.main``
@@ -54,6 +55,8 @@ def run(app, **options):
     seen["websockets"] = sorted(
         m for m in sys.modules if m.split(".")[0] in ("websockets", "wsproto")
     )
+    seen["http"] = [c.__name__ for c in config.http_protocol_class.__mro__]
+    seen["h11"] = "h11" in sys.modules
 
 uvicorn.run = run
 from bnncore_service.server import main
@@ -107,6 +110,8 @@ def test_an_inference_replica_has_one_blas_thread_and_no_websockets(
     }
     assert seen["threads"] == 1
     assert not seen["ws"] and seen["websockets"] == []
+    # h11 is imported only by a server that parses with it.
+    assert seen["h11"] == ("H11Protocol" in seen["http"])
 
 
 def test_a_full_replica_keeps_uvicorn_s_websocket_choice() -> None:
