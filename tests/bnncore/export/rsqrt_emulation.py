@@ -16,9 +16,9 @@ Measured on the AMD EPYC that wrote these tests (a compiled probe of its
 refined to exactly 1.0.
 
 What differs between CPUs is ``rsqrtps``'s table: only its error bound
-(1.5·2^-12) is architectural. :func:`other_cpu_rsqrtps` is a table of that
+(1.5·2^-12) is architectural. ``other_cpu_rsqrtps`` is a table of that
 precision whose ``rsqrtps(1.0)`` is ``0x3F7FF000`` (as reported for Intel
-CPUs): the Newton step then gives ``rsqrt(1) = 1 − 2^-24``, not 1.
+CPUs): the Newton step then gives ``rsqrt(1) = 1 − 2^-23``, not 1.
 """
 
 from __future__ import annotations
@@ -31,12 +31,24 @@ F32 = np.float32
 LANES = 8
 
 
-def other_cpu_rsqrtps(x: np.ndarray) -> np.ndarray:
-    """A 12-significant-bit ``rsqrtps`` biased by −2^-12 (relative error
-    within 1.5·2^-12): ``1/√x · (1 − 2^-12)`` rounded to 12 significant bits."""
-    exact = 1.0 / np.sqrt(np.asarray(x, np.float64)) * (1.0 - 2.0**-12)
-    mantissa, exponent = np.frexp(exact)
-    return np.ldexp(np.round(mantissa * 2.0**12) / 2.0**12, exponent).astype(F32)
+def model_rsqrtps(bias: float) -> Callable[[np.ndarray], np.ndarray]:
+    """A model ``rsqrtps`` table: ``1/√x · (1 + bias)`` rounded to 12
+    significant bits (relative error within ``|bias| + 2^-13``)."""
+
+    def rsqrtps(x: np.ndarray) -> np.ndarray:
+        exact = 1.0 / np.sqrt(np.asarray(x, np.float64)) * (1.0 + bias)
+        mantissa, exponent = np.frexp(exact)
+        rounded = np.ldexp(np.round(mantissa * 2.0**12) / 2.0**12, exponent)
+        return rounded.astype(F32)
+
+    return rsqrtps
+
+
+other_cpu_rsqrtps = model_rsqrtps(-(2.0**-12))
+"""Error within 1.5·2^-12, and ``rsqrtps(1.0) = 0x3F7FF000``."""
+
+unbiased_rsqrtps = model_rsqrtps(0.0)
+"""Another CPU's table: ``rsqrtps(1.0) = 1.0``."""
 
 
 def eigen_rsqrt(

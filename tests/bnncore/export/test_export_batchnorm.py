@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import safetensors.numpy
 from export_models import randomize
-from rsqrt_emulation import eigen_rsqrt, emulated_layer_inv, other_cpu_rsqrtps
+from rsqrt_emulation import (
+    eigen_rsqrt,
+    emulated_layer_inv,
+    other_cpu_rsqrtps,
+    unbiased_rsqrtps,
+)
 
 import bnncore as lq
 from bnncore.export import batchnorm as bnfold
@@ -243,17 +248,14 @@ def test_the_search_is_exact_on_a_cpu_whose_rsqrt_of_1_is_not_1(scale: bool) -> 
 
 
 def test_exported_here_and_reloaded_on_the_other_cpu() -> None:
-    """Exported with this machine's TensorFlow, reloaded on the emulated CPU.
-    With gamma every scale is reached exactly. Without gamma, a stored s that
-    the other CPU's rsqrt gives for no input remains possible: unfold then
-    keeps the nearest, and no sum within 64 ulps of its choice gives s."""
+    """Exported with this machine's TensorFlow, reloaded on the emulated CPU:
+    with gamma every scale is reached exactly; without, within an ulp or two
+    (the next test shows when and why not exactly); offsets exact."""
     inv_of = emulated_layer_inv(other_cpu_rsqrtps)
     rng = np.random.default_rng(21)
-    epsilon = np.float32(1e-3)
-    misses = 0
     for scale in (True, False):
         for channels in CHANNELS:
-            for seed in range(12):
+            for seed in range(8):
                 center = seed % 2 == 0
                 values = emulated_statistics(channels, scale, center, rng)
                 s, o = bnfold.fold(values, 1e-3)  # this machine's rsqrt
@@ -261,22 +263,43 @@ def test_exported_here_and_reloaded_on_the_other_cpu() -> None:
                 got_s, got_o = reloaded(back, 1e-3, inv_of)
                 if scale:
                     assert same_bits(got_s, s), (channels, seed)
+                else:
+                    assert np.all(np.abs(got_s - s) <= 2 * np.spacing(s))
+                if scale or center:
                     assert same_bits(got_o, o), (channels, seed)
-                    continue
-                variance = back["moving_variance"]
-                for c in np.flatnonzero(got_s != s):
-                    misses += 1
-                    ulp = np.spacing(s[c])
-                    assert abs(got_s[c] - s[c]) <= 2 * ulp
-                    base = variance[c] + epsilon
-                    for k in range(-64, 65):
-                        trial = variance.copy()
-                        sum_k = np.float32(base + k * np.spacing(base))
-                        trial[c] = max(np.float32(sum_k - epsilon), np.float32(0))
-                        assert inv_of(trial, None, 1e-3)[c] != s[c]
-                if center:
-                    assert same_bits(got_o, o), (channels, seed)
-    assert misses < 10  # rare: a few in a thousand channels
+
+
+def test_without_gamma_the_nearest_scale_only_where_none_is_exact() -> None:
+    """Exported on one emulated CPU (rsqrtps(1.0) = 1.0), reloaded on the other
+    (0x3F7FF000), deterministically: some stored scales are values the second
+    CPU's rsqrt gives for no input. unfold keeps the nearest there (an ulp or
+    two away, where the rsqrt jumps), and no rsqrt input within 64 ulps of its
+    choice gives s exactly; everywhere else it is exact."""
+    there, here = (
+        emulated_layer_inv(unbiased_rsqrtps),
+        emulated_layer_inv(other_cpu_rsqrtps),
+    )
+    rng = np.random.default_rng(21)
+    epsilon = np.float32(1e-3)
+    misses = channels_seen = 0
+    for channels in CHANNELS:
+        for seed in range(40):
+            values = emulated_statistics(channels, False, seed % 2 == 0, rng)
+            s, o = bnfold.fold(values, 1e-3, inv_of=there)
+            back = bnfold.unfold(s, o, 1e-3, False, seed % 2 == 0, inv_of=here)
+            got_s, _ = reloaded(back, 1e-3, here)
+            channels_seen += channels
+            variance = back["moving_variance"]
+            for c in np.flatnonzero(~(got_s.view(np.uint32) == s.view(np.uint32))):
+                misses += 1
+                assert abs(got_s[c] - s[c]) <= 2 * np.spacing(s[c])
+                base = variance[c] + epsilon
+                for k in range(-64, 65):
+                    trial = variance.copy()
+                    total = np.float32(base + k * np.spacing(base))
+                    trial[c] = max(np.float32(total - epsilon), np.float32(0))
+                    assert here(trial, None, 1e-3)[c] != s[c], (channels, seed, c)
+    assert 0 < misses < 0.01 * channels_seen, (misses, channels_seen)
 
 
 def test_a_batchnorm_with_extra_variables_is_stored_unfolded() -> None:
