@@ -30,19 +30,23 @@ starts and passes ``log_config=None``, so that uvicorn's own lines, from
 start-up to exit, have the service's format (``bnncore_service/logs.py``).
 
 An inference replica (``BNN_ROLE=inference``) runs NumPy's OpenBLAS on one
-thread unless the environment chooses (:func:`default_blas_threads`).
+thread unless the environment chooses (:func:`default_blas_threads`), and
+imports its modules with the cyclic garbage collector off, then freezes them
+(:func:`startup_objects_frozen`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import gc
 import importlib.util
 import logging
 import os
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bnncore_service.config import Settings
@@ -58,6 +62,7 @@ __all__ = [
     "engine_threads",
     "main",
     "parse_args",
+    "startup_objects_frozen",
     "uvicorn_options",
     "websocket_implementation",
     "worker_count",
@@ -575,13 +580,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def inference_role() -> bool:
+    """Whether ``BNN_ROLE`` asks for an inference replica."""
+    return os.environ.get("BNN_ROLE", "").strip().lower() == "inference"
+
+
+@contextlib.contextmanager
+def startup_objects_frozen() -> Iterator[None]:
+    """The cyclic garbage collector off inside (``python -m bnncore_service``
+    turns it off from the start for an inference replica); then every object
+    alive is frozen (``gc.freeze``) and the collector turned on.
+
+    Importing the replica's modules allocates a few hundred thousand objects
+    that live as long as the process, and the collector scanned them over and
+    over (about 130 collections, some 65 ms of CPU time, a tenth of the
+    start). Frozen, they are never scanned again. The cyclic garbage made
+    while importing (a few tens of thousands of objects, under 1 MB) is frozen
+    with them rather than collected: a full collection would cost 30 ms.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def _app_for_role() -> Any:
     """``bnncore_service.main:app`` (``BNN_ROLE=full``, the default) or
     ``bnncore_service.inference_app:app`` (``BNN_ROLE=inference``, which imports
-    neither TensorFlow nor Keras); each reads the ``BNN_*`` settings and stops
-    the start with one line on a bad value."""
-    if os.environ.get("BNN_ROLE", "").strip().lower() == "inference":
-        from bnncore_service.inference_app import app as inference_app
+    neither TensorFlow nor Keras, imported in :func:`startup_objects_frozen`);
+    each reads the ``BNN_*`` settings and stops the start with one line on a
+    bad value."""
+    if inference_role():
+        with startup_objects_frozen():
+            from bnncore_service.inference_app import app as inference_app
 
         return inference_app
     from bnncore_service.main import app
@@ -650,7 +683,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Every line of the process in the BNN_LOG_FORMAT, uvicorn's too (its own
     # logging configuration is not applied: log_config=None).
     if workers > 1:
-        # Each worker process imports and builds the app itself.
+        # Each worker process imports and builds the app itself; this one
+        # imports none (the collector back on, see startup_objects_frozen).
+        gc.enable()
         configure_logging(settings.log_format, settings.log_level)
         uvicorn.run(
             "bnncore_service.server:worker_app",

@@ -1,14 +1,15 @@
 """What ``python -m bnncore_service`` starts an inference replica with: NumPy's
 OpenBLAS on one thread unless the user chose a count
-(``bnncore_service.server.default_blas_threads``), and uvicorn without its
+(``bnncore_service.server.default_blas_threads``), uvicorn without its
 WebSocket protocol (``websocket_implementation``), nor h11 when it parses
-with httptools.
+with httptools, and its start-up objects frozen (``startup_objects_frozen``).
 
 Oracles: OpenBLAS itself, asked through its C API (``*_get_num_threads``) in a
-fresh ``python -m bnncore_service``-like process (the real ``server.main``
+fresh ``python -m bnncore_service`` process (``bnncore_service.__main__`` run
 with only ``uvicorn.run`` replaced, after the app, and NumPy, are imported),
 the environment that process ends up with, and the modules uvicorn's own
-``Config.load()`` imports with the options ``main`` passes."""
+``Config.load()`` imports with the options ``main`` passes; the garbage
+collector's own state (``gc.isenabled``, ``gc.get_freeze_count``)."""
 
 from __future__ import annotations
 
@@ -41,14 +42,19 @@ def blas_threads():
 CHILD = (
     PROBE
     + """
+import gc, runpy
 import uvicorn
 
 seen = {}
+variables = json.loads(sys.argv[1])
 
 def run(app, **options):
+    seen["gc"] = [gc.isenabled(), gc.get_freeze_count()]
+    if isinstance(app, str):  # BNN_WORKERS > 1: the workers import the app
+        return
     seen["numpy"] = "numpy" in sys.modules
     seen["threads"] = blas_threads()
-    seen["env"] = {v: os.environ.get(v) for v in json.loads(sys.argv[1])}
+    seen["env"] = {v: os.environ.get(v) for v in variables}
     config = uvicorn.Config(app, **options)
     config.load()  # what uvicorn.run does before it serves
     seen["ws"] = config.ws_protocol_class is not None
@@ -59,8 +65,8 @@ def run(app, **options):
     seen["h11"] = "h11" in sys.modules
 
 uvicorn.run = run
-from bnncore_service.server import main
-main(["--port", "0"])
+sys.argv = ["bnncore_service", "--port", "0"]
+runpy.run_module("bnncore_service", run_name="__main__", alter_sys=True)
 print(json.dumps(seen))
 """
 )
@@ -86,7 +92,7 @@ def _clean_env() -> dict[str, str]:
     }
 
 
-def _replica(tmp_path: Path, **user: str) -> dict[str, object]:
+def _run_main(tmp_path: Path, **user: str) -> dict[str, object]:
     env = {**_clean_env(), "BNN_ROLE": "inference", **user}
     env["BNN_DATA_DIR"] = str(tmp_path / "data")
     done = subprocess.run(
@@ -95,8 +101,23 @@ def _replica(tmp_path: Path, **user: str) -> dict[str, object]:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     seen: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return seen
+
+
+def _replica(tmp_path: Path, **user: str) -> dict[str, object]:
+    seen = _run_main(tmp_path, **user)
     assert seen["numpy"], "the app did not import NumPy: nothing was checked"
     return seen
+
+
+def test_with_workers_the_supervisor_turns_the_collector_back_on(
+    tmp_path: Path,
+) -> None:
+    """With ``BNN_WORKERS=2`` the runner's process imports no app (each worker
+    does, in ``startup_objects_frozen``): the collector that
+    ``python -m bnncore_service`` turned off is on again when it serves."""
+    seen = _run_main(tmp_path, BNN_WORKERS="2")
+    assert seen["gc"] == [True, 0]
 
 
 def test_an_inference_replica_has_one_blas_thread_and_no_websockets(
@@ -112,6 +133,10 @@ def test_an_inference_replica_has_one_blas_thread_and_no_websockets(
     assert not seen["ws"] and seen["websockets"] == []
     # h11 is imported only by a server that parses with it.
     assert seen["h11"] == ("H11Protocol" in seen["http"])
+    # The collector is on again, the start-up objects frozen (the app's,
+    # NumPy's and the runner's own: python -m bnncore_service turned it off).
+    enabled, frozen = seen["gc"]
+    assert enabled and frozen > 50_000
 
 
 def test_a_full_replica_keeps_uvicorn_s_websocket_choice() -> None:
