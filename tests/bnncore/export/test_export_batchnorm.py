@@ -148,7 +148,7 @@ def test_layer_inv_is_the_layers_own_inv() -> None:
 
 
 def test_the_layers_rsqrt_depends_on_the_lane_but_not_the_search() -> None:
-    """The former bug (C's strict xfail): unfold evaluated rsqrt on a (17, C)
+    """The former bug (once a strict xfail): unfold evaluated rsqrt on a (17, C)
     array, whose lanes take other Eigen paths than the layer's (C,) vector;
     here 10 channels, whose 8 and 9 take 1/sqrt in the layer, so the reloaded
     layer missed the stored scale. Now each channel gets it exactly."""
@@ -162,8 +162,8 @@ def test_the_layers_rsqrt_depends_on_the_lane_but_not_the_search() -> None:
                 "moving_mean": rng.normal(0, 0.7, channels).astype(np.float32),
                 "moving_variance": rng.uniform(0.3, 3.0, channels).astype(np.float32),
             }
-            s, _ = bnfold.fold(values, epsilon)
-            variance = bnfold.unfold(s, _, epsilon, has_gamma=False, has_beta=True)
+            s, o = bnfold.fold(values, epsilon)
+            variance = bnfold.unfold(s, o, epsilon, has_gamma=False, has_beta=True)
             # What a BatchNormalization of these channels computes (same shape).
             inv = keras.ops.rsqrt(variance["moving_variance"] + np.float32(epsilon))
             np.testing.assert_array_equal(keras.ops.convert_to_numpy(inv), s)
