@@ -120,9 +120,9 @@ def test_with_workers_the_supervisor_turns_the_collector_back_on(
     assert seen["gc"] == [True, 0]
 
 
-def test_an_inference_replica_has_one_blas_thread_and_no_websockets(
-    tmp_path: Path,
-) -> None:
+def test_what_an_inference_replica_starts_with(tmp_path: Path) -> None:
+    """One OpenBLAS thread, no WebSocket protocol, h11 only if it parses with
+    it, and the collector on with the start-up objects frozen."""
     seen = _replica(tmp_path)
     assert seen["env"] == {
         "OPENBLAS_NUM_THREADS": "1",
