@@ -352,12 +352,21 @@ def replica_start(
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
     env.update({"PYTHONPATH": str(app), "TF_CPP_MIN_LOG_LEVEL": "3",
-                "PYTHONPYCACHEPREFIX": _PYCACHE, "BNN_DATA_DIR": str(directory),
+                "BNN_DATA_DIR": str(directory),
                 "BNN_ROLE": role, "BNN_LOG_LEVEL": "warning",
                 # As deploy/ runs them: full replicas migrate the registry's
                 # schema, inference replicas only check it.
                 "BNN_MIGRATE": "off" if role == "inference" else "auto"})  # fmt: skip
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if app == ROOT:
+        env["PYTHONPYCACHEPREFIX"] = _PYCACHE
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        # An image-like environment (bench.image_size) holds its own bytecode,
+        # compiled at install as in the image, whose user cannot write there:
+        # it is used as it is, and a module without it would be compiled at
+        # every start, as in the image.
+        env.pop("PYTHONPYCACHEPREFIX", None)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     process = subprocess.Popen(
