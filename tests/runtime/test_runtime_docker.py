@@ -214,6 +214,33 @@ def _image_site(tmp_path: Path, extras: list[str]) -> tuple[Path, set[str]]:
     return site, blocked
 
 
+def test_the_serve_extra_asks_what_the_service_extra_asks():
+    """Every package both the runtime's ``serve`` extra and the main
+    ``service`` extra name is asked with the same version floor and marker,
+    and the runner's default parser and event loop (httptools, uvloop) are
+    among them: without them the image's replica would parse with h11 on the
+    asyncio loop."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    def extra(path: Path, name: str) -> dict[str, Requirement]:
+        text = path.read_text()
+        declared = tomllib.loads(text)["project"]["optional-dependencies"][name]
+        found = [Requirement(r) for r in declared]
+        return {canonicalize_name(r.name): r for r in found}
+
+    serve = extra(ROOT / "runtime" / "pyproject.toml", "serve")
+    service = extra(ROOT / "pyproject.toml", "service")
+    assert {"httptools", "uvloop"} <= serve.keys()
+    shared = serve.keys() & service.keys()
+    assert len(shared) >= 8  # the web stack, the metrics, the parser, the loop
+    for name in shared:
+        assert (serve[name].specifier, serve[name].marker) == (
+            service[name].specifier,
+            service[name].marker,
+        ), name
+
+
 def test_the_inference_replica_runs_with_only_the_serve_extras(start_service, tmp_path):
     """``python -m bnncore_service`` with ``BNN_ROLE=inference`` starts and answers
     when only what ``bnncore-runtime[serve]`` installs can be imported: every
@@ -223,6 +250,7 @@ def test_the_inference_replica_runs_with_only_the_serve_extras(start_service, tm
     site, blocked = _image_site(tmp_path, ["serve"])
     assert {"tensorflow", "keras", "bnncore", "pytest"} <= blocked
     assert {"sqlalchemy", "alembic"} <= blocked  # the registry is read without
+    assert not {"httptools", "uvloop"} & blocked  # the runner's defaults
     running = start_service(
         tmp_path / "data",
         env={"BNN_ROLE": "inference", "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"},
