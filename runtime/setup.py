@@ -48,13 +48,16 @@ class BuildExt(build_ext):
 
 
 class BuildPy(build_py):
-    """Copies ``bnncore_runtime/*.py`` (and the stub) from the repository."""
+    """Copies ``bnncore_runtime/**/*.py`` (subpackages included, e.g.
+    ``layer_rules``) and the stub from the repository."""
 
     def run(self) -> None:
         target = Path(self.build_lib) / "bnncore_runtime"
         target.mkdir(parents=True, exist_ok=True)
-        for source in [*PACKAGE.glob("*.py"), *PACKAGE.glob("*.pyi")]:
-            shutil.copy2(source, target / source.name)
+        for source in [*PACKAGE.rglob("*.py"), *PACKAGE.glob("*.pyi")]:
+            destination = target / source.relative_to(PACKAGE)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
         (target / "py.typed").write_text("")
 
 

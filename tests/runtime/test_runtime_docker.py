@@ -79,6 +79,14 @@ def test_the_build_stage_files_build_a_numpy_only_wheel_that_answers(mnist, tmp_
     names = archive.namelist()
     assert any(n.startswith("bnncore_runtime/_kernels") for n in names)
     assert "bnncore_runtime/__main__.py" in names
+    # Every module of the package, subpackages included (layer_rules was
+    # once left out, hidden by the development install's editable finder).
+    sources = {
+        f"bnncore_runtime/{path.relative_to(ROOT / 'bnncore_runtime').as_posix()}"
+        for path in (ROOT / "bnncore_runtime").rglob("*.py")
+    }
+    assert "bnncore_runtime/layer_rules/__init__.py" in sources
+    assert sources <= set(names), sorted(sources - set(names))
     assert not any(n.startswith("bnncore/") for n in names)
     (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
     requires = email.message_from_bytes(archive.read(metadata)).get_all("Requires-Dist")
@@ -101,11 +109,15 @@ def test_the_build_stage_files_build_a_numpy_only_wheel_that_answers(mnist, tmp_
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    where = "import bnncore_runtime; print(bnncore_runtime.__file__)"
-    assert str(site) in subprocess.run(
+    where = (
+        "import bnncore_runtime, bnncore_runtime.layers, bnncore_runtime.layer_rules"
+        " as r; print(bnncore_runtime.__file__); print(r.__file__)"
+    )
+    found = subprocess.run(
         [sys.executable, "-c", where],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-    ).stdout  # fmt: skip
+    ).stdout.split()  # fmt: skip
+    assert len(found) == 2 and all(f.startswith(str(site)) for f in found), found
     np.testing.assert_array_equal(
         np.load(tmp_path / "y.npy"), engine.compile(model).predict(x)
     )
