@@ -27,6 +27,7 @@ __all__ = [
     "check_scope",
     "declared_scope",
     "default_scope",
+    "flat_routes",
 ]
 
 Scope = dict[str, Any]
@@ -105,14 +106,14 @@ def declared_scope(route: BaseRoute) -> str | None:
     return UNDECLARED
 
 
-def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+def flat_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
     """The routes of a route list in matching order; an included router (which
     this FastAPI lists as one entry holding ``original_router``, its routes
     carrying their full paths) is searched in place."""
     for route in routes:
         inner = getattr(route, "original_router", None)
         if inner is not None and getattr(route, "path", None) is None:
-            yield from _flat(inner.routes)
+            yield from flat_routes(inner.routes)
         else:
             yield route
 
@@ -139,7 +140,7 @@ class ScopeTable:
     ) -> None:
         read = declared or declared_scope
         self._routes: list[tuple[BaseRoute, str | None]] = [
-            (route, read(route)) for route in _flat(routes)
+            (route, read(route)) for route in flat_routes(routes)
         ]
         self._scope = functools.lru_cache(maxsize=self.KEPT)(self._match)
 

@@ -168,15 +168,6 @@ def _template(app: Any, method: str, path: str) -> str:
     return "unmatched"
 
 
-def _flat(routes: Any) -> Iterator[Any]:
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None and getattr(route, "path", None) is None:
-            yield from _flat(inner.routes)
-        else:
-            yield route
-
-
 def _probe(template: str) -> str:
     return template.replace("{name}", "m").replace("{version}", "1")
 
@@ -191,7 +182,7 @@ def test_each_route_needs_the_scope_the_full_service_declares(
     declared = auth.ScopeTable(openapi_app("t", "v", "d").routes)
     full_app = create_app(Settings(data_dir=tmp_path))
     full = auth.ScopeTable(full_app.routes)
-    full_leaves = list(_flat(full_app.routes))
+    full_leaves = list(keyauth.flat_routes(full_app.routes))
     served = keyauth.ScopeTable(replica.routes)
     shared = 0
     routes = [r for r in replica.routes if isinstance(r, keyauth.ScopedRoute)]

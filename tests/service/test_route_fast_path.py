@@ -22,6 +22,7 @@ from test_inference_common import SEQ, register
 from bnncore_service import fastpath
 from bnncore_service.config import Settings, SettingsError
 from bnncore_service.inference_app import create_inference_app
+from bnncore_service.keyauth import flat_routes
 from bnncore_service.logs import RequestLog
 from bnncore_service.main import create_app
 from bnncore_service.metrics import Metrics, MetricsMiddleware
@@ -281,15 +282,6 @@ def _probe_path(route: Any) -> str:
     return path
 
 
-def _flat(routes: Any) -> Iterator[Any]:
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None and getattr(route, "path", None) is None:
-            yield from _flat(inner.routes)
-        else:
-            yield route
-
-
 def test_every_other_route_goes_to_the_router(app, caplog):
     """Every route of the app, with each of its methods, on an unknown model
     (no side effect): the router decides, and answers as without the fast
@@ -297,7 +289,7 @@ def test_every_other_route_goes_to_the_router(app, caplog):
     client, switch = app
     hot = {id(route) for route in fastpath.hot_routes(inference.router)}
     seen = 0
-    for route in _flat(client.app.routes):
+    for route in flat_routes(client.app.routes):
         methods = ["GET"] if isinstance(route, Mount) else sorted(route.methods)
         for method in methods:
             kw = {"json": {}} if method in ("POST", "PUT") else {}
