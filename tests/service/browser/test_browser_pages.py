@@ -18,45 +18,20 @@ CI (``CI`` set) it fails them.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from browser_support import require_browser, shots
 
-ROOT = Path(__file__).resolve().parents[3]
+require_browser()
 
-
-def _load_screenshots() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "bnn_screenshots", ROOT / "scripts" / "screenshots.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-shots = _load_screenshots()
-
-pytest.importorskip("selenium", reason="selenium (the dev extra) is not installed")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-if shots.browser_paths() is None:
-    message = (
-        f"the browser tests need {shots.CHROMIUM!r} and {shots.CHROMEDRIVER!r} "
-        "(Debian: chromium, chromium-driver)"
-    )
-    if os.environ.get("CI"):
-        raise RuntimeError(message)  # CI installs them: fail loudly
-    pytest.skip(message, allow_module_level=True)
 
 MODELS = shots.sample_definitions()
 
