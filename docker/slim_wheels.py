@@ -21,15 +21,29 @@ Dropped (:func:`dropped`):
   files directly under ``botocore/data`` (endpoints, partitions, retries)
   stay. 23 MB installed, 0.6 MB kept.
 
-The wheel's ``RECORD`` loses the rows of the dropped files (the hashes of
-the others are unchanged), so pip installs it as any wheel.
+Stripped (:func:`debug_sections`): the debugging information of shared
+libraries built with it (``strip --strip-debug``, binutils, which the build
+stage has with gcc): uvloop's ``loop.so`` is 13.6 MB with it, 1.9 MB
+without; httptools' parsers and the runtime's own core lose 80 % too. Only
+``.debug_*`` sections go: the symbols stay, so tracebacks and ``perf`` still
+name functions. Libraries without such sections are left byte for byte (the
+ones ``auditwheel`` repaired are never rewritten).
+
+The wheel's ``RECORD`` loses the rows of the dropped files and gets the new
+hash and size of the stripped ones, so pip installs it as any wheel.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
+import shutil
+import struct
+import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -54,37 +68,100 @@ def dropped(name: str) -> bool:
     )
 
 
+def debug_sections(data: bytes) -> bool:
+    """Whether ``data`` is a 64-bit little-endian ELF file (what an x86-64
+    wheel ships) with a ``.debug_*`` section."""
+    if len(data) < 64 or data[:6] != b"\x7fELF\x02\x01":
+        return False
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    if not shoff or shstrndx >= shnum or shoff + shnum * shentsize > len(data):
+        return False
+    _, _, _, _, names_at, names_size = struct.unpack_from(
+        "<IIQQQQ", data, shoff + shstrndx * shentsize
+    )
+    names = data[names_at : names_at + names_size]
+    for index in range(shnum):
+        (name_at,) = struct.unpack_from("<I", data, shoff + index * shentsize)
+        if names[name_at:].startswith(b".debug_"):
+            return True
+    return False
+
+
+def strip_debug(data: bytes) -> bytes:
+    """``data`` (an ELF file) without its debugging information
+    (``strip --strip-debug``).
+
+    Raises:
+        RuntimeError: binutils' ``strip`` is not installed.
+    """
+    tool = shutil.which("strip")
+    if tool is None:
+        raise RuntimeError(
+            "a shared library has debugging information to strip, and "
+            "binutils' `strip` is not installed (apt-get install binutils)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "library.so"
+        path.write_bytes(data)
+        subprocess.run([tool, "--strip-debug", str(path)], check=True)
+        return path.read_bytes()
+
+
+def _record_row(name: str, data: bytes) -> list[str]:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return [name, f"sha256={digest.decode()}", str(len(data))]
+
+
 def slim(wheel: Path) -> tuple[int, int]:
-    """Rewrites ``wheel`` without the dropped members.
+    """Rewrites ``wheel`` without the dropped members and with its shared
+    libraries' debugging information stripped.
 
     Returns:
-        The number of members dropped and their uncompressed bytes.
+        The number of members dropped or stripped and the uncompressed bytes
+        saved.
     """
     with zipfile.ZipFile(wheel) as source:
         members = source.infolist()
-        gone = [m for m in members if dropped(m.filename)]
-        if not gone:
+        gone = {m.filename for m in members if dropped(m.filename)}
+        stripped: dict[str, bytes] = {}
+        for member in members:
+            name = member.filename
+            if name not in gone and (name.endswith(".so") or ".so." in name):
+                data = source.read(member)
+                if debug_sections(data):
+                    stripped[name] = strip_debug(data)
+        if not gone and not stripped:
             return 0, 0
-        names = {m.filename for m in gone}
         (record,) = [
             m.filename for m in members if m.filename.endswith(".dist-info/RECORD")
         ]
         target = wheel.with_suffix(".slim")
         with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
             for member in members:
-                if member.filename in names:
+                if member.filename in gone:
                     continue
-                data = source.read(member)
+                data = stripped.get(member.filename) or source.read(member)
                 if member.filename == record:
                     rows = csv.reader(io.StringIO(data.decode()))
                     text = io.StringIO()
                     csv.writer(text, lineterminator="\n").writerows(
-                        row for row in rows if row and row[0] not in names
+                        _record_row(row[0], stripped[row[0]])
+                        if row[0] in stripped
+                        else row
+                        for row in rows
+                        if row and row[0] not in gone
                     )
                     data = text.getvalue().encode()
                 out.writestr(member, data, compress_type=zipfile.ZIP_DEFLATED)
     target.replace(wheel)
-    return len(gone), sum(m.file_size for m in gone)
+    saved = sum(m.file_size for m in members if m.filename in gone)
+    saved += sum(
+        m.file_size - len(stripped[m.filename])
+        for m in members
+        if m.filename in stripped
+    )
+    return len(gone) + len(stripped), saved
 
 
 def main(directories: list[str]) -> int:
@@ -95,7 +172,10 @@ def main(directories: list[str]) -> int:
         for wheel in sorted(Path(directory).glob("*.whl")):
             count, size = slim(wheel)
             if count:
-                print(f"{wheel.name}: {count} files ({size / 2**20:.1f} MB) dropped")
+                print(
+                    f"{wheel.name}: {count} files dropped or stripped "
+                    f"({size / 2**20:.1f} MB)"
+                )
     return 0
 
 

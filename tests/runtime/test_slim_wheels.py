@@ -215,3 +215,125 @@ def test_the_s3_store_runs_on_the_slimmed_botocore(s3_server, tmp_path: Path) ->
     assert found["read"] == "{}"
     assert found["listed"] == ["definitions/ab/x.json"]
     assert found["after"] == []
+
+
+def _load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("slim_wheels_script", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _readelf_debug(path: Path) -> bool:
+    """binutils' own reading: whether ``path`` has a ``.debug_*`` section."""
+    out = subprocess.run(
+        ["readelf", "-S", "-W", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return any(
+        word.startswith(".debug_") for line in out.splitlines() for word in line.split()
+    )
+
+
+def _dynamic_symbols(path: Path) -> list[str]:
+    return subprocess.run(
+        ["nm", "-D", "--defined-only", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+
+
+LIBRARY_C = "int demo_add(int a, int b) { return 3 * a + b; }\n"
+
+
+def test_shared_libraries_lose_only_their_debugging_information(tmp_path: Path):
+    """A library built with ``-g`` comes back smaller, without ``.debug_*``
+    sections (readelf), with the same exported symbols (nm) and the same
+    answer through ctypes; one built without ``-g`` comes back byte for
+    byte; the installed files match the rewritten ``RECORD``."""
+    import ctypes
+
+    source = tmp_path / "demo.c"
+    source.write_text(LIBRARY_C)
+    built = {}
+    for name, flags in (("debug", ["-g", "-O2"]), ("plain", ["-g0", "-O2"])):
+        out = tmp_path / f"lib{name}.so"
+        subprocess.run(
+            ["gcc", "-shared", "-fPIC", *flags, "-o", str(out), str(source)],
+            check=True,
+        )
+        built[name] = out
+    assert _readelf_debug(built["debug"]) and not _readelf_debug(built["plain"])
+    files = {
+        "demo2/__init__.py": b"",
+        "demo2/_debug.cpython-311-x86_64-linux-gnu.so": built["debug"].read_bytes(),
+        "demo2.libs/libplain-1a2b.so.1.0": built["plain"].read_bytes(),
+        "demo2-1.0.dist-info/METADATA": (
+            b"Metadata-Version: 2.1\nName: demo2\nVersion: 1.0\n"
+        ),
+        "demo2-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+            b"Tag: py3-none-any\n"
+        ),
+    }
+    record = io.StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    writer.writerows(_record_row(n, d) for n, d in files.items())
+    writer.writerow(["demo2-1.0.dist-info/RECORD", "", ""])
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = wheels / "demo2-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr("demo2-1.0.dist-info/RECORD", record.getvalue())
+
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(wheels)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "1 files dropped or stripped" in result.stdout
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         "--target", str(site), str(wheel)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    stripped = site / "demo2/_debug.cpython-311-x86_64-linux-gnu.so"
+    plain = site / "demo2.libs/libplain-1a2b.so.1.0"
+    assert stripped.stat().st_size < built["debug"].stat().st_size
+    assert not _readelf_debug(stripped)
+    assert _dynamic_symbols(stripped) == _dynamic_symbols(built["debug"])
+    assert plain.read_bytes() == built["plain"].read_bytes()
+    assert ctypes.CDLL(str(stripped)).demo_add(5, 4) == 19
+    rows = csv.reader((site / "demo2-1.0.dist-info/RECORD").read_text().splitlines())
+    for name, digest, size in rows:
+        if digest:  # pip's own rows (bytecode it compiled) have none
+            data = (site / name).read_bytes()
+            assert [name, digest, size] == _record_row(name, data)
+
+
+def test_the_debug_section_check_agrees_with_readelf(tmp_path: Path) -> None:
+    """On every shared library of the installed NumPy, uvloop and httptools
+    (some built with debugging information, some without) and on non-ELF
+    bytes."""
+    import importlib.util
+
+    slim = _load_script()
+    libraries = []
+    for package in ("numpy", "uvloop", "httptools", "bnncore_runtime"):
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            continue
+        root = Path(spec.origin).parent
+        libraries += [
+            p for p in root.parent.glob(f"{package}*/**/*.so*") if p.is_file()
+        ]
+    answers = {p: _readelf_debug(p) for p in libraries}
+    assert any(answers.values()) and not all(answers.values()), answers
+    for path, expected in answers.items():
+        assert slim.debug_sections(path.read_bytes()) is expected, path
+    assert slim.debug_sections(b"not an ELF file" * 10) is False
+    assert slim.debug_sections(b"\x7fELF\x02\x01" + b"\0" * 10) is False
