@@ -33,11 +33,10 @@ from typing import Any
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-import bnncore_runtime
-from bnncore_runtime.codec import FORMAT
-from bnncore_runtime.container import MAX_HEADER_BYTES
-from bnncore_runtime.definition import parse_definition
-from bnncore_runtime.layers import infer_shapes
+# The runtime's reader and planner (bnncore_runtime.definition, .layers,
+# .codec and what they import: ~30 ms) are imported by the functions that use
+# them, so that the first model loaded pays for them, not the replica's start.
+import bnncore_runtime  # its names are imported on first use (PEP 562)
 from bnncore_service.inference.serving import InferenceService
 from bnncore_service.inference.tensors import InferenceError
 from bnncore_service.peak import BYTES_PER_ELEMENT, SCRATCH_BYTES, RequestCost
@@ -210,6 +209,10 @@ def request_cost(document: str) -> RequestCost:
     Raises:
         ValueError: a definition the runtime cannot read (the reason named).
     """
+    # Imported with the first model (see the note at the imports).
+    from bnncore_runtime.definition import parse_definition
+    from bnncore_runtime.layers import infer_shapes
+
     _, graph = parse_definition(document)
     specs = infer_shapes(graph)
     inputs = sum(_elements(specs[v].shape) for v in graph.inputs)
@@ -225,6 +228,9 @@ def request_cost(document: str) -> RequestCost:
 def _weights_format(data: bytes) -> str | None:
     """The ``__metadata__.format`` of a safetensors file (``None`` when
     absent or unreadable: the runtime's reader then names the problem)."""
+    # Imported with the first model (see the note at the imports).
+    from bnncore_runtime.container import MAX_HEADER_BYTES
+
     if len(data) < 8:
         return None
     length = int.from_bytes(data[:8], "little")
@@ -301,6 +307,9 @@ def load(
     Raises:
         NeedsFullReplicaError: the version needs TensorFlow (501), with the reason.
     """
+    # Imported with the first model (see the note at the imports).
+    from bnncore_runtime.codec import FORMAT
+
     document = json.dumps(_document(name, version, normalized))
     if weights is None:
         raise NeedsFullReplicaError(
