@@ -37,23 +37,26 @@ graph TensorFlow traces for random definitions.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bnncore_runtime.layer_rules import (
-    ACTIVATION_FACTORS,
-    DEFAULT_FACTOR,
-    QUANTIZER_FACTORS,
-    fixed_elements,
-    intermediate_elements,
-    rule_for,
-)
+if TYPE_CHECKING:
+    from bnncore_runtime.layer_rules import (
+        ACTIVATION_FACTORS,
+        DEFAULT_FACTOR,
+        QUANTIZER_FACTORS,
+    )
 
 # ``bnncore_service.schemas.layers`` (which imports Keras) is imported by the functions
 # that read layer specs, so that RequestCost and the constants import without
-# TensorFlow (the inference replica's codec uses them).
+# TensorFlow (the inference replica's codec uses them). The layer rules
+# (``bnncore_runtime.layer_rules``, ~10 ms) are imported by the functions that
+# count with them, so that the inference replica, which only needs RequestCost
+# and the constants, starts without them; their factor tables are still names
+# of this module (:func:`__getattr__`).
 
 __all__ = [
     "ACTIVATION_FACTORS",
@@ -93,8 +96,24 @@ SMALL_TENSOR_BYTES = 1024
 the batch: shape vectors, scalars, reduction results."""
 
 
+_RULE_NAMES = frozenset({"ACTIVATION_FACTORS", "DEFAULT_FACTOR", "QUANTIZER_FACTORS"})
+
+
+def __getattr__(name: str) -> Any:
+    """The layer rules' factor tables, imported on first use (PEP 562)."""
+    if name in _RULE_NAMES:
+        return getattr(importlib.import_module("bnncore_runtime.layer_rules"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _RULE_NAMES)
+
+
 def quantizer_factor(spec: Any) -> int:
     """Elements created per input element by a quantizer spec (0 for none)."""
+    from bnncore_runtime.layer_rules import DEFAULT_FACTOR, QUANTIZER_FACTORS
+
     if spec is None:
         return 0
     return QUANTIZER_FACTORS.get(getattr(spec, "type", ""), DEFAULT_FACTOR)
@@ -102,6 +121,8 @@ def quantizer_factor(spec: Any) -> int:
 
 def activation_factor(spec: Any) -> int:
     """Elements created per element by an activation spec (0 for none)."""
+    from bnncore_runtime.layer_rules import ACTIVATION_FACTORS, DEFAULT_FACTOR
+
     if spec is None:
         return 0
     if isinstance(spec, str):
@@ -209,6 +230,12 @@ def layer_peak(
         out: Its output shape.
         weights: Its weights (``name`` and ``shape``) as the estimate lists them.
     """
+    from bnncore_runtime.layer_rules import (
+        fixed_elements,
+        intermediate_elements,
+        rule_for,
+    )
+
     rule, factor = rule_for(layer.type), _factor(layer)
     fixed = fixed_elements(rule, layer, shapes, out, factor, weights)
     return LayerPeak(
@@ -289,6 +316,8 @@ def keras_model_cost(model: Any) -> RequestCost:
     Fixed: each quantized kernel times its quantizer's factor, plus
     :data:`SMALL_TENSOR_BYTES` per layer and :data:`SCRATCH_BYTES`.
     """
+    from bnncore_runtime.layer_rules import DEFAULT_FACTOR, QUANTIZER_FACTORS
+
     inputs = _elements(model.inputs)
     outputs = _elements(model.outputs)
     held = working = fixed = 0
