@@ -1,0 +1,160 @@
+"""What an inference replica imports before its first model: a real
+``python -m bnncore_service`` (``BNN_ROLE=inference``) is ready without the
+runtime's reader and planner, and its first inference imports them and
+answers as ``bnncore_runtime.load`` does.
+
+Oracles: the replica process's own ``sys.modules`` (read by a thread of that
+process, once ``GET /v2/health/ready`` answers 200 and again after the first
+answer), and ``bnncore_runtime.load(...).predict`` on the model exported by
+``bnncore.export.save`` (its own definition document, not the store's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_inference_common import SEQ, randomize, register, served_model
+
+import bnncore as lq
+import bnncore_runtime
+from bnncore_service.config import Settings
+from bnncore_service.main import create_app
+
+warnings.filterwarnings("ignore", message=".*httpx2.*")
+from fastapi.testclient import TestClient  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+X = np.random.default_rng(3).normal(size=(3, 6, 6, 2)).astype(np.float32)
+
+DEFERRED = (
+    "bnncore_runtime.codec",
+    "bnncore_runtime.container",
+    "bnncore_runtime.definition",
+    "bnncore_runtime.graph",
+    "bnncore_runtime.keras_config",
+    "bnncore_runtime.layer_rules",
+    "bnncore_runtime.layers",
+    "bnncore_runtime.planner",
+    "bnncore_runtime.steps",
+)
+"""The runtime's reader and planner, and the layer rules: imported by the
+first model loaded (``inference/runtime_models.py``, ``peak.py``), not at
+the replica's start."""
+
+# Runs in the replica's process: a thread waits for readiness, notes the
+# modules, asks for one inference, notes them again, prints what it saw and
+# stops the server; the main thread runs ``python -m bnncore_service``.
+CHILD = """
+import json, os, runpy, signal, sys, threading, time, urllib.request
+
+PORT, WATCHED = int(sys.argv[1]), json.loads(sys.argv[2])
+BASE = f"http://127.0.0.1:{PORT}"
+BODY = sys.stdin.read().encode()
+
+
+def loaded():
+    return sorted(m for m in WATCHED if m in sys.modules)
+
+
+def probe():
+    seen = {}
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(BASE + "/v2/health/ready") as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        seen["ready"] = loaded()
+        request = urllib.request.Request(
+            BASE + "/v2/models/seq/infer", data=BODY,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request) as reply:
+            seen["answer"] = json.loads(reply.read())
+        seen["answered"] = loaded()
+    except BaseException as exc:
+        seen["error"] = repr(exc)
+    finally:
+        print(json.dumps(seen), flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+threading.Thread(target=probe, daemon=True).start()
+sys.argv = ["bnncore_service", "--port", str(PORT)]
+runpy.run_module("bnncore_service", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A store a full replica wrote (``seq``, its bnncore weights file
+    uploaded) and the same model exported by ``bnncore.export.save``."""
+    root = tmp_path_factory.mktemp("replica_imports")
+    data_dir, exported = root / "data", root / "exported"
+    with TestClient(create_app(Settings(data_dir=data_dir))) as full:
+        created = register(full, "seq", SEQ)
+        model = served_model(full, created["content_hash"])
+        randomize(model, 7)
+        put = full.put(
+            "/v2/models/seq/versions/1/weights",
+            content=lq.export.to_bytes(model),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert put.status_code in (200, 201), put.text
+        lq.export.save(model, exported)
+    return data_dir, exported
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run_replica(data_dir: Path, body: dict[str, Any]) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
+    env.update({"BNN_ROLE": "inference", "BNN_DATA_DIR": str(data_dir),
+                "BNN_MIGRATE": "off", "BNN_LOG_LEVEL": "warning"})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(_free_port()), json.dumps(DEFERRED)],
+        input=json.dumps(body), capture_output=True, text=True, cwd=ROOT,
+        env=env, timeout=180, check=False,
+    )  # fmt: skip
+    lines = done.stdout.strip().splitlines()
+    assert lines, (
+        f"the replica printed nothing (exit {done.returncode}): "
+        + (done.stderr[-3000:])
+    )
+    seen: dict[str, Any] = json.loads(lines[-1])
+    assert "error" not in seen, (seen["error"], done.stderr[-3000:])
+    return seen
+
+
+def test_the_replica_is_ready_without_the_planner(store: tuple[Path, Path]) -> None:
+    """Ready (200) with none of the runtime's reader, planner and layer rules
+    imported; the first inference imports every one of them (so the first
+    check can see them) and answers exactly as ``bnncore_runtime.load``."""
+    data_dir, exported = store
+    body = {"inputs": [{"name": "input", "shape": list(X.shape), "datatype": "FP32",
+                        "data": X.reshape(-1).tolist()}]}  # fmt: skip
+    seen = _run_replica(data_dir, body)
+    assert seen["ready"] == []
+    assert seen["answered"] == sorted(DEFERRED)
+    (output,) = seen["answer"]["outputs"]
+    got = np.asarray(output["data"], dtype=np.float64).astype(np.float32)
+    expected = bnncore_runtime.load(exported).predict(X)
+    assert output["shape"] == list(expected.shape)
+    np.testing.assert_array_equal(got.reshape(expected.shape), expected)
