@@ -8,6 +8,9 @@ set the service runs on the embedded default: SQLite metadata and files under
 
 from __future__ import annotations
 
+import argparse
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
 
@@ -15,12 +18,14 @@ import annotated_types
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bnncore_service import settings_env
 from bnncore_service.blobs import S3_URL, S3_URL_FORM
+from bnncore_service.settings_env import SettingsError
 
 if TYPE_CHECKING:
     from bnncore_service.preload import PreloadTarget
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["Settings", "SettingsError", "fields_module", "load_settings"]
 
 
 class Settings(BaseSettings):
@@ -228,27 +233,16 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                import json
-
-                return json.loads(text)
-            return [o.strip() for o in text.split(",") if o.strip()]
-        return value
+        return settings_env.split_origins(value)
 
     @field_validator("preload")
     @classmethod
     def _check_preload(cls, value: str) -> str:
-        from bnncore_service.preload import parse_preload
-
-        return ",".join(map(str, parse_preload(value)))
+        return settings_env.normalise_preload(value)
 
     def preload_targets(self) -> tuple[PreloadTarget, ...]:
         """``BNN_PRELOAD`` parsed: the models to load at start-up."""
-        from bnncore_service.preload import parse_preload
-
-        return parse_preload(self.preload)
+        return settings_env.preload_targets(self.preload)
 
     def api_key_scopes(self) -> dict[str, frozenset[str]]:
         """``BNN_API_KEYS`` parsed: key → scopes (empty: no authentication).
@@ -257,26 +251,11 @@ class Settings(BaseSettings):
             ValueError: a malformed entry, named by position (never by the key;
                 ``create_app`` calls this, so a bad value stops the start).
         """
-        from bnncore_service.api_keys import parse_api_keys
-
-        if self.api_keys is None:
-            return {}
-        return parse_api_keys(self.api_keys.get_secret_value())
+        return settings_env.api_key_scopes(self.api_keys)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside :attr:`data_dir`."""
-        if self.database_url:
-            return self.database_url
-        path = (self.data_dir / "registry.sqlite3").resolve()
-        return f"sqlite:///{path}"
-
-
-class SettingsError(ValueError):
-    """A ``BNN_*`` environment variable that does not hold a valid value.
-
-    The message is one line naming each bad variable, the value received
-    (never the value of a secret) and the expected form.
-    """
+        return settings_env.resolved_database_url(self.database_url, self.data_dir)
 
 
 _FORMS: dict[Any, str] = {
@@ -359,3 +338,171 @@ def load_settings() -> Settings:
         ) from None
     except ValueError as exc:  # BNN_API_KEYS: names the key by position only
         raise SettingsError(f"invalid configuration: {exc}") from None
+
+
+# The field table of the pydantic-free reader (bnncore_service/settings_env.py).
+
+FIELDS_MODULE = Path(__file__).with_name("settings_fields.py")
+WRITE_FIELDS = "python -m bnncore_service.config --write-fields"
+
+_KINDS: dict[Any, str] = {
+    Path: "path",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    str: "str",
+    str | None: "str",
+    SecretStr | None: "secret",
+}
+# The field validators settings_env applies by the same functions.
+_VALIDATED = {
+    "_split_origins": ("cors_origins", "before", "origins"),
+    "_check_preload": ("preload", "after", "preload"),
+}
+_BOUNDS = {
+    annotated_types.Ge: ">=",
+    annotated_types.Gt: ">",
+    annotated_types.Le: "<=",
+    annotated_types.Lt: "<",
+}
+_FieldRow = tuple[str, str, Any, tuple[tuple[str, Any], ...], str | None, bool]
+
+
+def _unreadable(what: str) -> TypeError:
+    return TypeError(
+        f"{what}: the pydantic-free settings reader does not handle it; extend "
+        "bnncore_service/settings_env.py and config.field_rows, then run "
+        f"{WRITE_FIELDS}"
+    )
+
+
+def field_rows(cls: type[BaseSettings] = Settings) -> list[_FieldRow]:
+    """The fields of ``cls`` (:class:`Settings`) as plain data for
+    :mod:`bnncore_service.settings_env`: (name, kind, default, bounds, pattern,
+    hidden).
+
+    Raises:
+        TypeError: a field, validator or configuration the reader does not
+            handle (it would read such a setting differently from pydantic).
+    """
+    expected_config = {**BaseSettings.model_config, "env_prefix": "BNN_"}
+    expected_config["extra"] = "ignore"
+    if cls.model_config != expected_config:
+        changed = sorted(
+            key
+            for key in {*cls.model_config, *expected_config}
+            if cls.model_config.get(key) != expected_config.get(key)
+        )
+        raise _unreadable(f"{cls.__name__}.model_config {changed}")
+    decorators = cls.__pydantic_decorators__
+    if (
+        decorators.model_validators
+        or decorators.root_validators
+        or decorators.validators
+        or cls.settings_customise_sources.__func__  # type: ignore[attr-defined]
+        is not BaseSettings.settings_customise_sources.__func__  # type: ignore[attr-defined]
+    ):
+        raise _unreadable("a model validator or custom settings sources")
+    validated: dict[str, str] = {}  # field → kind
+    for name, decorator in decorators.field_validators.items():
+        field, mode, kind = _VALIDATED.get(name, ("", "", ""))
+        if decorator.info.fields != (field,) or decorator.info.mode != mode:
+            raise _unreadable(f"the field validator {cls.__name__}.{name}")
+        validated[field] = kind
+    rows: list[_FieldRow] = []
+    for name, info in cls.model_fields.items():
+        where = f"{cls.__name__}.{name}"
+        if info.alias or info.validation_alias:
+            raise _unreadable(f"{where}'s alias")
+        if name in validated:
+            kind = validated[name]
+            fits = info.annotation == (list[str] if kind == "origins" else str)
+        else:
+            kind = _KINDS.get(info.annotation, "")
+            fits = bool(kind)
+        if not fits:
+            raise _unreadable(f"{where}'s type {info.annotation}")
+        default: Any = info.default
+        if info.default_factory is not None:
+            default = tuple(info.get_default(call_default_factory=True))
+            if kind != "origins" or default:
+                raise _unreadable(f"{where}'s default factory")
+        elif kind == "path":
+            default = str(default)
+        if default not in (None, ()) and not isinstance(default, str | int | float):
+            raise _unreadable(f"{where}'s default {default!r}")
+        bounds: list[tuple[str, Any]] = []
+        pattern = None
+        for item in info.metadata:
+            sign = _BOUNDS.get(type(item))
+            if sign is not None and kind in ("int", "float"):
+                bounds.append((sign, getattr(item, type(item).__name__.lower())))
+            elif kind == "origins" and item is NoDecode:
+                pass
+            elif kind == "str" and set(vars(item)) == {"pattern"}:
+                pattern = item.pattern
+            else:
+                raise _unreadable(f"{where}'s constraint {item!r}")
+        rows.append((name, kind, default, tuple(bounds), pattern, info.repr is False))
+    return rows
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)  # double quotes, as ruff formats them
+    if isinstance(value, tuple):
+        items = [_literal(item) for item in value]
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    return repr(value)
+
+
+def fields_module(cls: type[BaseSettings] = Settings) -> str:
+    """The text of ``bnncore_service/settings_fields.py``: :func:`field_rows`
+    of ``cls`` (:class:`Settings`)."""
+    lines = [
+        '"""The fields of :class:`bnncore_service.config.Settings` as plain data, for',
+        ":mod:`bnncore_service.settings_env` (which reads the settings without",
+        "pydantic).",
+        "",
+        "Generated from ``Settings.model_fields`` by",
+        f"``{WRITE_FIELDS}``: do not edit",
+        "(tests/service/test_settings_env.py checks that it is current).",
+        '"""',
+        "",
+        "from typing import Any",
+        "",
+        f"PREFIX = {_literal(cls.model_config['env_prefix'])}",
+        "",
+        "# (name, kind, default, bounds, pattern, hidden): settings_env.KINDS.",
+        "FIELDS: tuple[",
+        "    tuple[str, str, Any, tuple[tuple[str, Any], ...], str | None, bool], ...",
+        "] = (",
+    ]
+    for row in field_rows(cls):
+        lines.append("    (")
+        lines.extend(f"        {_literal(item)}," for item in row)
+        lines.append("    ),")
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m bnncore_service.config --write-fields``: writes
+    ``bnncore_service/settings_fields.py`` from :class:`Settings`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bnncore_service.config", description=main.__doc__
+    )
+    parser.add_argument(
+        "--write-fields",
+        action="store_true",
+        help=f"write {FIELDS_MODULE.name} (the table of bnncore_service.settings_env)",
+    )
+    args = parser.parse_args(argv)
+    if not args.write_fields:
+        parser.error("nothing to do: pass --write-fields")
+    FIELDS_MODULE.write_text(fields_module(), encoding="utf-8")
+    print(f"wrote {FIELDS_MODULE}")
+
+
+if __name__ == "__main__":
+    main()

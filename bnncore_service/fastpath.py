@@ -33,7 +33,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Match, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bnncore_service.config import SettingsError
+from bnncore_service.settings_env import SettingsError
 
 __all__ = ["ENV", "RouteFastPath", "enabled", "hot_routes", "install"]
 

@@ -39,7 +39,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -49,7 +49,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from bnncore_service import docs, fastpath
-from bnncore_service.config import Settings, SettingsError, load_settings
 from bnncore_service.database_url import DatabaseURLError
 from bnncore_service.errors import error
 from bnncore_service.inference import handlers
@@ -59,7 +58,11 @@ from bnncore_service.limits import BodySizeLimit
 from bnncore_service.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from bnncore_service.preload import Preloader
 from bnncore_service.registry import Registry
+from bnncore_service.settings_env import SettingsError, read_settings
 from bnncore_service.store_reader import check_url, open_reader
+
+if TYPE_CHECKING:
+    from bnncore_service.config import Settings
 
 __all__ = ["ROUTES", "InferenceReplica", "app", "create_inference_app"]
 
@@ -163,16 +166,18 @@ def create_inference_app(settings: Settings | None = None) -> InferenceReplica:
     """Builds an inference replica.
 
     Args:
-        settings: Configuration; ``None`` reads ``BNN_*`` environment variables.
+        settings: Configuration; ``None`` reads ``BNN_*`` environment variables
+            (:func:`~bnncore_service.settings_env.read_settings`).
 
     Returns:
         The app; its lifespan opens the store (read only) and the inference
         service, and starts ``BNN_PRELOAD``.
 
     Raises:
-        SettingsError: ``BNN_ENGINE=keras``, which needs TensorFlow.
+        SettingsError: a bad ``BNN_*`` value, or ``BNN_ENGINE=keras``, which
+            needs TensorFlow.
     """
-    settings = settings or Settings()
+    settings = settings or read_settings()
     if settings.engine == "keras":
         raise SettingsError(
             "invalid configuration: BNN_ENGINE='keras' needs TensorFlow, which an "
@@ -233,7 +238,7 @@ def _app_from_environment() -> InferenceReplica:
     whose driver is not installed, stops the start with one line on stderr
     (exit 2), as ``bnncore_service.main`` does."""
     try:
-        settings = load_settings()
+        settings = read_settings()  # pydantic only for an unusual value
         check_url(settings.resolved_database_url())
         return create_inference_app(settings)
     except (SettingsError, DatabaseURLError) as exc:

@@ -49,9 +49,11 @@ import sys
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bnncore_service.config import Settings
 from bnncore_service.errors import error_body
 from bnncore_service.logs import client_address, configure_logging, log_event
+
+if TYPE_CHECKING:
+    from bnncore_service.config import Settings
 
 __all__ = [
     "ConnectionCap",
@@ -654,11 +656,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     import uvicorn
 
-    from bnncore_service.config import SettingsError, load_settings
     from bnncore_service.database_url import DatabaseURLError
+    from bnncore_service.settings_env import SettingsError, read_settings
 
     try:
-        settings = load_settings()
+        # Without pydantic in the common case (an inference replica's start);
+        # a full replica's app module reads its own Settings.
+        settings = read_settings()
         if settings.role == "inference":  # reads the registry without SQLAlchemy
             from bnncore_service import store_reader
 
