@@ -226,12 +226,15 @@ def test_the_document_lists_exactly_the_routes_served(tmp_path: Path) -> None:
 CHILD = """
 import json, sys
 from starlette.testclient import TestClient
-from bnncore_service.config import Settings
+from bnncore_service.settings_env import read_settings
 
 FORBIDDEN = {forbidden!r}
+SETTINGS = ("pydantic_settings", "bnncore_service.config")  # pydantic-settings
 
 def loaded():
-    return sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
+    return sorted(
+        m for m in sys.modules if m.split(".")[0] in FORBIDDEN or m in SETTINGS
+    )
 
 seen = {{}}
 from bnncore_service.inference_app import create_inference_app
@@ -246,7 +249,7 @@ bodies = json.loads(sys.stdin.read())
 body, fallback = bodies["oip"], json.dumps(bodies["oip"] | {{"id": "r\\\\1"}})
 from bnncore_service.inference.oip import parse_oip
 assert parse_oip(fallback.encode()) is None  # pydantic's validation parses it
-settings = Settings(data_dir={data_dir!r}, role="inference")
+settings = read_settings()  # BNN_DATA_DIR, BNN_ROLE=inference
 with TestClient(create_inference_app(settings)) as client:
     for method, path, status, kw in [
         ("GET", "/v2/health/ready", 200, {{}}),
@@ -277,14 +280,15 @@ def test_serving_imports_no_fastapi(store: Path) -> None:
     """A fresh interpreter: importing the replica and serving an OIP request
     (one taking orjson's fast path, one that pydantic's validation parses),
     a TF Serving predict and their neighbours imports neither FastAPI,
-    TensorFlow, Keras nor bnncore, nor the response models; the request
+    TensorFlow, Keras nor bnncore, nor pydantic-settings (the settings read
+    from the environment, as a replica reads them), nor the response models; the request
     models are built when a body is first validated; the first request for
     the document imports FastAPI and the response models (so the checks see
     them when they are there)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
+    env |= {"BNN_DATA_DIR": str(store), "BNN_ROLE": "inference"}
     done = subprocess.run(
-        [sys.executable, "-c",
-         CHILD.format(forbidden=FORBIDDEN, data_dir=str(store))],
+        [sys.executable, "-c", CHILD.format(forbidden=FORBIDDEN)],
         input=json.dumps({"oip": OIP, "tfs": {"instances": X.tolist()}}),
         capture_output=True, text=True, cwd=ROOT, env=env,
         timeout=120, check=False,
