@@ -42,7 +42,6 @@ from bnncore_service.inference.inline import (
     inline_body,
 )
 from bnncore_service.inference.oip import decode_oip, encode_oip_binary, parse_oip
-from bnncore_service.inference.schemas import InferenceRequest, PredictRequest
 from bnncore_service.inference.tensors import Decoded, InferenceError, Limits, to_json
 from bnncore_service.inference.tfserving import (
     decode_tfs,
@@ -59,6 +58,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from bnncore_service.inference import InferenceService
+    from bnncore_service.inference.schemas import InferenceRequest
 
 __all__ = [
     "EXTENSIONS",
@@ -283,8 +283,12 @@ async def _infer_record(
     def decode() -> tuple[InferenceRequest, Decoded]:
         json_part, binary = split_body(raw, header)
         # orjson's fast path; pydantic validates what it declines.
-        fast = parse_oip(json_part)
-        body = fast if fast is not None else parse_body(json_part, InferenceRequest)
+        body = parse_oip(json_part)
+        if body is None:
+            # The request models are imported by the first request, not at start.
+            from bnncore_service.inference.schemas import InferenceRequest
+
+            body = parse_body(json_part, InferenceRequest)
         return body, decode_oip(
             body, record.name, record.inputs, record.outputs, limits, binary
         )
@@ -360,6 +364,9 @@ async def predict(request: Request, name: str, version: int | None = None) -> Re
 
         @_timed(service, record, "compute_input")
         def decode() -> tuple[Decoded, bool]:
+            # The request models are imported by the first request, not at start.
+            from bnncore_service.inference.schemas import PredictRequest
+
             body = parse_body(raw, PredictRequest)
             return decode_tfs(body, record.name, record.inputs, limits)
 

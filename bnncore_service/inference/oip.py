@@ -22,17 +22,13 @@ pydantic, which then names the error as before.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
-from bnncore_service.inference.schemas import (
-    InferenceRequest,
-    RequestInput,
-    RequestOutput,
-)
 from bnncore_service.inference.tensors import (
     DATATYPE_NAMES,
     DATATYPES,
@@ -52,6 +48,15 @@ from bnncore_service.inference.tensors import (
     short,
     to_model_dtype,
 )
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from bnncore_service.inference.schemas import (
+        InferenceRequest,
+        RequestInput,
+        RequestOutput,
+    )
 
 __all__ = ["decode_oip", "encode_oip", "encode_oip_binary", "parse_oip"]
 
@@ -188,9 +193,21 @@ def _binary_tensor(
     return converted
 
 
-_REQUEST_KEYS = frozenset(InferenceRequest.model_fields)
-_INPUT_KEYS = frozenset(RequestInput.model_fields)
-_OUTPUT_KEYS = frozenset(RequestOutput.model_fields)
+@functools.cache
+def _models() -> tuple[type[InferenceRequest], type[RequestInput], type[RequestOutput]]:
+    """The request models (pydantic classes, ``schemas``), imported by the
+    first body parsed: an inference replica's start does not build them."""
+    from bnncore_service.inference import schemas
+
+    return schemas.InferenceRequest, schemas.RequestInput, schemas.RequestOutput
+
+
+@functools.cache
+def _keys(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of a request model: the keys its JSON object may have."""
+    return frozenset(model.model_fields)
+
+
 _MAX_DIM = 2**63 - 1
 _INT64_RANGE = float(2**63)
 """orjson reads an integer beyond 64 bits as a float, pydantic as an int: a
@@ -262,8 +279,8 @@ def _data(value: Any, datatype: str) -> Any:
     return array
 
 
-def _input(value: Any, counts: list[int]) -> RequestInput:
-    if type(value) is not dict or not value.keys() <= _INPUT_KEYS:
+def _input(value: Any, counts: list[int], model: type[RequestInput]) -> RequestInput:
+    if type(value) is not dict or not value.keys() <= _keys(model):
         raise _SlowPathError
     counts[0] += len(value)
     fields = dict(value)
@@ -280,16 +297,16 @@ def _input(value: Any, counts: list[int]) -> RequestInput:
         fields["parameters"] = _parameters(fields["parameters"], counts)
     if "data" in fields:
         fields["data"] = _data(fields["data"], datatype)
-    return RequestInput.model_construct(**fields)
+    return model.model_construct(**fields)
 
 
-def _output(value: Any, counts: list[int]) -> RequestOutput:
-    if type(value) is not dict or not value.keys() <= _OUTPUT_KEYS:
+def _output(value: Any, counts: list[int], model: type[RequestOutput]) -> RequestOutput:
+    if type(value) is not dict or not value.keys() <= _keys(model):
         raise _SlowPathError
     counts[0] += len(value)
     counts[1] += _text(value.get("name"), 256).count(":")
     _parameters(value.get("parameters"), counts)
-    return RequestOutput.model_construct(**value)
+    return model.model_construct(**value)
 
 
 def parse_oip(raw: bytes) -> InferenceRequest | None:
@@ -322,7 +339,8 @@ def parse_oip(raw: bytes) -> InferenceRequest | None:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if type(body) is not dict or not body.keys() <= _REQUEST_KEYS:
+    request_model, input_model, output_model = _models()
+    if type(body) is not dict or not body.keys() <= _keys(request_model):
         return None
     counts = [len(body), 0]  # object keys, ':' inside strings
     try:
@@ -334,18 +352,20 @@ def parse_oip(raw: bytes) -> InferenceRequest | None:
         inputs = fields.get("inputs")
         if type(inputs) is not list or not 1 <= len(inputs) <= 64:
             return None
-        fields["inputs"] = [_input(item, counts) for item in inputs]
+        fields["inputs"] = [_input(item, counts, input_model) for item in inputs]
         outputs = fields.get("outputs")
         if outputs is not None:
             if type(outputs) is not list or len(outputs) > 64:
                 return None
-            fields["outputs"] = [_output(item, counts) for item in outputs]
+            fields["outputs"] = [
+                _output(item, counts, output_model) for item in outputs
+            ]
     except _SlowPathError:
         return None
     colons = int(np.count_nonzero(np.frombuffer(raw, np.uint8) == _COLON))
     if colons != counts[0] + counts[1]:
         return None
-    return InferenceRequest.model_construct(**fields)
+    return request_model.model_construct(**fields)
 
 
 def decode_oip(

@@ -13,11 +13,10 @@ dimension, ``"unknown_rank": false``, an empty ``error_message``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bnncore_service.inference.schemas import PredictRequest
 from bnncore_service.inference.tensors import (
     Decoded,
     Limits,
@@ -33,6 +32,9 @@ from bnncore_service.inference.tensors import (
     to_model_dtype,
 )
 from bnncore_service.records import VersionRecord
+
+if TYPE_CHECKING:  # the request model, imported by its first validation
+    from bnncore_service.inference.schemas import PredictRequest
 
 __all__ = [
     "METHOD_NAME",

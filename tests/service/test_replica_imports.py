@@ -1,7 +1,7 @@
-"""What an inference replica imports before its first model: a real
+"""What an inference replica imports before its first request: a real
 ``python -m bnncore_service`` (``BNN_ROLE=inference``) is ready without the
-runtime's reader and planner, and its first inference imports them and
-answers as ``bnncore_runtime.load`` does.
+runtime's reader and planner nor the request models, and its first
+inference imports them and answers as ``bnncore_runtime.load`` does.
 
 Oracles: the replica process's own ``sys.modules`` (read by a thread of that
 process, once ``GET /v2/health/ready`` answers 200 and again after the first
@@ -44,10 +44,12 @@ DEFERRED = (
     "bnncore_runtime.layers",
     "bnncore_runtime.planner",
     "bnncore_runtime.steps",
+    "bnncore_service.inference.schemas",
 )
 """The runtime's reader and planner, and the layer rules: imported by the
-first model loaded (``inference/runtime_models.py``, ``peak.py``), not at
-the replica's start."""
+first model loaded (``inference/runtime_models.py``, ``peak.py``); the request
+models (pydantic classes): by the first body parsed (``inference/oip.py``,
+``handlers.py``). None at the replica's start."""
 
 # Runs in the replica's process: a thread waits for readiness, notes the
 # modules, asks for one inference, notes them again, prints what it saw and
@@ -143,10 +145,11 @@ def _run_replica(data_dir: Path, body: dict[str, Any]) -> dict[str, Any]:
     return seen
 
 
-def test_the_replica_is_ready_without_the_planner(store: tuple[Path, Path]) -> None:
+def test_ready_without_planner_and_request_models(store: tuple[Path, Path]) -> None:
     """Ready (200) with none of the runtime's reader, planner and layer rules
-    imported; the first inference imports every one of them (so the first
-    check can see them) and answers exactly as ``bnncore_runtime.load``."""
+    nor the request models imported; the first inference imports every one
+    of them (so the first check can see them) and answers exactly as
+    ``bnncore_runtime.load``."""
     data_dir, exported = store
     body = {"inputs": [{"name": "input", "shape": list(X.shape), "datatype": "FP32",
                         "data": X.reshape(-1).tolist()}]}  # fmt: skip
