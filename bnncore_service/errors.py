@@ -1,13 +1,14 @@
 """The JSON error envelope ``{"error": "<message>"}`` of every error response,
 built here only: :func:`error` (a response), :func:`error_body` (its bytes,
-for the ASGI middlewares that answer before routing), :data:`ErrorResponse`
-(its OpenAPI model), and the handlers that turn exceptions into it
-(:func:`install`). The service's own exceptions that are not tied to a layer
-of it live here too: :class:`NotFoundError` and :class:`BusyError`.
+for the ASGI middlewares that answer before routing) and the handlers that
+turn exceptions into it (:func:`install`); its OpenAPI model is
+:class:`bnncore_service.schemas.errors.ErrorResponse`. The service's own
+exceptions that are not tied to a layer of it live here too:
+:class:`NotFoundError` and :class:`BusyError`.
 
-This module imports neither TensorFlow, Keras, ``bnncore`` nor FastAPI (the
-inference replica, a Starlette app, uses it): FastAPI and the exceptions of
-the full service's definition and build layers are imported by
+This module imports neither TensorFlow, Keras, ``bnncore``, FastAPI nor
+pydantic (the inference replica, a Starlette app, uses it): FastAPI and the
+exceptions of the full service's definition and build layers are imported by
 :func:`install`.
 """
 
@@ -18,7 +19,6 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -30,13 +30,10 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 __all__ = [
-    "ERROR_RESPONSES",
     "BusyError",
-    "ErrorResponse",
     "NotFoundError",
     "error",
     "error_body",
-    "error_responses",
     "format_validation_errors",
     "install",
     "json_error_message",
@@ -47,12 +44,6 @@ log = logging.getLogger("service")
 
 _MAX_ERRORS = 5
 _DEFINITION_FORMS = ("Sequential", "Graph", "Zoo", "KerasJSON")
-
-
-class ErrorResponse(BaseModel):
-    """Every error: one message naming the offending field and value."""
-
-    error: str = Field(examples=["definition.layers[0].units: ..."])
 
 
 class NotFoundError(LookupError):
@@ -108,16 +99,6 @@ async def send_error(
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def error_responses(
-    descriptions: Iterable[tuple[int, str]],
-) -> dict[int | str, dict[str, Any]]:
-    """The ``responses`` of a route: each status documented with the envelope."""
-    return {
-        status: {"model": ErrorResponse, "description": description}
-        for status, description in descriptions
-    }
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -224,17 +205,6 @@ def format_validation_errors(
     if more > 0:
         text += f"; and {more:,} more"
     return text
-
-
-ERROR_RESPONSES = error_responses(
-    (
-        (404, "Not found"),
-        (413, "Larger than a configured limit"),
-        (422, "Invalid request; the message names the field"),
-        (503, "Too busy; retry later"),
-    )
-)
-"""Error responses documented on every route."""
 
 
 def install(app: FastAPI) -> None:

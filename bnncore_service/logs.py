@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, SecretStr
-
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from bnncore_service.config import Settings
 
 __all__ = [
@@ -430,6 +430,8 @@ def settings_fields(settings: BaseModel) -> dict[str, FieldValue]:
     password of a URL in any other string is hidden too
     (``BNN_DATABASE_URL``).
     """
+    from pydantic import SecretStr  # the full service's: the replica never logs these
+
     fields: dict[str, FieldValue] = {}
     for name, info in type(settings).model_fields.items():
         value = getattr(settings, name)

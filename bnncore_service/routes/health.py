@@ -9,9 +9,10 @@ import bnncore
 from bnncore_service.auth import OPEN, READ
 from bnncore_service.builder import zoo_names
 from bnncore_service.deps import SettingsDep
-from bnncore_service.errors import ERROR_RESPONSES, error
+from bnncore_service.errors import error
 from bnncore_service.preload import Preloader
 from bnncore_service.registry_deps import RegistryDep
+from bnncore_service.schemas.errors import ERROR_RESPONSES
 from bnncore_service.schemas.layers import LAYER_TYPES
 from bnncore_service.schemas.reports import HealthResponse, ServerMetadata
 

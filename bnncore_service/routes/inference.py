@@ -34,12 +34,7 @@ from pydantic import BaseModel
 
 from bnncore_service.auth import INFER, READ
 from bnncore_service.deps import ModelName, VersionNumber
-from bnncore_service.errors import (
-    BusyError,
-    error,
-    error_responses,
-    format_validation_errors,
-)
+from bnncore_service.errors import BusyError, error, format_validation_errors
 from bnncore_service.inference import InferenceService, handlers
 from bnncore_service.inference.schemas import (
     BINARY_BODY,
@@ -53,6 +48,7 @@ from bnncore_service.inference.schemas import (
     request_body,
 )
 from bnncore_service.inference.tensors import InferenceError
+from bnncore_service.schemas.errors import error_responses
 
 __all__ = ["NEEDS_FULL_REPLICA", "InferenceDep", "InferenceRoute", "router"]
 

@@ -27,11 +27,11 @@ from pydantic import BaseModel
 from bnncore_service import docs, metrics
 from bnncore_service.auth import OPEN, READ, include_router
 from bnncore_service.deps import ModelName, VersionNumber
-from bnncore_service.errors import error_responses
 from bnncore_service.inference import handlers
 from bnncore_service.inference.handlers import ROLE_MESSAGE, server_version
 from bnncore_service.routes import inference
 from bnncore_service.routes.inference import InferenceRoute
+from bnncore_service.schemas.errors import error_responses
 
 __all__ = ["ROLE_MESSAGE", "openapi_app", "router", "server_version"]
 

@@ -10,7 +10,6 @@ from pydantic import TypeAdapter
 
 from bnncore_service.auth import ADMIN, READ
 from bnncore_service.deps import ModelName, SettingsDep, VersionNumber
-from bnncore_service.errors import ERROR_RESPONSES
 from bnncore_service.jsonbody import (
     StrictJSONRoute,
     documented_as,
@@ -26,6 +25,7 @@ from bnncore_service.routes.reports import (
     render_response,
 )
 from bnncore_service.schemas.definitions import Definition
+from bnncore_service.schemas.errors import ERROR_RESPONSES
 from bnncore_service.schemas.reports import (
     DeletedVersion,
     ModelList,

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 from bnncore_service.auth import READ
 from bnncore_service.builder import Plan, plan
 from bnncore_service.deps import SettingsDep
-from bnncore_service.errors import ERROR_RESPONSES
 from bnncore_service.jsonbody import (
     StrictDefinitionRoute,
     StrictJSONRoute,
@@ -22,6 +21,7 @@ from bnncore_service.jsonbody import (
 from bnncore_service.keras_json import check_shapes
 from bnncore_service.registry_deps import RegistryDep
 from bnncore_service.schemas.definitions import Definition
+from bnncore_service.schemas.errors import ERROR_RESPONSES
 from bnncore_service.schemas.reports import (
     ComparisonReport,
     EstimateReport,

@@ -16,10 +16,11 @@ from bnncore_service.deps import (
     SettingsDep,
     VersionNumber,
 )
-from bnncore_service.errors import ERROR_RESPONSES, error
+from bnncore_service.errors import error
 from bnncore_service.logs import log_event
 from bnncore_service.registry import Registry, Upload
 from bnncore_service.registry_deps import RegistryDep
+from bnncore_service.schemas.errors import ERROR_RESPONSES
 from bnncore_service.uploads import TooLargeError, body_stream, receive_into
 from bnncore_service.weights import WeightsRefusedError, max_file_bytes
 

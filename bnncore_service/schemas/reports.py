@@ -1,8 +1,7 @@
 """Response models: estimates, registry entries, model metadata.
 
-The error envelope's model is :class:`bnncore_service.errors.ErrorResponse`
-(not re-exported here: ``estimate`` imports this module, and ``errors``
-imports ``estimate``)."""
+The error envelope's model is
+:class:`bnncore_service.schemas.errors.ErrorResponse`."""
 
 from __future__ import annotations
 
