@@ -24,10 +24,10 @@ for the bodies the fast parsers decline.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from importlib import metadata
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -416,9 +416,14 @@ async def tfs_metadata(
 # --- an inference replica's own routes ----------------------------------------
 
 
+@functools.cache
 def server_version() -> str:
     """The installed ``bnncore`` distribution's version (the runtime image
-    has only ``bnncore-runtime``: its version)."""
+    has only ``bnncore-runtime``: its version), looked up once (reading the
+    distribution's metadata takes about 2 ms)."""
+    # importlib.metadata (~10 ms) is imported by the first lookup, not at start.
+    from importlib import metadata
+
     try:
         return metadata.version("bnncore")
     except metadata.PackageNotFoundError:  # the runtime image: the runtime's

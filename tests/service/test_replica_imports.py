@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from test_inference_common import SEQ, randomize, register, served_model
 import bnncore as lq
 import bnncore_runtime
 from bnncore_service.config import Settings
+from bnncore_service.inference_app import create_inference_app
 from bnncore_service.main import create_app
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
@@ -161,3 +163,12 @@ def test_ready_without_planner_and_request_models(store: tuple[Path, Path]) -> N
     expected = bnncore_runtime.load(exported).predict(X)
     assert output["shape"] == list(expected.shape)
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+
+
+def test_the_server_version_is_the_installed_distributions(tmp_path: Path) -> None:
+    """``GET /v2`` names the installed ``bnncore`` distribution's version (its
+    metadata read once, at the first lookup), at every request."""
+    settings = Settings(data_dir=tmp_path, role="inference")
+    with TestClient(create_inference_app(settings)) as replica:
+        answers = [replica.get("/v2").json()["version"] for _ in range(2)]
+    assert answers == [metadata.version("bnncore")] * 2
