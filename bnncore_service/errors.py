@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from bnncore_service.logs import client_address, log_event, mark_logged
 from bnncore_service.records import StoreError
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 __all__ = [
+    "HANDLERS",
     "BusyError",
     "NotFoundError",
     "error",
@@ -207,12 +208,65 @@ def format_validation_errors(
     return text
 
 
+async def _http(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+
+async def _not_found(_: Request, exc: Exception) -> Response:
+    return error(404, str(exc))
+
+
+async def _busy(_: Request, exc: Exception) -> Response:
+    return error(503, str(exc), {"Retry-After": "1"})
+
+
+async def _store(_: Request, exc: Exception) -> Response:
+    log_event(log, logging.ERROR, "store_error", "store error: {error}", error=str(exc))
+    return error(503, f"registry unavailable: {exc}")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    from bnncore_service.metrics import route_template
+
+    log_event(
+        log,
+        logging.ERROR,
+        "request_failed",
+        "{method} {route} failed with 500: {error}",
+        exc_info=exc,
+        method=request.method,
+        route=route_template(dict(request.scope))[0],
+        status=500,
+        client=client_address(request.scope),
+        error=type(exc).__name__,
+    )
+    mark_logged(exc)  # uvicorn's copy of the traceback is dropped
+    return error(500, "internal server error")
+
+
+HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    StarletteHTTPException: _http,
+    NotFoundError: _not_found,
+    BusyError: _busy,
+    StoreError: _store,  # logged as ``store_error``
+    Exception: _unexpected,  # logged as ``request_failed``, with the traceback
+}
+"""The handlers both roles register (Starlette's ``exception_handlers``): an
+HTTP error, :class:`NotFoundError` (404), :class:`BusyError` (503 with
+``Retry-After``), a registry outage (503) and any other exception (500), each
+as the envelope."""
+
+
 def install(app: FastAPI) -> None:
     """Registers the handlers that turn every error of the full service into
-    the envelope."""
+    the envelope: :data:`HANDLERS`, and those of its definition routes."""
     from fastapi.exceptions import RequestValidationError
 
     from bnncore_service.estimate import DefinitionError, LimitError
+
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Any:
@@ -228,10 +282,6 @@ def install(app: FastAPI) -> None:
             return error(422, f"body: {json_error_message(reason, body, pos)}")
         return error(422, format_validation_errors(errors, body=exc.body))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Any:
-        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
-
     @app.exception_handler(DefinitionError)
     async def _definition(_: Request, exc: DefinitionError) -> Any:
         return error(422, str(exc))
@@ -239,36 +289,3 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LimitError)
     async def _limit(_: Request, exc: LimitError) -> Any:
         return error(413, str(exc))
-
-    @app.exception_handler(NotFoundError)
-    async def _not_found(_: Request, exc: NotFoundError) -> Any:
-        return error(404, str(exc))
-
-    @app.exception_handler(BusyError)
-    async def _busy(_: Request, exc: BusyError) -> Any:
-        return error(503, str(exc), {"Retry-After": "1"})
-
-    @app.exception_handler(StoreError)
-    async def _store(_: Request, exc: StoreError) -> Any:
-        log_event(
-            log, logging.ERROR, "store_error", "store error: {error}", error=str(exc)
-        )
-        return error(503, f"registry unavailable: {exc}")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Any:
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        log_event(
-            log,
-            logging.ERROR,
-            "request_failed",
-            "{method} {route} failed with 500: {error}",
-            exc_info=exc,
-            method=request.method,
-            route=route,
-            status=500,
-            client=client_address(request.scope),
-            error=type(exc).__name__,
-        )
-        mark_logged(exc)  # uvicorn's copy of the traceback is dropped
-        return error(500, "internal server error")

@@ -50,11 +50,12 @@ from starlette.routing import BaseRoute
 
 from bnncore_service import docs, fastpath
 from bnncore_service.database_url import DatabaseURLError
-from bnncore_service.errors import error
+from bnncore_service.errors import HANDLERS, error
 from bnncore_service.inference import handlers
 from bnncore_service.inference.runtime_models import RuntimeInferenceService
 from bnncore_service.keyauth import ApiKeyAuth, ScopedRoute
 from bnncore_service.limits import BodySizeLimit
+from bnncore_service.logs import RequestLog, with_logging
 from bnncore_service.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from bnncore_service.preload import Preloader
 from bnncore_service.registry import Registry
@@ -150,8 +151,21 @@ def _routes(app: InferenceReplica) -> list[BaseRoute]:
     return [*routes, *docs.docs_routes(app)]
 
 
+def _version() -> str:
+    import bnncore_runtime
+
+    return bnncore_runtime.__version__
+
+
+def _engine_isa() -> str:
+    from bnncore_runtime import kernels
+
+    return kernels.isa()
+
+
 async def _not_served(request: Request, exc: Exception) -> Response:
-    """404 and 405 name the role; another HTTP error keeps its status."""
+    """404 and 405 name the role; another HTTP error is answered as on a full
+    replica (its status, detail and headers)."""
     assert isinstance(exc, HTTPException)
     if exc.status_code in (404, 405):
         what = "not found" if exc.status_code == 404 else "method not allowed"
@@ -159,7 +173,7 @@ async def _not_served(request: Request, exc: Exception) -> Response:
             exc.status_code,
             f"{request.method} {request.url.path}: {what}; {handlers.ROLE_MESSAGE}",
         )
-    return error(exc.status_code, str(exc.detail))
+    return await HANDLERS[HTTPException](request, exc)
 
 
 def create_inference_app(settings: Settings | None = None) -> InferenceReplica:
@@ -203,7 +217,11 @@ def create_inference_app(settings: Settings | None = None) -> InferenceReplica:
             store.close()
 
     app = InferenceReplica(
-        lifespan=lifespan, exception_handlers={HTTPException: _not_served}
+        # BNN_LOG_*, and the lifecycle lines a full replica logs.
+        lifespan=with_logging(lifespan, settings, _version, _engine_isa),
+        # The envelope for every error, as on a full replica; 404 and 405
+        # name the role.
+        exception_handlers={**HANDLERS, HTTPException: _not_served},
     )
     app.router.routes.extend(_routes(app))
     app.state.settings = settings
@@ -228,6 +246,8 @@ def create_inference_app(settings: Settings | None = None) -> InferenceReplica:
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    # Around it: logs refused, failed and slow requests (bnncore_service/logs.py).
+    app.add_middleware(RequestLog, slow_ms=settings.slow_request_ms)
     # Inference requests dispatched without the router's scan (fastpath.py).
     fastpath.install(app, fastpath.hot_routes(app.router))
     return app

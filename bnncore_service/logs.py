@@ -45,8 +45,6 @@ from typing import IO, TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from bnncore_service.config import Settings
 
 __all__ = [
@@ -350,7 +348,12 @@ def logging_configured(
 Lifespan: TypeAlias = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
-def with_logging(lifespan: Lifespan, settings: Settings) -> Lifespan:
+def with_logging(
+    lifespan: Lifespan,
+    settings: Settings,
+    version: Callable[[], str],
+    engine_isa: Callable[[], str],
+) -> Lifespan:
     """An app's lifespan inside :func:`logging_configured`, with the
     lifecycle lines: ``service_starting`` (INFO: the version and every
     setting, secrets hidden), ``service_started`` (INFO: start-up time and
@@ -359,15 +362,15 @@ def with_logging(lifespan: Lifespan, settings: Settings) -> Lifespan:
     Args:
         lifespan: The app's own lifespan.
         settings: Its settings (``BNN_LOG_FORMAT``, ``BNN_LOG_LEVEL``).
+        version: The version logged (``bnncore``'s on a full replica,
+            ``bnncore_runtime``'s on an inference replica); called at start.
+        engine_isa: The packed engine's instruction set; called once started.
     """
     log = logging.getLogger("service")
 
     @asynccontextmanager
     async def logged(app: Any) -> AsyncIterator[None]:
         with logging_configured(settings.log_format, settings.log_level):
-            import bnncore
-            from bnncore.engine import kernels
-
             start = time.perf_counter()
             shown: dict[str, Any] = settings_fields(settings)
             log_event(
@@ -375,7 +378,7 @@ def with_logging(lifespan: Lifespan, settings: Settings) -> Lifespan:
                 logging.INFO,
                 "service_starting",
                 "bnncore service {version} starting",
-                version=bnncore.__version__,
+                version=version(),
                 **shown,
             )
             try:
@@ -386,7 +389,7 @@ def with_logging(lifespan: Lifespan, settings: Settings) -> Lifespan:
                         "service_started",
                         "started in {startup_ms} ms; packed engine: {engine_isa}",
                         startup_ms=round((time.perf_counter() - start) * 1000, 1),
-                        engine_isa=kernels.isa(),
+                        engine_isa=engine_isa(),
                     )
                     yield
             finally:
@@ -421,22 +424,37 @@ def _secret_name(name: str) -> bool:
     return bool(words & _SECRET_WORDS) and not name.startswith("max_")
 
 
-def settings_fields(settings: BaseModel) -> dict[str, FieldValue]:
+def _declared(settings: Any) -> list[tuple[str, bool]]:
+    """(name, declared with ``repr=False``) of every field of ``settings``: a
+    pydantic model's fields, or those of the ``Settings`` table that
+    :class:`bnncore_service.settings_env.EnvSettings` has."""
+    fields = getattr(type(settings), "model_fields", None)
+    if fields is not None:
+        return [(name, info.repr is False) for name, info in fields.items()]
+    from bnncore_service.settings_fields import FIELDS
+
+    return [(row[0], row[5]) for row in FIELDS]
+
+
+def settings_fields(settings: Any) -> dict[str, FieldValue]:
     """Every setting as ``BNN_<NAME>`` → its effective value, secrets hidden.
 
-    Hidden (``***`` when set): every ``SecretStr``, every field declared with
-    ``repr=False`` and every field whose name has the word key(s), secret,
-    password, token or credential(s) (but not a limit, ``max_*``). The
-    password of a URL in any other string is hidden too
-    (``BNN_DATABASE_URL``).
-    """
-    from pydantic import SecretStr  # the full service's: the replica never logs these
+    Hidden (``***`` when set): every secret (pydantic's ``SecretStr``,
+    :class:`bnncore_service.settings_env.Secret`: what has
+    ``get_secret_value``), every field declared with ``repr=False`` and
+    every field whose name has the word key(s), secret, password, token or
+    credential(s) (but not a limit, ``max_*``). The password of a URL in any
+    other string is hidden too (``BNN_DATABASE_URL``).
 
+    Args:
+        settings: A pydantic settings model (:class:`Settings`) or the
+            inference replica's :class:`~bnncore_service.settings_env.EnvSettings`.
+    """
     fields: dict[str, FieldValue] = {}
-    for name, info in type(settings).model_fields.items():
+    for name, declared_secret in _declared(settings):
         value = getattr(settings, name)
         secret = (
-            isinstance(value, SecretStr) or info.repr is False or _secret_name(name)
+            hasattr(value, "get_secret_value") or declared_secret or _secret_name(name)
         )
         if value is None:
             shown: FieldValue = None

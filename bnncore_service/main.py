@@ -57,6 +57,16 @@ requirement names (`read`, `infer` or `admin`); use **Authorize** to send one.
 """
 
 
+def _version() -> str:
+    return bnncore.__version__
+
+
+def _engine_isa() -> str:
+    from bnncore.engine import kernels
+
+    return kernels.isa()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Builds the service.
 
@@ -96,7 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="bnncore model service",
         version=bnncore.__version__,
         description=DESCRIPTION,
-        lifespan=with_logging(lifespan, settings),  # BNN_LOG_*, lifecycle lines
+        lifespan=with_logging(  # BNN_LOG_*, lifecycle lines
+            lifespan, settings, _version, _engine_isa
+        ),
         docs_url=None,  # docs.install_docs: Swagger UI and ReDoc served here
         redoc_url=None,
     )
