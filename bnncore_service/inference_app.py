@@ -118,9 +118,14 @@ class InferenceReplica(Starlette):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.version = handlers.server_version()
         self._document: dict[str, Any] | None = None
         self._document_lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        """The distribution's version, read at the first use (the documentation,
+        ``GET /v2``), not at the replica's start."""
+        return handlers.server_version()
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI document, made by FastAPI from the routes' declarations

@@ -47,11 +47,16 @@ DEFERRED = (
     "bnncore_runtime.planner",
     "bnncore_runtime.steps",
     "bnncore_service.inference.schemas",
+    "pydantic",
 )
 """The runtime's reader and planner, and the layer rules: imported by the
 first model loaded (``inference/runtime_models.py``, ``peak.py``); the request
-models (pydantic classes): by the first body parsed (``inference/oip.py``,
-``handlers.py``). None at the replica's start."""
+models (pydantic classes) and pydantic itself: by the first body parsed
+(``inference/oip.py``, ``handlers.py``). None at the replica's start."""
+
+LOOKUP = "importlib.metadata"
+"""Imported by the first lookup of the server's version (``GET /v2``, the
+documentation), neither at the start nor by an inference."""
 
 # Runs in the replica's process: a thread waits for readiness, notes the
 # modules, asks for one inference, notes them again, prints what it saw and
@@ -90,6 +95,9 @@ def probe():
         with OPEN(request) as reply:
             seen["answer"] = json.loads(reply.read())
         seen["answered"] = loaded()
+        with OPEN(BASE + "/v2") as reply:
+            seen["version"] = json.loads(reply.read())["version"]
+        seen["versioned"] = loaded()
     except BaseException as exc:
         seen["error"] = repr(exc)
     finally:
@@ -134,7 +142,8 @@ def _run_replica(data_dir: Path, body: dict[str, Any]) -> dict[str, Any]:
     env.update({"BNN_ROLE": "inference", "BNN_DATA_DIR": str(data_dir),
                 "BNN_MIGRATE": "off", "BNN_LOG_LEVEL": "warning"})  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(_free_port()), json.dumps(DEFERRED)],
+        [sys.executable, "-c", CHILD, str(_free_port()),
+         json.dumps([*DEFERRED, LOOKUP])],
         input=json.dumps(body), capture_output=True, text=True, cwd=ROOT,
         env=env, timeout=180, check=False,
     )  # fmt: skip
@@ -150,15 +159,18 @@ def _run_replica(data_dir: Path, body: dict[str, Any]) -> dict[str, Any]:
 
 def test_ready_without_planner_and_request_models(store: tuple[Path, Path]) -> None:
     """Ready (200) with none of the runtime's reader, planner and layer rules
-    nor the request models imported; the first inference imports every one
-    of them (so the first check can see them) and answers exactly as
-    ``bnncore_runtime.load``."""
+    nor the request models and pydantic imported; the first inference imports
+    every one of them (so the first check can see them) and answers exactly
+    as ``bnncore_runtime.load``; ``GET /v2`` then imports importlib.metadata
+    and names the installed distribution's version."""
     data_dir, exported = store
     body = {"inputs": [{"name": "input", "shape": list(X.shape), "datatype": "FP32",
                         "data": X.reshape(-1).tolist()}]}  # fmt: skip
     seen = _run_replica(data_dir, body)
     assert seen["ready"] == []
     assert seen["answered"] == sorted(DEFERRED)
+    assert seen["versioned"] == sorted([*DEFERRED, LOOKUP])
+    assert seen["version"] == metadata.version("bnncore")
     (output,) = seen["answer"]["outputs"]
     got = np.asarray(output["data"], dtype=np.float64).astype(np.float32)
     expected = bnncore_runtime.load(exported).predict(X)
