@@ -18,9 +18,9 @@ import annotated_types
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bnncore_service import settings_env
+from bnncore_service import settings_rules
 from bnncore_service.blobs import S3_URL, S3_URL_FORM
-from bnncore_service.settings_env import SettingsError
+from bnncore_service.settings_rules import SettingsError
 
 if TYPE_CHECKING:
     from bnncore_service.preload import PreloadTarget
@@ -233,16 +233,16 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        return settings_env.split_origins(value)
+        return settings_rules.split_origins(value)
 
     @field_validator("preload")
     @classmethod
     def _check_preload(cls, value: str) -> str:
-        return settings_env.normalise_preload(value)
+        return settings_rules.normalise_preload(value)
 
     def preload_targets(self) -> tuple[PreloadTarget, ...]:
         """``BNN_PRELOAD`` parsed: the models to load at start-up."""
-        return settings_env.preload_targets(self.preload)
+        return settings_rules.preload_targets(self.preload)
 
     def api_key_scopes(self) -> dict[str, frozenset[str]]:
         """``BNN_API_KEYS`` parsed: key → scopes (empty: no authentication).
@@ -251,11 +251,11 @@ class Settings(BaseSettings):
             ValueError: a malformed entry, named by position (never by the key;
                 ``create_app`` calls this, so a bad value stops the start).
         """
-        return settings_env.api_key_scopes(self.api_keys)
+        return settings_rules.api_key_scopes(self.api_keys)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside :attr:`data_dir`."""
-        return settings_env.resolved_database_url(self.database_url, self.data_dir)
+        return settings_rules.resolved_database_url(self.database_url, self.data_dir)
 
 
 _FORMS: dict[Any, str] = {
@@ -354,7 +354,7 @@ _KINDS: dict[Any, str] = {
     str | None: "str",
     SecretStr | None: "secret",
 }
-# The field validators settings_env applies by the same functions.
+# The field validators settings_env applies by the same functions (settings_rules).
 _VALIDATED = {
     "_split_origins": ("cors_origins", "before", "origins"),
     "_check_preload": ("preload", "after", "preload"),
