@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from bnncore_service.inference import InferenceService
-    from bnncore_service.inference.schemas import InferenceRequest
+    from bnncore_service.inference.oip import OipBody
 
 __all__ = [
     "EXTENSIONS",
@@ -280,12 +280,13 @@ async def _infer_record(
     header = request.headers.get(HEADER)
 
     @_timed(service, record, "compute_input")
-    def decode() -> tuple[InferenceRequest, Decoded]:
+    def decode() -> tuple[OipBody, Decoded]:
         json_part, binary = split_body(raw, header)
         # orjson's fast path; pydantic validates what it declines.
-        body = parse_oip(json_part)
+        body: OipBody | None = parse_oip(json_part)
         if body is None:
-            # The request models are imported by the first request, not at start.
+            # pydantic and the request models are imported by the first body
+            # the fast path declines, not at start.
             from bnncore_service.inference.schemas import InferenceRequest
 
             body = parse_body(json_part, InferenceRequest)

@@ -13,7 +13,9 @@ Python object per value), with the same checks as JSON data; see
 
 :func:`parse_oip` is the fast path for the JSON part of an OIP request: orjson
 parses it (no pydantic model per request, no Python-level validation per
-element) and each input's ``data`` becomes a NumPy array at once. It answers
+element) into plain objects (:class:`OipRequest`, :class:`OipInput`,
+:class:`OipOutput`: the request models' fields, without importing pydantic)
+and each input's ``data`` becomes a NumPy array at once. It answers
 only for bodies whose result is certain to equal the pydantic parse; for
 anything else (a duplicate key, an escape, a number pydantic reads differently,
 a field of the wrong type) it answers ``None`` and the caller validates with
@@ -22,9 +24,10 @@ pydantic, which then names the error as before.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -49,16 +52,94 @@ from bnncore_service.inference.tensors import (
     to_model_dtype,
 )
 
-if TYPE_CHECKING:
-    from pydantic import BaseModel
+__all__ = [
+    "OipBody",
+    "OipInput",
+    "OipOutput",
+    "OipRequest",
+    "decode_oip",
+    "encode_oip",
+    "encode_oip_binary",
+    "parse_oip",
+]
 
-    from bnncore_service.inference.schemas import (
-        InferenceRequest,
-        RequestInput,
-        RequestOutput,
-    )
 
-__all__ = ["decode_oip", "encode_oip", "encode_oip_binary", "parse_oip"]
+@dataclasses.dataclass(slots=True)
+class OipInput:
+    """An input tensor of a request read by :func:`parse_oip`: the fields of
+    ``schemas.RequestInput``."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: Any = None
+
+
+@dataclasses.dataclass(slots=True)
+class OipOutput:
+    """A requested output read by :func:`parse_oip`: the fields of
+    ``schemas.RequestOutput``."""
+
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class OipRequest:
+    """A request read by :func:`parse_oip`: the fields of
+    ``schemas.InferenceRequest``, with the same defaults."""
+
+    inputs: list[OipInput]
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[OipOutput] | None = None
+
+
+class _InputLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def shape(self) -> list[int]: ...
+    @property
+    def datatype(self) -> str: ...
+    @property
+    def parameters(self) -> dict[str, Any] | None: ...
+    @property
+    def data(self) -> Any: ...
+
+
+class _OutputLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def parameters(self) -> dict[str, Any] | None: ...
+
+
+class OipBody(Protocol):
+    """A request :func:`decode_oip` takes: an :class:`OipRequest` read by
+    :func:`parse_oip`, or ``schemas.InferenceRequest`` validated by pydantic."""
+
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def parameters(self) -> dict[str, Any] | None: ...
+    @property
+    def inputs(self) -> Sequence[_InputLike]: ...
+    @property
+    def outputs(self) -> Sequence[_OutputLike] | None: ...
+
+
+def _field_names(kind: type) -> frozenset[str]:
+    return frozenset(field.name for field in dataclasses.fields(kind))
+
+
+REQUEST_KEYS = _field_names(OipRequest)
+INPUT_KEYS = _field_names(OipInput)
+OUTPUT_KEYS = _field_names(OipOutput)
+"""The keys each JSON object of a request may have (the request models'
+fields; ``tests/service/test_codec_fast_path.py`` checks them against
+``schemas``)."""
 
 _ALLOWED = ", ".join(DATATYPES)
 
@@ -193,21 +274,6 @@ def _binary_tensor(
     return converted
 
 
-@functools.cache
-def _models() -> tuple[type[InferenceRequest], type[RequestInput], type[RequestOutput]]:
-    """The request models (pydantic classes, ``schemas``), imported by the
-    first body parsed: an inference replica's start does not build them."""
-    from bnncore_service.inference import schemas
-
-    return schemas.InferenceRequest, schemas.RequestInput, schemas.RequestOutput
-
-
-@functools.cache
-def _keys(model: type[BaseModel]) -> frozenset[str]:
-    """The fields of a request model: the keys its JSON object may have."""
-    return frozenset(model.model_fields)
-
-
 _MAX_DIM = 2**63 - 1
 _INT64_RANGE = float(2**63)
 """orjson reads an integer beyond 64 bits as a float, pydantic as an int: a
@@ -279,8 +345,8 @@ def _data(value: Any, datatype: str) -> Any:
     return array
 
 
-def _input(value: Any, counts: list[int], model: type[RequestInput]) -> RequestInput:
-    if type(value) is not dict or not value.keys() <= _keys(model):
+def _input(value: Any, counts: list[int]) -> OipInput:
+    if type(value) is not dict or not value.keys() <= INPUT_KEYS:
         raise _SlowPathError
     counts[0] += len(value)
     fields = dict(value)
@@ -297,22 +363,23 @@ def _input(value: Any, counts: list[int], model: type[RequestInput]) -> RequestI
         fields["parameters"] = _parameters(fields["parameters"], counts)
     if "data" in fields:
         fields["data"] = _data(fields["data"], datatype)
-    return model.model_construct(**fields)
+    return OipInput(**fields)
 
 
-def _output(value: Any, counts: list[int], model: type[RequestOutput]) -> RequestOutput:
-    if type(value) is not dict or not value.keys() <= _keys(model):
+def _output(value: Any, counts: list[int]) -> OipOutput:
+    if type(value) is not dict or not value.keys() <= OUTPUT_KEYS:
         raise _SlowPathError
     counts[0] += len(value)
     counts[1] += _text(value.get("name"), 256).count(":")
     _parameters(value.get("parameters"), counts)
-    return model.model_construct(**value)
+    return OipOutput(**value)
 
 
-def parse_oip(raw: bytes) -> InferenceRequest | None:
-    """The JSON part of an OIP request, parsed by orjson into the request
-    model without validating each element, each input's ``data`` already a
-    NumPy array (what :func:`decode_oip` converts it to); ``None`` when the
+def parse_oip(raw: bytes) -> OipRequest | None:
+    """The JSON part of an OIP request, parsed by orjson into an
+    :class:`OipRequest` without validating each element (and without
+    importing pydantic), each input's ``data`` already a NumPy array (what
+    :func:`decode_oip` converts it to); ``None`` when the
     body needs pydantic's validation (``InferenceRequest.model_validate_json``
     and the duplicate-key check), which then accepts or refuses it as before.
 
@@ -331,7 +398,8 @@ def parse_oip(raw: bytes) -> InferenceRequest | None:
         raw: The JSON part of the body.
 
     Returns:
-        The request, or ``None``: validate ``raw`` with pydantic instead.
+        The request, with the fields and defaults the request models have,
+        or ``None``: validate ``raw`` with pydantic instead.
     """
     if b"\\" in raw:
         return None
@@ -339,8 +407,7 @@ def parse_oip(raw: bytes) -> InferenceRequest | None:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    request_model, input_model, output_model = _models()
-    if type(body) is not dict or not body.keys() <= _keys(request_model):
+    if type(body) is not dict or not body.keys() <= REQUEST_KEYS:
         return None
     counts = [len(body), 0]  # object keys, ':' inside strings
     try:
@@ -352,24 +419,22 @@ def parse_oip(raw: bytes) -> InferenceRequest | None:
         inputs = fields.get("inputs")
         if type(inputs) is not list or not 1 <= len(inputs) <= 64:
             return None
-        fields["inputs"] = [_input(item, counts, input_model) for item in inputs]
+        fields["inputs"] = [_input(item, counts) for item in inputs]
         outputs = fields.get("outputs")
         if outputs is not None:
             if type(outputs) is not list or len(outputs) > 64:
                 return None
-            fields["outputs"] = [
-                _output(item, counts, output_model) for item in outputs
-            ]
+            fields["outputs"] = [_output(item, counts) for item in outputs]
     except _SlowPathError:
         return None
     colons = int(np.count_nonzero(np.frombuffer(raw, np.uint8) == _COLON))
     if colons != counts[0] + counts[1]:
         return None
-    return request_model.model_construct(**fields)
+    return OipRequest(**fields)
 
 
 def decode_oip(
-    request: InferenceRequest,
+    request: OipBody,
     model: str,
     inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]],

@@ -10,6 +10,7 @@ duplicate-key check), which the existing inference tests pin down.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -18,8 +19,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 import bnncore_service.inference.handlers as route
-from bnncore_service.inference.oip import decode_oip, parse_oip
-from bnncore_service.inference.schemas import InferenceRequest
+from bnncore_service.inference import oip
+from bnncore_service.inference.oip import (
+    OipBody,
+    OipInput,
+    OipOutput,
+    OipRequest,
+    decode_oip,
+    parse_oip,
+)
+from bnncore_service.inference.schemas import (
+    InferenceRequest,
+    RequestInput,
+    RequestOutput,
+)
 from bnncore_service.inference.tensors import InferenceError, Limits
 from bnncore_service.routes.inference import _parse
 
@@ -28,7 +41,7 @@ OUTPUTS = [{"name": "out"}, {"name": "aux"}]
 LIMITS = Limits(max_batch=64, max_tensor_elements=100_000)
 
 
-def _outcome(raw: bytes, request: InferenceRequest | None) -> tuple[Any, ...]:
+def _outcome(raw: bytes, request: OipBody | None) -> tuple[Any, ...]:
     """What decoding ``raw`` gives: the error, or the decoded request."""
     try:
         if request is None:
@@ -41,7 +54,7 @@ def _outcome(raw: bytes, request: InferenceRequest | None) -> tuple[Any, ...]:
             decoded.engine, decoded.binary)  # fmt: skip
 
 
-def _both(raw: bytes) -> tuple[InferenceRequest | None, tuple[Any, ...]]:
+def _both(raw: bytes) -> tuple[OipRequest | None, tuple[Any, ...]]:
     """The fast request (or None) and the outcome of the route's fallback
     rule ``parse_oip(raw) or pydantic``, checked against pydantic alone."""
     fast = parse_oip(raw)
@@ -113,17 +126,48 @@ def test_ordinary_bodies_take_the_fast_path_and_decode_as_pydantic(body: Any) ->
     assert outcome[0] == "ok"
 
 
-def test_the_fast_request_has_the_fields_pydantic_sets() -> None:
-    raw = _raw(_body())
+PLAIN_AND_MODEL = [
+    (OipRequest, InferenceRequest, oip.REQUEST_KEYS),
+    (OipInput, RequestInput, oip.INPUT_KEYS),
+    (OipOutput, RequestOutput, oip.OUTPUT_KEYS),
+]
+
+
+@pytest.mark.parametrize(("plain", "model", "keys"), PLAIN_AND_MODEL)
+def test_the_fast_requests_fields_are_the_request_models(
+    plain: type, model: type[Any], keys: frozenset[str]
+) -> None:
+    """The plain objects (no pydantic) have exactly the request models'
+    fields, required where the model requires them, else with its default;
+    the keys the fast path accepts are those fields."""
+    fields = {field.name: field for field in dataclasses.fields(plain)}
+    assert fields.keys() == model.model_fields.keys() == keys
+    for name, info in model.model_fields.items():
+        if info.is_required():
+            assert fields[name].default is dataclasses.MISSING, name
+        else:
+            assert fields[name].default == info.default, name
+
+
+@pytest.mark.parametrize("body", [_body(), {"inputs": _body()["inputs"]}])
+def test_the_fast_request_holds_what_pydantic_reads(body: dict[str, Any]) -> None:
+    raw = _raw(body)
     fast = parse_oip(raw)
     slow = InferenceRequest.model_validate_json(raw)
     assert fast is not None
-    assert fast.model_fields_set == slow.model_fields_set
-    assert [t.model_fields_set for t in fast.inputs] == [
-        t.model_fields_set for t in slow.inputs
-    ]
-    assert isinstance(fast.inputs[0].data, np.ndarray)  # converted once
-    assert fast.model_dump(exclude={"inputs"}) == slow.model_dump(exclude={"inputs"})
+    assert (fast.id, fast.parameters) == (slow.id, slow.parameters)
+    assert (fast.outputs is None) == (slow.outputs is None)
+    for got_out, want_out in zip(fast.outputs or [], slow.outputs or [], strict=True):
+        assert dataclasses.asdict(got_out) == want_out.model_dump()
+    for got, want in zip(fast.inputs, slow.inputs, strict=True):
+        assert (got.name, got.shape, got.datatype, got.parameters) == (
+            want.name,
+            want.shape,
+            want.datatype,
+            want.parameters,
+        )
+        assert isinstance(got.data, np.ndarray)  # converted once
+        np.testing.assert_array_equal(got.data, np.asarray(want.data))
 
 
 DECLINED = {

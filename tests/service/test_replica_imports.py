@@ -1,10 +1,12 @@
 """What an inference replica imports before its first request: a real
 ``python -m bnncore_service`` (``BNN_ROLE=inference``) is ready without the
-runtime's reader and planner nor the request models, and its first
-inference imports them and answers as ``bnncore_runtime.load`` does.
+runtime's reader and planner nor pydantic, its first inference imports the
+runtime's modules (not pydantic: the JSON fast path reads an ordinary body)
+and answers as ``bnncore_runtime.load`` does, and the first body the fast
+path declines imports pydantic and the request models.
 
 Oracles: the replica process's own ``sys.modules`` (read by a thread of that
-process, once ``GET /v2/health/ready`` answers 200 and again after the first
+process, once ``GET /v2/health/ready`` answers 200 and again after each
 answer), and ``bnncore_runtime.load(...).predict`` on the model exported by
 ``bnncore.export.save`` (its own definition document, not the store's)."""
 
@@ -27,6 +29,7 @@ from test_inference_common import SEQ, randomize, register, served_model
 import bnncore as lq
 import bnncore_runtime
 from bnncore_service.config import Settings
+from bnncore_service.inference.oip import parse_oip
 from bnncore_service.inference_app import create_inference_app
 from bnncore_service.main import create_app
 
@@ -46,27 +49,31 @@ DEFERRED = (
     "bnncore_runtime.layers",
     "bnncore_runtime.planner",
     "bnncore_runtime.steps",
-    "bnncore_service.inference.schemas",
-    "pydantic",
 )
 """The runtime's reader and planner, and the layer rules: imported by the
-first model loaded (``inference/runtime_models.py``, ``peak.py``); the request
-models (pydantic classes) and pydantic itself: by the first body parsed
-(``inference/oip.py``, ``handlers.py``). None at the replica's start."""
+first model loaded (``inference/runtime_models.py``, ``peak.py``). None at
+the replica's start."""
+
+VALIDATION = ("bnncore_service.inference.schemas", "pydantic")
+"""The request models (pydantic classes) and pydantic itself: imported by
+the first body that ``oip.parse_oip`` declines (``handlers.py``), which
+pydantic validates; neither at the start nor by an ordinary body."""
 
 LOOKUP = "importlib.metadata"
 """Imported by the first lookup of the server's version (``GET /v2``, the
-documentation), neither at the start nor by an inference."""
+documentation; pydantic imports it too), neither at the start nor by an
+ordinary inference."""
 
 # Runs in the replica's process: a thread waits for readiness, notes the
-# modules, asks for one inference, notes them again, prints what it saw and
-# stops the server; the main thread runs ``python -m bnncore_service``.
+# modules, makes each request of stdin's list ([path, JSON body or null for
+# a GET]) and notes the answer and the modules after it, prints what it saw
+# and stops the server; the main thread runs ``python -m bnncore_service``.
 CHILD = """
 import json, os, runpy, signal, sys, threading, time, urllib.request
 
 PORT, WATCHED = int(sys.argv[1]), json.loads(sys.argv[2])
 BASE = f"http://127.0.0.1:{PORT}"
-BODY = sys.stdin.read().encode()
+STEPS = json.loads(sys.stdin.read())
 OPEN = urllib.request.build_opener(urllib.request.ProxyHandler({})).open  # no proxy
 
 
@@ -88,16 +95,15 @@ def probe():
                     raise
                 time.sleep(0.01)
         seen["ready"] = loaded()
-        request = urllib.request.Request(
-            BASE + "/v2/models/seq/infer", data=BODY,
-            headers={"Content-Type": "application/json"},
-        )
-        with OPEN(request) as reply:
-            seen["answer"] = json.loads(reply.read())
-        seen["answered"] = loaded()
-        with OPEN(BASE + "/v2") as reply:
-            seen["version"] = json.loads(reply.read())["version"]
-        seen["versioned"] = loaded()
+        seen["answers"], seen["after"] = [], []
+        for path, body in STEPS:
+            request = urllib.request.Request(
+                BASE + path, data=None if body is None else body.encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with OPEN(request) as reply:
+                seen["answers"].append(json.loads(reply.read()))
+            seen["after"].append(loaded())
     except BaseException as exc:
         seen["error"] = repr(exc)
     finally:
@@ -137,14 +143,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _run_replica(data_dir: Path, body: dict[str, Any]) -> dict[str, Any]:
+def _run_replica(data_dir: Path, steps: list[tuple[str, str | None]]) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNN_")}
     env.update({"BNN_ROLE": "inference", "BNN_DATA_DIR": str(data_dir),
                 "BNN_MIGRATE": "off", "BNN_LOG_LEVEL": "warning"})  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(_free_port()),
-         json.dumps([*DEFERRED, LOOKUP])],
-        input=json.dumps(body), capture_output=True, text=True, cwd=ROOT,
+         json.dumps([*DEFERRED, *VALIDATION, LOOKUP])],
+        input=json.dumps(steps), capture_output=True, text=True, cwd=ROOT,
         env=env, timeout=180, check=False,
     )  # fmt: skip
     lines = done.stdout.strip().splitlines()
@@ -157,25 +163,38 @@ def _run_replica(data_dir: Path, body: dict[str, Any]) -> dict[str, Any]:
     return seen
 
 
-def test_ready_without_planner_and_request_models(store: tuple[Path, Path]) -> None:
+def test_ready_without_planner_and_pydantic(store: tuple[Path, Path]) -> None:
     """Ready (200) with none of the runtime's reader, planner and layer rules
-    nor the request models and pydantic imported; the first inference imports
-    every one of them (so the first check can see them) and answers exactly
-    as ``bnncore_runtime.load``; ``GET /v2`` then imports importlib.metadata
+    nor pydantic and the request models imported; the first inference (an
+    ordinary body) imports the runtime's modules, not pydantic, and answers
+    exactly as ``bnncore_runtime.load``; a body the fast path declines (an
+    escape in ``id``) imports pydantic and the request models and gets the
+    same answer. ``GET /v2``, asked between them, imports importlib.metadata
     and names the installed distribution's version."""
     data_dir, exported = store
-    body = {"inputs": [{"name": "input", "shape": list(X.shape), "datatype": "FP32",
-                        "data": X.reshape(-1).tolist()}]}  # fmt: skip
-    seen = _run_replica(data_dir, body)
+    inputs = [{"name": "input", "shape": list(X.shape), "datatype": "FP32",
+               "data": X.reshape(-1).tolist()}]  # fmt: skip
+    ordinary = json.dumps({"id": "abc", "inputs": inputs})
+    declined = ordinary.replace('"abc"', '"\\u0061bc"')
+    assert parse_oip(ordinary.encode()) is not None
+    assert parse_oip(declined.encode()) is None  # pydantic validates it
+    infer = "/v2/models/seq/infer"
+    seen = _run_replica(data_dir, [(infer, ordinary), ("/v2", None), (infer, declined)])
     assert seen["ready"] == []
-    assert seen["answered"] == sorted(DEFERRED)
-    assert seen["versioned"] == sorted([*DEFERRED, LOOKUP])
-    assert seen["version"] == metadata.version("bnncore")
-    (output,) = seen["answer"]["outputs"]
-    got = np.asarray(output["data"], dtype=np.float64).astype(np.float32)
+    assert seen["after"] == [
+        sorted(DEFERRED),
+        sorted([*DEFERRED, LOOKUP]),
+        sorted([*DEFERRED, *VALIDATION, LOOKUP]),
+    ]
+    first, server, second = seen["answers"]
+    assert server["version"] == metadata.version("bnncore")
     expected = bnncore_runtime.load(exported).predict(X)
-    assert output["shape"] == list(expected.shape)
-    np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+    for answer in (first, second):
+        assert answer["id"] == "abc"
+        (output,) = answer["outputs"]
+        got = np.asarray(output["data"], dtype=np.float64).astype(np.float32)
+        assert output["shape"] == list(expected.shape)
+        np.testing.assert_array_equal(got.reshape(expected.shape), expected)
 
 
 def test_the_server_version_is_the_installed_distributions(tmp_path: Path) -> None:
