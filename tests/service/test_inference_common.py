@@ -107,6 +107,26 @@ def served_model(client: Any, content_hash: str) -> keras.Model:
     return built.model
 
 
+def register_with_weights(
+    client: Any, name: str, definition: dict[str, Any], seed: int
+) -> keras.Model:
+    """Registers ``definition`` as ``name`` on a full replica, gives its
+    model random weights (:func:`randomize`) and uploads them as version 1's
+    bnncore weights file; the model, with those weights."""
+    import bnncore as lq
+
+    created = register(client, name, definition)
+    model = served_model(client, created["content_hash"])
+    randomize(model, seed)
+    put = client.put(
+        f"/v2/models/{name}/versions/1/weights",
+        content=lq.export.to_bytes(model),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert put.status_code in (200, 201), put.text
+    return model
+
+
 def tensor(
     name: str, array: np.ndarray, datatype: str, nested: bool = False
 ) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_inference_common import SEQ, randomize, register, served_model
+from test_inference_common import SEQ, register_with_weights
 
 import bnncore as lq
 import bnncore_runtime
@@ -124,15 +124,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("replica_imports")
     data_dir, exported = root / "data", root / "exported"
     with TestClient(create_app(Settings(data_dir=data_dir))) as full:
-        created = register(full, "seq", SEQ)
-        model = served_model(full, created["content_hash"])
-        randomize(model, 7)
-        put = full.put(
-            "/v2/models/seq/versions/1/weights",
-            content=lq.export.to_bytes(model),
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        assert put.status_code in (200, 201), put.text
+        model = register_with_weights(full, "seq", SEQ, 7)
         lq.export.save(model, exported)
     return data_dir, exported
 

@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 from starlette.responses import Response
-from test_inference_common import SEQ, randomize, register, served_model
+from test_inference_common import SEQ, register_with_weights
 
-import bnncore as lq
 import bnncore_runtime
 from bnncore_service.config import Settings, load_settings
 from bnncore_service.inference_app import create_inference_app
@@ -57,15 +56,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``seq`` registered with uploaded weights by a full replica."""
     data_dir = tmp_path_factory.mktemp("replica-logs") / "data"
     with TestClient(create_app(Settings(data_dir=data_dir))) as full:
-        created = register(full, "seq", SEQ)
-        model = served_model(full, created["content_hash"])
-        randomize(model, 7)
-        put = full.put(
-            "/v2/models/seq/versions/1/weights",
-            content=lq.export.to_bytes(model),
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        assert put.status_code in (200, 201), put.text
+        register_with_weights(full, "seq", SEQ, 7)
     return data_dir
 
 

@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 from starlette.routing import Match, Route
-from test_inference_common import FLOAT, SEQ, randomize, register, served_model
+from test_inference_common import FLOAT, SEQ, register, register_with_weights
 
-import bnncore as lq
 from bnncore_service import auth, keyauth
 from bnncore_service.config import Settings
 from bnncore_service.inference_app import ROUTES, create_inference_app
@@ -46,15 +45,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     full replica)."""
     data_dir = tmp_path_factory.mktemp("replica") / "data"
     with TestClient(create_app(Settings(data_dir=data_dir))) as full:
-        created = register(full, "seq", SEQ)
-        model = served_model(full, created["content_hash"])
-        randomize(model, 5)
-        put = full.put(
-            "/v2/models/seq/versions/1/weights",
-            content=lq.export.to_bytes(model),
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        assert put.status_code in (200, 201), put.text
+        register_with_weights(full, "seq", SEQ, 5)
         register(full, "float", FLOAT)
         register(full, "unweighted", SEQ)
     return data_dir
