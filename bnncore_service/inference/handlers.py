@@ -44,10 +44,12 @@ from bnncore_service.inference.inline import (
 from bnncore_service.inference.oip import decode_oip, encode_oip_binary, parse_oip
 from bnncore_service.inference.tensors import Decoded, InferenceError, Limits, to_json
 from bnncore_service.inference.tfserving import (
+    PredictBody,
     decode_tfs,
     encode_tfs,
     model_metadata,
     model_status,
+    parse_predict,
 )
 from bnncore_service.metrics import MODEL_STATE_KEY
 from bnncore_service.pathparams import path_errors
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
 
     from bnncore_service.inference import InferenceService
     from bnncore_service.inference.oip import OipBody
+    from bnncore_service.inference.schemas import PredictRequest
 
 __all__ = [
     "EXTENSIONS",
@@ -365,10 +368,13 @@ async def predict(request: Request, name: str, version: int | None = None) -> Re
 
         @_timed(service, record, "compute_input")
         def decode() -> tuple[Decoded, bool]:
-            # The request models are imported by the first request, not at start.
-            from bnncore_service.inference.schemas import PredictRequest
+            body: PredictBody | PredictRequest | None = parse_predict(raw)
+            if body is None:
+                # pydantic and the request models are imported by the first
+                # body the fast reader declines, not at start.
+                from bnncore_service.inference.schemas import PredictRequest
 
-            body = parse_body(raw, PredictRequest)
+                body = parse_body(raw, PredictRequest)
             return decode_tfs(body, record.name, record.inputs, limits)
 
         if inline_body(raw, INLINE_TFS_BODY_BYTES):

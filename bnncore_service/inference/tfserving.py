@@ -8,10 +8,16 @@ conversions both protocols share are in ``bnncore_service/inference/tensors.py``
 in the JSON TF Serving writes for these protobufs: int64 fields (versions,
 dimension sizes) as strings, default fields present (``"name": ""`` of a
 dimension, ``"unknown_rank": false``, an empty ``error_message``).
+
+A ``:predict`` body is read by :func:`parse_predict` without pydantic's
+models: pydantic-core's JSON parser (the one pydantic's validation runs, so
+the same values) and the request model's checks by hand; what it declines,
+pydantic validates and names as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +46,72 @@ __all__ = [
     "METHOD_NAME",
     "SIGNATURE_NAME",
     "TF_DTYPE",
+    "PredictBody",
     "decode_tfs",
     "encode_tfs",
     "model_metadata",
     "model_status",
+    "parse_predict",
 ]
+
+
+@dataclasses.dataclass(slots=True)
+class PredictBody:
+    """A ``:predict`` body read by :func:`parse_predict`: the fields of
+    ``schemas.PredictRequest``, with its defaults."""
+
+    signature_name: str | None = None
+    instances: list[Any] | None = None
+    inputs: Any = None
+
+
+PREDICT_KEYS = frozenset(field.name for field in dataclasses.fields(PredictBody))
+"""The keys a ``:predict`` body may have (``PredictRequest`` forbids others)."""
+
+_MAX_SIGNATURE_NAME = 256
+"""``PredictRequest.signature_name``'s ``max_length`` (characters)."""
+
+
+def parse_predict(raw: bytes) -> PredictBody | None:
+    """A ``:predict`` body read as ``PredictRequest.model_validate_json``
+    and the duplicate-key check read it, without importing pydantic.
+
+    pydantic-core's ``from_json`` is the JSON parser of pydantic's
+    validation: the same numbers (integers of any size, ``NaN`` and
+    ``Infinity``), strings and refusals. The model's checks follow: an object
+    with only its keys, ``signature_name`` a string of at most 256
+    characters or null, ``instances`` a list or null, ``inputs`` anything.
+
+    Args:
+        raw: The body.
+
+    Returns:
+        The body, or ``None`` for one pydantic's validation should answer
+        (it is not JSON, breaks a check, or repeats a key): it refuses it and
+        names why.
+    """
+    from pydantic_core import from_json
+
+    from bnncore_service.strictjson import JSONBodyError, check_duplicate_keys
+
+    try:
+        body = from_json(raw)
+    except ValueError:
+        return None
+    if type(body) is not dict or not body.keys() <= PREDICT_KEYS:
+        return None
+    name = body.get("signature_name")
+    if name is not None and (type(name) is not str or len(name) > _MAX_SIGNATURE_NAME):
+        return None
+    instances = body.get("instances")
+    if instances is not None and type(instances) is not list:
+        return None
+    try:
+        check_duplicate_keys(raw)
+    except JSONBodyError:
+        return None
+    return PredictBody(name, instances, body.get("inputs"))
+
 
 SIGNATURE_NAME = "serving_default"
 """The models' one signature (``:predict`` accepts only this name)."""
@@ -131,7 +198,7 @@ def _named(value: dict[str, Any], names: list[str], where: str, model: str) -> N
 
 
 def decode_tfs(
-    request: PredictRequest,
+    request: PredictBody | PredictRequest,
     model: str,
     inputs: list[dict[str, Any]],
     limits: Limits,

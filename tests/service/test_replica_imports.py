@@ -30,6 +30,7 @@ import bnncore as lq
 import bnncore_runtime
 from bnncore_service.config import Settings
 from bnncore_service.inference.oip import parse_oip
+from bnncore_service.inference.tfserving import parse_predict
 from bnncore_service.inference_app import create_inference_app
 from bnncore_service.main import create_app
 
@@ -56,8 +57,9 @@ the replica's start."""
 
 VALIDATION = ("bnncore_service.inference.schemas", "pydantic")
 """The request models (pydantic classes) and pydantic itself: imported by
-the first body that ``oip.parse_oip`` declines (``handlers.py``), which
-pydantic validates; neither at the start nor by an ordinary body."""
+the first body that ``oip.parse_oip`` or ``tfserving.parse_predict``
+declines (``handlers.py``), which pydantic validates; neither at the start
+nor by an ordinary body."""
 
 LOOKUP = "importlib.metadata"
 """Imported by the first lookup of the server's version (``GET /v2``, the
@@ -159,7 +161,8 @@ def test_ready_without_planner_and_pydantic(store: tuple[Path, Path]) -> None:
     """Ready (200) with none of the runtime's reader, planner and layer rules
     nor pydantic and the request models imported; the first inference (an
     ordinary body) imports the runtime's modules, not pydantic, and answers
-    exactly as ``bnncore_runtime.load``; a body the fast path declines (an
+    exactly as ``bnncore_runtime.load``, and so does a TF Serving predict; a
+    body the fast path declines (an
     escape in ``id``) imports pydantic and the request models and gets the
     same answer. ``GET /v2``, asked between them, imports importlib.metadata
     and names the installed distribution's version."""
@@ -170,17 +173,26 @@ def test_ready_without_planner_and_pydantic(store: tuple[Path, Path]) -> None:
     declined = ordinary.replace('"abc"', '"\\u0061bc"')
     assert parse_oip(ordinary.encode()) is not None
     assert parse_oip(declined.encode()) is None  # pydantic validates it
+    predict = json.dumps({"instances": X.tolist()})
+    assert parse_predict(predict.encode()) is not None
     infer = "/v2/models/seq/infer"
-    seen = _run_replica(data_dir, [(infer, ordinary), ("/v2", None), (infer, declined)])
+    seen = _run_replica(
+        data_dir,
+        [(infer, ordinary), ("/v1/models/seq:predict", predict), ("/v2", None),
+         (infer, declined)],
+    )  # fmt: skip
     assert seen["ready"] == []
     assert seen["after"] == [
+        sorted(DEFERRED),
         sorted(DEFERRED),
         sorted([*DEFERRED, LOOKUP]),
         sorted([*DEFERRED, *VALIDATION, LOOKUP]),
     ]
-    first, server, second = seen["answers"]
+    first, tfs, server, second = seen["answers"]
     assert server["version"] == metadata.version("bnncore")
     expected = bnncore_runtime.load(exported).predict(X)
+    predictions = np.asarray(tfs["predictions"], dtype=np.float64).astype(np.float32)
+    np.testing.assert_array_equal(predictions, expected)
     for answer in (first, second):
         assert answer["id"] == "abc"
         (output,) = answer["outputs"]

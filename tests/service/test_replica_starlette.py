@@ -247,6 +247,7 @@ with TestClient(create_inference_app(settings)) as client:
         ("POST", "/v2/models/seq/infer", 200, {{"json": body}}),
         ("POST", "/v2/models/seq/infer", 200, {{"content": fallback}}),
         ("POST", "/v1/models/seq:predict", 200, {{"json": bodies["tfs"]}}),
+        ("POST", "/v1/models/seq:predict", 400, {{"content": '{{"instances": 3}}'}}),
         ("GET", "/v2/models/seq/ready", 200, {{}}),
         ("GET", "/v2/models/seq", 200, {{}}),
         ("GET", "/v2/models/9seq", 400, {{}}),
@@ -270,7 +271,8 @@ print(json.dumps(seen))
 def test_serving_imports_no_fastapi(store: Path) -> None:
     """A fresh interpreter: importing the replica and serving an OIP request
     (one taking orjson's fast path, one that pydantic's validation parses),
-    a TF Serving predict and their neighbours imports neither FastAPI,
+    TF Serving predicts (one read without pydantic, one that pydantic
+    refuses) and their neighbours imports neither FastAPI,
     TensorFlow, Keras nor bnncore, nor pydantic-settings (the settings read
     from the environment, as a replica reads them), nor the response models; the request
     models are built when a body is first validated; the first request for
