@@ -11,8 +11,6 @@ for the start-up line, pydantic-settings' reading of the same environment
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import secrets
 import warnings
@@ -21,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from log_capture import logged_client
 from starlette.responses import Response
 from test_inference_common import SEQ, register_with_weights
 
@@ -77,16 +76,10 @@ def _run(app: Any, requests: list[tuple[str, str, str, dict[str, Any]]]) -> tupl
 ]:  # fmt: skip
     """Starts ``app`` with its stdout captured, sends ``requests``, stops it:
     its log lines (parsed), the replies by label and the raw log."""
-    stream = io.StringIO()
-    client = TestClient(app, raise_server_exceptions=False)
-    with contextlib.redirect_stdout(stream):  # the lifespan logs to stdout
-        client.__enter__()
     replies: dict[str, Any] = {}
-    try:
+    with logged_client(app) as (client, stream):
         for label, method, path, kw in requests:
             replies[label] = client.request(method, path, **kw)
-    finally:
-        client.__exit__(None, None, None)
     raw = stream.getvalue()
     return [json.loads(line) for line in raw.splitlines()], replies, raw
 

@@ -26,6 +26,7 @@ from typing import Any
 import keras
 import pytest
 from fastapi.testclient import TestClient
+from log_capture import logged_client
 
 import bnncore as lq
 from bnncore import engine
@@ -112,12 +113,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     def boom() -> None:  # an unexpected error, handled by the real handler
         raise RuntimeError("boom for the log test")
 
-    stream = io.StringIO()
-    client = TestClient(app, raise_server_exceptions=False)
-    with contextlib.redirect_stdout(stream):  # the lifespan logs to stdout
-        client.__enter__()
     replies: dict[str, Any] = {}
-    try:
+    with logged_client(app) as (client, stream):
         replies["ready"] = client.get("/v2/health/ready")
         replies["401"] = client.get("/v2/models", headers=_auth(WRONG_KEY))
         # The real key without its scheme: the 401 quotes the header's start.
@@ -159,8 +156,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         )
         assert replies["register2"].status_code == 201, replies["register2"].text
         replies["500"] = client.get("/boom", headers=_auth())
-    finally:
-        client.__exit__(None, None, None)
     raw = stream.getvalue()
     events = [json.loads(line) for line in raw.splitlines()]
     yield Run(raw, events, replies, model, weights_file)
