@@ -31,9 +31,10 @@ The field table (kinds, defaults, bounds, patterns) is generated from
 
 from __future__ import annotations
 
+import operator
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -158,17 +159,17 @@ _BOOLS = {
 _PATTERNS = {row[0]: re.compile(row[4]) for row in FIELDS if row[4] is not None}
 
 
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+"""The bound signs of the field table (``settings_fields.FIELDS``)."""
+
+
 def _within(value: float, bounds: tuple[tuple[str, float], ...]) -> bool:
-    for sign, bound in bounds:
-        if sign == ">=" and not value >= bound:
-            return False
-        if sign == ">" and not value > bound:
-            return False
-        if sign == "<=" and not value <= bound:
-            return False
-        if sign == "<" and not value < bound:
-            return False
-    return True
+    return all(_COMPARE[sign](value, bound) for sign, bound in bounds)
 
 
 def _value(name: str, kind: str, text: str, bounds: Any) -> Any:
